@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI): admin endpoints, Segment-compatible tracking endpoints, public pages."""

@@ -1,0 +1,45 @@
+"""The ASGI application: routers, problem+json errors, body limits, CORS for browser SDKs."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from conveyor import __version__
+from conveyor.api import problems
+from conveyor.api.limits import BodyLimit
+from conveyor.api.routes import catalog, contacts, public, tracking, workspace
+from conveyor.bootstrap import Conveyor
+
+DESCRIPTION = """Conveyor's HTTP API.
+
+Send `Authorization: Bearer KEY`. **Admin** keys reach every endpoint of their workspace;
+**write** keys only the Segment-compatible tracking endpoints under `/v1` (which also take
+Basic auth with the key as username, or `writeKey` in the body). Errors are RFC 9457
+`application/problem+json` documents naming the bad `field`.
+"""
+
+
+def create_app(conveyor: Conveyor) -> FastAPI:
+    app = FastAPI(title="Conveyor", version=__version__, description=DESCRIPTION)
+    app.state.conveyor = conveyor
+    problems.install(app)
+    for router in (
+        tracking.router,
+        contacts.router,
+        catalog.router,
+        workspace.router,
+        public.router,
+    ):
+        app.include_router(router)
+    settings = conveyor.settings
+    # Browsers send tracking calls from customers' own sites; keys, not cookies, authenticate.
+    app.add_middleware(
+        CORSMiddleware, allow_origins=["*"], allow_methods=["*"], allow_headers=["*"]
+    )
+    app.add_middleware(
+        BodyLimit,
+        default=settings.max_request_bytes,
+        per_path={"/contacts/import": settings.max_import_bytes},
+    )
+    return app

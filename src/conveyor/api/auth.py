@@ -1,0 +1,49 @@
+"""API keys on requests: `Authorization: Bearer KEY`, or Segment's Basic form (key as username)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from fastapi import Request
+
+from conveyor.bootstrap import Conveyor
+from conveyor.domain.errors import Forbidden, Unauthorized
+from conveyor.domain.workspaces import KeyKind, Workspace
+from conveyor.services.workspaces import Principal
+
+
+def conveyor_of(request: Request) -> Conveyor:
+    return request.app.state.conveyor
+
+
+def presented_key(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    value = value.strip()
+    if scheme.lower() == "bearer":
+        return value
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(value, validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            raise Unauthorized("the Basic credentials are not valid base64") from None
+        return decoded.partition(":")[0]
+    raise Unauthorized(f"unsupported authorization scheme '{scheme}'; use Bearer")
+
+
+def principal(request: Request, body_key: str | None = None) -> Principal:
+    key = presented_key(request) or body_key
+    if not key:
+        raise Unauthorized("send an API key as 'Authorization: Bearer KEY'")
+    return conveyor_of(request).workspaces.authenticate(key)
+
+
+def admin_workspace(request: Request) -> Workspace:
+    """Dependency of every admin route: the key's workspace, if the key is an admin key."""
+    who = principal(request)
+    if who.kind is not KeyKind.ADMIN:
+        raise Forbidden("this is a write key: it may only send tracking calls to /v1/*")
+    return who.workspace

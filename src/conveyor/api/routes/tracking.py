@@ -1,0 +1,172 @@
+"""Segment-spec tracking endpoints: /v1/identify, track, page, screen, group, alias and batch.
+
+They take the same JSON, auth conventions (Bearer, Basic with the key as username, or `writeKey`
+in the body) and any Content-Type (analytics.js sends text/plain), so Segment and RudderStack
+SDKs can point here unchanged. Admin and write keys both work.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from conveyor.api.auth import conveyor_of, principal
+from conveyor.api.problems import from_error, problem
+from conveyor.api.schemas import TrackingOut
+from conveyor.domain.errors import InvalidInput, ItemError, PayloadTooLarge
+from conveyor.domain.messages import Alias, Group, Identify, Page, Screen, Track
+
+router = APIRouter(prefix="/v1", tags=["tracking"])
+_MODELS = {
+    "identify": Identify,
+    "track": Track,
+    "page": Page,
+    "screen": Screen,
+    "group": Group,
+    "alias": Alias,
+}
+
+
+def _body_schema(model: Any) -> dict[str, Any]:
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    schema.pop("$defs", None)
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+async def _read(request: Request) -> Any:
+    raw = await request.body()
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise InvalidInput("body", "is not valid JSON") from None
+
+
+def _errors(errors: list[ItemError]) -> list[dict[str, Any]]:
+    return [e.as_dict() for e in errors]
+
+
+async def _single(request: Request, call_type: str) -> JSONResponse:
+    body = await _read(request)
+    body_key = body.get("writeKey") if isinstance(body, dict) else None
+    who = principal(request, body_key if isinstance(body_key, str) else None)
+    if isinstance(body, dict):
+        body = {k: v for k, v in body.items() if k != "writeKey"}
+    limit = conveyor_of(request).settings.max_event_bytes
+    if len(orjson.dumps(body)) > limit:
+        raise PayloadTooLarge(f"a call is at most {limit} bytes")
+    result = await run_in_threadpool(
+        conveyor_of(request).ingest.calls, who.workspace, [body], call_type=call_type
+    )
+    if result.errors:
+        error = result.errors[0]
+        return from_error(InvalidInput.many(error.errors))
+    return JSONResponse(
+        {"success": True, "accepted": result.accepted, "duplicates": result.duplicates}
+    )
+
+
+def _endpoint(call_type: str) -> Any:
+    async def endpoint(request: Request) -> JSONResponse:
+        return await _single(request, call_type)
+
+    endpoint.__name__ = f"{call_type}_call"
+    endpoint.__doc__ = f"Record a Segment-spec `{call_type}` call. Idempotent on `messageId`."
+    return endpoint
+
+
+for _type, _model in _MODELS.items():
+    router.add_api_route(
+        f"/{_type}",
+        _endpoint(_type),
+        methods=["POST"],
+        response_model=TrackingOut,
+        openapi_extra=_body_schema(_model),
+        summary=f"{_type.capitalize()} call",
+    )
+
+
+@router.post(
+    "/batch",
+    response_model=TrackingOut,
+    summary="Many calls at once",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["batch"],
+                        "properties": {
+                            "batch": {"type": "array", "items": {"type": "object"}},
+                            "context": {"type": "object"},
+                            "integrations": {"type": "object"},
+                            "sentAt": {"type": "string", "format": "date-time"},
+                            "writeKey": {"type": "string"},
+                        },
+                    }
+                }
+            },
+        }
+    },
+)
+async def batch(request: Request) -> JSONResponse:
+    """Up to 1,000 calls (500 KB). Good calls are stored even when others are bad; the bad ones
+    come back in `errors` with their index. When none is good the answer is a 422 problem."""
+    body = await _read(request)
+    if not isinstance(body, dict) or not isinstance(body.get("batch"), list):
+        body_key = body.get("writeKey") if isinstance(body, dict) else None
+        principal(request, body_key if isinstance(body_key, str) else None)
+        raise InvalidInput("batch", "must be a list of calls")
+    body_key = body.get("writeKey")
+    who = principal(request, body_key if isinstance(body_key, str) else None)
+    settings = conveyor_of(request).settings
+    items: list[Any] = body["batch"]
+    if len(items) > settings.max_batch_items:
+        raise PayloadTooLarge(
+            f"a batch holds at most {settings.max_batch_items} calls, this one {len(items)}"
+        )
+    shared_context = body.get("context") if isinstance(body.get("context"), dict) else None
+    calls: list[Any] = []
+    too_big: list[ItemError] = []
+    positions: list[int] = []
+    for index, item in enumerate(items):
+        if len(orjson.dumps(item)) > settings.max_event_bytes:
+            too_big.append(
+                ItemError(
+                    index,
+                    [
+                        InvalidInput(
+                            "", f"a call is at most {settings.max_event_bytes} bytes"
+                        ).errors[0]
+                    ],
+                )
+            )
+            continue
+        if shared_context and isinstance(item, dict):
+            item = {**item, "context": {**shared_context, **(item.get("context") or {})}}
+        calls.append(item)
+        positions.append(index)
+    result = await run_in_threadpool(conveyor_of(request).ingest.calls, who.workspace, calls)
+    errors = too_big + [ItemError(positions[e.index], e.errors) for e in result.errors]
+    errors.sort(key=lambda e: e.index)
+    if errors and result.accepted == 0 and result.duplicates == 0:
+        return problem(
+            422,
+            f"none of the {len(items)} calls could be stored",
+            slug="invalid-input",
+            title="Invalid input",
+            errors=_errors(errors),
+        )
+    return JSONResponse(
+        {
+            "success": True,
+            "accepted": result.accepted,
+            "duplicates": result.duplicates,
+            "errors": _errors(errors),
+        }
+    )

@@ -1,0 +1,53 @@
+"""The composition root: builds the store, clock and services from settings. Nothing connects
+at import time; the API, CLI and (later) worker all start from `bootstrap()`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from conveyor.clock import Clock, SystemClock
+from conveyor.services.catalog import CatalogService
+from conveyor.services.contacts import Contacts
+from conveyor.services.imports import Imports
+from conveyor.services.ingest import Ingest
+from conveyor.services.workspaces import Workspaces
+from conveyor.settings import Settings
+from conveyor.store import migrate
+from conveyor.store.store import Store
+
+
+@dataclass
+class Conveyor:
+    settings: Settings
+    clock: Clock
+    store: Store
+    workspaces: Workspaces
+    contacts: Contacts
+    catalog: CatalogService
+    ingest: Ingest
+    imports: Imports
+
+    def upgrade_schema(self) -> None:
+        migrate.upgrade(self.store.db.engine)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def bootstrap(
+    settings: Settings | None = None, *, clock: Clock | None = None, store: Store | None = None
+) -> Conveyor:
+    settings = settings or Settings()
+    clock = clock or SystemClock()
+    store = store or Store(settings.resolved_database_url())
+    catalog = CatalogService(store, clock)
+    return Conveyor(
+        settings=settings,
+        clock=clock,
+        store=store,
+        workspaces=Workspaces(store, clock),
+        contacts=Contacts(store, clock),
+        catalog=catalog,
+        ingest=Ingest(store, clock),
+        imports=Imports(store, clock, catalog),
+    )

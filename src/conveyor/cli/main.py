@@ -1,0 +1,233 @@
+"""`conveyor` commands: serve, db, workspace, key, contacts."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from conveyor.bootstrap import Conveyor, bootstrap
+from conveyor.domain.errors import ConveyorError
+from conveyor.services.imports import parse_mapping
+from conveyor.settings import Settings
+
+app = typer.Typer(help="Conveyor: self-hosted marketing automation.", no_args_is_help=True)
+db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
+workspace_app = typer.Typer(help="Workspaces (tenants).", no_args_is_help=True)
+key_app = typer.Typer(help="API keys.", no_args_is_help=True)
+contacts_app = typer.Typer(help="Contacts.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(workspace_app, name="workspace")
+app.add_typer(key_app, name="key")
+app.add_typer(contacts_app, name="contacts")
+
+out = Console()
+err = Console(stderr=True)
+WorkspaceOpt = Annotated[
+    str | None, typer.Option("--workspace", "-w", help="default: the default workspace")
+]
+
+
+def _open() -> Conveyor:
+    conveyor = bootstrap(Settings())
+    conveyor.upgrade_schema()
+    return conveyor
+
+
+def _fail(message: str, code: int = 1) -> None:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _workspace(conveyor: Conveyor, name: str | None):  # type: ignore[no-untyped-def]
+    return conveyor.workspaces.get(name or conveyor.settings.default_workspace)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="interface to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="port to listen on")] = None,
+) -> None:
+    """Run the API (migrating the database first). Creates the default workspace on first start."""
+    import uvicorn
+
+    from conveyor.api.app import create_app
+
+    settings = Settings()
+    if host:
+        settings.host = host
+    if port:
+        settings.port = port
+    conveyor = bootstrap(settings)
+    conveyor.upgrade_schema()
+    new_key = conveyor.workspaces.ensure_default(settings.default_workspace)
+    url = settings.base_url()
+    out.print(f"Conveyor {url}  (API docs: {url}/docs)", highlight=False)
+    out.print(
+        f"Database: {conveyor.store.db.engine.url.render_as_string(hide_password=True)}",
+        highlight=False,
+    )
+    if new_key is not None:
+        out.print(
+            f"Created workspace '{new_key.workspace}'. Its admin API key, shown only this once:"
+        )
+        out.print(f"  {new_key.secret}", highlight=False)
+    sys.stdout.flush()
+    uvicorn.run(
+        create_app(conveyor),
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        access_log=False,
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply all schema migrations."""
+    from conveyor.store import migrate
+
+    conveyor = bootstrap(Settings())
+    conveyor.upgrade_schema()
+    out.print(f"schema at revision {migrate.current_revision(conveyor.store.db.engine)}")
+
+
+@workspace_app.command("create")
+def workspace_create(name: str) -> None:
+    """Create a workspace and print its first admin key."""
+    conveyor = _open()
+    try:
+        workspace, key = conveyor.workspaces.create(name)
+    except ConveyorError as exc:
+        _fail(exc.detail)
+    out.print(f"Created workspace '{workspace.name}'. Admin key (shown once):")
+    out.print(key.secret, highlight=False)
+
+
+@workspace_app.command("list")
+def workspace_list() -> None:
+    conveyor = _open()
+    for ws in conveyor.workspaces.all():
+        out.print(ws.name, highlight=False)
+
+
+@key_app.command("create")
+def key_create(
+    workspace: WorkspaceOpt = None,
+    kind: Annotated[str, typer.Option(help="admin or write")] = "admin",
+    name: Annotated[str | None, typer.Option(help="a label to recognise the key")] = None,
+) -> None:
+    """Create an API key and print it (only now; it is stored hashed)."""
+    conveyor = _open()
+    try:
+        key = conveyor.workspaces.create_key(_workspace(conveyor, workspace), kind, name)
+    except ConveyorError as exc:
+        _fail(exc.detail)
+    out.print(key.secret, highlight=False)
+    err.print(f"{key.kind} key {key.id} for workspace '{key.workspace}'", highlight=False)
+
+
+@key_app.command("list")
+def key_list(workspace: WorkspaceOpt = None) -> None:
+    conveyor = _open()
+    try:
+        keys = conveyor.workspaces.keys(_workspace(conveyor, workspace))
+    except ConveyorError as exc:
+        _fail(exc.detail)
+    table = Table("id", "kind", "name", "prefix", "created", "revoked")
+    for k in keys:
+        table.add_row(
+            str(k.id),
+            k.kind,
+            k.name,
+            k.prefix + "…",
+            f"{k.created_at:%Y-%m-%d %H:%M}",
+            f"{k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "",
+        )
+    out.print(table)
+
+
+@key_app.command("revoke")
+def key_revoke(key_id: int, workspace: WorkspaceOpt = None) -> None:
+    conveyor = _open()
+    try:
+        conveyor.workspaces.revoke_key(_workspace(conveyor, workspace), key_id)
+    except ConveyorError as exc:
+        _fail(exc.detail)
+    out.print(f"revoked key {key_id}")
+
+
+@contacts_app.command("import")
+def contacts_import(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    list_key: Annotated[
+        str | None, typer.Option("--list", help="subscribe every row (created if missing)")
+    ] = None,
+    mapping: Annotated[
+        list[str] | None, typer.Option("--map", help="COLUMN=field, repeatable")
+    ] = None,
+    status: Annotated[
+        str, typer.Option(help="subscription status to set with --list")
+    ] = "subscribed",
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Import contacts from a CSV file. Bad rows are reported with their line number."""
+    conveyor = _open()
+    try:
+        ws = _workspace(conveyor, workspace)
+        columns = parse_mapping(mapping or [])
+        with file.open(encoding="utf-8-sig", newline="") as handle:
+            total = max(sum(1 for _ in handle) - 1, 0)
+        with (
+            Progress(
+                TextColumn("importing"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=err,
+                transient=True,
+            ) as bar,
+            file.open(encoding="utf-8-sig", newline="") as handle,
+        ):
+            task = bar.add_task("import", total=total)
+            report = conveyor.imports.run(
+                ws,
+                handle,
+                mapping=columns,
+                list_key=list_key,
+                status=status,
+                progress=lambda n: bar.advance(task, n),
+            )
+    except UnicodeDecodeError:
+        _fail(f"{file}: not UTF-8 text; save the CSV as UTF-8")
+    except ConveyorError as exc:
+        _fail(f"{file}: {exc.detail}")
+    if report.list_created:
+        out.print(f"created list '{list_key}'")
+    out.print(
+        f"{report.rows} rows: {report.created} created, {report.updated} updated, "
+        f"{report.unchanged} unchanged, {len(report.errors)} failed",
+        highlight=False,
+    )
+    if report.ignored_columns:
+        out.print(
+            f"ignored columns (map them with --map COLUMN=field): {', '.join(report.ignored_columns)}",
+            highlight=False,
+        )
+    for error in report.errors:
+        err.print(f"{file}:{error.line}: {error.field}: {error.detail}", highlight=False)
+    if report.errors:
+        raise typer.Exit(2)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Pure domain: models and rules with no I/O and no clock."""

@@ -1,0 +1,191 @@
+"""Tracking calls in the Segment spec (identify, track, page, screen, group, alias) and their rules."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+
+from conveyor.domain.errors import FieldError, InvalidInput
+from conveyor.domain.fields import RESERVED_KEYS, STANDARD_FIELDS
+
+
+def _id_text(value: Any) -> Any:
+    # SDKs send numeric user ids now and then; an empty id means "not given".
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str) and not value.strip():
+        return None
+    return value
+
+
+Id = Annotated[str | None, BeforeValidator(_id_text), Field(default=None, max_length=255)]
+
+
+class _Call(BaseModel):
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    messageId: Id = None
+    userId: Id = None
+    anonymousId: Id = None
+    timestamp: datetime | None = None
+    originalTimestamp: datetime | None = None
+    sentAt: datetime | None = None
+    context: dict[str, Any] = Field(default_factory=dict)
+    integrations: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _needs_identity(self) -> _Call:
+        if self.userId is None and self.anonymousId is None:
+            raise ValueError("either userId or anonymousId is required")
+        return self
+
+    def occurred_at(self, received_at: datetime) -> datetime:
+        """When it happened, corrected for the sender's clock skew the way Segment does it."""
+        if self.timestamp is not None:
+            return _utc(self.timestamp)
+        if self.originalTimestamp is not None:
+            original = _utc(self.originalTimestamp)
+            if self.sentAt is not None:
+                skew = _utc(self.sentAt) - original
+                if timedelta(0) <= skew <= timedelta(days=30):
+                    return received_at - skew
+            return original
+        return received_at
+
+
+class Identify(_Call):
+    type: Literal["identify"]
+    traits: dict[str, Any] = Field(default_factory=dict)
+
+
+class Track(_Call):
+    type: Literal["track"]
+    event: str = Field(min_length=1, max_length=200)
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+
+class Page(_Call):
+    type: Literal["page"]
+    name: str | None = Field(default=None, max_length=500)
+    category: str | None = Field(default=None, max_length=500)
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+
+class Screen(_Call):
+    type: Literal["screen"]
+    name: str | None = Field(default=None, max_length=500)
+    category: str | None = Field(default=None, max_length=500)
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+
+class Group(_Call):
+    type: Literal["group"]
+    groupId: Annotated[str, BeforeValidator(_id_text), Field(max_length=255)]
+    traits: dict[str, Any] = Field(default_factory=dict)
+
+
+class Alias(_Call):
+    type: Literal["alias"]
+    previousId: Annotated[str, BeforeValidator(_id_text), Field(max_length=255)]
+    userId: Annotated[str, BeforeValidator(_id_text), Field(max_length=255)]
+
+
+Call = Annotated[Identify | Track | Page | Screen | Group | Alias, Field(discriminator="type")]
+CALL_TYPES = ("identify", "track", "page", "screen", "group", "alias")
+_CALL = TypeAdapter(Call)
+
+
+def parse_call(
+    raw: Any, *, call_type: str | None = None
+) -> Identify | Track | Page | Screen | Group | Alias:
+    """Validate one call; `call_type` is the endpoint's type when the body may leave it out."""
+    if not isinstance(raw, dict):
+        raise InvalidInput("", "each call must be a JSON object")
+    if call_type is not None:
+        given = raw.get("type")
+        if given is None:
+            raw = {**raw, "type": call_type}
+        elif given != call_type:
+            raise InvalidInput("type", f"this endpoint takes '{call_type}' calls, not '{given}'")
+    elif raw.get("type") not in CALL_TYPES:
+        raise InvalidInput("type", f"must be one of {', '.join(CALL_TYPES)}")
+    try:
+        return _CALL.validate_python(raw)
+    except ValidationError as exc:
+        raise InvalidInput.many(field_errors(exc, skip_first=True)) from None
+
+
+def field_errors(exc: ValidationError, *, skip_first: bool = False) -> list[FieldError]:
+    """Pydantic errors as (dotted field path, message) pairs."""
+    errors = []
+    for err in exc.errors():
+        loc = list(err["loc"][1:] if skip_first and err["loc"] else err["loc"])
+        path = ".".join(str(part) for part in loc)
+        message = err["msg"]
+        if message.startswith("Value error, "):
+            message = message[len("Value error, ") :]
+        if err["type"] == "missing":
+            message = "is required"
+        if not path and "userId" in message:
+            path = "userId"
+        errors.append(FieldError(path, message))
+    return errors
+
+
+def _utc(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+_CAMEL = re.compile(r"(?<=[a-z0-9])([A-Z])")
+_TRAIT_ALIASES = {"firstname": "first_name", "lastname": "last_name", "userid": None, "id": None}
+
+
+def trait_key(raw: str) -> str | None:
+    """The contact attribute a trait lands in: `firstName` → `first_name`; None to skip it."""
+    key = _CAMEL.sub(r"_\1", raw.strip()).lower().replace(" ", "_").replace("-", "_")
+    compact = key.replace("_", "")
+    if compact in _TRAIT_ALIASES:
+        return _TRAIT_ALIASES[compact]
+    if key in RESERVED_KEYS and key not in STANDARD_FIELDS:
+        return f"trait_{key}"  # e.g. Segment's `createdAt` must not pose as our own created_at
+    return key
+
+
+def traits_to_values(traits: dict[str, Any]) -> dict[str, Any]:
+    """Flatten Segment traits into contact attribute values (nested objects joined with `_`)."""
+    values: dict[str, Any] = {}
+
+    def visit(prefix: str, obj: dict[str, Any]) -> None:
+        for raw_key, value in obj.items():
+            key = trait_key(str(raw_key))
+            if key is None:
+                continue
+            key = f"{prefix}_{key}" if prefix else key
+            if isinstance(value, dict):
+                visit(key, value)
+            else:
+                values[key] = value
+
+    visit("", traits)
+    if "name" in values and isinstance(values["name"], str):
+        first, _, last = values["name"].strip().partition(" ")
+        values.setdefault("first_name", first or None)
+        if last:
+            values.setdefault("last_name", last.strip())
+        del values["name"]
+    return values

@@ -1,0 +1,232 @@
+"""Tracking calls in, contacts and events out: the Segment-compatible ingest path.
+
+A batch is validated item by item; the good items are applied in one transaction (contacts
+upserted, anonymous visitors merged, the calls and the system events they cause appended to the
+log); the bad ones are reported by index. Calls are idempotent on their `messageId`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from conveyor.clock import Clock
+from conveyor.domain.errors import Conflict, FieldError, InvalidInput, ItemError
+from conveyor.domain.fields import normalize_locale, normalize_timezone
+from conveyor.domain.messages import (
+    Alias,
+    Group,
+    Identify,
+    Page,
+    Screen,
+    Track,
+    parse_call,
+    traits_to_values,
+)
+from conveyor.domain.workspaces import Workspace
+from conveyor.services.contact_writer import ContactState, ContactWriter, Prepared
+from conveyor.store.store import Store, Tx
+
+AnyCall = Identify | Track | Page | Screen | Group | Alias
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    duplicates: int = 0
+    errors: list[ItemError] = field(default_factory=list)
+
+
+class Ingest:
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self.store = store
+        self.clock = clock
+
+    def calls(
+        self, workspace: Workspace, items: list[Any], *, call_type: str | None = None
+    ) -> IngestResult:
+        parsed: list[tuple[int, AnyCall]] = []
+        errors: list[ItemError] = []
+        for index, raw in enumerate(items):
+            try:
+                parsed.append((index, parse_call(raw, call_type=call_type)))
+            except InvalidInput as exc:
+                errors.append(ItemError(index, exc.errors))
+        if not parsed:
+            return IngestResult(errors=errors)
+        result = self.store.transact(lambda tx: _Batch(tx, workspace, self.clock).run(parsed))
+        result.errors = sorted(errors + result.errors, key=lambda e: e.index)
+        return result
+
+
+class _Batch:
+    """One attempt at applying a batch inside one transaction."""
+
+    def __init__(self, tx: Tx, workspace: Workspace, clock: Clock) -> None:
+        self.now = clock.now()
+        self.writer = ContactWriter(tx, workspace, self.now, source="tracking")
+        self.tx = tx
+        self.workspace = workspace
+
+    def run(self, parsed: list[tuple[int, AnyCall]]) -> IngestResult:
+        result = IngestResult()
+        message_ids = {call.messageId for _, call in parsed if call.messageId}
+        seen = (
+            self.tx.events.seen_message_ids(self.workspace.id, message_ids)
+            if message_ids
+            else set()
+        )
+        prepared: dict[int, Prepared] = {}
+        emails: set[str] = set()
+        for index, call in parsed:
+            if isinstance(call, Identify):
+                try:
+                    prepared[index] = self.writer.prepare(
+                        traits_to_values(call.traits),
+                        declare_unknown=self.workspace.auto_declare_fields or False,
+                        prefix="traits.",
+                    )
+                except InvalidInput as exc:
+                    result.errors.append(ItemError(index, exc.errors))
+                    continue
+                if prepared[index].standard.get("email"):
+                    emails.add(prepared[index].standard["email"])
+        self.writer.preload(
+            external_ids={c.userId for _, c in parsed if c.userId}
+            | {c.previousId for _, c in parsed if isinstance(c, Alias)},
+            anonymous_ids={c.anonymousId for _, c in parsed if c.anonymousId}
+            | {c.previousId for _, c in parsed if isinstance(c, Alias)},
+            emails=emails,
+        )
+        failed = {e.index for e in result.errors}
+        for index, call in parsed:
+            if index in failed:
+                continue
+            if call.messageId is not None:
+                if call.messageId in seen:
+                    result.duplicates += 1
+                    continue
+                seen.add(call.messageId)
+            try:
+                self._apply(index, call, prepared)
+            except InvalidInput as exc:
+                result.errors.append(ItemError(index, exc.errors))
+                continue
+            except Conflict as exc:
+                name = exc.field or ""
+                result.errors.append(
+                    ItemError(index, [FieldError(f"traits.{name}" if name else "", exc.detail)])
+                )
+                continue
+            result.accepted += 1
+        self.writer.flush()
+        return result
+
+    def _apply(self, index: int, call: AnyCall, prepared: dict[int, Prepared]) -> None:
+        writer = self.writer
+        if isinstance(call, Alias):
+            state = self._alias(call)
+        else:
+            values = prepared.get(index) or Prepared()
+            state = self._resolve(call.userId, call.anonymousId, values)
+            if values:
+                writer.apply(state, values)
+        self._fill_from_context(state, call.context)
+        name, properties = _describe(call)
+        writer.record(
+            state,
+            name,
+            properties,
+            kind=call.type,
+            context=call.context,
+            message_id=call.messageId,
+            timestamp=call.occurred_at(self.now),
+        )
+
+    def _resolve(
+        self, user_id: str | None, anonymous_id: str | None, values: Prepared
+    ) -> ContactState:
+        """Find (or create) the contact a call is about; merge an anonymous visitor into it."""
+        writer = self.writer
+        email = values.standard.get("email")
+        by_user = writer.by_external_id(user_id) if user_id else None
+        by_anon = writer.by_anonymous_id(anonymous_id) if anonymous_id else None
+        by_email = writer.by_email(email) if email else None
+
+        def adoptable(state: ContactState | None) -> bool:
+            # A contact may take this user id only if it has none of its own yet.
+            return state is not None and (user_id is None or state.standard["external_id"] is None)
+
+        target = by_user
+        for candidate in (by_email, by_anon):
+            if target is None and adoptable(candidate):
+                target = candidate
+        merging = tuple(
+            c
+            for c in (by_email, by_anon)
+            if c is not None and c is not target and adoptable(c) and (c is by_email or c.anonymous)
+        )
+        if user_id:
+            values.standard.setdefault("external_id", user_id)
+        if target is not None and target.standard["external_id"] not in (None, user_id):
+            values.standard.pop("external_id", None)
+        writer.check_unique(target, values, merging)
+        if target is None:
+            target = writer.create()
+        for other in merging:
+            target = writer.merge(target, other)
+        if user_id and target.standard["external_id"] is None:
+            writer.apply(target, Prepared(standard={"external_id": user_id}))
+        if anonymous_id:
+            writer.add_alias(target, anonymous_id)
+        values.standard.pop("external_id", None)
+        return target
+
+    def _alias(self, call: Alias) -> ContactState:
+        writer = self.writer
+        previous = writer.by_external_id(call.previousId) or writer.by_anonymous_id(call.previousId)
+        user = writer.by_external_id(call.userId)
+        if user is None and previous is None:
+            user = writer.create(Prepared(standard={"external_id": call.userId}))
+            writer.add_alias(user, call.previousId)
+            return user
+        if user is None:
+            assert previous is not None
+            if previous.standard["external_id"] is None:
+                writer.add_alias(previous, call.previousId)
+            writer.apply(previous, Prepared(standard={"external_id": call.userId}))
+            return previous
+        if previous is not None and previous is not user:
+            user = writer.merge(user, previous)
+        if writer.by_external_id(call.previousId) is None:
+            writer.add_alias(user, call.previousId)
+        return user
+
+    def _fill_from_context(self, state: ContactState, context: dict[str, Any]) -> None:
+        """SDKs report the device's timezone and locale; use them when the contact has none."""
+        fill: dict[str, Any] = {}
+        for key, normalize in (("timezone", normalize_timezone), ("locale", normalize_locale)):
+            value = context.get(key)
+            if value and state.standard.get(key) is None:
+                try:
+                    fill[key] = normalize(value)
+                except InvalidInput:
+                    continue
+        if fill:
+            self.writer.apply(state, Prepared(standard=fill))
+
+
+def _describe(call: AnyCall) -> tuple[str, dict[str, Any]]:
+    """The log's event name and properties for a call."""
+    if isinstance(call, Track):
+        return call.event, call.properties
+    if isinstance(call, Identify):
+        return "identify", call.traits
+    if isinstance(call, Page | Screen):
+        extra = {
+            k: v for k, v in (("name", call.name), ("category", call.category)) if v is not None
+        }
+        return call.type, {**call.properties, **extra}
+    if isinstance(call, Group):
+        return "group", {"group_id": call.groupId, "traits": call.traits}
+    return "alias", {"previous_id": call.previousId, "user_id": call.userId}

@@ -1,0 +1,1 @@
+"""The store adapter: every SQL statement Conveyor runs lives in this package."""

@@ -1,0 +1,232 @@
+"""SQL for contacts and what hangs off them: aliases, tags and list subscriptions."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Select, bindparam, delete, insert, select, update
+
+from conveyor.store.schema import contact_aliases, contact_tags, contacts, events, subscriptions
+
+_CHUNK = 500  # keeps IN lists well under every driver's parameter limit
+
+
+def _chunks(values: Iterable[Any]) -> Iterable[list[Any]]:
+    items = list(values)
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
+
+
+class ContactQueries:
+    def __init__(self, conn: Connection, lock_rows: bool = False) -> None:
+        self.conn = conn
+        # Inside write transactions on PostgreSQL, rows read for update are locked (SELECT … FOR
+        # UPDATE) so two writers cannot both read-modify-write one contact's fields.
+        self.lock_rows = lock_rows
+
+    def _select(self, stmt: Select[Any]) -> list[Any]:
+        if self.lock_rows:
+            stmt = stmt.order_by(contacts.c.id).with_for_update()
+        return list(self.conn.execute(stmt))
+
+    def by_ids(self, workspace_id: int, ids: Iterable[int]) -> list[Any]:
+        rows: list[Any] = []
+        for chunk in _chunks(ids):
+            rows += self._select(
+                select(contacts).where(
+                    contacts.c.workspace_id == workspace_id, contacts.c.id.in_(chunk)
+                )
+            )
+        return rows
+
+    def by_external_ids(self, workspace_id: int, external_ids: Iterable[str]) -> list[Any]:
+        rows: list[Any] = []
+        for chunk in _chunks(external_ids):
+            rows += self._select(
+                select(contacts).where(
+                    contacts.c.workspace_id == workspace_id, contacts.c.external_id.in_(chunk)
+                )
+            )
+        return rows
+
+    def by_emails(self, workspace_id: int, emails: Iterable[str]) -> list[Any]:
+        rows: list[Any] = []
+        for chunk in _chunks(emails):
+            rows += self._select(
+                select(contacts).where(
+                    contacts.c.workspace_id == workspace_id, contacts.c.email.in_(chunk)
+                )
+            )
+        return rows
+
+    def alias_targets(self, workspace_id: int, anonymous_ids: Iterable[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for chunk in _chunks(anonymous_ids):
+            found.update(
+                self.conn.execute(
+                    select(contact_aliases.c.anonymous_id, contact_aliases.c.contact_id).where(
+                        contact_aliases.c.workspace_id == workspace_id,
+                        contact_aliases.c.anonymous_id.in_(chunk),
+                    )
+                ).all()
+            )
+        return found
+
+    def aliases_of(self, contact_ids: Iterable[int]) -> dict[int, list[str]]:
+        found: dict[int, list[str]] = defaultdict(list)
+        for chunk in _chunks(contact_ids):
+            for contact_id, anonymous_id in self.conn.execute(
+                select(contact_aliases.c.contact_id, contact_aliases.c.anonymous_id)
+                .where(contact_aliases.c.contact_id.in_(chunk))
+                .order_by(contact_aliases.c.created_at, contact_aliases.c.anonymous_id)
+            ):
+                found[contact_id].append(anonymous_id)
+        return found
+
+    def tags_of(self, contact_ids: Iterable[int]) -> dict[int, set[str]]:
+        found: dict[int, set[str]] = defaultdict(set)
+        for chunk in _chunks(contact_ids):
+            for contact_id, tag in self.conn.execute(
+                select(contact_tags.c.contact_id, contact_tags.c.tag).where(
+                    contact_tags.c.contact_id.in_(chunk)
+                )
+            ):
+                found[contact_id].add(tag)
+        return found
+
+    def subscriptions_of(self, contact_ids: Iterable[int]) -> dict[int, dict[int, str]]:
+        found: dict[int, dict[int, str]] = defaultdict(dict)
+        for chunk in _chunks(contact_ids):
+            for contact_id, list_id, status in self.conn.execute(
+                select(
+                    subscriptions.c.contact_id, subscriptions.c.list_id, subscriptions.c.status
+                ).where(subscriptions.c.contact_id.in_(chunk))
+            ):
+                found[contact_id][list_id] = status
+        return found
+
+    # --- writes -----------------------------------------------------------------------------
+
+    def insert(self, rows: list[dict[str, Any]]) -> list[int]:
+        """Insert contacts; their new ids in the order given."""
+        if not rows:
+            return []
+        result = self.conn.execute(
+            insert(contacts).returning(contacts.c.id, sort_by_parameter_order=True), rows
+        )
+        return list(result.scalars())
+
+    def update(self, rows: list[dict[str, Any]]) -> None:
+        """Rewrite changed contacts; each row has `contact_id` and every column to set."""
+        if not rows:
+            return
+        columns = [key for key in rows[0] if key != "contact_id"]
+        self.conn.execute(
+            update(contacts)
+            .where(contacts.c.id == bindparam("contact_id"))
+            .values({name: bindparam(name) for name in columns}),
+            rows,
+        )
+
+    def add_aliases(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            self.conn.execute(insert(contact_aliases), rows)
+
+    def add_tags(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            self.conn.execute(insert(contact_tags), rows)
+
+    def remove_tags(self, pairs: list[tuple[int, str]]) -> None:
+        if pairs:
+            self.conn.execute(
+                delete(contact_tags).where(
+                    contact_tags.c.contact_id == bindparam("cid"),
+                    contact_tags.c.tag == bindparam("t"),
+                ),
+                [{"cid": cid, "t": tag} for cid, tag in pairs],
+            )
+
+    def add_subscriptions(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            self.conn.execute(insert(subscriptions), rows)
+
+    def update_subscriptions(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            self.conn.execute(
+                update(subscriptions)
+                .where(
+                    subscriptions.c.contact_id == bindparam("cid"),
+                    subscriptions.c.list_id == bindparam("lid"),
+                )
+                .values(status=bindparam("status"), updated_at=bindparam("at")),
+                rows,
+            )
+
+    def absorb(self, winner_id: int, loser_id: int) -> None:
+        """Move the loser's history and aliases to the winner, then delete the loser.
+
+        Tags, subscriptions and fields are merged by the caller (with their system events);
+        this only moves what the caller does not rewrite.
+        """
+        self.conn.execute(
+            update(events).where(events.c.contact_id == loser_id).values(contact_id=winner_id)
+        )
+        self.conn.execute(
+            update(contact_aliases)
+            .where(contact_aliases.c.contact_id == loser_id)
+            .values(contact_id=winner_id)
+        )
+        self.conn.execute(delete(contacts).where(contacts.c.id == loser_id))
+
+    def delete(self, workspace_id: int, contact_id: int) -> bool:
+        """Delete a contact with its tags, subscriptions, aliases and event history."""
+        self.conn.execute(
+            delete(events).where(
+                events.c.workspace_id == workspace_id, events.c.contact_id == contact_id
+            )
+        )
+        result = self.conn.execute(
+            delete(contacts).where(
+                contacts.c.workspace_id == workspace_id, contacts.c.id == contact_id
+            )
+        )
+        return result.rowcount == 1
+
+    # --- reads for listing ------------------------------------------------------------------
+
+    def page(
+        self,
+        workspace_id: int,
+        *,
+        after_id: int | None,
+        limit: int,
+        email: str | None = None,
+        tag: str | None = None,
+        list_id: int | None = None,
+        list_status: str | None = None,
+        since: datetime | None = None,
+    ) -> list[Any]:
+        stmt = select(contacts).where(contacts.c.workspace_id == workspace_id)
+        if after_id is not None:
+            stmt = stmt.where(contacts.c.id > after_id)
+        if email is not None:
+            stmt = stmt.where(contacts.c.email == email)
+        if since is not None:
+            stmt = stmt.where(contacts.c.updated_at >= since)
+        if tag is not None:
+            stmt = stmt.where(
+                contacts.c.id.in_(
+                    select(contact_tags.c.contact_id).where(
+                        contact_tags.c.workspace_id == workspace_id, contact_tags.c.tag == tag
+                    )
+                )
+            )
+        if list_id is not None:
+            members = select(subscriptions.c.contact_id).where(subscriptions.c.list_id == list_id)
+            if list_status is not None:
+                members = members.where(subscriptions.c.status == list_status)
+            stmt = stmt.where(contacts.c.id.in_(members))
+        return list(self.conn.execute(stmt.order_by(contacts.c.id).limit(limit)))

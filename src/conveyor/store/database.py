@@ -1,0 +1,115 @@
+"""Connecting to SQLite or PostgreSQL and running transactions the same way on both."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, create_engine, event
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+
+T = TypeVar("T")
+
+# PostgreSQL error codes that mean "another transaction got there first; try again".
+_RETRYABLE_PG = {"40001", "40P01", "23505"}
+
+
+def normalize_url(url: str) -> str:
+    """Accept plain postgresql:// URLs and pick the psycopg 3 driver for them."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    url = normalize_url(url)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs
+        )
+        _configure_sqlite(engine)
+        return engine
+    kwargs.setdefault("pool_size", 10)
+    kwargs.setdefault("max_overflow", 10)
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(url, **kwargs)
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control away from pysqlite so BEGIN IMMEDIATE can be issued below.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # A writer takes the lock up front: upgrading a read lock later can fail with SQLITE_BUSY.
+        mode = conn.get_execution_options().get("conveyor_begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+class Database:
+    """The engine plus the rules for write transactions on each dialect."""
+
+    def __init__(self, url: str, **engine_kwargs: Any) -> None:
+        self.engine = make_engine(url, **engine_kwargs)
+        self.dialect = self.engine.dialect.name
+        # SQLite has one writer at a time; queueing writers here is fairer and faster than
+        # letting them spin in SQLite's busy handler. Other processes still meet busy_timeout.
+        self._write_lock: contextlib.AbstractContextManager[Any] = (
+            threading.Lock() if self.dialect == "sqlite" else contextlib.nullcontext()
+        )
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    @contextlib.contextmanager
+    def write_connection(self) -> Iterator[Connection]:
+        with self._write_lock, self.engine.connect() as conn:
+            if self.is_sqlite:
+                conn.execution_options(conveyor_begin="IMMEDIATE")
+            with conn.begin():
+                yield conn
+
+    @contextlib.contextmanager
+    def read_connection(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    def retrying(self, work: Callable[[], T], attempts: int = 5) -> T:
+        """Run `work` (which opens its own transaction) again when it lost a race to a peer."""
+        for attempt in range(attempts):
+            try:
+                return work()
+            except (IntegrityError, OperationalError, DBAPIError) as exc:
+                if attempt == attempts - 1 or not self._retryable(exc):
+                    raise
+                time.sleep(0.005 * (2**attempt))
+        raise AssertionError("unreachable")
+
+    def _retryable(self, exc: DBAPIError) -> bool:
+        if self.is_sqlite:
+            return isinstance(exc, IntegrityError | OperationalError) and (
+                isinstance(exc, IntegrityError) or "locked" in str(exc.orig)
+            )
+        code = getattr(exc.orig, "sqlstate", None)
+        return code in _RETRYABLE_PG
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,61 @@
+"""The Store: transactions that hand out the per-aggregate query objects."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection
+
+from conveyor.store.catalog import CatalogQueries
+from conveyor.store.contacts import ContactQueries
+from conveyor.store.database import Database
+from conveyor.store.events import EventQueries
+from conveyor.store.workspaces import WorkspaceQueries
+
+T = TypeVar("T")
+
+
+class Tx:
+    """One open transaction; everything done through it commits or rolls back together."""
+
+    def __init__(self, conn: Connection, *, writing: bool, dialect: str) -> None:
+        self.conn = conn
+        self.writing = writing
+        self.dialect = dialect
+        self.workspaces = WorkspaceQueries(conn)
+        self.catalog = CatalogQueries(conn)
+        self.contacts = ContactQueries(conn, lock_rows=writing and dialect == "postgresql")
+        self.events = EventQueries(conn)
+
+
+class Store:
+    def __init__(self, url: str, **engine_kwargs: Any) -> None:
+        self.db = Database(url, **engine_kwargs)
+
+    @property
+    def dialect(self) -> str:
+        return self.db.dialect
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Tx]:
+        with self.db.write_connection() as conn:
+            yield Tx(conn, writing=True, dialect=self.dialect)
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Tx]:
+        with self.db.read_connection() as conn:
+            yield Tx(conn, writing=False, dialect=self.dialect)
+
+    def transact(self, work: Callable[[Tx], T]) -> T:
+        """Run `work` in a write transaction, again from the start if it lost a race to a peer."""
+
+        def attempt() -> T:
+            with self.write() as tx:
+                return work(tx)
+
+        return self.db.retrying(attempt)
+
+    def close(self) -> None:
+        self.db.dispose()

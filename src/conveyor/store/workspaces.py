@@ -1,0 +1,99 @@
+"""SQL for workspaces and their API keys."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from conveyor.store.schema import api_keys, workspaces
+
+
+class WorkspaceQueries:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def create(self, name: str, secret: str, settings: dict[str, Any], now: datetime) -> int:
+        return self.conn.execute(
+            insert(workspaces)
+            .values(name=name, secret=secret, settings=settings, created_at=now)
+            .returning(workspaces.c.id)
+        ).scalar_one()
+
+    def get(self, workspace_id: int) -> Any:
+        return self.conn.execute(select(workspaces).where(workspaces.c.id == workspace_id)).first()
+
+    def by_name(self, name: str) -> Any:
+        return self.conn.execute(select(workspaces).where(workspaces.c.name == name)).first()
+
+    def all(self) -> list[Any]:
+        return list(self.conn.execute(select(workspaces).order_by(workspaces.c.id)))
+
+    def count(self) -> int:
+        return len(self.conn.execute(select(workspaces.c.id)).all())
+
+    def set_settings(self, workspace_id: int, settings: dict[str, Any]) -> None:
+        self.conn.execute(
+            update(workspaces).where(workspaces.c.id == workspace_id).values(settings=settings)
+        )
+
+    # --- API keys -------------------------------------------------------------------------
+
+    def add_key(
+        self, workspace_id: int, kind: str, name: str, prefix: str, key_hash: str, now: datetime
+    ) -> int:
+        return self.conn.execute(
+            insert(api_keys)
+            .values(
+                workspace_id=workspace_id,
+                kind=kind,
+                name=name,
+                prefix=prefix,
+                key_hash=key_hash,
+                created_at=now,
+            )
+            .returning(api_keys.c.id)
+        ).scalar_one()
+
+    def key_by_hash(self, key_hash: str) -> Any:
+        """The live key with this hash, joined with its workspace."""
+        return self.conn.execute(
+            select(
+                api_keys.c.id.label("key_id"),
+                api_keys.c.kind,
+                workspaces.c.id,
+                workspaces.c.name,
+                workspaces.c.secret,
+                workspaces.c.settings,
+            )
+            .join(workspaces, workspaces.c.id == api_keys.c.workspace_id)
+            .where(api_keys.c.key_hash == key_hash, api_keys.c.revoked_at.is_(None))
+        ).first()
+
+    def keys(self, workspace_id: int) -> list[Any]:
+        return list(
+            self.conn.execute(
+                select(api_keys)
+                .where(api_keys.c.workspace_id == workspace_id)
+                .order_by(api_keys.c.id)
+            )
+        )
+
+    def key(self, workspace_id: int, key_id: int) -> Any:
+        return self.conn.execute(
+            select(api_keys).where(api_keys.c.workspace_id == workspace_id, api_keys.c.id == key_id)
+        ).first()
+
+    def revoke_key(self, workspace_id: int, key_id: int, now: datetime) -> bool:
+        """Compare-and-set: False when the key does not exist here or was already revoked."""
+        result = self.conn.execute(
+            update(api_keys)
+            .where(
+                api_keys.c.workspace_id == workspace_id,
+                api_keys.c.id == key_id,
+                api_keys.c.revoked_at.is_(None),
+            )
+            .values(revoked_at=now)
+        )
+        return result.rowcount == 1

@@ -1,0 +1,86 @@
+"""API fixtures: the real app served by uvicorn on 127.0.0.1, a workspace and its keys."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+import uvicorn
+
+from conveyor.api.app import create_app
+from conveyor.bootstrap import Conveyor
+from conveyor.domain.workspaces import Workspace
+
+
+@dataclass
+class Tenant:
+    workspace: Workspace
+    admin_key: str
+    write_key: str
+
+    @property
+    def admin(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.admin_key}"}
+
+    @property
+    def write(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.write_key}"}
+
+
+def make_tenant(conveyor: Conveyor, name: str) -> Tenant:
+    workspace, admin = conveyor.workspaces.create(name)
+    write = conveyor.workspaces.create_key(workspace, "write", "website")
+    return Tenant(workspace, admin.secret, write.secret)
+
+
+class LiveServer:
+    """uvicorn in a thread on a free loopback port: real HTTP, no test-only transport."""
+
+    def __init__(self, app: object) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.url = "http://127.0.0.1:%d" % self.sock.getsockname()[1]
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]})
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.005)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+        self.sock.close()
+
+
+@pytest.fixture
+def server(conveyor: Conveyor) -> Iterator[LiveServer]:
+    with LiveServer(create_app(conveyor)) as live:
+        yield live
+
+
+@pytest.fixture
+def client(server: LiveServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        yield http
+
+
+@pytest.fixture
+def tenant(conveyor: Conveyor) -> Tenant:
+    return make_tenant(conveyor, "acme")
+
+
+@pytest.fixture
+def other_tenant(conveyor: Conveyor) -> Tenant:
+    return make_tenant(conveyor, "globex")
