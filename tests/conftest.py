@@ -36,7 +36,9 @@ def postgres_url() -> Iterator[str]:
     except OperationalError as exc:
         admin.dispose()
         if REQUIRE_PG:
-            pytest.fail(f"PostgreSQL is required (CONVEYOR_REQUIRE_POSTGRES=1) but unreachable: {exc}")
+            pytest.fail(
+                f"PostgreSQL is required (CONVEYOR_REQUIRE_POSTGRES=1) but unreachable: {exc}"
+            )
         pytest.skip(f"PostgreSQL not reachable at {PG_SERVER}")
     url = admin.url.set(database=name).render_as_string(hide_password=False)
     engine = make_engine(url)

@@ -26,8 +26,8 @@ app.add_typer(workspace_app, name="workspace")
 app.add_typer(key_app, name="key")
 app.add_typer(contacts_app, name="contacts")
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 WorkspaceOpt = Annotated[
     str | None, typer.Option("--workspace", "-w", help="default: the default workspace")
 ]
@@ -216,7 +216,8 @@ def contacts_import(
     )
     if report.ignored_columns:
         out.print(
-            f"ignored columns (map them with --map COLUMN=field): {', '.join(report.ignored_columns)}",
+            "ignored columns (map them with --map COLUMN=field): "
+            + ", ".join(report.ignored_columns),
             highlight=False,
         )
     for error in report.errors:

@@ -1,4 +1,4 @@
-"""Contact fields: the standard ones, typed custom fields, and how raw values become stored values."""
+"""Contact fields: the standard ones, typed custom fields, and how raw values are stored."""
 
 from __future__ import annotations
 

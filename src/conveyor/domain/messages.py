@@ -1,4 +1,4 @@
-"""Tracking calls in the Segment spec (identify, track, page, screen, group, alias) and their rules."""
+"""Tracking calls of the Segment spec (identify, track, page, screen, group, alias)."""
 
 from __future__ import annotations
 

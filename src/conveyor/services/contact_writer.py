@@ -91,6 +91,7 @@ class ContactState:
     subscriptions: dict[int, str] | None = None
     subscriptions_stored: dict[int, str] = field(default_factory=dict)
     new_aliases: list[str] = field(default_factory=list)
+    stored_keys: tuple[str | None, str | None] = (None, None)  # (external_id, email) as stored
 
     def current(self) -> ContactState:
         state = self
@@ -203,6 +204,7 @@ class ContactWriter:
             created_at=row.created_at,
             updated_at=row.updated_at,
         )
+        state.stored_keys = _keys(state)
         self._register(state)
         return state
 
@@ -403,12 +405,8 @@ class ContactWriter:
         return True
 
     def add_alias(self, state: ContactState, anonymous_id: str) -> None:
-        known = self._by_alias.get(anonymous_id)
-        if known is not None and known.current() is state:
-            return
-        if known is None and anonymous_id not in self._missing_aliases:
-            if self.by_anonymous_id(anonymous_id) is not None:
-                return  # the id stays with the contact it first identified
+        if self.by_anonymous_id(anonymous_id) is not None:
+            return  # linked already: to this contact, or (first come) to another known user
         self._missing_aliases.discard(anonymous_id)
         state.new_aliases.append(anonymous_id)
         self._by_alias[anonymous_id] = state
@@ -511,6 +509,13 @@ class ContactWriter:
             self.catalog.pending_fields = []
         live = [s for s in self._states if s.merged_into is None]
         fresh = [s for s in live if s.new]
+        # Unique values may move between contacts within one batch (a merge, a swap): free the
+        # old ones first, so no statement below meets a value that is about to go away.
+        moved = [s.id for s in live if not s.new and s.stored_keys != _keys(s)]
+        tx.contacts.release_unique(moved)
+        for winner, loser in self._merges:  # merge winners are always stored contacts
+            tx.contacts.absorb(winner.current().id, loser.id)  # type: ignore[arg-type]
+        self._merges = []
         ids = (
             tx.contacts.insert([self._row(s) | {"workspace_id": ws} for s in fresh])
             if fresh
@@ -519,10 +524,8 @@ class ContactWriter:
         for state, new_id in zip(fresh, ids, strict=True):
             state.id, state.new, state.dirty = new_id, False, False
             self._by_id[new_id] = state
-        # Losers are deleted before winners are updated, so a winner can take a loser's email.
-        for winner, loser in self._merges:
-            tx.contacts.absorb(winner.current().id, loser.id)  # type: ignore[arg-type]
-        self._merges = []
+        for state in live:
+            state.stored_keys = _keys(state)
         tx.contacts.update(
             [{"contact_id": s.id, **self._row(s)} for s in live if s.dirty and s.id is not None]
         )
@@ -614,3 +617,7 @@ class ContactWriter:
             lists={self.catalog.lists_by_id[lid].key: str(st) for lid, st in subs.items()},
             anonymous_ids=aliases,
         )
+
+
+def _keys(state: ContactState) -> tuple[str | None, str | None]:
+    return state.standard.get("external_id"), state.standard.get("email")

@@ -310,7 +310,8 @@ class Contacts:
 
 
 def confirm_url(base_url: str, workspace: Workspace, contact_id: int, list_id: int) -> str:
-    return f"{base_url.rstrip('/')}/confirm/{workspace.name}/{confirmation_token(workspace, contact_id, list_id)}"
+    token = confirmation_token(workspace, contact_id, list_id)
+    return f"{base_url.rstrip('/')}/confirm/{workspace.name}/{token}"
 
 
 __all__ = ["ContactChange", "Contacts", "Prepared", "confirm_url"]

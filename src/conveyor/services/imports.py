@@ -136,7 +136,8 @@ class Imports:
                         f"{', '.join(sorted(known))}",
                     )
             else:
-                guess = trait_key(re.sub(r"[\s-]+", "_", name.strip())) if name.strip() else None
+                plain = re.sub(r"[\s-]+", "_", name.strip()).lower()
+                guess = plain if plain in known else trait_key(plain) if plain else None
                 guess = {"e_mail": "email", "email_address": "email"}.get(guess or "", guess)
                 if guess not in known:
                     if name.strip():

@@ -37,7 +37,7 @@ class Principal:
 
 
 def hash_key(secret: str) -> str:
-    # Keys carry 256 random bits, so a plain SHA-256 is enough; slow hashes guard guessable passwords.
+    # Keys carry 256 random bits, so plain SHA-256 is enough; slow hashes are for guessable secrets.
     return hashlib.sha256(secret.encode()).hexdigest()
 
 

@@ -131,6 +131,15 @@ class ContactQueries:
             rows,
         )
 
+    def release_unique(self, contact_ids: list[int]) -> None:
+        """Clear email and external id of contacts about to be rewritten with new ones."""
+        for chunk in _chunks(contact_ids):
+            self.conn.execute(
+                update(contacts)
+                .where(contacts.c.id.in_(chunk))
+                .values(external_id=None, email=None)
+            )
+
     def add_aliases(self, rows: list[dict[str, Any]]) -> None:
         if rows:
             self.conn.execute(insert(contact_aliases), rows)

@@ -1,0 +1,163 @@
+"""The real `conveyor` CLI and server as subprocesses, as a new user would run them."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.e2e
+CONVEYOR = str(Path(sys.executable).with_name("conveyor"))
+
+
+def run(env, *args, check=True):
+    result = subprocess.run([CONVEYOR, *args], env=env, capture_output=True, text=True, timeout=60)
+    if check and result.returncode != 0:
+        raise AssertionError(f"conveyor {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture
+def env(database_url, tmp_path):
+    return {
+        **os.environ,
+        "CONVEYOR_DATABASE_URL": database_url,
+        "CONVEYOR_DATA_DIR": str(tmp_path / "data"),
+    }
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving(env):
+    """`conveyor serve` on a free port; yields its URL and everything it printed until ready."""
+    port = free_port()
+    with subprocess.Popen(
+        [CONVEYOR, "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as proc:
+        try:
+            lines = []
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                line = proc.stdout.readline()
+                lines.append(line)
+                if "Uvicorn running" in line or not line:
+                    break
+            yield f"http://127.0.0.1:{port}", "".join(lines)
+        finally:
+            proc.terminate()
+            proc.wait(15)
+
+
+def test_serve_prints_a_key_once_and_answers(env):
+    with serving(env) as (base, output):
+        assert f"Conveyor {base}" in output, output
+        key = re.search(r"(cvk_[\w-]+)", output).group(1)
+        auth = {"Authorization": f"Bearer {key}"}
+        r = httpx.post(
+            f"{base}/v1/batch",
+            headers=auth,
+            json={
+                "batch": [
+                    {
+                        "type": "identify",
+                        "userId": "u1",
+                        "traits": {"email": "ada@example.com", "plan": "pro"},
+                    },
+                    {
+                        "type": "track",
+                        "userId": "u1",
+                        "event": "order_completed",
+                        "properties": {"total": 42},
+                    },
+                ]
+            },
+        )
+        assert r.status_code == 200 and r.json()["accepted"] == 2, r.text
+        c = httpx.get(
+            f"{base}/contacts/lookup", headers=auth, params={"email": "ada@example.com"}
+        ).json()
+        assert c["fields"] == {"plan": "pro"}
+        assert httpx.get(f"{base}/docs").status_code == 200
+        assert httpx.get(f"{base}/openapi.json").json()["info"]["title"] == "Conveyor"
+    # A second start reuses the workspace and prints no new key.
+    with serving(env) as (base, output):
+        assert "cvk_" not in output and "Uvicorn running" in output
+        assert httpx.get(f"{base}/contacts", headers=auth).status_code == 200
+
+
+def test_workspace_and_key_commands(env):
+    created = run(env, "workspace", "create", "shop")
+    admin_key = re.search(r"(cvk_[\w-]+)", created.stdout).group(1)
+    assert run(env, "workspace", "create", "shop", check=False).returncode == 1
+    write = run(env, "key", "create", "--workspace", "shop", "--kind", "write", "--name", "site")
+    assert write.stdout.strip().startswith("cvk_")
+    listing = run(env, "key", "list", "--workspace", "shop").stdout
+    assert "site" in listing and "write" in listing and admin_key not in listing
+    key_id = re.search(r"│\s*(\d+)\s*│\s*write", listing).group(1)
+    run(env, "key", "revoke", key_id, "--workspace", "shop")
+    again = run(env, "key", "revoke", key_id, "--workspace", "shop", check=False)
+    assert again.returncode == 1 and "revoked already" in again.stderr
+    bad = run(env, "key", "create", "--workspace", "shop", "--kind", "root", check=False)
+    assert bad.returncode == 1 and "admin" in bad.stderr
+    assert (
+        "no workspace named 'nope'"
+        in run(env, "key", "list", "--workspace", "nope", check=False).stderr
+    )
+
+
+def test_contacts_import_reports_lines_and_is_idempotent(env, tmp_path):
+    run(env, "workspace", "create", "default")
+    csv = tmp_path / "people.csv"
+    csv.write_text(
+        "email,first_name,Segment\nada@example.com,Ada,vip\nbroken,Bob,x\ngrace@example.com,Grace,y\n"
+    )
+    first = run(
+        env,
+        "contacts",
+        "import",
+        str(csv),
+        "--list",
+        "newsletter",
+        "--map",
+        "Segment=tags",
+        check=False,
+    )
+    assert first.returncode == 2
+    assert "3 rows: 2 created, 0 updated, 0 unchanged, 1 failed" in first.stdout
+    assert f"{csv}:3: email:" in first.stderr
+    assert "created list 'newsletter'" in first.stdout
+    second = run(
+        env,
+        "contacts",
+        "import",
+        str(csv),
+        "--list",
+        "newsletter",
+        "--map",
+        "Segment=tags",
+        check=False,
+    )
+    assert "0 created, 0 updated, 2 unchanged, 1 failed" in second.stdout
+    missing = run(env, "contacts", "import", str(csv), "--map", "Nope=email", check=False)
+    assert missing.returncode == 1 and "no column named 'Nope'" in missing.stderr
+
+
+def test_db_upgrade(env):
+    assert "schema at revision" in run(env, "db", "upgrade").stdout

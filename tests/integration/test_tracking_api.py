@@ -1,0 +1,372 @@
+"""Segment-compatible tracking: every call type, batches, merges, idempotency, limits."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+
+import orjson
+
+
+def contact(client, tenant, **params):
+    r = client.get("/contacts/lookup", headers=tenant.admin, params=params)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def history(client, tenant, contact_id):
+    r = client.get(f"/contacts/{contact_id}/events", headers=tenant.admin, params={"limit": 500})
+    return list(reversed(r.json()["items"]))
+
+
+def log(client, tenant):
+    return client.get("/events", headers=tenant.admin, params={"limit": 500}).json()["items"]
+
+
+def test_every_call_type_is_recorded_with_its_kind(client, tenant):
+    base = {"userId": "u1"}
+    calls = {
+        "identify": {"traits": {"email": "u1@x.co"}},
+        "track": {"event": "order_completed", "properties": {"total": 99}},
+        "page": {"name": "Pricing", "properties": {"url": "https://x.co/pricing"}},
+        "screen": {"name": "Home"},
+        "group": {"groupId": "g1", "traits": {"name": "Acme"}},
+    }
+    for kind, body in calls.items():
+        r = client.post(f"/v1/{kind}", headers=tenant.write, json={**base, **body})
+        assert r.status_code == 200, r.text
+        assert r.json() == {"success": True, "accepted": 1, "duplicates": 0}
+    c = contact(client, tenant, external_id="u1")
+    calls_seen = [
+        (e["kind"], e["name"]) for e in history(client, tenant, c["id"]) if e["kind"] != "system"
+    ]
+    assert calls_seen == [
+        ("identify", "identify"),
+        ("track", "order_completed"),
+        ("page", "page"),
+        ("screen", "screen"),
+        ("group", "group"),
+    ]
+    page = next(e for e in history(client, tenant, c["id"]) if e["kind"] == "page")
+    assert page["properties"] == {"url": "https://x.co/pricing", "name": "Pricing"}
+
+
+def test_calls_are_idempotent_on_message_id(client, tenant):
+    body = {"userId": "u1", "event": "order_completed", "messageId": "m-1"}
+    assert client.post("/v1/track", headers=tenant.write, json=body).json()["accepted"] == 1
+    assert client.post("/v1/track", headers=tenant.write, json=body).json() == {
+        "success": True,
+        "accepted": 0,
+        "duplicates": 1,
+    }
+    batch = {
+        "batch": [
+            {**body, "type": "track"},
+            {**body, "type": "track", "messageId": "m-2"},
+            {**body, "type": "track", "messageId": "m-2"},
+        ]
+    }
+    r = client.post("/v1/batch", headers=tenant.write, json=batch).json()
+    assert (r["accepted"], r["duplicates"]) == (1, 2)
+    assert [e["message_id"] for e in log(client, tenant) if e["kind"] == "track"] == ["m-2", "m-1"]
+
+
+def test_a_batch_stores_the_good_calls_and_reports_the_bad_by_index(client, tenant):
+    batch = [
+        {"type": "identify", "userId": "u1", "traits": {"email": "u1@x.co", "age": 30}},
+        {"type": "track", "event": "x"},  # no identity
+        {"type": "track", "userId": "u1", "event": "order_completed"},
+        {"type": "identify", "userId": "u2", "traits": {"email": "broken"}},
+        {"type": "identify", "userId": "u3", "traits": {"age": "old"}},  # age became a number above
+        {"type": "nonsense", "userId": "u1"},
+        "not an object",
+        {"type": "identify", "userId": "u4", "traits": {"email": "u1@x.co"}},  # email taken by u1
+    ]
+    r = client.post("/v1/batch", headers=tenant.write, json={"batch": batch})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["accepted"] == 2
+    assert [(e["index"], e["field"]) for e in body["errors"]] == [
+        (1, "userId"),
+        (3, "traits.email"),
+        (4, "traits.age"),
+        (5, "type"),
+        (6, ""),
+        (7, "traits.email"),
+    ]
+    assert contact(client, tenant, external_id="u1")["fields"] == {"age": 30}
+    for missing in ("u2", "u3", "u4"):
+        assert (
+            client.get(
+                "/contacts/lookup", headers=tenant.admin, params={"external_id": missing}
+            ).status_code
+            == 404
+        )
+
+
+def test_a_batch_with_nothing_good_is_a_422_problem(client, tenant):
+    r = client.post("/v1/batch", headers=tenant.write, json={"batch": [{"type": "track"}]})
+    assert r.status_code == 422
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["errors"][0]["index"] == 0
+    r = client.post("/v1/batch", headers=tenant.write, json={"batch": "nope"})
+    assert r.status_code == 422 and r.json()["field"] == "batch"
+    r = client.post("/v1/batch", headers=tenant.write, content=b"{not json")
+    assert r.status_code == 422 and r.json()["field"] == "body"
+
+
+def test_anonymous_visitor_is_merged_into_the_contact_on_identify(client, tenant):
+    for i in range(3):
+        client.post(
+            "/v1/page",
+            headers=tenant.write,
+            json={"anonymousId": "anon-1", "properties": {"path": f"/p{i}"}},
+        )
+    client.post(
+        "/v1/track", headers=tenant.write, json={"anonymousId": "anon-1", "event": "cart_updated"}
+    )
+    # The person already exists: imported by email, known to the app as u-9.
+    existing = client.post(
+        "/contacts",
+        headers=tenant.admin,
+        json={"email": "ada@x.co", "external_id": "u-9", "tags": ["imported"]},
+    ).json()
+    anon = contact(client, tenant, anonymous_id="anon-1")
+    assert anon["id"] != existing["id"] and anon["email"] is None
+    r = client.post(
+        "/v1/identify",
+        headers=tenant.write,
+        json={"userId": "u-9", "anonymousId": "anon-1", "traits": {"plan": "pro"}},
+    )
+    assert r.status_code == 200, r.text
+    merged = contact(client, tenant, anonymous_id="anon-1")
+    assert merged["id"] == existing["id"]
+    assert merged["anonymous_ids"] == ["anon-1"]
+    assert merged["fields"] == {"plan": "pro"}
+    assert client.get(f"/contacts/{anon['id']}", headers=tenant.admin).status_code == 404
+    calls = [
+        (e["kind"], e["name"])
+        for e in history(client, tenant, merged["id"])
+        if e["kind"] != "system"
+    ]
+    assert calls == [("page", "page")] * 3 + [("track", "cart_updated"), ("identify", "identify")]
+    merges = [e for e in history(client, tenant, merged["id"]) if e["name"] == "contact.merged"]
+    assert merges[0]["properties"] == {"merged_contact_id": anon["id"]}
+
+
+def test_anonymous_visitor_becomes_the_user_when_the_user_is_new(client, tenant):
+    client.post("/v1/track", headers=tenant.write, json={"anonymousId": "a-2", "event": "viewed"})
+    anon = contact(client, tenant, anonymous_id="a-2")
+    client.post(
+        "/v1/identify",
+        headers=tenant.write,
+        json={"userId": "u-2", "anonymousId": "a-2", "traits": {"email": "b@x.co"}},
+    )
+    known = contact(client, tenant, external_id="u-2")
+    assert known["id"] == anon["id"] and known["email"] == "b@x.co"
+
+
+def test_a_known_users_anonymous_id_is_not_stolen_by_another_user(client, tenant):
+    client.post(
+        "/v1/identify",
+        headers=tenant.write,
+        json={"userId": "alice", "anonymousId": "shared-laptop"},
+    )
+    client.post(
+        "/v1/identify", headers=tenant.write, json={"userId": "bob", "anonymousId": "shared-laptop"}
+    )
+    alice, bob = (
+        contact(client, tenant, external_id="alice"),
+        contact(client, tenant, external_id="bob"),
+    )
+    assert alice["id"] != bob["id"]
+    assert alice["anonymous_ids"] == ["shared-laptop"] and bob["anonymous_ids"] == []
+
+
+def test_alias_links_a_previous_id(client, tenant):
+    client.post("/v1/track", headers=tenant.write, json={"anonymousId": "a-3", "event": "viewed"})
+    client.post(
+        "/v1/identify", headers=tenant.write, json={"userId": "u-3", "traits": {"email": "c@x.co"}}
+    )
+    r = client.post("/v1/alias", headers=tenant.write, json={"previousId": "a-3", "userId": "u-3"})
+    assert r.status_code == 200, r.text
+    c = contact(client, tenant, external_id="u-3")
+    assert contact(client, tenant, anonymous_id="a-3")["id"] == c["id"]
+    assert any(e["name"] == "viewed" for e in history(client, tenant, c["id"]))
+    r = client.post("/v1/alias", headers=tenant.write, json={"userId": "u-3"})
+    assert r.status_code == 422 and r.json()["field"] == "previousId"
+
+
+def test_identify_sets_timezone_and_locale_from_the_sdk_context_only_when_missing(client, tenant):
+    ctx = {"timezone": "America/New_York", "locale": "en-US"}
+    client.post(
+        "/v1/identify",
+        headers=tenant.write,
+        json={"userId": "u", "traits": {"timezone": "Europe/Paris"}, "context": ctx},
+    )
+    c = contact(client, tenant, external_id="u")
+    assert (c["timezone"], c["locale"]) == ("Europe/Paris", "en-US")
+    client.post(
+        "/v1/track",
+        headers=tenant.write,
+        json={"userId": "u", "event": "e", "context": {"timezone": "Asia/Tokyo"}},
+    )
+    assert contact(client, tenant, external_id="u")["timezone"] == "Europe/Paris"
+
+
+def test_undeclared_traits_are_declared_with_an_inferred_type(client, tenant):
+    client.post(
+        "/v1/identify",
+        headers=tenant.write,
+        json={
+            "userId": "u",
+            "traits": {
+                "plan": "pro",
+                "seats": 5,
+                "trial": True,
+                "birthday": "1990-05-17",
+                "tags": ["a"],
+                "nested": [{"x": 1}],
+            },
+        },
+    )
+    fields = {f["key"]: f["type"] for f in client.get("/fields", headers=tenant.admin).json()}
+    assert fields == {
+        "plan": "text",
+        "seats": "number",
+        "trial": "boolean",
+        "birthday": "date",
+        "trait_tags": "multi_choice",
+    }
+    c = contact(client, tenant, external_id="u")
+    assert c["fields"]["seats"] == 5
+    identify = next(e for e in history(client, tenant, c["id"]) if e["kind"] == "identify")
+    assert identify["properties"]["nested"] == [
+        {"x": 1}
+    ]  # kept in the log even if no field holds it
+
+
+def test_timestamps_client_and_received(client, tenant, clock):
+    client.post(
+        "/v1/track",
+        headers=tenant.write,
+        json={"userId": "u", "event": "e", "timestamp": "2025-12-24T18:00:00+01:00"},
+    )
+    e = next(x for x in log(client, tenant) if x["kind"] == "track")
+    assert e["timestamp"].startswith("2025-12-24T17:00:00")
+    assert e["received_at"].startswith(clock.now().strftime("%Y-%m-%dT%H:%M:%S"))
+
+
+def test_segment_auth_forms_and_writekey_in_body(client, tenant):
+    basic = base64.b64encode(f"{tenant.write_key}:".encode()).decode()
+    assert (
+        client.post(
+            "/v1/track",
+            headers={"Authorization": f"Basic {basic}"},
+            json={"userId": "u", "event": "basic"},
+        ).status_code
+        == 200
+    )
+    # analytics.js sends text/plain with the write key in the body, to avoid a CORS preflight.
+    r = client.post(
+        "/v1/batch",
+        content=orjson.dumps(
+            {
+                "writeKey": tenant.write_key,
+                "batch": [{"type": "track", "userId": "u", "event": "body"}],
+            }
+        ),
+        headers={"Content-Type": "text/plain"},
+    )
+    assert r.status_code == 200, r.text
+    r = client.post("/v1/track", json={"userId": "u", "event": "e"})
+    assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Bearer")
+    assert (
+        client.post(
+            "/v1/track",
+            headers={"Authorization": "Bearer cvk_nope"},
+            json={"userId": "u", "event": "e"},
+        ).status_code
+        == 401
+    )
+    assert {e["name"] for e in log(client, tenant) if e["kind"] == "track"} == {"basic", "body"}
+
+
+def test_gzip_bodies_and_shared_batch_context(client, tenant):
+    body = {
+        "batch": [{"type": "track", "userId": "u", "event": "zipped"}],
+        "context": {"library": {"name": "analytics-python"}},
+    }
+    r = client.post(
+        "/v1/batch",
+        content=gzip.compress(orjson.dumps(body)),
+        headers={**tenant.write, "Content-Encoding": "gzip", "Content-Type": "application/json"},
+    )
+    assert r.status_code == 200, r.text
+    e = next(x for x in log(client, tenant) if x["name"] == "zipped")
+    assert e["context"]["library"]["name"] == "analytics-python"
+    r = client.post(
+        "/v1/batch", content=b"not gzip", headers={**tenant.write, "Content-Encoding": "gzip"}
+    )
+    assert r.status_code == 400
+
+
+def test_limits_answer_413(client, tenant, conveyor):
+    settings = conveyor.settings
+    big = {
+        "batch": [{"type": "track", "userId": "u", "event": "e"}] * (settings.max_batch_items + 1)
+    }
+    r = client.post("/v1/batch", headers=tenant.write, json=big)
+    assert r.status_code == 413 and r.headers["content-type"] == "application/problem+json"
+    huge = {
+        "userId": "u",
+        "event": "e",
+        "properties": {"blob": "x" * (settings.max_request_bytes + 10)},
+    }
+    assert client.post("/v1/track", headers=tenant.write, json=huge).status_code == 413
+    fat = {
+        "userId": "u",
+        "event": "e",
+        "properties": {"blob": "x" * (settings.max_event_bytes + 10)},
+    }
+    assert client.post("/v1/track", headers=tenant.write, json=fat).status_code == 413
+    mixed = {"batch": [{"type": "track", "userId": "u", "event": "ok"}, {"type": "track", **fat}]}
+    r = client.post("/v1/batch", headers=tenant.write, json=mixed)
+    assert (
+        r.status_code == 200 and r.json()["accepted"] == 1 and r.json()["errors"][0]["index"] == 1
+    )
+    bomb = gzip.compress(b"{" + b" " * (settings.max_request_bytes * 4) + b"}")
+    r = client.post("/v1/batch", content=bomb, headers={**tenant.write, "Content-Encoding": "gzip"})
+    assert r.status_code == 413
+
+
+def test_write_keys_cannot_use_admin_routes(client, tenant):
+    r = client.get("/contacts", headers=tenant.write)
+    assert r.status_code == 403 and r.json()["type"] == "/problems/forbidden"
+
+
+def test_an_email_can_move_between_contacts_within_one_batch(client, tenant):
+    client.post(
+        "/v1/batch",
+        headers=tenant.write,
+        json={
+            "batch": [
+                {"type": "identify", "userId": "a", "traits": {"email": "one@x.co"}},
+                {"type": "identify", "userId": "b", "traits": {"email": "two@x.co"}},
+            ]
+        },
+    )
+    r = client.post(
+        "/v1/batch",
+        headers=tenant.write,
+        json={
+            "batch": [
+                {"type": "identify", "userId": "b", "traits": {"email": "three@x.co"}},
+                {"type": "identify", "userId": "a", "traits": {"email": "two@x.co"}},
+                {"type": "identify", "userId": "c", "traits": {"email": "one@x.co"}},
+            ]
+        },
+    )
+    assert r.status_code == 200 and r.json()["accepted"] == 3, r.text
+    emails = {u: contact(client, tenant, external_id=u)["email"] for u in "abc"}
+    assert emails == {"a": "two@x.co", "b": "three@x.co", "c": "one@x.co"}

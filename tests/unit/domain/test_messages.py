@@ -1,0 +1,86 @@
+"""Segment-spec calls: validation, clock-skew correction, and how traits map to attributes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from conveyor.domain.errors import InvalidInput
+from conveyor.domain.messages import parse_call, trait_key, traits_to_values
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def test_a_call_needs_an_identity_and_names_what_is_missing():
+    with pytest.raises(InvalidInput) as caught:
+        parse_call({"type": "track", "event": "x"})
+    assert caught.value.field == "userId"
+    with pytest.raises(InvalidInput) as caught:
+        parse_call({"type": "track", "userId": "u"})
+    assert caught.value.field == "event"
+    with pytest.raises(InvalidInput) as caught:
+        parse_call({"type": "alias", "userId": "u"})
+    assert caught.value.field == "previousId"
+
+
+def test_endpoint_type_is_implied_and_must_match():
+    call = parse_call({"userId": 42, "event": "x"}, call_type="track")
+    assert call.type == "track" and call.userId == "42"
+    with pytest.raises(InvalidInput, match="takes 'track' calls"):
+        parse_call({"type": "identify", "userId": "u"}, call_type="track")
+    with pytest.raises(InvalidInput) as caught:
+        parse_call({"type": "purchase", "userId": "u"})
+    assert caught.value.field == "type"
+
+
+def test_timestamp_wins_then_skew_corrected_original_timestamp():
+    explicit = parse_call(
+        {"type": "track", "userId": "u", "event": "e", "timestamp": "2026-01-01T00:00:00Z"}
+    )
+    assert explicit.occurred_at(NOW) == datetime(2026, 1, 1, tzinfo=UTC)
+    # The device clock runs 1 hour fast: it says it sent 10 s after the event happened.
+    skewed = parse_call(
+        {
+            "type": "track",
+            "userId": "u",
+            "event": "e",
+            "originalTimestamp": "2026-03-01T13:00:00Z",
+            "sentAt": "2026-03-01T13:00:10Z",
+        }
+    )
+    assert skewed.occurred_at(NOW) == NOW - timedelta(seconds=10)
+    assert parse_call({"type": "page", "anonymousId": "a"}).occurred_at(NOW) == NOW
+
+
+def test_traits_map_to_contact_attributes():
+    values = traits_to_values(
+        {
+            "email": "a@b.co",
+            "firstName": "Ada",
+            "lastName": "Lovelace",
+            "createdAt": "2020-01-01",
+            "address": {"city": "London", "postalCode": "N1"},
+            "id": "u1",
+            "planName": "pro",
+        }
+    )
+    assert values == {
+        "email": "a@b.co",
+        "first_name": "Ada",
+        "last_name": "Lovelace",
+        "trait_created_at": "2020-01-01",
+        "address_city": "London",
+        "address_postal_code": "N1",
+        "plan_name": "pro",
+    }
+    assert traits_to_values({"name": "Grace Brewster Hopper"}) == {
+        "first_name": "Grace",
+        "last_name": "Brewster Hopper",
+    }
+
+
+def test_trait_keys():
+    assert trait_key("firstName") == "first_name"
+    assert trait_key("userId") is None
+    assert trait_key("Lifetime Value") == "lifetime_value"
