@@ -10,6 +10,7 @@ from conveyor.services.catalog import CatalogService
 from conveyor.services.contacts import Contacts
 from conveyor.services.imports import Imports
 from conveyor.services.ingest import Ingest
+from conveyor.services.segments import Segments
 from conveyor.services.workspaces import Workspaces
 from conveyor.settings import Settings
 from conveyor.store import migrate
@@ -26,6 +27,7 @@ class Conveyor:
     catalog: CatalogService
     ingest: Ingest
     imports: Imports
+    segments: Segments
 
     def upgrade_schema(self) -> None:
         migrate.upgrade(self.store.db.engine)
@@ -41,13 +43,15 @@ def bootstrap(
     clock = clock or SystemClock()
     store = store or Store(settings.resolved_database_url())
     catalog = CatalogService(store, clock)
+    contacts = Contacts(store, clock)
     return Conveyor(
         settings=settings,
         clock=clock,
         store=store,
         workspaces=Workspaces(store, clock),
-        contacts=Contacts(store, clock),
+        contacts=contacts,
         catalog=catalog,
         ingest=Ingest(store, clock),
         imports=Imports(store, clock, catalog),
+        segments=Segments(store, clock, contacts),
     )

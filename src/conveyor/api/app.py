@@ -8,7 +8,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from conveyor import __version__
 from conveyor.api import problems
 from conveyor.api.limits import BodyLimit
-from conveyor.api.routes import catalog, contacts, public, tracking, workspace
+from conveyor.api.routes import catalog, contacts, public, segments, tracking, workspace
 from conveyor.bootstrap import Conveyor
 
 DESCRIPTION = """Conveyor's HTTP API.
@@ -28,6 +28,7 @@ def create_app(conveyor: Conveyor) -> FastAPI:
         tracking.router,
         contacts.router,
         catalog.router,
+        segments.router,
         workspace.router,
         public.router,
     ):

@@ -21,10 +21,12 @@ db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
 workspace_app = typer.Typer(help="Workspaces (tenants).", no_args_is_help=True)
 key_app = typer.Typer(help="API keys.", no_args_is_help=True)
 contacts_app = typer.Typer(help="Contacts.", no_args_is_help=True)
+segment_app = typer.Typer(help="Segments: saved conditions.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(workspace_app, name="workspace")
 app.add_typer(key_app, name="key")
 app.add_typer(contacts_app, name="contacts")
+app.add_typer(segment_app, name="segment")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -224,6 +226,79 @@ def contacts_import(
         err.print(f"{file}:{error.line}: {error.field}: {error.detail}", highlight=False)
     if report.errors:
         raise typer.Exit(2)
+
+
+def _definition(file: Path) -> dict:  # type: ignore[type-arg]
+    """A segment file: {key, name, condition} or a bare condition. YAML or JSON."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        _fail(f"{file}{where}: not valid YAML/JSON: {getattr(exc, 'problem', exc)}")
+    if not isinstance(data, dict):
+        _fail(f"{file}: expected a mapping with a condition")
+    return data if "condition" in data else {"condition": data}
+
+
+@segment_app.command("count")
+def segment_count(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Count who meets the condition in FILE (YAML or JSON), without saving it."""
+    conveyor = _open()
+    definition = _definition(file)
+    try:
+        count = conveyor.segments.count(
+            _workspace(conveyor, workspace), raw=definition["condition"]
+        )
+    except ConveyorError as exc:
+        _fail(f"{file}: {exc.detail}")
+    out.print(count)
+
+
+@segment_app.command("apply")
+def segment_apply(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Create or update the segment defined in FILE ({key, name, condition})."""
+    conveyor = _open()
+    definition = _definition(file)
+    key = definition.get("key")
+    if not isinstance(key, str):
+        _fail(f"{file}: needs a 'key' to save the segment under")
+    try:
+        ws = _workspace(conveyor, workspace)
+        exists = any(s.key == key for s in conveyor.segments.all(ws))
+        segment = conveyor.segments.save(
+            ws, key, definition.get("name"), definition["condition"], create=not exists
+        )
+        count = conveyor.segments.count(ws, key=key)
+    except ConveyorError as exc:
+        _fail(f"{file}: {exc.detail}")
+    out.print(f"{'updated' if exists else 'created'} segment '{segment.key}': {count} members")
+
+
+@segment_app.command("list")
+def segment_list(workspace: WorkspaceOpt = None) -> None:
+    conveyor = _open()
+    try:
+        ws = _workspace(conveyor, workspace)
+        table = Table("key", "name", "members", "time-based")
+        for s in conveyor.segments.all(ws):
+            table.add_row(
+                s.key,
+                s.name,
+                str(conveyor.segments.count(ws, key=s.key)),
+                "yes" if s.time_based else "",
+            )
+    except ConveyorError as exc:
+        _fail(exc.detail)
+    out.print(table)
 
 
 def main() -> None:

@@ -278,7 +278,8 @@ def parse_datetime(raw: Any) -> datetime | None:
 
 
 def format_datetime(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    # One fixed shape, to the second, so stored values also compare correctly as text.
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # --- standard fields -------------------------------------------------------------------------

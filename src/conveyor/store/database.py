@@ -17,6 +17,9 @@ T = TypeVar("T")
 
 # PostgreSQL error codes that mean "another transaction got there first; try again".
 _RETRYABLE_PG = {"40001", "40P01", "23505"}
+# Every PostgreSQL write transaction holds this advisory lock shared; a log consumer takes it
+# exclusively for an instant to learn the highest event id below which all writers committed.
+LOG_LOCK = 0x636F6E76
 
 
 def normalize_url(url: str) -> str:
@@ -85,7 +88,21 @@ class Database:
             if self.is_sqlite:
                 conn.execution_options(conveyor_begin="IMMEDIATE")
             with conn.begin():
+                if not self.is_sqlite:
+                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock_shared({LOG_LOCK})")
                 yield conn
+
+    def committed_high_water(self, table: str = "events") -> int:
+        """The highest id of `table` such that every lower id is committed (or rolled back).
+
+        Ids come from a sequence: on PostgreSQL a transaction can commit id 11 while id 10 is
+        still in flight, and a consumer that moved its cursor past 11 would never see 10.
+        Waiting for the writers' shared lock closes that gap. SQLite has one writer at a time.
+        """
+        with self.engine.connect() as conn, conn.begin():
+            if not self.is_sqlite:
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({LOG_LOCK})")
+            return conn.exec_driver_sql(f"SELECT coalesce(max(id), 0) FROM {table}").scalar_one()
 
     @contextlib.contextmanager
     def read_connection(self) -> Iterator[Connection]:

@@ -192,3 +192,39 @@ events = Table(
     Index("ix_events_contact_id", "contact_id", "id"),
     Index("ix_events_workspace_name_timestamp", "workspace_id", "name", "timestamp"),
 )
+
+segments = Table(
+    "segments",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "workspace_id", Integer, ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("key", String(64), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("condition", Json, nullable=False),
+    # True when membership can change with the clock alone (windows, relative dates): swept.
+    Column("time_based", Boolean, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("refreshed_at", UTCDateTime, nullable=True),
+    UniqueConstraint("workspace_id", "key", name="uq_segments_workspace_key"),
+)
+
+segment_members = Table(
+    "segment_members",
+    metadata,
+    Column("segment_id", Integer, ForeignKey("segments.id", ondelete="CASCADE"), nullable=False),
+    Column("contact_id", BigId, ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False),
+    Column("entered_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("segment_id", "contact_id", name="pk_segment_members"),
+    Index("ix_segment_members_contact_id", "contact_id"),
+)
+
+# Where each consumer of the event log has got to; advanced in the same transaction as its effects.
+log_cursors = Table(
+    "log_cursors",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("position", BigInteger, nullable=False),
+)

@@ -12,6 +12,7 @@ from conveyor.store.catalog import CatalogQueries
 from conveyor.store.contacts import ContactQueries
 from conveyor.store.database import Database
 from conveyor.store.events import EventQueries
+from conveyor.store.segments import SegmentQueries
 from conveyor.store.workspaces import WorkspaceQueries
 
 T = TypeVar("T")
@@ -28,6 +29,7 @@ class Tx:
         self.catalog = CatalogQueries(conn)
         self.contacts = ContactQueries(conn, lock_rows=writing and dialect == "postgresql")
         self.events = EventQueries(conn)
+        self.segments = SegmentQueries(conn, dialect)
 
 
 class Store:

@@ -1,0 +1,455 @@
+"""Conditions compiled to SQL over `contacts`, for SQLite and PostgreSQL.
+
+Every predicate compiles to an expression that is never NULL, so `NOT` and `OR` behave as in
+the single-contact evaluator (`conveyor.domain.evaluation`), whose rules this mirrors: wrong JSON
+types count as missing, negative comparisons hold for missing values, calendar days are the
+contact's own. A property test checks that both give the same members.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import available_timezones
+
+import orjson
+from sqlalchemy import (
+    Float,
+    String,
+    and_,
+    case,
+    cast,
+    false,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.dialects.postgresql import JSONB, array
+from sqlalchemy.sql.elements import ColumnElement
+
+from conveyor.domain.conditions import (
+    All,
+    AnyOf,
+    Condition,
+    FieldIs,
+    HasTags,
+    InList,
+    InSegment,
+    Never,
+    Not,
+    Performed,
+    PropertyIs,
+)
+from conveyor.domain.errors import InvalidInput
+from conveyor.domain.evaluation import anniversary_days, local_today, local_window
+from conveyor.domain.fields import FieldType, format_datetime
+from conveyor.store.schema import contact_tags, contacts, events, subscriptions
+
+Expr = ColumnElement[Any]
+_ZONES = sorted(available_timezones())
+_CMP = {
+    "gt": "__gt__",
+    "gte": "__ge__",
+    "lt": "__lt__",
+    "lte": "__le__",
+    "eq": "__eq__",
+    "ne": "__ne__",
+}
+
+
+def _cmp(op: str, left: Any, right: Any) -> Expr:
+    return getattr(left, _CMP[op])(right)
+
+
+class ConditionSQL:
+    """Compiles conditions for one workspace, at one moment."""
+
+    def __init__(
+        self,
+        dialect: str,
+        workspace_id: int,
+        now: datetime,
+        *,
+        lists: dict[str, int],
+        segments: dict[str, Condition] | None = None,
+        default_timezone: str = "UTC",
+    ) -> None:
+        self.pg = dialect == "postgresql"
+        self.ws = workspace_id
+        self.now = now
+        self.lists = lists
+        self.segments = segments or {}
+        self.default_timezone = default_timezone
+
+    def where(self, condition: Condition) -> Expr:
+        return self._compile(condition, ())
+
+    def count_query(self, condition: Condition) -> Any:
+        return (
+            select(func.count())
+            .select_from(contacts)
+            .where(contacts.c.workspace_id == self.ws, self.where(condition))
+        )
+
+    def members_query(
+        self, condition: Condition, *, after_id: int | None, limit: int | None
+    ) -> Any:
+        stmt = select(contacts).where(contacts.c.workspace_id == self.ws, self.where(condition))
+        if after_id is not None:
+            stmt = stmt.where(contacts.c.id > after_id)
+        stmt = stmt.order_by(contacts.c.id)
+        return stmt.limit(limit) if limit is not None else stmt
+
+    def _compile(self, c: Condition, seen: tuple[str, ...]) -> Expr:
+        if isinstance(c, All):
+            return and_(*(self._compile(i, seen) for i in c.items))
+        if isinstance(c, AnyOf):
+            return or_(*(self._compile(i, seen) for i in c.items))
+        if isinstance(c, Not):
+            return not_(self._compile(c.item, seen))
+        if isinstance(c, FieldIs):
+            return self._field(c)
+        if isinstance(c, HasTags):
+            return self._tags(c)
+        if isinstance(c, InList):
+            list_id = self.lists.get(c.list)
+            if list_id is None:
+                return false()
+            members = select(subscriptions.c.contact_id).where(
+                subscriptions.c.list_id == list_id, subscriptions.c.status.in_(c.statuses)
+            )
+            return contacts.c.id.in_(members)
+        if isinstance(c, Performed):
+            return self._performed(c)
+        if isinstance(c, Never):
+            return false()
+        if isinstance(c, InSegment):
+            inner = self.segments.get(c.key)
+            if inner is None or c.key in seen:
+                return false()
+            return self._compile(inner, (*seen, c.key))
+        raise TypeError(f"not a condition: {c!r}")
+
+    # --- fields ----------------------------------------------------------------------------
+
+    def _value(self, c: FieldIs) -> Expr:
+        """The field's value, NULL when unset or of the wrong JSON type."""
+        if c.standard:
+            if c.field == "email_domain":
+                at = (
+                    func.strpos(contacts.c.email, "@")
+                    if self.pg
+                    else func.instr(contacts.c.email, "@")
+                )
+                return case((at > 0, func.substr(contacts.c.email, at + 1)), else_=None)
+            return contacts.c[c.field]
+        kind = {
+            FieldType.NUMBER: "number",
+            FieldType.BOOLEAN: "boolean",
+            FieldType.MULTI_CHOICE: "array",
+        }.get(c.type, "string")
+        return self._json_value(contacts.c.fields, (c.field,), kind)
+
+    def _json_value(self, column: Any, path: tuple[str, ...], kind: str) -> Expr:
+        """A typed value out of a JSON column: text, float, boolean (0/1 on SQLite) or the array."""
+        if self.pg:
+            elem = column.op("#>")(array(list(path)))
+            as_text = column.op("#>>", return_type=String)(array(list(path)))
+            typeof = func.jsonb_typeof(elem)
+            if kind == "array":
+                return case((typeof == "array", elem), else_=None)
+            if kind == "number":
+                # CASE, not AND: PostgreSQL may evaluate a cast before a guard beside it.
+                return case((typeof == "number", cast(as_text, Float)), else_=None)
+            if kind == "boolean":
+                return case((typeof == "boolean", as_text == "true"), else_=None)
+            return case((typeof == "string", as_text), else_=None)
+        jpath = _sqlite_path(path)
+        typeof = func.json_type(column, jpath)
+        wanted = {
+            "number": ("integer", "real"),
+            "boolean": ("true", "false"),
+            "array": ("array",),
+            "string": ("text",),
+        }[kind]
+        if kind == "array":
+            return case((typeof == "array", func.json_extract(column, jpath)), else_=None)
+        return case((typeof.in_(wanted), func.json_extract(column, jpath)), else_=None)
+
+    def _field(self, c: FieldIs) -> Expr:
+        x = self._value(c)
+        op, v = c.op, c.value
+        if c.type is FieldType.MULTI_CHOICE:
+            return self._multi(c, x)
+        if op == "is_set":
+            return (
+                and_(x.is_not(None), x != "")
+                if c.type in (FieldType.TEXT, FieldType.CHOICE)
+                else x.is_not(None)
+            )
+        if op == "is_empty":
+            return (
+                or_(x.is_(None), x == "")
+                if c.type in (FieldType.TEXT, FieldType.CHOICE)
+                else x.is_(None)
+            )
+        if c.type is FieldType.BOOLEAN and not self.pg:
+            v = int(v)
+        if c.type is FieldType.DATE:
+            return self._date(op, x, v)
+        if c.type is FieldType.DATETIME:
+            return self._datetime(c, op, x, v)
+        if op == "ne":
+            return or_(x.is_(None), x != v)
+        if op == "not_in":
+            return or_(x.is_(None), x.not_in(v))
+        if op == "not_contains":
+            return or_(x.is_(None), self._position(x, v) == 0)
+        return and_(x.is_not(None), self._positive(op, x, v))
+
+    def _positive(self, op: str, x: Expr, v: Any) -> Expr:
+        if op == "in":
+            return x.in_(v)
+        if op == "contains":
+            return self._position(x, v) > 0
+        if op == "starts_with":
+            return func.substr(x, 1, len(v)) == v
+        if op == "ends_with":
+            return (func.right(x, len(v)) if self.pg else func.substr(x, -len(v))) == v
+        if op == "between":
+            return x.between(v[0], v[1])
+        return _cmp(op, x, v)
+
+    def _position(self, x: Expr, v: str) -> Expr:
+        return func.strpos(x, v) if self.pg else func.instr(x, v)
+
+    def _multi(self, c: FieldIs, x: Expr) -> Expr:
+        op, v = c.op, c.value
+        if self.pg:
+
+            def has(item: str) -> Expr:
+                return x.op("@>")(cast(literal(orjson.dumps([item]).decode()), JSONB))
+
+            length = func.jsonb_array_length(x)
+        else:
+
+            def has(item: str) -> Expr:
+                each = func.json_each(contacts.c.fields, _sqlite_path((c.field,))).table_valued(
+                    "value"
+                )
+                return select(1).select_from(each).where(each.c.value == item).exists()
+
+            length = func.json_array_length(x)
+        if op == "is_set":
+            return and_(x.is_not(None), length > 0)
+        if op == "is_empty":
+            return or_(x.is_(None), length == 0)
+        if op == "not_contains":
+            return or_(x.is_(None), not_(has(v)))
+        if op == "contains":
+            return and_(x.is_not(None), has(v))
+        parts = [has(item) for item in v]
+        return and_(x.is_not(None), or_(*parts) if op == "contains_any" else and_(*parts))
+
+    def _zone_groups(self, key: Any) -> dict[Any, list[str]]:
+        """IANA zones grouped by what `key(zone)` says (their local today, say)."""
+        groups: dict[Any, list[str]] = defaultdict(list)
+        for zone in _ZONES:
+            groups[key(zone)].append(zone)
+        return groups
+
+    def _by_zone(self, key: Any, predicate: Any) -> Expr:
+        zone = func.coalesce(contacts.c.timezone, self.default_timezone)
+        return or_(
+            *(and_(zone.in_(zones), predicate(k)) for k, zones in self._zone_groups(key).items())
+        )
+
+    def _date(self, op: str, x: Expr, v: Any) -> Expr:
+        if op in ("eq", "before", "after", "between"):
+            positive = {
+                "eq": lambda: x == v,
+                "before": lambda: x < v,
+                "after": lambda: x > v,
+                "between": lambda: x.between(v[0], v[1]),
+            }[op]()
+            return and_(x.is_not(None), positive)
+
+        def today(zone: str) -> Any:
+            return local_today(zone, self.now)
+
+        def on(day: Any) -> Expr:
+            iso = day.isoformat()
+            if op == "today":
+                return x == iso
+            if op == "this_month":
+                return func.substr(x, 1, 7) == iso[:7]
+            if op == "anniversary":
+                return func.substr(x, 6, 5).in_(sorted(anniversary_days(day + timedelta(days=v))))
+            days = timedelta(days=v // 86400)
+            if op == "within_last":
+                return x.between((day - days).isoformat(), iso)
+            if op == "more_than_ago":
+                return x < (day - days).isoformat()
+            return x.between(iso, (day + days).isoformat())
+
+        return and_(x.is_not(None), self._by_zone(today, on))
+
+    def _datetime(self, c: FieldIs, op: str, x: Expr, v: Any) -> Expr:
+        def bound(moment: datetime) -> Any:
+            # Custom date-time fields hold ISO text; the standard ones are timestamp columns.
+            return moment if c.standard else format_datetime(moment)
+
+        if op in ("today", "this_month"):
+
+            def window(zone: str) -> tuple[datetime, datetime]:
+                return local_window(op, zone, self.now)
+
+            return and_(
+                x.is_not(None),
+                self._by_zone(window, lambda w: and_(x >= bound(w[0]), x < bound(w[1]))),
+            )
+        if op == "eq":
+            positive = x == bound(v)
+        elif op == "before":
+            positive = x < bound(v)
+        elif op == "after":
+            positive = x > bound(v)
+        elif op == "between":
+            positive = x.between(bound(v[0]), bound(v[1]))
+        else:
+            span = timedelta(seconds=v)
+            positive = {
+                "within_last": lambda: x.between(bound(self.now - span), bound(self.now)),
+                "more_than_ago": lambda: x < bound(self.now - span),
+                "within_next": lambda: x.between(bound(self.now), bound(self.now + span)),
+            }[op]()
+        return and_(x.is_not(None), positive)
+
+    # --- tags ----------------------------------------------------------------------------
+
+    def _tags(self, c: HasTags) -> Expr:
+        wanted = sorted(set(c.tags))
+        having = select(contact_tags.c.contact_id).where(
+            contact_tags.c.workspace_id == self.ws, contact_tags.c.tag.in_(wanted)
+        )
+        if c.mode == "all" and len(wanted) > 1:
+            having = having.group_by(contact_tags.c.contact_id).having(func.count() == len(wanted))
+        return contacts.c.id.in_(having)
+
+    # --- behaviour -------------------------------------------------------------------------
+
+    def _performed(self, c: Performed) -> Expr:
+        base = select(events.c.contact_id).where(
+            events.c.workspace_id == self.ws,
+            events.c.name == c.name,
+            events.c.contact_id.is_not(None),
+            *self._window(c),
+            *(self._property(f) for f in c.where),
+        )
+        by_contact = base.group_by(events.c.contact_id)
+        if c.aggregate is not None:
+            value = self._json_value(events.c.properties, c.property, "number")
+            if c.aggregate == "sum":
+                total = func.coalesce(func.sum(value), 0)
+                if _holds(c.op, 0, c.value):  # no events at all also satisfies it
+                    return contacts.c.id.not_in(by_contact.having(not_(_cmp(c.op, total, c.value))))
+                return contacts.c.id.in_(by_contact.having(_cmp(c.op, total, c.value)))
+            agg = {"avg": func.avg, "min": func.min, "max": func.max}[c.aggregate](value)
+            return contacts.c.id.in_(
+                base.where(value.is_not(None))
+                .group_by(events.c.contact_id)
+                .having(_cmp(c.op, agg, c.value))
+            )
+        if c.first_last is not None:
+            moment = (
+                func.min(events.c.timestamp)
+                if c.first_last == "first"
+                else func.max(events.c.timestamp)
+            )
+            limit = self.now - timedelta(seconds=c.recency_seconds)  # type: ignore[arg-type]
+            test = moment >= limit if c.recency_op == "within_last" else moment < limit
+            return contacts.c.id.in_(by_contact.having(test))
+        n = c.count
+        if c.count_op == "gte":
+            if n == 0:
+                return true()
+            return contacts.c.id.in_(base if n == 1 else by_contact.having(func.count() >= n))
+        if c.count_op == "lte":
+            return contacts.c.id.not_in(by_contact.having(func.count() > n))
+        if n == 0:
+            return contacts.c.id.not_in(base)
+        return contacts.c.id.in_(by_contact.having(func.count() == n))
+
+    def _window(self, c: Performed) -> list[Expr]:
+        if c.window is None:
+            return []
+        if c.window.since_entry:
+            raise InvalidInput(
+                "within", "'since_entry' only works inside an automation, not for a segment"
+            )
+        start, end = c.window.bounds(self.now)
+        out = []
+        if start is not None:
+            out.append(events.c.timestamp >= start)
+        if end is not None:
+            out.append(events.c.timestamp <= end)
+        return out
+
+    def _property(self, f: PropertyIs) -> Expr:
+        column = events.c.properties
+        if f.op == "exists":
+            if self.pg:
+                typeof = func.jsonb_typeof(column.op("#>")(array(list(f.path))))
+            else:
+                typeof = func.json_type(column, _sqlite_path(f.path))
+            return and_(typeof.is_not(None), typeof != "null")
+        if f.op == "ne":
+            return not_(self._equal(f.path, f.value))
+        if f.op == "eq":
+            return self._equal(f.path, f.value)
+        if f.op == "in":
+            return or_(*(self._equal(f.path, v) for v in f.value))
+        if f.op == "contains":
+            text = self._json_value(column, f.path, "string")
+            return and_(text.is_not(None), self._position(text, f.value) > 0)
+        number = self._json_value(column, f.path, "number")
+        return and_(number.is_not(None), _cmp(f.op, number, f.value))
+
+    def _equal(self, path: tuple[str, ...], value: Any) -> Expr:
+        """JSON equality that keeps types apart (1 is not true, "1" is not 1); never NULL."""
+        kind = (
+            "boolean"
+            if isinstance(value, bool)
+            else "number"
+            if isinstance(value, int | float)
+            else "string"
+        )
+        x = self._json_value(events.c.properties, path, kind)
+        if kind == "boolean" and not self.pg:
+            value = int(value)
+        return and_(x.is_not(None), x == value)
+
+
+def _holds(op: str, left: float, right: float) -> bool:
+    return {
+        "gt": left > right,
+        "gte": left >= right,
+        "lt": left < right,
+        "lte": left <= right,
+        "eq": left == right,
+        "ne": left != right,
+    }[op]
+
+
+def _sqlite_path(path: tuple[str, ...]) -> str:
+    out = "$"
+    for part in path:
+        out += f"[{part}]" if part.isdigit() else '."' + part.replace('"', '""') + '"'
+    return out
+
+
+__all__ = ["ConditionSQL", "String"]

@@ -1,0 +1,1 @@
+"""Background work: the loops that follow the event log and the clock."""

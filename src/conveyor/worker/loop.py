@@ -1,0 +1,60 @@
+"""The background loop `conveyor serve` runs beside the API (and `conveyor worker` runs alone):
+it follows the event log to keep segment membership current, and sweeps time-based segments.
+
+Polling keeps it correct; everything it does is a transaction that also moves its cursor, so a
+killed process resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from conveyor.bootstrap import Conveyor
+
+log = logging.getLogger("conveyor.worker")
+
+
+class BackgroundLoop:
+    def __init__(
+        self, conveyor: Conveyor, *, poll_seconds: float = 0.5, sweep_seconds: float = 300
+    ) -> None:
+        self.conveyor = conveyor
+        self.poll_seconds = poll_seconds
+        self.sweep_seconds = sweep_seconds
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run_once(self) -> int:
+        """Work through everything pending in the log; how many events that was."""
+        total = 0
+        while not self._stop.is_set():
+            done = self.conveyor.segments.process_log()
+            total += done
+            if done == 0:
+                return total
+        return total
+
+    def run(self) -> None:
+        next_sweep = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                self.run_once()
+                if time.monotonic() >= next_sweep:
+                    self.conveyor.segments.sweep()
+                    next_sweep = time.monotonic() + self.sweep_seconds
+            except Exception:  # keep the loop alive; the work is retried on the next tick
+                log.exception("background loop failed; retrying")
+            self._stop.wait(self.poll_seconds)
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("the background loop is running already")
+        self._thread = threading.Thread(target=self.run, name="conveyor-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(30)
