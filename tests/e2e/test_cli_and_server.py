@@ -161,3 +161,29 @@ def test_contacts_import_reports_lines_and_is_idempotent(env, tmp_path):
 
 def test_db_upgrade(env):
     assert "schema at revision" in run(env, "db", "upgrade").stdout
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "segments"
+
+
+def test_segment_count_and_apply_from_a_file(env, tmp_path):
+    run(env, "workspace", "create", "default")
+    csv = tmp_path / "people.csv"
+    csv.write_text("email,tags\na@example.com,vip\nb@example.com,\n")
+    run(env, "contacts", "import", str(csv))
+    vip = tmp_path / "vip.yaml"
+    vip.write_text("key: vips\nname: VIPs\ncondition:\n  tag: vip\n")
+    assert run(env, "segment", "count", str(vip)).stdout.strip() == "1"
+    assert "created segment 'vips': 1 members" in run(env, "segment", "apply", str(vip)).stdout
+    assert "updated segment 'vips'" in run(env, "segment", "apply", str(vip)).stdout
+    assert run(env, "segment", "count", str(EXAMPLES / "good-customers.yaml")).stdout.strip() == "0"
+    listing = run(env, "segment", "list").stdout
+    assert "vips" in listing
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("condition:\n  all:\n    - tag: vip\n    - event: order_completed\n      count: {most: 3}\n")
+    result = run(env, "segment", "count", str(bad), check=False)
+    assert result.returncode == 1 and "all.1.count" in result.stderr
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("condition:\n  all: [\n")
+    result = run(env, "segment", "count", str(broken), check=False)
+    assert result.returncode == 1 and "broken.yaml:3" in result.stderr

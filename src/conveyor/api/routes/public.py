@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import html
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from conveyor.api.auth import conveyor_of
+from conveyor.domain.condition_schema import condition_schema
 from conveyor.domain.errors import ConveyorError, NotFound
 
 router = APIRouter(tags=["public"])
+
+
+@router.get("/schemas/condition.json")
+def condition_json_schema() -> dict[str, Any]:
+    """The JSON Schema of conditions (segments, branches, goals), for editors and CI."""
+    return condition_schema()
 
 
 @router.get("/health")
