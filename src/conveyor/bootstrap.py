@@ -6,8 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from conveyor.clock import Clock, SystemClock
+from conveyor.services.automations import Automations
 from conveyor.services.catalog import CatalogService
 from conveyor.services.contacts import Contacts
+from conveyor.services.engine import Engine
 from conveyor.services.imports import Imports
 from conveyor.services.ingest import Ingest
 from conveyor.services.segments import Segments
@@ -28,6 +30,8 @@ class Conveyor:
     ingest: Ingest
     imports: Imports
     segments: Segments
+    automations: Automations
+    engine: Engine
 
     def upgrade_schema(self) -> None:
         migrate.upgrade(self.store.db.engine)
@@ -44,6 +48,7 @@ def bootstrap(
     store = store or Store(settings.resolved_database_url())
     catalog = CatalogService(store, clock)
     contacts = Contacts(store, clock)
+    segments = Segments(store, clock, contacts)
     return Conveyor(
         settings=settings,
         clock=clock,
@@ -53,5 +58,7 @@ def bootstrap(
         catalog=catalog,
         ingest=Ingest(store, clock),
         imports=Imports(store, clock, catalog),
-        segments=Segments(store, clock, contacts),
+        segments=segments,
+        automations=Automations(store, clock),
+        engine=Engine(store, clock, segments),
     )

@@ -8,7 +8,15 @@ from fastapi.middleware.cors import CORSMiddleware
 from conveyor import __version__
 from conveyor.api import problems
 from conveyor.api.limits import BodyLimit
-from conveyor.api.routes import catalog, contacts, public, segments, tracking, workspace
+from conveyor.api.routes import (
+    automations,
+    catalog,
+    contacts,
+    public,
+    segments,
+    tracking,
+    workspace,
+)
 from conveyor.bootstrap import Conveyor
 
 DESCRIPTION = """Conveyor's HTTP API.
@@ -29,6 +37,7 @@ def create_app(conveyor: Conveyor) -> FastAPI:
         contacts.router,
         catalog.router,
         segments.router,
+        automations.router,
         workspace.router,
         public.router,
     ):

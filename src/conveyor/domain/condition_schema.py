@@ -25,7 +25,10 @@ def _duration() -> dict[str, Any]:
     return {
         "description": "'90 days', '1 day 6 hours', '36h', or {\"days\": 90}",
         "oneOf": [
-            {"type": "string", "pattern": r"^\s*\d+\s*[A-Za-z]+(\s*,?\s*(and\s+)?\d+\s*[A-Za-z]+)*\s*$"},
+            {
+                "type": "string",
+                "pattern": r"^\s*\d+\s*[A-Za-z]+(\s*,?\s*(and\s+)?\d+\s*[A-Za-z]+)*\s*$",
+            },
             {
                 "type": "object",
                 "additionalProperties": False,
@@ -75,7 +78,17 @@ def condition_schema() -> dict[str, Any]:
             "condition": {
                 "oneOf": [
                     {"$ref": f"#/$defs/{name}"}
-                    for name in ("all", "any", "not", "field", "tags", "list", "event", "message", "segment")
+                    for name in (
+                        "all",
+                        "any",
+                        "not",
+                        "field",
+                        "tags",
+                        "list",
+                        "event",
+                        "message",
+                        "segment",
+                    )
                 ]
             },
             "all": _group("all"),
@@ -147,7 +160,9 @@ def condition_schema() -> dict[str, Any]:
                         "minProperties": 1,
                         "maxProperties": 1,
                         "additionalProperties": False,
-                        "properties": {op: {"type": "integer", "minimum": 0} for op in sorted(COUNT_OPS)},
+                        "properties": {
+                            op: {"type": "integer", "minimum": 0} for op in sorted(COUNT_OPS)
+                        },
                     },
                     "aggregate": {"enum": sorted(AGGREGATES)},
                     "property": {"type": "string"},
@@ -183,5 +198,7 @@ def _group(name: str) -> dict[str, Any]:
         "type": "object",
         "required": [name],
         "additionalProperties": False,
-        "properties": {name: {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/condition"}}},
+        "properties": {
+            name: {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/condition"}}
+        },
     }

@@ -130,7 +130,7 @@ def is_time_based(
     return False
 
 
-class _Context:
+class ConditionContext:
     """A workspace's catalog, as conditions need it, read inside one transaction."""
 
     def __init__(self, tx: Tx, workspace: Workspace) -> None:
@@ -192,8 +192,8 @@ class Segments:
         self.clock = clock
         self.contacts = contacts
 
-    def _context(self, tx: Tx, workspace: Workspace) -> _Context:
-        return _Context(tx, workspace)
+    def _context(self, tx: Tx, workspace: Workspace) -> ConditionContext:
+        return ConditionContext(tx, workspace)
 
     # --- definitions -------------------------------------------------------------------------
 
@@ -331,7 +331,7 @@ class Segments:
         with self.store.read() as tx:
             ctx = self._context(tx, workspace)
             condition = ctx.segment(key).condition if key else ctx.parse(raw)
-            snaps = self._snapshots(tx, ctx, [contact_id], event_names(condition, ctx.conditions))
+            snaps = self.snapshots(tx, ctx, [contact_id], event_names(condition, ctx.conditions))
             if contact_id not in snaps:
                 raise NotFound(f"no contact {contact_id} in this workspace")
             snaps[contact_id].entered_at = entered_at
@@ -339,8 +339,8 @@ class Segments:
                 condition, snaps[contact_id], self.clock.now()
             )
 
-    def _snapshots(
-        self, tx: Tx, ctx: _Context, contact_ids: list[int], names: set[str]
+    def snapshots(
+        self, tx: Tx, ctx: ConditionContext, contact_ids: list[int], names: set[str]
     ) -> dict[int, Snapshot]:
         rows = tx.contacts.by_ids(ctx.workspace.id, contact_ids)
         ids = [row.id for row in rows]
@@ -370,7 +370,9 @@ class Segments:
 
     # --- membership over time ----------------------------------------------------------------
 
-    def _refresh(self, tx: Tx, ctx: _Context, segment: Segment, now: datetime) -> tuple[int, int]:
+    def _refresh(
+        self, tx: Tx, ctx: ConditionContext, segment: Segment, now: datetime
+    ) -> tuple[int, int]:
         """Recompute one segment's members in SQL; record who entered and who left."""
         stmt = ctx.sql(now).members_query(segment.condition, after_id=None, limit=None)
         current = {
@@ -417,6 +419,8 @@ class Segments:
 
     def _process(self, tx: Tx, high: int, limit: int) -> int:
         position = tx.segments.cursor(LOG_CONSUMER)
+        if position is None:
+            return 0  # another process is on it
         batch = tx.segments.events_after(position, high, limit)
         if not batch:
             return 0
@@ -434,7 +438,7 @@ class Segments:
         tx.segments.move_cursor(LOG_CONSUMER, batch[-1].id)
         return len(batch)
 
-    def _reconsider(self, tx: Tx, ctx: _Context, rows: list[Any], now: datetime) -> None:
+    def _reconsider(self, tx: Tx, ctx: ConditionContext, rows: list[Any], now: datetime) -> None:
         deps = {key: dependencies(c) for key, c in ctx.conditions.items()}
         affected: dict[str, set[int]] = defaultdict(set)
         for row in rows:
@@ -445,7 +449,7 @@ class Segments:
             return
         contact_ids = sorted(set().union(*affected.values()))
         names = set().union(*(event_names(ctx.conditions[k], ctx.conditions) for k in affected))
-        snaps = self._snapshots(tx, ctx, contact_ids, names)
+        snaps = self.snapshots(tx, ctx, contact_ids, names)
         stored = tx.segments.memberships(contact_ids)
         evaluator = Evaluator(ctx.conditions)
         entered, exited, log = [], [], []

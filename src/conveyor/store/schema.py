@@ -228,3 +228,94 @@ log_cursors = Table(
     Column("name", String(64), primary_key=True),
     Column("position", BigInteger, nullable=False),
 )
+
+automations = Table(
+    "automations",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "workspace_id", Integer, ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("key", String(64), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("status", String(16), nullable=False),  # draft, active, paused, archived
+    Column("version", Integer, nullable=False),  # the version new entries take
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("workspace_id", "key", name="uq_automations_workspace_key"),
+)
+
+automation_versions = Table(
+    "automation_versions",
+    metadata,
+    Column(
+        "automation_id", Integer, ForeignKey("automations.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("version", Integer, nullable=False),
+    Column("definition", Json, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("automation_id", "version", name="pk_automation_versions"),
+)
+
+# One contact's journey through one automation version.
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("workspace_id", Integer, nullable=False),
+    Column(
+        "automation_id", Integer, ForeignKey("automations.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("version", Integer, nullable=False),
+    Column("contact_id", BigId, ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False),
+    Column("status", String(16), nullable=False),  # queued, active, finished
+    Column("node", String(64), nullable=True),
+    Column("state", Json, nullable=False),  # what the current node waits for
+    Column("wake_at", UTCDateTime, nullable=True),  # NULL: only an event wakes it
+    Column("steps", Integer, nullable=False),
+    Column("trigger", Json, nullable=False),  # the trigger event's properties
+    Column("outcome", String(32), nullable=True),  # completed, goal_reached, exited, ended
+    Column("entered_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime, nullable=True),
+    Index("ix_runs_status_wake_at", "status", "wake_at"),
+    Index("ix_runs_contact_automation", "contact_id", "automation_id"),
+    Index("ix_runs_automation_node", "automation_id", "status", "node"),
+)
+
+# The audit trail: every node executed for a run, with its outcome and the reason.
+steps = Table(
+    "steps",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("workspace_id", Integer, nullable=False),
+    Column("run_id", BigInteger, nullable=False),
+    Column("contact_id", BigInteger, nullable=False),
+    Column("automation_id", Integer, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("node", String(64), nullable=False),
+    Column("outcome", String(32), nullable=False),
+    Column("reason", Json, nullable=True),
+    Column("at", UTCDateTime, nullable=False),
+    Index("ix_steps_contact_id", "contact_id", "id"),
+    Index("ix_steps_automation_node", "automation_id", "node", "outcome"),
+    Index("ix_steps_run_id", "run_id"),
+)
+
+# Messages produced by steps, waiting for the channels to deliver them.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("workspace_id", Integer, nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("template", String(255), nullable=True),
+    Column("contact_id", BigInteger, nullable=False),
+    Column("run_id", BigInteger, nullable=True),
+    Column("node", String(64), nullable=True),
+    Column("message_class", String(16), nullable=False),
+    Column("payload", Json, nullable=False),
+    Column("idempotency_key", String(128), nullable=False, unique=True),
+    Column("status", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_outbox_status_id", "status", "id"),
+)

@@ -105,16 +105,25 @@ class SegmentQueries:
 
     # --- the event log, for consumers --------------------------------------------------------
 
-    def cursor(self, name: str) -> int:
-        """The consumer's position, locked until the transaction ends (one consumer at a time)."""
+    def cursor(self, name: str) -> int | None:
+        """The consumer's position, locked until the transaction ends; None when another
+        process holds it (PostgreSQL), so that consumer skips this round instead of queueing."""
+        if (
+            self.conn.execute(select(log_cursors.c.name).where(log_cursors.c.name == name)).first()
+            is None
+        ):
+            insert_stmt = insert(log_cursors).values(name=name, position=0)
+            if self.dialect == "postgresql":
+                from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+                insert_stmt = (
+                    pg_insert(log_cursors).values(name=name, position=0).on_conflict_do_nothing()
+                )
+            self.conn.execute(insert_stmt)
         stmt = select(log_cursors.c.position).where(log_cursors.c.name == name)
         if self.dialect == "postgresql":
-            stmt = stmt.with_for_update()
-        position = self.conn.execute(stmt).scalar()
-        if position is None:
-            self.conn.execute(insert(log_cursors).values(name=name, position=0))
-            return 0
-        return position
+            stmt = stmt.with_for_update(skip_locked=True)
+        return self.conn.execute(stmt).scalar()
 
     def move_cursor(self, name: str, position: int) -> None:
         self.conn.execute(

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 
+from conveyor.store.automations import AutomationQueries
 from conveyor.store.catalog import CatalogQueries
 from conveyor.store.contacts import ContactQueries
 from conveyor.store.database import Database
@@ -30,6 +31,7 @@ class Tx:
         self.contacts = ContactQueries(conn, lock_rows=writing and dialect == "postgresql")
         self.events = EventQueries(conn)
         self.segments = SegmentQueries(conn, dialect)
+        self.automations = AutomationQueries(conn, dialect)
 
 
 class Store:

@@ -1,5 +1,6 @@
 """The background loop `conveyor serve` runs beside the API (and `conveyor worker` runs alone):
-it follows the event log to keep segment membership current, and sweeps time-based segments.
+it follows the event log (segment membership, then triggers and wake-ups), advances due runs,
+and sweeps time-based segments.
 
 Polling keeps it correct; everything it does is a transaction that also moves its cursor, so a
 killed process resumes where it stopped.
@@ -30,7 +31,11 @@ class BackgroundLoop:
         """Work through everything pending in the log; how many events that was."""
         total = 0
         while not self._stop.is_set():
-            done = self.conveyor.segments.process_log()
+            done = (
+                self.conveyor.segments.process_log()
+                + self.conveyor.engine.dispatch()
+                + self.conveyor.engine.execute()
+            )
             total += done
             if done == 0:
                 return total

@@ -1,0 +1,221 @@
+"""SQL for automations, their versions, runs (claimed with SKIP LOCKED), steps and the outbox."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, func, insert, select, update
+
+from conveyor.store.schema import automation_versions, automations, outbox, runs, steps
+
+
+class AutomationQueries:
+    def __init__(self, conn: Connection, dialect: str) -> None:
+        self.conn = conn
+        self.dialect = dialect
+
+    # --- definitions -----------------------------------------------------------------------
+
+    def all(self, workspace_id: int) -> list[Any]:
+        return list(
+            self.conn.execute(
+                select(automations)
+                .where(automations.c.workspace_id == workspace_id)
+                .order_by(automations.c.key)
+            )
+        )
+
+    def by_key(self, workspace_id: int, key: str) -> Any:
+        return self.conn.execute(
+            select(automations).where(
+                automations.c.workspace_id == workspace_id, automations.c.key == key
+            )
+        ).first()
+
+    def by_ids(self, ids: Iterable[int]) -> dict[int, Any]:
+        return {
+            row.id: row
+            for row in self.conn.execute(select(automations).where(automations.c.id.in_(list(ids))))
+        }
+
+    def active(self, workspace_id: int) -> list[Any]:
+        return list(
+            self.conn.execute(
+                select(automations).where(
+                    automations.c.workspace_id == workspace_id, automations.c.status == "active"
+                )
+            )
+        )
+
+    def add(self, workspace_id: int, key: str, name: str, now: datetime) -> int:
+        return self.conn.execute(
+            insert(automations)
+            .values(
+                workspace_id=workspace_id,
+                key=key,
+                name=name,
+                status="draft",
+                version=0,
+                created_at=now,
+                updated_at=now,
+            )
+            .returning(automations.c.id)
+        ).scalar_one()
+
+    def change(self, automation_id: int, values: dict[str, Any]) -> None:
+        self.conn.execute(
+            update(automations).where(automations.c.id == automation_id).values(**values)
+        )
+
+    def add_version(
+        self, automation_id: int, version: int, definition: dict[str, Any], now: datetime
+    ) -> None:
+        self.conn.execute(
+            insert(automation_versions).values(
+                automation_id=automation_id, version=version, definition=definition, created_at=now
+            )
+        )
+
+    def definition(self, automation_id: int, version: int) -> dict[str, Any] | None:
+        return self.conn.execute(
+            select(automation_versions.c.definition).where(
+                automation_versions.c.automation_id == automation_id,
+                automation_versions.c.version == version,
+            )
+        ).scalar()
+
+    def versions(self, automation_id: int) -> list[Any]:
+        return list(
+            self.conn.execute(
+                select(automation_versions)
+                .where(automation_versions.c.automation_id == automation_id)
+                .order_by(automation_versions.c.version)
+            )
+        )
+
+    # --- runs ------------------------------------------------------------------------------
+
+    def add_runs(self, rows: list[dict[str, Any]]) -> list[int]:
+        if not rows:
+            return []
+        result = self.conn.execute(
+            insert(runs).returning(runs.c.id, sort_by_parameter_order=True), rows
+        )
+        return list(result.scalars())
+
+    def claim_due(self, now: datetime, limit: int) -> list[Any]:
+        """Due runs, locked for this transaction; other workers skip them (PostgreSQL)."""
+        stmt = (
+            select(runs)
+            .where(runs.c.status == "active", runs.c.wake_at <= now)
+            .order_by(runs.c.wake_at, runs.c.id)
+            .limit(limit)
+        )
+        if self.dialect == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True)
+        return list(self.conn.execute(stmt))
+
+    def save_runs(self, rows: list[dict[str, Any]]) -> None:
+        """Write back runs after a tick. Each row has `run_id` and the columns to set."""
+        if rows:
+            columns = [k for k in rows[0] if k != "run_id"]
+            self.conn.execute(
+                update(runs)
+                .where(runs.c.id == bindparam("run_id"))
+                .values({c: bindparam(c) for c in columns}),
+                rows,
+            )
+
+    def of_contacts(
+        self, contact_ids: Iterable[int], statuses: tuple[str, ...] = ("active", "queued")
+    ) -> list[Any]:
+        ids = list(contact_ids)
+        out: list[Any] = []
+        for start in range(0, len(ids), 500):
+            out += self.conn.execute(
+                select(runs).where(
+                    runs.c.contact_id.in_(ids[start : start + 500]), runs.c.status.in_(statuses)
+                )
+            ).all()
+        return out
+
+    def history(self, automation_id: int, contact_id: int) -> list[Any]:
+        return list(
+            self.conn.execute(
+                select(runs.c.id, runs.c.status, runs.c.entered_at).where(
+                    runs.c.automation_id == automation_id, runs.c.contact_id == contact_id
+                )
+            )
+        )
+
+    def wake(self, run_ids: list[int], now: datetime) -> None:
+        for start in range(0, len(run_ids), 500):
+            self.conn.execute(
+                update(runs)
+                .where(runs.c.id.in_(run_ids[start : start + 500]), runs.c.status == "active")
+                .values(wake_at=now)
+            )
+
+    def node_counts(self, automation_id: int) -> list[Any]:
+        """Per node: runs waiting there now."""
+        return list(
+            self.conn.execute(
+                select(runs.c.node, func.count())
+                .where(runs.c.automation_id == automation_id, runs.c.status == "active")
+                .group_by(runs.c.node)
+            )
+        )
+
+    def outcome_counts(self, automation_id: int) -> list[Any]:
+        return list(
+            self.conn.execute(
+                select(runs.c.status, runs.c.outcome, func.count())
+                .where(runs.c.automation_id == automation_id)
+                .group_by(runs.c.status, runs.c.outcome)
+            )
+        )
+
+    # --- steps and the outbox ----------------------------------------------------------------
+
+    def add_steps(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            self.conn.execute(insert(steps), rows)
+
+    def step_counts(self, automation_id: int) -> list[Any]:
+        return list(
+            self.conn.execute(
+                select(steps.c.node, steps.c.outcome, func.count())
+                .where(steps.c.automation_id == automation_id)
+                .group_by(steps.c.node, steps.c.outcome)
+            )
+        )
+
+    def timeline(
+        self, workspace_id: int, contact_id: int, before_id: int | None, limit: int
+    ) -> list[Any]:
+        stmt = (
+            select(steps, automations.c.key.label("automation"))
+            .join(automations, automations.c.id == steps.c.automation_id)
+            .where(steps.c.workspace_id == workspace_id, steps.c.contact_id == contact_id)
+        )
+        if before_id is not None:
+            stmt = stmt.where(steps.c.id < before_id)
+        return list(self.conn.execute(stmt.order_by(steps.c.id.desc()).limit(limit)))
+
+    def add_messages(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            self.conn.execute(insert(outbox), rows)
+
+    def messages(
+        self, workspace_id: int, *, contact_id: int | None = None, limit: int = 100
+    ) -> list[Any]:
+        stmt = select(outbox).where(outbox.c.workspace_id == workspace_id)
+        if contact_id is not None:
+            stmt = stmt.where(outbox.c.contact_id == contact_id)
+        return list(self.conn.execute(stmt.order_by(outbox.c.id).limit(limit)))
+
+
+def day_ago(now: datetime) -> datetime:
+    return now - timedelta(days=1)

@@ -1,0 +1,310 @@
+"""Scenarios 1, 3, 4 and 9's entry rule, end to end through the API with a simulated clock:
+the automation files under examples/, asserting on the outbox and the timeline's reasons."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "automations"
+
+
+def apply(client, tenant, name, activate=True):
+    definition = yaml.safe_load((EXAMPLES / f"{name}.yaml").read_text())
+    r = client.post("/automations", headers=tenant.admin, json=definition)
+    assert r.status_code == 200, r.text
+    if activate:
+        r = client.patch(
+            f"/automations/{definition['key']}", headers=tenant.admin, json={"status": "active"}
+        )
+        assert r.status_code == 200, r.text
+    return definition["key"]
+
+
+def settle(conveyor):
+    conveyor.engine.run_until_idle()
+
+
+def contact_id(client, tenant, user):
+    return client.get(
+        "/contacts/lookup", headers=tenant.admin, params={"external_id": user}
+    ).json()["id"]
+
+
+def outbox(client, tenant, user):
+    items = client.get(
+        "/outbox", headers=tenant.admin, params={"contact": contact_id(client, tenant, user)}
+    ).json()["items"]
+    return [m["template"] for m in items]
+
+
+def timeline(client, tenant, user):
+    items = client.get(
+        f"/contacts/{contact_id(client, tenant, user)}/timeline",
+        headers=tenant.admin,
+        params={"limit": 500},
+    ).json()["items"]
+    return list(reversed(items))
+
+
+def track(client, tenant, user, event, **properties):
+    r = client.post(
+        "/v1/track",
+        headers=tenant.write,
+        json={"userId": user, "event": event, "properties": properties},
+    )
+    assert r.status_code == 200, r.text
+
+
+@pytest.fixture
+def lists(client, tenant):
+    for key in ("newsletter", "loyal-customers"):
+        client.post("/lists", headers=tenant.admin, json={"key": key})
+
+
+def subscribe(client, tenant, user):
+    r = client.post(
+        "/contacts",
+        headers=tenant.admin,
+        json={"external_id": user, "email": f"{user}@example.com"},
+    )
+    cid = r.json()["id"] if r.status_code == 201 else contact_id(client, tenant, user)
+    r = client.put(
+        f"/contacts/{cid}/lists/newsletter", headers=tenant.admin, json={"status": "subscribed"}
+    )
+    assert r.status_code == 200, r.text
+    return cid
+
+
+def test_scenario_1_welcome_series(client, tenant, conveyor, clock, lists):
+    apply(client, tenant, "welcome-series")
+    cid = subscribe(client, tenant, "ada")
+    settle(conveyor)
+    assert outbox(client, tenant, "ada") == ["welcome-1"]
+    clock.advance(timedelta(days=6, hours=23))
+    settle(conveyor)
+    assert outbox(client, tenant, "ada") == ["welcome-1"]
+    clock.advance(timedelta(hours=1))
+    settle(conveyor)
+    assert outbox(client, tenant, "ada") == ["welcome-1", "welcome-2"]
+    clock.advance(timedelta(days=7))
+    settle(conveyor)
+    assert outbox(client, tenant, "ada") == ["welcome-1", "welcome-2", "welcome-3"]
+    # Unsubscribing and subscribing again does not restart the series.
+    client.put(
+        f"/contacts/{cid}/lists/newsletter", headers=tenant.admin, json={"status": "unsubscribed"}
+    )
+    client.put(
+        f"/contacts/{cid}/lists/newsletter", headers=tenant.admin, json={"status": "subscribed"}
+    )
+    clock.advance(timedelta(days=30))
+    settle(conveyor)
+    assert outbox(client, tenant, "ada") == ["welcome-1", "welcome-2", "welcome-3"]
+    steps = [(s["node"], s["outcome"]) for s in timeline(client, tenant, "ada")]
+    assert steps == [
+        ("welcome", "queued"),
+        ("first-week", "waiting"),
+        ("first-week", "waited"),
+        ("tips", "queued"),
+        ("second-week", "waiting"),
+        ("second-week", "waited"),
+        ("offer", "queued"),
+    ]
+    assert all(s["reason"] for s in timeline(client, tenant, "ada"))
+    stats = client.get("/automations/welcome-series/stats", headers=tenant.admin).json()
+    assert stats["runs"] == {"completed": 1}
+    assert stats["nodes"]["offer"]["outcomes"] == {"queued": 1}
+
+
+def test_scenario_3_first_purchase_or_loyal(client, tenant, conveyor, lists):
+    apply(client, tenant, "first-purchase-or-loyal")
+    track(client, tenant, "bob", "order_completed", total=20)
+    settle(conveyor)
+    assert outbox(client, tenant, "bob") == ["first-order-promo"]
+    track(client, tenant, "bob", "order_completed", total=35)
+    settle(conveyor)
+    assert outbox(client, tenant, "bob") == ["first-order-promo"]
+    c = client.get(f"/contacts/{contact_id(client, tenant, 'bob')}", headers=tenant.admin).json()
+    assert c["lists"] == {"loyal-customers": "subscribed"}
+    branches = [s for s in timeline(client, tenant, "bob") if s["node"] == "first-order"]
+    assert [b["outcome"] for b in branches] == ["then", "else"]
+    assert "= 1 times, needs eq 1" in branches[0]["reason"]["why"]
+    assert "= 2 times, needs eq 1" in branches[1]["reason"]["why"]
+
+
+def test_scenario_4_abandoned_cart(client, tenant, conveyor, clock):
+    apply(client, tenant, "abandoned-cart")
+    # Forgets the cart: two reminders, the first with the cart's items.
+    track(client, tenant, "cara", "cart_updated", items=[{"sku": "A-1", "qty": 2}], total=40)
+    settle(conveyor)
+    clock.advance(timedelta(minutes=30))
+    track(
+        client, tenant, "cara", "cart_updated", items=[{"sku": "A-1", "qty": 3}], total=60
+    )  # no second run
+    settle(conveyor)
+    assert outbox(client, tenant, "cara") == []
+    clock.advance(timedelta(minutes=31))
+    settle(conveyor)
+    messages = client.get(
+        "/outbox", headers=tenant.admin, params={"contact": contact_id(client, tenant, "cara")}
+    ).json()["items"]
+    assert [m["template"] for m in messages] == ["cart-reminder-1"]
+    assert messages[0]["payload"]["trigger"]["items"] == [{"sku": "A-1", "qty": 2}]
+    clock.advance(timedelta(days=1))
+    settle(conveyor)
+    assert outbox(client, tenant, "cara") == ["cart-reminder-1", "cart-reminder-2"]
+    wait = next(
+        s
+        for s in timeline(client, tenant, "cara")
+        if s["node"] == "wait-for-order" and s["outcome"] == "timeout"
+    )
+    assert wait["reason"]["timeout"] == "1 hour"
+
+    # Orders within the hour: straight to the goal, no reminder.
+    track(client, tenant, "dan", "cart_updated", items=[{"sku": "B-2"}])
+    settle(conveyor)
+    clock.advance(timedelta(minutes=20))
+    track(client, tenant, "dan", "order_completed", total=15)
+    settle(conveyor)
+    clock.advance(timedelta(days=2))
+    settle(conveyor)
+    assert outbox(client, tenant, "dan") == []
+    assert ("ordered", "goal_reached") in [
+        (s["node"], s["outcome"]) for s in timeline(client, tenant, "dan")
+    ]
+
+    # Orders after the first reminder: jumps to the goal, no second reminder.
+    track(client, tenant, "eve", "cart_updated", items=[{"sku": "C-3"}])
+    settle(conveyor)
+    clock.advance(timedelta(hours=2))
+    settle(conveyor)
+    track(client, tenant, "eve", "order_completed", total=15)
+    settle(conveyor)
+    clock.advance(timedelta(days=2))
+    settle(conveyor)
+    assert outbox(client, tenant, "eve") == ["cart-reminder-1"]
+    events = client.get(
+        f"/contacts/{contact_id(client, tenant, 'eve')}/events",
+        headers=tenant.admin,
+        params={"name": "automation.goal_reached"},
+    ).json()["items"]
+    assert events[0]["properties"] == {"automation": "abandoned-cart", "goal": "ordered"}
+
+
+def test_scenario_9_onboarding_before_promotion(client, tenant, conveyor, clock, lists):
+    apply(client, tenant, "onboarding")
+    apply(client, tenant, "promotion")
+    cid = subscribe(client, tenant, "fay")
+    settle(conveyor)
+    client.post(f"/contacts/{cid}/tags", headers=tenant.admin, json={"tags": ["promo-eligible"]})
+    settle(conveyor)
+    assert outbox(client, tenant, "fay") == ["onboarding-1"]
+    clock.advance(timedelta(days=3))
+    settle(conveyor)
+    assert outbox(client, tenant, "fay") == ["onboarding-1", "onboarding-2", "spring-offer"]
+    # Someone not in onboarding enters the promotion at once.
+    other = client.post(
+        "/contacts", headers=tenant.admin, json={"external_id": "gil", "email": "gil@example.com"}
+    ).json()
+    client.post(
+        f"/contacts/{other['id']}/tags", headers=tenant.admin, json={"tags": ["promo-eligible"]}
+    )
+    settle(conveyor)
+    assert outbox(client, tenant, "gil") == ["spring-offer"]
+
+
+def test_versions_lifecycle_and_manual_enrollment(client, tenant, conveyor, clock, lists):
+    key = apply(client, tenant, "welcome-series")
+    subscribe(client, tenant, "hal")
+    settle(conveyor)
+    definition = yaml.safe_load((EXAMPLES / "welcome-series.yaml").read_text())
+    definition["nodes"][0]["template"] = "welcome-1b"
+    r = client.post("/automations", headers=tenant.admin, json=definition)
+    assert r.json()["result"] == "new version" and r.json()["version"] == 2
+    assert (
+        client.post("/automations", headers=tenant.admin, json=definition).json()["result"]
+        == "unchanged"
+    )
+    diff = client.get(f"/automations/{key}/diff", headers=tenant.admin).text
+    assert "-  template: welcome-1" in diff and "+  template: welcome-1b" in diff
+    subscribe(client, tenant, "ivy")
+    settle(conveyor)
+    assert outbox(client, tenant, "hal") == ["welcome-1"]  # stays on version 1
+    assert outbox(client, tenant, "ivy") == ["welcome-1b"]
+    client.patch(f"/automations/{key}", headers=tenant.admin, json={"status": "paused"})
+    subscribe(client, tenant, "jon")
+    settle(conveyor)
+    assert outbox(client, tenant, "jon") == []
+    r = client.post(
+        f"/automations/{key}/enroll",
+        headers=tenant.admin,
+        json={"contact_id": contact_id(client, tenant, "jon")},
+    )
+    assert r.status_code == 409
+    client.patch(f"/automations/{key}", headers=tenant.admin, json={"status": "active"})
+    r = client.post(
+        f"/automations/{key}/enroll",
+        headers=tenant.admin,
+        json={"contact_id": contact_id(client, tenant, "jon")},
+    )
+    assert r.json() == {"result": "entered"}
+    r = client.post(
+        f"/automations/{key}/enroll",
+        headers=tenant.admin,
+        json={"contact_id": contact_id(client, tenant, "jon")},
+    )
+    assert r.json()["result"].startswith("skipped")
+    settle(conveyor)
+    assert outbox(client, tenant, "jon") == ["welcome-1b"]
+    assert (
+        client.patch(
+            f"/automations/{key}", headers=tenant.admin, json={"status": "draft"}
+        ).status_code
+        == 409
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda d: d["nodes"][1].update(type="teleport"), "nodes.1.type"),
+        (lambda d: d["nodes"][1].update(next="nowhere"), "nodes.1"),
+        (
+            lambda d: (
+                d["nodes"][4].update(next="end"),
+                d["nodes"].append({"id": "orphan", "type": "send_email", "template": "x"}),
+            ),
+            "nodes.5",
+        ),
+        (lambda d: d["nodes"][1].pop("for"), "nodes.1.for"),
+        (
+            lambda d: d["nodes"].insert(
+                0, {"id": "check", "type": "if", "condition": {"tag": "x"}, "then": "welcome"}
+            ),
+            "nodes.0.else",
+        ),
+        (
+            lambda d: (
+                d["nodes"][4].update(next="loop-a"),
+                d["nodes"].extend(
+                    [
+                        {"id": "loop-a", "type": "add_tag", "tag": "a", "next": "loop-b"},
+                        {"id": "loop-b", "type": "add_tag", "tag": "b", "next": "loop-a"},
+                    ]
+                ),
+            ),
+            "nodes.5",
+        ),
+        (lambda d: d.update(triggers=[{"list_subscribed": ""}]), "triggers.0.list_subscribed"),
+        (lambda d: d["nodes"][0].update(condition={"tag": "x"}), "nodes.0.condition"),
+    ],
+)
+def test_bad_automations_name_the_node(client, tenant, change, field):
+    definition = yaml.safe_load((EXAMPLES / "welcome-series.yaml").read_text())
+    change(definition)
+    r = client.post("/automations", headers=tenant.admin, json=definition)
+    assert r.status_code == 422, r.text
+    assert r.json()["field"] == field, r.json()
