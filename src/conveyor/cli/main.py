@@ -15,6 +15,7 @@ from conveyor.bootstrap import Conveyor, bootstrap
 from conveyor.domain.errors import ConveyorError
 from conveyor.services.imports import parse_mapping
 from conveyor.settings import Settings
+from conveyor.worker.loop import BackgroundLoop
 
 app = typer.Typer(help="Conveyor: self-hosted marketing automation.", no_args_is_help=True)
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
@@ -22,11 +23,13 @@ workspace_app = typer.Typer(help="Workspaces (tenants).", no_args_is_help=True)
 key_app = typer.Typer(help="API keys.", no_args_is_help=True)
 contacts_app = typer.Typer(help="Contacts.", no_args_is_help=True)
 segment_app = typer.Typer(help="Segments: saved conditions.", no_args_is_help=True)
+automation_app = typer.Typer(help="Automations as code.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(workspace_app, name="workspace")
 app.add_typer(key_app, name="key")
 app.add_typer(contacts_app, name="contacts")
 app.add_typer(segment_app, name="segment")
+app.add_typer(automation_app, name="automation")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -80,13 +83,30 @@ def serve(
         )
         out.print(f"  {new_key.secret}", highlight=False)
     sys.stdout.flush()
-    uvicorn.run(
-        create_app(conveyor),
-        host=settings.host,
-        port=settings.port,
-        log_level="info",
-        access_log=False,
-    )
+    loop = BackgroundLoop(conveyor)
+    loop.start()
+    try:
+        uvicorn.run(
+            create_app(conveyor),
+            host=settings.host,
+            port=settings.port,
+            log_level="info",
+            access_log=False,
+        )
+    finally:
+        loop.stop()
+
+
+@app.command()
+def worker() -> None:
+    """Run the background loop alone: triggers, runs, segment membership. Start as many as you
+    like on PostgreSQL; they share the work without doing a step twice."""
+    conveyor = _open()
+    err.print("worker running; Ctrl-C stops it")
+    try:
+        BackgroundLoop(conveyor).run()
+    except KeyboardInterrupt:
+        pass
 
 
 @db_app.command("upgrade")
@@ -299,6 +319,89 @@ def segment_list(workspace: WorkspaceOpt = None) -> None:
     except ConveyorError as exc:
         _fail(exc.detail)
     out.print(table)
+
+
+def _load(file: Path) -> dict:  # type: ignore[type-arg]
+    import yaml
+
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        _fail(f"{file}{where}: not valid YAML/JSON: {getattr(exc, 'problem', exc)}")
+    if not isinstance(data, dict):
+        _fail(f"{file}: expected an automation (a mapping with key, triggers and nodes)")
+    return data
+
+
+AutomationFile = Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)]
+
+
+@automation_app.command("validate")
+def automation_validate(file: AutomationFile, workspace: WorkspaceOpt = None) -> None:
+    """Check an automation file against the workspace (fields, lists, segments)."""
+    conveyor = _open()
+    try:
+        automation = conveyor.automations.validate(_workspace(conveyor, workspace), _load(file))
+    except ConveyorError as exc:
+        _fail(f"{file}: {exc.detail}")
+    out.print(f"{file}: valid ({len(automation.nodes)} nodes, {len(automation.triggers)} triggers)")
+
+
+@automation_app.command("apply")
+def automation_apply(
+    file: AutomationFile,
+    workspace: WorkspaceOpt = None,
+    activate: Annotated[bool, typer.Option(help="make it active right away")] = False,
+) -> None:
+    """Create the automation, or add a new version when the file changed."""
+    conveyor = _open()
+    try:
+        ws = _workspace(conveyor, workspace)
+        info, result = conveyor.automations.apply(ws, _load(file))
+        if activate and info.status != "active":
+            info = conveyor.automations.set_status(ws, info.key, "active")
+    except ConveyorError as exc:
+        _fail(f"{file}: {exc.detail}")
+    out.print(f"{info.key}: {result} (version {info.version}, {info.status})")
+
+
+@automation_app.command("list")
+def automation_list(workspace: WorkspaceOpt = None) -> None:
+    conveyor = _open()
+    try:
+        items = conveyor.automations.all(_workspace(conveyor, workspace))
+    except ConveyorError as exc:
+        _fail(exc.detail)
+    table = Table("key", "name", "status", "version")
+    for a in items:
+        table.add_row(a.key, a.name, a.status, str(a.version))
+    out.print(table)
+
+
+@automation_app.command("export")
+def automation_export(key: str, workspace: WorkspaceOpt = None) -> None:
+    """Print the newest version's definition as YAML."""
+    import yaml
+
+    conveyor = _open()
+    try:
+        info = conveyor.automations.get(_workspace(conveyor, workspace), key)
+    except ConveyorError as exc:
+        _fail(exc.detail)
+    out.print(yaml.safe_dump(info.definition, sort_keys=False), end="", highlight=False)
+
+
+@automation_app.command("status")
+def automation_status(key: str, status: str, workspace: WorkspaceOpt = None) -> None:
+    """Set an automation's status: active, paused or archived."""
+    conveyor = _open()
+    try:
+        info = conveyor.automations.set_status(_workspace(conveyor, workspace), key, status)
+    except ConveyorError as exc:
+        _fail(exc.detail)
+    out.print(f"{info.key}: {info.status}")
 
 
 def main() -> None:

@@ -1,0 +1,152 @@
+"""Crash safety: worker processes SIGKILLed at random moments, again and again, then restarted;
+every run still takes exactly the steps its path requires, and no internal effect (tag, field,
+score, step log row, outbox row) is applied twice or lost."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from conveyor.store.schema import contact_tags, contacts, events, outbox, runs, steps
+
+CONVEYOR = str(Path(sys.executable).with_name("conveyor"))
+CONTACTS = int(os.environ.get("CONVEYOR_CRASH_CONTACTS", "1000"))
+KILLS = int(os.environ.get("CONVEYOR_CRASH_KILLS", "12"))
+AUTOMATION = {
+    "key": "crash",
+    "triggers": [{"event": "crash_go"}],
+    "entry": {"repeat": "once"},
+    "nodes": [
+        {"id": "tag-a", "type": "add_tag", "tag": "a"},
+        {"id": "count", "type": "increment_field", "field": "visits", "by": 1},
+        {"id": "score", "type": "adjust_score", "by": 5},
+        {"id": "pause", "type": "wait", "for": "1 second"},
+        {"id": "branch", "type": "if", "condition": {"tag": "a"}, "then": "tag-b", "else": "end"},
+        {"id": "tag-b", "type": "add_tag", "tag": "b"},
+        {"id": "count-again", "type": "increment_field", "field": "visits", "by": 1},
+        {"id": "mail", "type": "send_email", "template": "crash"},
+        {"id": "pause-2", "type": "wait", "for": "1 second"},
+        {"id": "tag-c", "type": "add_tag", "tag": "c"},
+    ],
+}
+PATH = [
+    ("tag-a", "done"),
+    ("count", "done"),
+    ("score", "done"),
+    ("pause", "waiting"),
+    ("pause", "waited"),
+    ("branch", "then"),
+    ("tag-b", "done"),
+    ("count-again", "done"),
+    ("mail", "queued"),
+    ("pause-2", "waiting"),
+    ("pause-2", "waited"),
+    ("tag-c", "done"),
+]
+
+
+def start_worker(env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [CONVEYOR, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
+def step_count(conveyor) -> int:
+    with conveyor.store.read() as tx:
+        return tx.conn.execute(select(func.count()).select_from(steps)).scalar_one()
+
+
+def started(conveyor) -> int:
+    with conveyor.store.read() as tx:
+        return tx.conn.execute(select(func.count()).select_from(runs)).scalar_one()
+
+
+def unfinished(conveyor) -> int:
+    with conveyor.store.read() as tx:
+        return tx.conn.execute(
+            select(func.count()).select_from(runs).where(runs.c.status != "finished")
+        ).scalar_one()
+
+
+def test_killed_workers_lose_nothing_and_repeat_nothing(conveyor, database_url, tmp_path):
+    workspace, _ = conveyor.workspaces.create("crashy")
+    conveyor.catalog.declare_field(workspace, "visits", "number", None, None)
+    conveyor.automations.apply(workspace, AUTOMATION)
+    conveyor.automations.set_status(workspace, "crash", "active")
+    for start in range(0, CONTACTS, 500):
+        calls = [
+            {"type": "track", "userId": f"u{i}", "event": "crash_go", "messageId": f"go-{i}"}
+            for i in range(start, min(start + 500, CONTACTS))
+        ]
+        assert conveyor.ingest.calls(workspace, calls).accepted == len(calls)
+    env = {**os.environ, "CONVEYOR_DATABASE_URL": database_url, "CONVEYOR_DATA_DIR": str(tmp_path)}
+    rnd = random.Random(20261122)
+    workers: list[subprocess.Popen] = []
+    mid_work = 0  # kills that struck while work was under way, not before or after it
+    total = CONTACTS * len(PATH)
+    try:
+        for _ in range(KILLS):
+            while len(workers) < 2:
+                workers.append(start_worker(env))
+            time.sleep(rnd.uniform(0.6, 2.0))
+            mid_work += 0 < step_count(conveyor) < total
+            victim = workers.pop(rnd.randrange(len(workers)))
+            victim.send_signal(signal.SIGKILL)
+            victim.wait()
+        while len(workers) < 2:
+            workers.append(start_worker(env))
+        deadline = time.monotonic() + 240
+        while (
+            started(conveyor) < CONTACTS or unfinished(conveyor)
+        ) and time.monotonic() < deadline:
+            time.sleep(0.5)
+    finally:
+        for worker in workers:
+            worker.send_signal(signal.SIGKILL)
+            worker.wait()
+
+    assert mid_work >= 3, f"only {mid_work} kills hit running work"
+    with conveyor.store.read() as tx:
+        conn = tx.conn
+        run_rows = list(
+            conn.execute(select(runs.c.id, runs.c.contact_id, runs.c.status, runs.c.outcome))
+        )
+        assert len(run_rows) == CONTACTS, "every contact entered exactly once"
+        assert Counter((r.status, r.outcome) for r in run_rows) == {
+            ("finished", "completed"): CONTACTS
+        }
+        paths: dict[int, list[tuple[str, str]]] = {}
+        for row in conn.execute(
+            select(steps.c.run_id, steps.c.node, steps.c.outcome).order_by(steps.c.id)
+        ):
+            paths.setdefault(row.run_id, []).append((row.node, row.outcome))
+        assert all(paths[r.id] == PATH for r in run_rows), "each run took exactly its path's steps"
+        people = list(conn.execute(select(contacts.c.id, contacts.c.score, contacts.c.fields)))
+        assert {(p.score, p.fields.get("visits")) for p in people} == {(5, 2)}
+        tags = Counter(conn.execute(select(contact_tags.c.tag)).scalars())
+        assert tags == {"a": CONTACTS, "b": CONTACTS, "c": CONTACTS}
+        assert conn.execute(select(func.count()).select_from(outbox)).scalar_one() == CONTACTS
+        system = list(
+            conn.execute(
+                select(events.c.name, events.c.properties).where(events.c.kind == "system")
+            )
+        )
+        names = Counter(e.name for e in system)
+        assert names["tag.added"] == 3 * CONTACTS
+        visits = [
+            e.properties["new"]
+            for e in system
+            if e.name == "field.changed" and e.properties["field"] == "visits"
+        ]
+        assert Counter(visits) == {1: CONTACTS, 2: CONTACTS}
+        assert names["score.changed"] == CONTACTS
+        assert names["automation.entered"] == CONTACTS
+        assert names["automation.completed"] == CONTACTS
