@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -103,10 +104,8 @@ def worker() -> None:
     like on PostgreSQL; they share the work without doing a step twice."""
     conveyor = _open()
     err.print("worker running; Ctrl-C stops it")
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         BackgroundLoop(conveyor).run()
-    except KeyboardInterrupt:
-        pass
 
 
 @db_app.command("upgrade")
