@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -288,12 +289,21 @@ def format_datetime(moment: datetime) -> str:
 def normalize_email(raw: Any) -> str:
     if not isinstance(raw, str):
         raise InvalidInput("email", "expects an email address")
+    ok, value = _normalized_email(raw.strip())
+    if not ok:
+        raise InvalidInput("email", value)
+    return value
+
+
+@functools.lru_cache(maxsize=65536)
+def _normalized_email(text: str) -> tuple[bool, str]:
+    """(True, normal form) or (False, why not); cached, since SDKs repeat the same addresses."""
     try:
-        result = validate_email(raw.strip(), check_deliverability=False)
+        result = validate_email(text, check_deliverability=False)
     except EmailNotValidError as exc:
-        raise InvalidInput("email", str(exc)) from None
+        return False, str(exc)
     # Case is kept by mailbox providers in theory and ignored in practice; one contact per address.
-    return result.normalized.lower()
+    return True, result.normalized.lower()
 
 
 def normalize_phone(raw: Any, default_region: str | None = None) -> str:

@@ -116,6 +116,9 @@ class ContactWriter:
         self._by_email: dict[str, ContactState] = {}
         self._by_alias: dict[str, ContactState] = {}
         self._missing_aliases: set[str] = set()
+        # Keys looked up and known not to exist: not asked again within the transaction.
+        self._missing_external: set[str] = set()
+        self._missing_emails: set[str] = set()
         self._states: list[ContactState] = []
         self._merges: list[tuple[ContactState, ContactState]] = []
         self._events: list[tuple[ContactState | None, dict[str, Any]]] = []
@@ -133,15 +136,20 @@ class ContactWriter:
     ) -> None:
         """Load many contacts with a few queries instead of one query per lookup."""
         ws = self.workspace.id
+        # Concurrent writers about the same person take turns (PostgreSQL), so a second batch
+        # sees the contact the first one created instead of racing it to the unique index.
+        self.tx.contacts.lock_keys(ws, [*external_ids, *emails, *anonymous_ids])
         loaded: list[ContactState] = []
         if ids:
             loaded += [self._adopt(row) for row in self.tx.contacts.by_ids(ws, ids)]
         if external_ids:
-            loaded += [
-                self._adopt(row) for row in self.tx.contacts.by_external_ids(ws, external_ids)
-            ]
+            rows = self.tx.contacts.by_external_ids(ws, external_ids)
+            loaded += [self._adopt(row) for row in rows]
+            self._missing_external |= set(external_ids) - {row.external_id for row in rows}
         if emails:
-            loaded += [self._adopt(row) for row in self.tx.contacts.by_emails(ws, emails)]
+            rows = self.tx.contacts.by_emails(ws, emails)
+            loaded += [self._adopt(row) for row in rows]
+            self._missing_emails |= set(emails) - {row.email for row in rows}
         if anonymous_ids:
             targets = self.tx.contacts.alias_targets(ws, anonymous_ids)
             self._missing_aliases |= set(anonymous_ids) - set(targets)
@@ -163,18 +171,22 @@ class ContactWriter:
 
     def by_external_id(self, external_id: str) -> ContactState | None:
         state = self._by_external.get(external_id)
-        if state is None:
+        if state is None and external_id not in self._missing_external:
             for row in self.tx.contacts.by_external_ids(self.workspace.id, [external_id]):
                 self._adopt(row)
             state = self._by_external.get(external_id)
+            if state is None:
+                self._missing_external.add(external_id)
         return state
 
     def by_email(self, email: str) -> ContactState | None:
         state = self._by_email.get(email)
-        if state is None:
+        if state is None and email not in self._missing_emails:
             for row in self.tx.contacts.by_emails(self.workspace.id, [email]):
                 self._adopt(row)
             state = self._by_email.get(email)
+            if state is None:
+                self._missing_emails.add(email)
         return state
 
     def by_anonymous_id(self, anonymous_id: str) -> ContactState | None:

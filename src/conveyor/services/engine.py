@@ -50,6 +50,9 @@ class Engine:
 
     def dispatch(self, limit: int = 1000) -> int:
         """Match new events against triggers and wake the runs they concern; how many events."""
+        with self.store.read() as tx:
+            if not tx.segments.behind(LOG_CONSUMER):
+                return 0
         high = self.store.db.committed_high_water()
         return self.store.transact(lambda tx: self._dispatch(tx, high, limit))
 

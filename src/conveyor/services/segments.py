@@ -414,6 +414,9 @@ class Segments:
 
     def process_log(self, limit: int = 1000) -> int:
         """Follow the event log from this consumer's cursor; how many events it went through."""
+        with self.store.read() as tx:
+            if not tx.segments.behind(LOG_CONSUMER):
+                return 0  # nothing new: no need to make writers wait for the high-water mark
         high = self.store.db.committed_high_water()
         return self.store.transact(lambda tx: self._process(tx, high, limit))
 

@@ -27,6 +27,16 @@ class ContactQueries:
         # UPDATE) so two writers cannot both read-modify-write one contact's fields.
         self.lock_rows = lock_rows
 
+    def lock_keys(self, workspace_id: int, keys: Iterable[str]) -> None:
+        """Serialize writers about the same ids/emails (PostgreSQL; SQLite has one writer)."""
+        keys = sorted(set(keys))
+        if self.lock_rows and keys:
+            self.conn.exec_driver_sql(
+                "SELECT pg_advisory_xact_lock(%(ws)s, hashtext(k))"
+                " FROM unnest(%(keys)s::text[]) AS k",
+                {"ws": workspace_id, "keys": keys},
+            )
+
     def _select(self, stmt: Select[Any]) -> list[Any]:
         if self.lock_rows:
             stmt = stmt.order_by(contacts.c.id).with_for_update()

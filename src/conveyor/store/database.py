@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+import orjson
 from sqlalchemy import Connection, create_engine, event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
@@ -37,14 +39,23 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            json_serializer=_json_dumps,
+            json_deserializer=orjson.loads,
+            **kwargs,
         )
         _configure_sqlite(engine)
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 10)
     kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(url, **kwargs)
+    return create_engine(url, json_serializer=_json_dumps, json_deserializer=orjson.loads, **kwargs)
+
+
+def _json_dumps(value: Any) -> str:
+    # orjson is several times faster than json on the ingest path (properties, contexts, fields).
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -109,7 +120,7 @@ class Database:
         with self.engine.connect() as conn, conn.begin():
             yield conn
 
-    def retrying(self, work: Callable[[], T], attempts: int = 5) -> T:
+    def retrying(self, work: Callable[[], T], attempts: int = 8) -> T:
         """Run `work` (which opens its own transaction) again when it lost a race to a peer."""
         for attempt in range(attempts):
             try:
@@ -117,7 +128,9 @@ class Database:
             except (IntegrityError, OperationalError, DBAPIError) as exc:
                 if attempt == attempts - 1 or not self._retryable(exc):
                     raise
-                time.sleep(0.005 * (2**attempt))
+                # Back off, with jitter, for up to about 1.3 s in all: long enough for a peer's
+                # transaction to commit, short enough for a request to still answer.
+                time.sleep(min(0.005 * 2**attempt, 0.5) * random.uniform(0.5, 1.0))
         raise AssertionError("unreachable")
 
     def _retryable(self, exc: DBAPIError) -> bool:

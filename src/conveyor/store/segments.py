@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 
 from conveyor.store.schema import events, log_cursors, segment_members, segments
 
@@ -124,6 +124,14 @@ class SegmentQueries:
         if self.dialect == "postgresql":
             stmt = stmt.with_for_update(skip_locked=True)
         return self.conn.execute(stmt).scalar()
+
+    def behind(self, name: str) -> bool:
+        """Whether the log holds events past this consumer's cursor (a cheap, unlocked look)."""
+        position = self.conn.execute(
+            select(log_cursors.c.position).where(log_cursors.c.name == name)
+        ).scalar()
+        latest = self.conn.execute(select(func.max(events.c.id))).scalar()
+        return latest is not None and (position is None or latest > position)
 
     def move_cursor(self, name: str, position: int) -> None:
         self.conn.execute(
