@@ -370,3 +370,38 @@ def test_an_email_can_move_between_contacts_within_one_batch(client, tenant):
     assert r.status_code == 200 and r.json()["accepted"] == 3, r.text
     emails = {u: contact(client, tenant, external_id=u)["email"] for u in "abc"}
     assert emails == {"a": "two@x.co", "b": "three@x.co", "c": "one@x.co"}
+
+
+def test_concurrent_batches_about_the_same_new_people(client, tenant, server):
+    """Four senders at once, all about the same 40 new users: every call is stored, no 5xx, and
+    each person is one contact (found by the ingest benchmark on PostgreSQL)."""
+    import concurrent.futures
+
+    import httpx
+
+    def send(sender: int) -> list[int]:
+        statuses = []
+        with httpx.Client(base_url=server.url, timeout=60) as http:
+            for round_ in range(5):
+                batch = [{"type": "identify" if i % 3 == 0 else "track", "userId": f"p{i}", "event": "seen",
+                          "messageId": f"{sender}-{round_}-{i}", "traits": {"email": f"p{i}@example.com"}}
+                         for i in range(40)]
+                r = http.post("/v1/batch", headers=tenant.write, json={"batch": batch})
+                statuses.append(r.status_code)
+                assert r.status_code != 200 or r.json()["errors"] == [], r.text
+        return statuses
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(send, range(4)))
+    assert {s for statuses in results for s in statuses} == {200}
+    people = client.get("/contacts", headers=tenant.admin, params={"limit": 500}).json()["items"]
+    assert sorted(c["external_id"] for c in people) == sorted(f"p{i}" for i in range(40))
+    seen, cursor = 0, None
+    while True:
+        page = client.get("/events", headers=tenant.admin,
+                          params={"limit": 500, "name": "seen", **({"cursor": cursor} if cursor else {})}).json()
+        seen += len(page["items"])
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert seen == 4 * 5 * 26  # 26 of every 40 calls are tracks
