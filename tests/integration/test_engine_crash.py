@@ -96,7 +96,11 @@ def test_killed_workers_lose_nothing_and_repeat_nothing(conveyor, database_url, 
         for _ in range(KILLS):
             while len(workers) < 2:
                 workers.append(start_worker(env))
-            time.sleep(rnd.uniform(0.6, 2.0))
+            # Strike while the workers are busy: once they have made progress since the last kill.
+            before, deadline = step_count(conveyor), time.monotonic() + 60
+            while step_count(conveyor) == before and before < total and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(rnd.uniform(0.0, 0.4))
             mid_work += 0 < step_count(conveyor) < total
             victim = workers.pop(rnd.randrange(len(workers)))
             victim.send_signal(signal.SIGKILL)
