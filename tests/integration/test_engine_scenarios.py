@@ -308,3 +308,14 @@ def test_bad_automations_name_the_node(client, tenant, change, field):
     r = client.post("/automations", headers=tenant.admin, json=definition)
     assert r.status_code == 422, r.text
     assert r.json()["field"] == field, r.json()
+
+
+def test_a_segment_an_automation_uses_cannot_be_deleted(client, tenant):
+    client.post("/segments", headers=tenant.admin, json={"key": "vips", "condition": {"tag": "vip"}})
+    definition = {"key": "vip-welcome", "triggers": [{"segment_entered": "vips"}],
+                  "nodes": [{"id": "hi", "type": "send_email", "template": "vip"}]}
+    assert client.post("/automations", headers=tenant.admin, json=definition).status_code == 200
+    r = client.delete("/segments/vips", headers=tenant.admin)
+    assert r.status_code == 409 and "vip-welcome" in r.json()["detail"]
+    client.patch("/automations/vip-welcome", headers=tenant.admin, json={"status": "archived"})
+    assert client.delete("/segments/vips", headers=tenant.admin).status_code == 204

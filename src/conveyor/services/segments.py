@@ -265,6 +265,17 @@ class Segments:
                 raise Conflict(
                     f"segment '{key}' is used by segment(s) {', '.join(users)}; change those first"
                 )
+            automations = sorted(
+                row.key
+                for row in tx.automations.all(workspace.id)
+                if row.status != "archived"
+                and _mentions_segment(tx.automations.definition(row.id, row.version), key)
+            )
+            if automations:
+                raise Conflict(
+                    f"segment '{key}' is used by automation(s) {', '.join(automations)}; "
+                    "change or archive those first"
+                )
             tx.segments.remove(segment.id)
 
         self.store.transact(work)
@@ -491,6 +502,19 @@ def _membership_event(
         "timestamp": now,
         "received_at": now,
     }
+
+
+def _mentions_segment(definition: Any, key: str) -> bool:
+    """Whether an automation definition refers to the segment (a condition or a trigger)."""
+    if isinstance(definition, dict):
+        for name, value in definition.items():
+            if name in ("segment", "segment_entered", "segment_exited") and value == key:
+                return True
+            if _mentions_segment(value, key):
+                return True
+    elif isinstance(definition, list):
+        return any(_mentions_segment(item, key) for item in definition)
+    return False
 
 
 def _cell(value: Any) -> Any:
