@@ -311,11 +311,52 @@ def test_bad_automations_name_the_node(client, tenant, change, field):
 
 
 def test_a_segment_an_automation_uses_cannot_be_deleted(client, tenant):
-    client.post("/segments", headers=tenant.admin, json={"key": "vips", "condition": {"tag": "vip"}})
-    definition = {"key": "vip-welcome", "triggers": [{"segment_entered": "vips"}],
-                  "nodes": [{"id": "hi", "type": "send_email", "template": "vip"}]}
+    client.post(
+        "/segments", headers=tenant.admin, json={"key": "vips", "condition": {"tag": "vip"}}
+    )
+    definition = {
+        "key": "vip-welcome",
+        "triggers": [{"segment_entered": "vips"}],
+        "nodes": [{"id": "hi", "type": "send_email", "template": "vip"}],
+    }
     assert client.post("/automations", headers=tenant.admin, json=definition).status_code == 200
     r = client.delete("/segments/vips", headers=tenant.admin)
     assert r.status_code == 409 and "vip-welcome" in r.json()["detail"]
     client.patch("/automations/vip-welcome", headers=tenant.admin, json={"status": "archived"})
     assert client.delete("/segments/vips", headers=tenant.admin).status_code == 204
+
+
+def test_inbound_webhook_trigger(client, tenant, conveyor):
+    definition = {
+        "key": "from-crm",
+        "triggers": [{"webhook": True}],
+        "nodes": [
+            {"id": "mark", "type": "set_field", "field": "crm_stage", "value": "{{ event.stage }}"}
+        ],
+    }
+    client.post("/fields", headers=tenant.admin, json={"key": "crm_stage", "type": "text"})
+    client.post("/automations", headers=tenant.admin, json=definition)
+    client.patch("/automations/from-crm", headers=tenant.admin, json={"status": "active"})
+    url = client.get("/automations/from-crm/webhook", headers=tenant.admin).json()["url"]
+    path = url.split("://", 1)[1].split("/", 1)[1]
+    r = client.post(
+        f"/{path}",
+        json={"email": "kim@example.com", "stage": "Qualified"},
+        headers={"Idempotency-Key": "d-1"},
+    )
+    assert r.status_code == 202, r.text
+    client.post(
+        f"/{path}",
+        json={"email": "kim@example.com", "stage": "Qualified"},
+        headers={"Idempotency-Key": "d-1"},
+    )
+    assert client.post(f"/{path[:-1]}0", json={"email": "x@example.com"}).status_code == 404
+    assert client.post(f"/{path}", json={"stage": "Won"}).status_code == 422
+    settle(conveyor)
+    kim = client.get(
+        "/contacts/lookup", headers=tenant.admin, params={"email": "kim@example.com"}
+    ).json()
+    assert kim["fields"] == {"crm_stage": "Qualified"}
+    assert client.get("/automations/from-crm/stats", headers=tenant.admin).json()["runs"] == {
+        "completed": 1
+    }

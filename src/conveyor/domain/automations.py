@@ -98,7 +98,12 @@ class Automation:
         return [n for n in self.nodes.values() if n.type == "goal"]
 
 
-def _presets(raw: dict[str, Any], path: str, parser: Parser) -> Trigger:
+def webhook_event(automation_key: str) -> str:
+    """The event an automation's inbound webhook records (its trigger)."""
+    return f"webhook.{automation_key}"
+
+
+def _presets(raw: dict[str, Any], path: str, parser: Parser, key: str) -> Trigger:
     """Trigger presets of the catalog, each a documented shorthand over an event."""
 
     def one(name: str, **props: Any) -> Trigger:
@@ -159,6 +164,12 @@ def _presets(raw: dict[str, Any], path: str, parser: Parser) -> Trigger:
         elif isinstance(value, str) and kind == "form_submitted":
             filters = (PropertyIs(("form",), "eq", value),)
         return Trigger(name, tuple(filters))
+    if kind == "webhook":
+        if value is not True:
+            raise InvalidInput(
+                here, "write 'webhook: true'; GET /automations/KEY/webhook has the URL"
+            )
+        return Trigger(webhook_event(key))
     if kind == "page_visited":
         if not isinstance(value, str) or not value:
             raise InvalidInput(here, "a URL pattern like 'https://shop.example/pricing*'")
@@ -209,7 +220,7 @@ class AutomationParser:
         if not isinstance(triggers_raw, list):
             raise InvalidInput("triggers", "a list of triggers")
         triggers = tuple(
-            _presets(t if isinstance(t, dict) else {}, f"triggers.{i}", self.parser)
+            _presets(t if isinstance(t, dict) else {}, f"triggers.{i}", self.parser, key)
             for i, t in enumerate(triggers_raw)
         )
         entry = self._entry(raw.get("entry") or {})

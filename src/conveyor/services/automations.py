@@ -4,6 +4,8 @@ activate, pause, archive, diff versions, and read per-node counts and contact ti
 from __future__ import annotations
 
 import difflib
+import hashlib
+import hmac
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -35,6 +37,11 @@ class AutomationInfo:
     definition: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+
+
+def hook_token(workspace: Workspace, key: str) -> str:
+    mac = hmac.new(workspace.secret.encode(), f"hook:{key}".encode(), hashlib.sha256)
+    return mac.hexdigest()[:40]
 
 
 def parse_definition(tx: Tx, workspace: Workspace, raw: Any, key: str | None = None) -> Automation:
@@ -133,6 +140,11 @@ class Automations:
         return "".join(
             difflib.unified_diff(text(before), text(after), f"{key} v{new - 1}", f"{key} v{new}")
         )
+
+    def webhook_token(self, workspace: Workspace, key: str) -> str:
+        """The secret in an automation's inbound webhook URL (HMAC of its key, per workspace)."""
+        self.get(workspace, key)
+        return hook_token(workspace, key)
 
     def stats(self, workspace: Workspace, key: str) -> dict[str, Any]:
         """Per node: contacts waiting there now and steps by outcome; runs by outcome."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from conveyor.clock import Clock
+from conveyor.domain.automations import webhook_event
 from conveyor.domain.errors import Conflict, FieldError, InvalidInput, ItemError
 from conveyor.domain.fields import normalize_locale, normalize_timezone
 from conveyor.domain.messages import (
@@ -57,6 +58,47 @@ class Ingest:
         result = self.store.transact(lambda tx: _Batch(tx, workspace, self.clock).run(parsed))
         result.errors = sorted(errors + result.errors, key=lambda e: e.index)
         return result
+
+    def hook(
+        self,
+        workspace: Workspace,
+        automation_key: str,
+        body: dict[str, Any],
+        message_id: str | None = None,
+    ) -> int:
+        """An automation's inbound webhook: the JSON body becomes its trigger event, for the
+        contact named by `userId`/`external_id` or `email` (created if new). Returns its id."""
+        external = body.get("userId") or body.get("user_id") or body.get("external_id")
+        email = body.get("email")
+        if not external and not email:
+            raise InvalidInput("email", "the body needs an email or a userId: who is it about?")
+
+        def work(tx: Tx) -> int:
+            writer = ContactWriter(tx, workspace, self.clock.now(), source="webhook")
+            values = {k: v for k, v in (("external_id", external), ("email", email)) if v}
+            prepared = writer.prepare(values)
+            ext, mail = prepared.standard.get("external_id"), prepared.standard.get("email")
+            writer.preload(external_ids={ext} if ext else set(), emails={mail} if mail else set())
+            state = (writer.by_external_id(ext) if ext else None) or (
+                writer.by_email(mail) if mail else None
+            )
+            if state is None:
+                writer.check_unique(None, prepared)
+                state = writer.create(prepared)
+            if message_id and tx.events.seen_message_ids(workspace.id, [message_id]):
+                return state.id or 0  # a retried delivery of a hook already recorded
+            writer.record(
+                state,
+                webhook_event(automation_key),
+                body,
+                kind="track",
+                message_id=message_id,
+                context={"source": "webhook"},
+            )
+            writer.flush()
+            return state.id  # type: ignore[return-value]
+
+        return self.store.transact(work)
 
 
 class _Batch:

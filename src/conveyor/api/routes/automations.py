@@ -3,6 +3,7 @@ plus contact timelines (every step with its reason) and the outbox."""
 
 from __future__ import annotations
 
+import hmac
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -11,8 +12,9 @@ from pydantic import BaseModel, Field
 
 from conveyor.api.auth import admin_workspace, conveyor_of
 from conveyor.api.schemas import Strict
+from conveyor.domain.errors import NotFound
 from conveyor.domain.workspaces import Workspace
-from conveyor.services.automations import AutomationInfo
+from conveyor.services.automations import AutomationInfo, hook_token
 
 router = APIRouter(tags=["automations"])
 Admin = Annotated[Workspace, Depends(admin_workspace)]
@@ -86,6 +88,33 @@ def diff_versions(
     key: str, workspace: Admin, request: Request, version: Annotated[int | None, Query(ge=1)] = None
 ) -> str:
     return conveyor_of(request).automations.diff(workspace, key, version)
+
+
+@router.get("/automations/{key}/webhook")
+def automation_webhook(key: str, workspace: Admin, request: Request) -> dict[str, str]:
+    """The inbound webhook URL for apps that can only send webhooks (keep it secret); its JSON
+    body, naming the contact by `email` or `userId`, becomes the trigger event."""
+    conveyor = conveyor_of(request)
+    token = conveyor.automations.webhook_token(workspace, key)
+    base = conveyor.settings.public_url or str(request.base_url).rstrip("/")
+    return {"url": f"{base}/hooks/{workspace.name}/{key}/{token}"}
+
+
+@router.post("/hooks/{workspace_name}/{key}/{token}", status_code=202)
+def inbound_webhook(
+    workspace_name: str, key: str, token: str, body: dict[str, Any], request: Request
+) -> dict[str, Any]:
+    """Called by other apps, without an API key: the secret token in the URL authenticates."""
+    conveyor = conveyor_of(request)
+    try:
+        workspace = conveyor.workspaces.get(workspace_name)
+        expected = hook_token(workspace, key)
+    except NotFound:
+        raise NotFound("no such webhook") from None
+    if not hmac.compare_digest(token, expected):
+        raise NotFound("no such webhook")
+    contact = conveyor.ingest.hook(workspace, key, body, request.headers.get("idempotency-key"))
+    return {"accepted": True, "contact_id": contact}
 
 
 @router.get("/automations/{key}/stats")
