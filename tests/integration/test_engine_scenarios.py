@@ -360,3 +360,76 @@ def test_inbound_webhook_trigger(client, tenant, conveyor):
     assert client.get("/automations/from-crm/stats", headers=tenant.admin).json()["runs"] == {
         "completed": 1
     }
+
+
+def test_date_trigger_fires_on_the_contacts_own_day_at_their_local_time(
+    client, tenant, conveyor, clock
+):
+    client.post("/fields", headers=tenant.admin, json={"key": "birth_date", "type": "date"})
+    client.post("/fields", headers=tenant.admin, json={"key": "renewal", "type": "date"})
+    birthday = {
+        "key": "birthday",
+        "triggers": [{"date": {"field": "birth_date", "yearly": True, "at": "09:00"}}],
+        "entry": {"repeat": "every_time"},
+        "nodes": [{"id": "card", "type": "send_email", "template": "birthday"}],
+    }
+    renewal = {
+        "key": "renewal",
+        "triggers": [{"date": {"field": "renewal", "offset": "-3 days", "at": "08:00"}}],
+        "nodes": [{"id": "remind", "type": "send_email", "template": "renewal"}],
+    }
+    for definition in (birthday, renewal):
+        assert (
+            client.post("/automations", headers=tenant.admin, json=definition).status_code == 200
+        ), definition
+        client.patch(
+            f"/automations/{definition['key']}", headers=tenant.admin, json={"status": "active"}
+        )
+    # The clock says 2026-01-05 09:00 UTC: 10:00 in Warsaw, 01:00 in Los Angeles.
+    for user, zone, day in (
+        ("waw", "Europe/Warsaw", "1990-01-05"),
+        ("lax", "America/Los_Angeles", "1985-01-05"),
+        ("later", "Europe/Warsaw", "1990-01-06"),
+    ):
+        client.post(
+            "/contacts",
+            headers=tenant.admin,
+            json={
+                "external_id": user,
+                "email": f"{user}@example.com",
+                "timezone": zone,
+                "fields": {"birth_date": day},
+            },
+        )
+    client.post(
+        "/contacts",
+        headers=tenant.admin,
+        json={
+            "external_id": "sub",
+            "email": "sub@example.com",
+            "timezone": "UTC",
+            "fields": {"renewal": "2026-01-08"},
+        },
+    )
+    settle(conveyor)
+    assert outbox(client, tenant, "waw") == ["birthday"] and outbox(client, tenant, "lax") == []
+    assert outbox(client, tenant, "sub") == ["renewal"]  # three days before 8 January, after 08:00
+    clock.advance(timedelta(hours=8))  # 09:00 in Los Angeles
+    settle(conveyor)
+    assert outbox(client, tenant, "lax") == ["birthday"] and outbox(client, tenant, "waw") == [
+        "birthday"
+    ]
+    clock.advance(timedelta(days=1))
+    settle(conveyor)
+    assert outbox(client, tenant, "later") == ["birthday"] and outbox(client, tenant, "sub") == [
+        "renewal"
+    ]
+    clock.advance(timedelta(days=364))
+    settle(conveyor)
+    assert outbox(client, tenant, "waw") == ["birthday", "birthday"]
+    r = client.post(
+        "/automations",
+        headers=tenant.admin,
+        json={**birthday, "key": "bad", "triggers": [{"date": {"field": "renewal_day"}}]},
+    )
+    assert r.status_code == 422 and r.json()["field"] == "triggers.0.date.field"

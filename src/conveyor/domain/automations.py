@@ -48,12 +48,24 @@ NODE_TYPES = FLOW_TYPES | ACTION_TYPES | set(SEND_TYPES)
 
 
 @dataclass(frozen=True)
+class DateTrigger:
+    """Enroll on the day a date field says (± offset), at a local time of day; yearly if asked."""
+
+    field: str
+    yearly: bool
+    offset_days: int  # -3: three days before the date
+    at: str  # "09:00", in the contact's timezone
+
+
+@dataclass(frozen=True)
 class Trigger:
-    """Enroll on event `name` whose properties pass `where` (every preset reduces to this)."""
+    """Enroll on event `name` whose properties pass `where` (every preset reduces to this),
+    or, for a date trigger, on a day of the calendar (`date`; `name` is then unused)."""
 
     name: str
     where: tuple[PropertyIs, ...] = ()
     url_pattern: str | None = None  # page visited: a glob over properties.url
+    date: DateTrigger | None = None
 
 
 @dataclass(frozen=True)
@@ -164,6 +176,8 @@ def _presets(raw: dict[str, Any], path: str, parser: Parser, key: str) -> Trigge
         elif isinstance(value, str) and kind == "form_submitted":
             filters = (PropertyIs(("form",), "eq", value),)
         return Trigger(name, tuple(filters))
+    if kind == "date":
+        return Trigger("date", date=_date_trigger(value, here, parser))
     if kind == "webhook":
         if value is not True:
             raise InvalidInput(
@@ -197,6 +211,25 @@ def _presets(raw: dict[str, Any], path: str, parser: Parser, key: str) -> Trigge
         )
         return Trigger("score.changed", where)
     raise InvalidInput(here, f"unknown trigger '{kind}'")
+
+
+def _date_trigger(value: Any, here: str, parser: Parser) -> DateTrigger:
+    if not isinstance(value, dict) or set(value) - {"field", "yearly", "offset", "at"}:
+        raise InvalidInput(here, "{field: birth_date, yearly: true, offset: -3 days, at: '09:00'}")
+    name = value.get("field")
+    definition = parser.fields.get(name) if isinstance(name, str) else None
+    if definition is None or definition.type.value != "date":
+        raise InvalidInput(f"{here}.field", f"'{name}' is not a declared date field")
+    offset = str(value.get("offset", "0 days")).strip()
+    sign = -1 if offset.startswith("-") else 1
+    body = offset.lstrip("+-").strip()
+    seconds = 0 if body in ("0", "0 days", "0d") else parse_duration(body, f"{here}.offset")
+    if seconds % 86400:
+        raise InvalidInput(f"{here}.offset", "a whole number of days, like -3 days")
+    at = value.get("at", "00:00")
+    if not isinstance(at, str) or not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", at):
+        raise InvalidInput(f"{here}.at", "a time of day like 09:00")
+    return DateTrigger(name, bool(value.get("yearly", False)), sign * seconds // 86400, at)
 
 
 class AutomationParser:

@@ -14,10 +14,11 @@ import fnmatch
 from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from conveyor.clock import Clock
 from conveyor.domain.automations import Automation
-from conveyor.domain.conditions import Condition
+from conveyor.domain.conditions import All, Condition, FieldIs, Not
 from conveyor.domain.contacts import SubscriptionStatus
 from conveyor.domain.engine import (
     ContactChange,
@@ -30,6 +31,7 @@ from conveyor.domain.engine import (
 )
 from conveyor.domain.errors import Conflict, InvalidInput, NotFound
 from conveyor.domain.evaluation import Evaluator, Snapshot, event_names, property_matches
+from conveyor.domain.fields import FieldType
 from conveyor.domain.workspaces import Workspace
 from conveyor.services.automations import parse_definition
 from conveyor.services.contact_writer import ContactWriter
@@ -62,11 +64,49 @@ class Engine:
 
     def run_until_idle(self, max_rounds: int = 10_000) -> None:
         """Dispatch and execute until nothing is left to do now (for tests and the CLI)."""
+        self.sweep_dates()
         for _ in range(max_rounds):
             busy = self.segments.process_log() + self.dispatch() + self.execute()
             if not busy:
                 return
         raise RuntimeError("the engine did not settle")
+
+    def sweep_dates(self) -> int:
+        """Enroll contacts whose date trigger falls today (their local day, at their local time);
+        the one kind of trigger that looks back: a contact whose day it is enters even if the
+        automation was activated later that day. Each occurrence enrolls once."""
+        with self.store.read() as tx:
+            workspaces = [workspace_from_row(row) for row in tx.workspaces.all()]
+        return sum(
+            self.store.transact(lambda tx, ws=ws: self._sweep_dates(tx, ws)) for ws in workspaces
+        )
+
+    def _sweep_dates(self, tx: Tx, workspace: Workspace) -> int:
+        now = self.clock.now()
+        tick = _Tick(self, tx, workspace, now)
+        entered = 0
+        for row in tx.automations.active(workspace.id):
+            automation = tick.automation(row.id, row.version)
+            for trigger in automation.triggers:
+                if trigger.date is None or trigger.date.field not in tick.ctx.fields:
+                    continue
+                condition = _falls_today(trigger.date)
+                stmt = tick.ctx.sql(now).members_query(condition, after_id=None, limit=None)
+                people = list(tx.conn.execute(stmt))
+                recent = tx.automations.recent_triggers(
+                    row.id, [p.id for p in people], now - timedelta(days=2)
+                )
+                for person in people:
+                    local = now.astimezone(ZoneInfo(person.timezone or tick.ctx.timezone))
+                    if local.strftime("%H:%M") < trigger.date.at:
+                        continue
+                    occurrence = {"date": local.date().isoformat(), "field": trigger.date.field}
+                    if (person.id, occurrence["date"]) in recent:
+                        continue
+                    recent.add((person.id, occurrence["date"]))
+                    entered += tick.enroll(row, person.id, occurrence, source="date") == "entered"
+        tick.flush()
+        return entered
 
     def enroll(self, workspace: Workspace, key: str, contact_id: int) -> str:
         """Enroll a contact by hand (or API); entry rules still apply. Says what happened."""
@@ -501,13 +541,29 @@ class _Tick:
 
 
 def _matches(trigger: Any, name: str, properties: dict[str, Any]) -> bool:
-    if trigger.name != name:
+    if trigger.date is not None or trigger.name != name:
         return False
     if trigger.url_pattern is not None:
         url = properties.get("url")
         if not isinstance(url, str) or not fnmatch.fnmatchcase(url, trigger.url_pattern):
             return False
     return all(property_matches(f, properties) for f in trigger.where)
+
+
+def _falls_today(trigger: Any) -> Condition:
+    """Contacts whose date field plus the offset is their local today (every year, if yearly)."""
+
+    def field(op: str, value: Any) -> FieldIs:
+        return FieldIs(trigger.field, FieldType.DATE, op, value)
+
+    k = trigger.offset_days
+    if trigger.yearly:
+        return field("anniversary", -k)
+    if k == 0:
+        return field("today", None)
+    # The date is exactly |k| days ago (or ahead): within |k| days but not within |k| - 1.
+    op = "within_last" if k > 0 else "within_next"
+    return All((field(op, abs(k) * 86400), Not(field(op, (abs(k) - 1) * 86400))))
 
 
 def _entry_conditions(automation: Automation) -> list[Condition]:

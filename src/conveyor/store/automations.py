@@ -150,6 +150,23 @@ class AutomationQueries:
             )
         )
 
+    def recent_triggers(
+        self, automation_id: int, contact_ids: list[int], since: datetime
+    ) -> set[tuple[int, str]]:
+        """(contact, trigger date) of runs entered since `since`: date triggers enroll once a day."""
+        found: set[tuple[int, str]] = set()
+        for start in range(0, len(contact_ids), 500):
+            for row in self.conn.execute(
+                select(runs.c.contact_id, runs.c.trigger).where(
+                    runs.c.automation_id == automation_id,
+                    runs.c.entered_at >= since,
+                    runs.c.contact_id.in_(contact_ids[start : start + 500]),
+                )
+            ):
+                if isinstance(row.trigger, dict) and row.trigger.get("date"):
+                    found.add((row.contact_id, row.trigger["date"]))
+        return found
+
     def wake(self, run_ids: list[int], now: datetime) -> None:
         for start in range(0, len(run_ids), 500):
             self.conn.execute(

@@ -42,13 +42,16 @@ class BackgroundLoop:
         return total
 
     def run(self) -> None:
-        next_sweep = time.monotonic()
+        next_sweep = next_dates = time.monotonic()
         while not self._stop.is_set():
             try:
                 self.run_once()
+                if time.monotonic() >= next_dates:
+                    self.conveyor.engine.sweep_dates()
+                    next_dates = time.monotonic() + 60
                 if time.monotonic() >= next_sweep:
                     self.conveyor.segments.sweep()
-                    next_sweep = time.monotonic() + self.sweep_seconds
+                    next_sweep = next_dates = time.monotonic() + self.sweep_seconds
             except Exception:  # keep the loop alive; the work is retried on the next tick
                 log.exception("background loop failed; retrying")
             self._stop.wait(self.poll_seconds)
