@@ -153,7 +153,7 @@ class AutomationQueries:
     def recent_triggers(
         self, automation_id: int, contact_ids: list[int], since: datetime
     ) -> set[tuple[int, str]]:
-        """(contact, trigger date) of runs entered since `since`: date triggers enroll once a day."""
+        """(contact, trigger date) of runs entered since `since`: one entry per occurrence."""
         found: set[tuple[int, str]] = set()
         for start in range(0, len(contact_ids), 500):
             for row in self.conn.execute(
