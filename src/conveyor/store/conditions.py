@@ -15,6 +15,7 @@ from zoneinfo import available_timezones
 
 import orjson
 from sqlalchemy import (
+    Boolean,
     Float,
     String,
     and_,
@@ -232,7 +233,9 @@ class ConditionSQL:
         if self.pg:
 
             def has(item: str) -> Expr:
-                return x.op("@>")(cast(literal(orjson.dumps([item]).decode()), JSONB))
+                return x.op("@>", return_type=Boolean)(
+                    cast(literal(orjson.dumps([item]).decode()), JSONB)
+                )
 
             length = func.jsonb_array_length(x)
         else:
