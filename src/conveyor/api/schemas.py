@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from conveyor.domain.contacts import Contact, SubscriptionStatus
 from conveyor.domain.fields import STANDARD_FIELDS, FieldDefinition, FieldType
+
+MAX_ID = 2**63 - 1  # BIGINT
+ContactPath = Annotated[int, Path(ge=1, le=MAX_ID, description="contact id")]
+Score = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
 
 Status = Literal["subscribed", "unconfirmed", "unsubscribed", "bounced", "complained"]
 
@@ -30,7 +35,7 @@ class ContactIn(Strict):
     fields: dict[str, Any] = Field(default_factory=dict, description="Custom field values by key")
     tags: list[str] = Field(default_factory=list)
     lists: dict[str, Status] = Field(default_factory=dict, description="List key → status")
-    score: int | None = None
+    score: Score | None = None
 
     def values(self) -> dict[str, Any]:
         """Standard attributes that were given (null clears) plus custom fields."""
@@ -41,7 +46,7 @@ class ContactIn(Strict):
 class ContactPatch(ContactIn):
     add_tags: list[str] = Field(default_factory=list)
     remove_tags: list[str] = Field(default_factory=list)
-    score_delta: int | None = Field(default=None, description="Add this to the lead score")
+    score_delta: Score | None = Field(default=None, description="Add this to the lead score")
 
 
 class ContactOut(BaseModel):
@@ -82,8 +87,8 @@ class SubscriptionIn(Strict):
 
 
 class ScoreIn(Strict):
-    delta: int | None = None
-    score: int | None = None
+    delta: Score | None = None
+    score: Score | None = None
 
 
 class EventOut(BaseModel):

@@ -275,7 +275,10 @@ def parse_datetime(raw: Any) -> datetime | None:
         return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00
+        return None
 
 
 def format_datetime(moment: datetime) -> str:

@@ -11,8 +11,10 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StringConstraints,
     TypeAdapter,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -31,7 +33,11 @@ def _id_text(value: Any) -> Any:
     return value
 
 
-Id = Annotated[str | None, BeforeValidator(_id_text), Field(default=None, max_length=255)]
+Id = Annotated[
+    Annotated[str, StringConstraints(max_length=255)] | None,
+    BeforeValidator(_id_text),
+    Field(default=None),
+]
 
 
 class _Call(BaseModel):
@@ -45,6 +51,16 @@ class _Call(BaseModel):
     sentAt: datetime | None = None
     context: dict[str, Any] = Field(default_factory=dict)
     integrations: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("timestamp", "originalTimestamp", "sentAt")
+    @classmethod
+    def _in_range(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        try:
+            return _utc(value)
+        except OverflowError:
+            raise ValueError("is out of range") from None
 
     @model_validator(mode="after")
     def _needs_identity(self) -> _Call:

@@ -409,6 +409,8 @@ class ContactWriter:
         return status
 
     def set_score(self, state: ContactState, score: int) -> bool:
+        if not -(2**31) <= score < 2**31:
+            raise InvalidInput("score", "a lead score is between -2147483648 and 2147483647")
         if score == state.score:
             return False
         old, state.score = state.score, score

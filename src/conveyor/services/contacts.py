@@ -48,7 +48,10 @@ def decode_cursor(cursor: str | None) -> int | None:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         if not text.startswith("c"):
             raise ValueError(cursor)
-        return int(text[1:])
+        value = int(text[1:])
+        if not 0 <= value < 2**63:
+            raise ValueError(cursor)
+        return value
     except (ValueError, UnicodeDecodeError):
         raise InvalidInput("cursor", "is not a cursor this API handed out") from None
 

@@ -230,6 +230,9 @@ def _rows(reader: Any, columns: dict[int, str], report: ImportReport) -> Iterato
             cell = cells[index].strip() if index < len(cells) else ""
             if not cell:
                 continue  # an empty cell leaves the value as it is
+            if "\x00" in cell:
+                bad = RowError(start, target, "contains a NUL character")
+                continue
             if target == "tags":
                 tags = [t for t in re.split(r"[;,]", cell) if t.strip()]
             elif target == "score":

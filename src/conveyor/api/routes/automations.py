@@ -11,7 +11,7 @@ from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
 from conveyor.api.auth import admin_workspace, conveyor_of
-from conveyor.api.schemas import Strict
+from conveyor.api.schemas import MAX_ID, ContactPath, Strict
 from conveyor.domain.errors import NotFound
 from conveyor.domain.workspaces import Workspace
 from conveyor.services.automations import AutomationInfo, hook_token
@@ -47,7 +47,7 @@ class StatusIn(Strict):
 
 
 class EnrollIn(Strict):
-    contact_id: int
+    contact_id: int = Field(ge=1, le=MAX_ID)
 
 
 @router.get("/automations", response_model=list[AutomationOut])
@@ -85,7 +85,10 @@ def set_status(key: str, body: StatusIn, workspace: Admin, request: Request) -> 
 
 @router.get("/automations/{key}/diff", response_class=PlainTextResponse)
 def diff_versions(
-    key: str, workspace: Admin, request: Request, version: Annotated[int | None, Query(ge=1)] = None
+    key: str,
+    workspace: Admin,
+    request: Request,
+    version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
 ) -> str:
     return conveyor_of(request).automations.diff(workspace, key, version)
 
@@ -131,7 +134,7 @@ def enroll_contact(key: str, body: EnrollIn, workspace: Admin, request: Request)
 
 @router.get("/contacts/{contact_id}/timeline")
 def contact_timeline(
-    contact_id: int,
+    contact_id: ContactPath,
     workspace: Admin,
     request: Request,
     cursor: str | None = None,
@@ -148,7 +151,7 @@ def contact_timeline(
 def list_outbox(
     workspace: Admin,
     request: Request,
-    contact: int | None = None,
+    contact: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
     """Messages the automations produced, waiting for delivery."""

@@ -14,6 +14,7 @@ from conveyor.api.schemas import (
     ContactOut,
     ContactPage,
     ContactPatch,
+    ContactPath,
     EventOut,
     EventPage,
     ImportOut,
@@ -117,13 +118,13 @@ async def import_contacts(
 
 
 @router.get("/{contact_id}", response_model=ContactOut)
-def get_contact(contact_id: int, workspace: Admin, request: Request) -> ContactOut:
+def get_contact(contact_id: ContactPath, workspace: Admin, request: Request) -> ContactOut:
     return ContactOut.of(conveyor_of(request).contacts.get(workspace, contact_id))
 
 
 @router.patch("/{contact_id}", response_model=ContactOut)
 def update_contact(
-    contact_id: int, body: ContactPatch, workspace: Admin, request: Request
+    contact_id: ContactPath, body: ContactPatch, workspace: Admin, request: Request
 ) -> ContactOut:
     """Change only what is given; `null` clears a value."""
     change = ContactChange(
@@ -138,27 +139,29 @@ def update_contact(
 
 
 @router.delete("/{contact_id}", status_code=204)
-def delete_contact(contact_id: int, workspace: Admin, request: Request) -> Response:
+def delete_contact(contact_id: ContactPath, workspace: Admin, request: Request) -> Response:
     """Delete the contact with its tags, subscriptions and event history (right to erasure)."""
     conveyor_of(request).contacts.delete(workspace, contact_id)
     return Response(status_code=204)
 
 
 @router.post("/{contact_id}/tags", response_model=ContactOut)
-def add_tags(contact_id: int, body: TagsIn, workspace: Admin, request: Request) -> ContactOut:
+def add_tags(
+    contact_id: ContactPath, body: TagsIn, workspace: Admin, request: Request
+) -> ContactOut:
     change = ContactChange(add_tags=body.tags)
     return ContactOut.of(conveyor_of(request).contacts.update(workspace, contact_id, change))
 
 
 @router.delete("/{contact_id}/tags/{tag}", response_model=ContactOut)
-def remove_tag(contact_id: int, tag: str, workspace: Admin, request: Request) -> ContactOut:
+def remove_tag(contact_id: ContactPath, tag: str, workspace: Admin, request: Request) -> ContactOut:
     change = ContactChange(remove_tags=[tag])
     return ContactOut.of(conveyor_of(request).contacts.update(workspace, contact_id, change))
 
 
 @router.put("/{contact_id}/lists/{list_key}", response_model=ContactOut)
 def set_subscription(
-    contact_id: int, list_key: str, body: SubscriptionIn, workspace: Admin, request: Request
+    contact_id: ContactPath, list_key: str, body: SubscriptionIn, workspace: Admin, request: Request
 ) -> ContactOut:
     """Subscribing to a double opt-in list sets `unconfirmed` until the contact confirms."""
     change = ContactChange(lists={list_key: body.status})
@@ -166,7 +169,9 @@ def set_subscription(
 
 
 @router.post("/{contact_id}/score", response_model=ContactOut)
-def change_score(contact_id: int, body: ScoreIn, workspace: Admin, request: Request) -> ContactOut:
+def change_score(
+    contact_id: ContactPath, body: ScoreIn, workspace: Admin, request: Request
+) -> ContactOut:
     """Set the lead score (`score`) or add to it (`delta`)."""
     if (body.delta is None) == (body.score is None):
         raise InvalidInput("delta", "give either delta or score")
@@ -176,7 +181,7 @@ def change_score(contact_id: int, body: ScoreIn, workspace: Admin, request: Requ
 
 @router.get("/{contact_id}/events", response_model=EventPage)
 def contact_events(
-    contact_id: int,
+    contact_id: ContactPath,
     workspace: Admin,
     request: Request,
     cursor: str | None = None,

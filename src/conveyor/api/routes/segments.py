@@ -9,7 +9,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from conveyor.api.auth import admin_workspace, conveyor_of
-from conveyor.api.schemas import ContactOut, ContactPage, Strict
+from conveyor.api.schemas import MAX_ID, ContactOut, ContactPage, Strict
 from conveyor.domain.workspaces import Workspace
 from conveyor.services.segments import Segment
 
@@ -126,7 +126,7 @@ def explain_segment(
     key: str,
     workspace: Admin,
     request: Request,
-    contact: Annotated[int, Query(description="contact id")],
+    contact: Annotated[int, Query(ge=1, le=MAX_ID, description="contact id")],
 ) -> dict[str, Any]:
     """Whether the contact is in the segment now, and why: each predicate with the values seen."""
     verdict = conveyor_of(request).segments.explain(workspace, contact, key=key)

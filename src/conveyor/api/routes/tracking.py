@@ -17,10 +17,11 @@ from starlette.concurrency import run_in_threadpool
 from conveyor.api.auth import conveyor_of, principal
 from conveyor.api.problems import from_error, problem
 from conveyor.api.schemas import TrackingOut
-from conveyor.domain.errors import InvalidInput, ItemError, PayloadTooLarge
+from conveyor.domain.errors import FieldError, InvalidInput, ItemError, PayloadTooLarge
 from conveyor.domain.messages import Alias, Group, Identify, Page, Screen, Track
 
 router = APIRouter(prefix="/v1", tags=["tracking"])
+NUL = b"\\u0000"  # how JSON spells it; PostgreSQL refuses it in text and jsonb
 _MODELS = {
     "identify": Identify,
     "track": Track,
@@ -56,8 +57,11 @@ async def _single(request: Request, call_type: str) -> JSONResponse:
     if isinstance(body, dict):
         body = {k: v for k, v in body.items() if k != "writeKey"}
     limit = conveyor_of(request).settings.max_event_bytes
-    if len(orjson.dumps(body)) > limit:
+    dumped = orjson.dumps(body)
+    if len(dumped) > limit:
         raise PayloadTooLarge(f"a call is at most {limit} bytes")
+    if NUL in dumped:
+        raise InvalidInput("", "text with a NUL character (\\u0000) cannot be stored")
     result = await run_in_threadpool(
         conveyor_of(request).ingest.calls, who.workspace, [body], call_type=call_type
     )
@@ -132,11 +136,17 @@ async def batch(request: Request) -> JSONResponse:
         )
     shared_context = body.get("context") if isinstance(body.get("context"), dict) else None
     calls: list[Any] = []
-    too_big: list[ItemError] = []
+    rejected: list[ItemError] = []
     positions: list[int] = []
     for index, item in enumerate(items):
-        if len(orjson.dumps(item)) > settings.max_event_bytes:
-            too_big.append(
+        dumped = orjson.dumps(item)
+        if NUL in dumped:
+            rejected.append(
+                ItemError(index, [FieldError("", "text with a NUL character cannot be stored")])
+            )
+            continue
+        if len(dumped) > settings.max_event_bytes:
+            rejected.append(
                 ItemError(
                     index,
                     [
@@ -152,7 +162,7 @@ async def batch(request: Request) -> JSONResponse:
         calls.append(item)
         positions.append(index)
     result = await run_in_threadpool(conveyor_of(request).ingest.calls, who.workspace, calls)
-    errors = too_big + [ItemError(positions[e.index], e.errors) for e in result.errors]
+    errors = rejected + [ItemError(positions[e.index], e.errors) for e in result.errors]
     errors.sort(key=lambda e: e.index)
     if errors and result.accepted == 0 and result.duplicates == 0:
         return problem(

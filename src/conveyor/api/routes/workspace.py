@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from conveyor.api.auth import admin_workspace, conveyor_of
 from conveyor.api.schemas import (
@@ -59,7 +59,9 @@ def create_key(body: KeyIn, workspace: Admin, request: Request) -> NewKeyOut:
 
 
 @router.delete("/keys/{key_id}", status_code=204)
-def revoke_key(key_id: int, workspace: Admin, request: Request) -> Response:
+def revoke_key(
+    key_id: Annotated[int, Path(ge=1, le=2**31 - 1)], workspace: Admin, request: Request
+) -> Response:
     conveyor_of(request).workspaces.revoke_key(workspace, key_id)
     return Response(status_code=204)
 

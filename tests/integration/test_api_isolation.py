@@ -1,0 +1,523 @@
+"""Workspace isolation and key kinds, route by route, over real HTTP on both dialects.
+
+`CASES` holds one request per route of the app (a few routes have more than one), aimed at the
+resources of workspace A (`tenant`). Each case is sent:
+
+- with workspace B's admin key: A's resources are invisible (404) and nothing of A changes;
+  collection routes act on B only (B may even reuse A's email, field key or message ids);
+- with A's own admin key afterwards: the same request works, so B's 404 is not a typo;
+- with A's write key: 403 on admin routes, accepted on tracking routes;
+- without a key or with a bad one: 401 problem+json with a WWW-Authenticate header.
+
+Variants point B's own rows at A's (B's contact with A's list, B's segment explaining A's
+contact, ...): those fail in B (422/404) and the same request from A finds no such B row (404).
+Public routes (health, schema, confirmation links, inbound webhooks) need no key; A's link and
+webhook token presented under B's workspace name do nothing.
+
+`test_every_route_has_an_isolation_case` fails when a route is added without a case here.
+
+One app, server and database per dialect serve the whole module, and every test makes its own
+two workspaces: a fresh conveyor per test would cost ~1 s of statement compiling, server start
+and seeding each, and other tenants' rows in the database only make the isolation check harder.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import shutil
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.routing import APIRoute
+
+from conveyor.api.app import create_app
+from conveyor.bootstrap import Conveyor, bootstrap
+from conveyor.clock import SimulatedClock
+from conveyor.services.automations import hook_token
+from conveyor.services.contacts import confirmation_token
+from conveyor.settings import Settings
+from tests.integration.conftest import LiveServer, Tenant, make_tenant
+
+try:
+    from fastapi.routing import iter_route_contexts
+except ImportError:  # FastAPI without lazily included routers: app.routes is flat already
+
+    def iter_route_contexts(routes):  # type: ignore[no-redef]
+        return iter(routes)
+
+ADMIN, TRACKING, PUBLIC = "admin", "tracking", "public"
+
+# Workspace A's data; workspace B has none of these keys, so addressing them is addressing A.
+EMAIL, EXTERNAL_ID, ANONYMOUS_ID = "ada@example.com", "u-ada", "anon-ada"
+TAG, FIELD, LIST, DOI_LIST, SEGMENT = "vip", "plan", "newsletter", "digest", "vips"
+AUTOMATION = {
+    "key": "welcome", "name": "Welcome", "triggers": [{"list_subscribed": LIST}],
+    "entry": {"repeat": "every_time"},
+    "nodes": [{"id": "hello", "type": "send_email", "template": "welcome-1"},
+              {"id": "pause", "type": "wait", "for": "7 days"}],
+}
+USES_SEGMENT = {  # refers to A's segment, which B does not have
+    "key": "branchy", "triggers": [{"tag_added": TAG}],
+    "nodes": [{"id": "check", "type": "if", "condition": {"segment": SEGMENT}, "then": "done",
+               "else": "done"}, {"id": "done", "type": "end"}],
+}
+TRACKING_CALLS: dict[str, dict[str, Any]] = {
+    "identify": {"userId": EXTERNAL_ID, "anonymousId": ANONYMOUS_ID,
+                 "traits": {"email": EMAIL, "firstName": "Mallory"}},
+    "track": {"userId": EXTERNAL_ID, "event": "order_completed", "properties": {"total": 1}},
+    "page": {"anonymousId": ANONYMOUS_ID, "name": "Home"},
+    "screen": {"userId": EXTERNAL_ID, "name": "Home"},
+    "group": {"userId": EXTERNAL_ID, "groupId": "acme-inc"},
+    "alias": {"previousId": ANONYMOUS_ID, "userId": EXTERNAL_ID},
+}
+
+
+def tracking_body(route: str, message_id: str) -> dict[str, Any]:
+    """A call about A's contact; `message_id` is one A has already used (see `world`)."""
+    if route == "batch":
+        return {"batch": [{"type": "track", "userId": EXTERNAL_ID, "event": "batched",
+                           "messageId": message_id}]}
+    return {**TRACKING_CALLS[route], "messageId": message_id}
+
+
+@dataclass(frozen=True)
+class Case:
+    method: str
+    path: str
+    access: str
+    cross: int  # status for workspace B's admin key
+    own: int  # status for workspace A's admin key (sent after, as a control)
+    body: Any = None
+    params: dict[str, str] | None = None
+    csv: str | None = None
+    cross_json: dict[str, Any] | None = None  # subset of B's response body
+    own_json: dict[str, Any] | None = None
+    values: dict[str, str] | None = None  # other values for {placeholders}, e.g. B's contact
+    variant: str = ""
+
+    @property
+    def id(self) -> str:
+        return f"{self.method} {self.path}{' ' + self.variant if self.variant else ''}"
+
+
+def _tracking(route: str) -> Case:
+    return Case(
+        "POST", f"/v1/{route}", TRACKING, 200, 200, body=tracking_body(route, f"a-{route}"),
+        # B has never seen A's message ids: they are not duplicates there, and A's are.
+        cross_json={"accepted": 1, "duplicates": 0}, own_json={"accepted": 0, "duplicates": 1},
+    )
+
+
+CONTACT, SEGMENTS, AUTOMATIONS = "/contacts/{contact_id}", "/segments/{key}", "/automations/{key}"
+B_CONTACT = {"contact_id": "{b_contact_id}"}
+CASES = [
+    *(_tracking(route) for route in [*TRACKING_CALLS, "batch"]),
+    # Creating in B what exists in A is no conflict: uniqueness is per workspace.
+    Case("POST", "/contacts", ADMIN, 201, 409, body={"email": EMAIL, "external_id": EXTERNAL_ID}),
+    Case("GET", "/contacts", ADMIN, 200, 200, params={"email": EMAIL}),
+    Case("GET", "/contacts/lookup", ADMIN, 404, 200, params={"email": EMAIL}, variant="email"),
+    Case("GET", "/contacts/lookup", ADMIN, 404, 200, params={"external_id": EXTERNAL_ID},
+         variant="external_id"),
+    Case("GET", "/contacts/lookup", ADMIN, 404, 200, params={"anonymous_id": ANONYMOUS_ID},
+         variant="anonymous_id"),
+    Case("POST", "/contacts/import", ADMIN, 200, 200, csv=f"email,external_id\n{EMAIL},{EXTERNAL_ID}\n",
+         cross_json={"created": 1, "failed": 0}, own_json={"created": 0, "failed": 0}),
+    Case("GET", CONTACT, ADMIN, 404, 200),
+    Case("PATCH", CONTACT, ADMIN, 404, 200, body={"first_name": "Mallory", "add_tags": ["x"]}),
+    Case("DELETE", CONTACT, ADMIN, 404, 204),
+    Case("POST", CONTACT + "/tags", ADMIN, 404, 200, body={"tags": ["hacked"]}),
+    Case("DELETE", CONTACT + "/tags/{tag}", ADMIN, 404, 200),
+    Case("PUT", CONTACT + "/lists/{list_key}", ADMIN, 404, 200, body={"status": "unsubscribed"}),
+    Case("POST", CONTACT + "/score", ADMIN, 404, 200, body={"delta": 100}),
+    Case("GET", CONTACT + "/events", ADMIN, 404, 200),
+    # The other way round: B's contact is B's, and A's list and field are no use to it.
+    Case("GET", CONTACT, ADMIN, 200, 404, values=B_CONTACT, variant="B's contact"),
+    Case("PUT", CONTACT + "/lists/{list_key}", ADMIN, 422, 404, body={"status": "subscribed"},
+         values=B_CONTACT, variant="B's contact, A's list"),
+    Case("PATCH", CONTACT, ADMIN, 422, 404, body={"fields": {FIELD: "pro"}}, values=B_CONTACT,
+         variant="B's contact, A's field"),
+    Case("GET", "/fields", ADMIN, 200, 200),
+    Case("POST", "/fields", ADMIN, 201, 409, body={"key": FIELD, "type": "number"}),
+    Case("GET", "/fields/{key}", ADMIN, 404, 200),
+    Case("PATCH", "/fields/{key}", ADMIN, 404, 200, body={"label": "Hacked"}),
+    Case("DELETE", "/fields/{key}", ADMIN, 404, 204),
+    Case("GET", "/lists", ADMIN, 200, 200),
+    Case("POST", "/lists", ADMIN, 201, 409, body={"key": LIST}),
+    Case("GET", "/lists/{key}", ADMIN, 404, 200),
+    Case("PATCH", "/lists/{key}", ADMIN, 404, 200, body={"name": "Hacked", "double_opt_in": True}),
+    Case("DELETE", "/lists/{key}", ADMIN, 404, 204),
+    Case("GET", "/segments", ADMIN, 200, 200),
+    Case("POST", "/segments", ADMIN, 201, 409, body={"key": SEGMENT, "condition": {"tag": TAG}}),
+    # Audiences are counted in the caller's workspace only: B has no contact tagged vip.
+    Case("POST", "/segments/count", ADMIN, 200, 200, body={"condition": {"tag": TAG}},
+         cross_json={"count": 0}, own_json={"count": 1}),
+    Case("POST", "/segments/count", ADMIN, 422, 200, body={"condition": {"segment": SEGMENT}},
+         variant="A's segment"),
+    Case("GET", SEGMENTS, ADMIN, 404, 200),
+    Case("PATCH", SEGMENTS, ADMIN, 404, 200, body={"name": "Hacked", "condition": {"tag": "x"}}),
+    Case("DELETE", SEGMENTS, ADMIN, 404, 204),
+    Case("GET", SEGMENTS + "/count", ADMIN, 404, 200),
+    Case("GET", SEGMENTS + "/members", ADMIN, 404, 200),
+    Case("GET", SEGMENTS + "/export", ADMIN, 404, 200),
+    Case("GET", SEGMENTS + "/explain", ADMIN, 404, 200, params={"contact": "{contact_id}"}),
+    Case("GET", SEGMENTS + "/explain", ADMIN, 404, 404, params={"contact": "{contact_id}"},
+         values={"key": "b-seg"}, variant="B's segment, A's contact"),
+    Case("GET", "/automations", ADMIN, 200, 200),
+    Case("POST", "/automations", ADMIN, 200, 200, body=AUTOMATION,
+         cross_json={"result": "created", "version": 1}, own_json={"result": "unchanged"}),
+    Case("POST", "/automations", ADMIN, 422, 200, body=USES_SEGMENT, variant="A's segment"),
+    Case("POST", "/automations/validate", ADMIN, 200, 200, body=AUTOMATION),
+    Case("POST", "/automations/validate", ADMIN, 422, 200, body=USES_SEGMENT,
+         variant="A's segment"),
+    Case("GET", AUTOMATIONS, ADMIN, 404, 200),
+    Case("PATCH", AUTOMATIONS, ADMIN, 404, 200, body={"status": "paused"}),
+    Case("GET", AUTOMATIONS + "/diff", ADMIN, 404, 200),
+    Case("GET", AUTOMATIONS + "/stats", ADMIN, 404, 200),
+    Case("GET", AUTOMATIONS + "/webhook", ADMIN, 404, 200),
+    Case("POST", AUTOMATIONS + "/enroll", ADMIN, 404, 200, body={"contact_id": "{contact_id}"}),
+    Case("POST", AUTOMATIONS + "/enroll", ADMIN, 404, 404, body={"contact_id": "{contact_id}"},
+         values={"key": "b-auto"}, variant="B's automation, A's contact"),
+    Case("GET", CONTACT + "/timeline", ADMIN, 404, 200),
+    Case("GET", "/outbox", ADMIN, 200, 200),
+    Case("GET", "/outbox", ADMIN, 200, 200, params={"contact": "{contact_id}"},
+         cross_json={"items": []}, variant="A's contact"),
+    Case("GET", "/workspace", ADMIN, 200, 200, cross_json={"name": "{b_workspace}"},
+         own_json={"name": "{workspace}"}),
+    Case("PATCH", "/workspace/settings", ADMIN, 200, 200, body={"default_country": "pl"}),
+    Case("GET", "/keys", ADMIN, 200, 200),
+    Case("POST", "/keys", ADMIN, 201, 201, body={"kind": "admin", "name": "intruder"}),
+    Case("DELETE", "/keys/{key_id}", ADMIN, 404, 204),
+    Case("GET", "/events", ADMIN, 200, 200, params={"name": "order_completed"}),
+    Case("GET", "/health", PUBLIC, 200, 200),
+    Case("GET", "/schemas/condition.json", PUBLIC, 200, 200),
+    # A's confirmation link and webhook URL, presented under B's name, do nothing.
+    Case("GET", "/confirm/{workspace}/{token}", PUBLIC, 404, 200),
+    Case("POST", "/hooks/{workspace_name}/{key}/{token}", PUBLIC, 404, 202,
+         body={"email": EMAIL, "plan": "gold"}),
+]
+BY_ACCESS = {kind: [c for c in CASES if c.access == kind] for kind in (ADMIN, TRACKING, PUBLIC)}
+
+
+@dataclass
+class World:
+    a: Tenant
+    b: Tenant
+    contact_id: int  # A's contact
+    b_contact_id: int  # B's contact
+    key_id: int  # A's spare write key
+    revoked_key: str  # a key of A's that was revoked
+    token: str  # A's double opt-in confirmation token for the contact
+
+    def values(self, case: Case, acting: Tenant) -> dict[str, Any]:
+        """What {placeholders} in the case's path and query stand for: A's things by default."""
+        keys = {"/fields": FIELD, "/lists": LIST, "/segments": SEGMENT, "/automations": "welcome",
+                "/hooks": "welcome"}
+        values = {
+            "contact_id": self.contact_id,
+            "b_contact_id": self.b_contact_id,
+            "tag": TAG,
+            "list_key": LIST,
+            "key": next((v for k, v in keys.items() if case.path.startswith(k)), None),
+            "key_id": self.key_id,
+            "workspace": acting.workspace.name,
+            "workspace_name": acting.workspace.name,
+            "b_workspace": self.b.workspace.name,
+            # A's secrets: its confirmation link's token, its automation's webhook token
+            "token": hook_token(self.a.workspace, "welcome")
+            if case.path.startswith("/hooks")
+            else self.token,
+        }
+        return values | {k: v.format(**values) for k, v in (case.values or {}).items()}
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def basic(key: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{key}:".encode()).decode()}
+
+
+def send(
+    client: httpx.Client,
+    world: World,
+    case: Case,
+    headers: dict[str, str],
+    *,
+    acting: Tenant | None = None,
+    body_key: str | None = None,
+) -> httpx.Response:
+    values = world.values(case, acting or world.a)
+    params = {k: v.format(**values) for k, v in (case.params or {}).items()}
+    kwargs: dict[str, Any] = {"params": params, "headers": dict(headers)}
+    if case.csv is not None:
+        kwargs["content"] = case.csv.encode()
+        kwargs["headers"]["Content-Type"] = "text/csv"
+    elif case.body is not None:
+        body = fill(case.body, values)
+        kwargs["json"] = body if body_key is None else {**body, "writeKey": body_key}
+    return client.request(case.method, case.path.format(**values), **kwargs)
+
+
+def fill(body: Any, values: dict[str, Any]) -> Any:
+    """The body with "{placeholder}" strings replaced by their values (ints stay ints)."""
+    if isinstance(body, dict):
+        return {k: fill(v, values) for k, v in body.items()}
+    if isinstance(body, list):
+        return [fill(v, values) for v in body]
+    if isinstance(body, str) and body.startswith("{") and body[1:-1] in values:
+        return values[body[1:-1]]
+    return body
+
+
+def check(
+    response: httpx.Response, status: int, subset: dict[str, Any] | None = None, note: str = ""
+) -> None:
+    where = f"{note} {response.request.method} {response.request.url}".strip()
+    assert response.status_code == status, f"{where}: {response.status_code} {response.text}"
+    if subset:
+        body = response.json()
+        assert {k: body.get(k) for k in subset} == subset, f"{where}: {body}"
+
+
+def check_problem(response: httpx.Response, status: int, note: str = "") -> None:
+    check(response, status, note=note)
+    assert response.headers["content-type"].startswith("application/problem+json"), response.text
+    body = response.json()
+    assert body["status"] == status and body["title"] and body["detail"], body
+    if status == 401:
+        assert response.headers["www-authenticate"].startswith("Bearer"), response.headers
+
+
+SNAPSHOT = (
+    "/workspace", "/keys", "/fields", "/lists", "/segments", "/automations", "/outbox",
+    "/contacts?limit=500", "/events?limit=500", f"/segments/{SEGMENT}/members?limit=500",
+    "/automations/welcome/stats", "/contacts/{contact_id}/timeline",
+)
+
+
+def snapshot(client: httpx.Client, world: World) -> dict[str, Any]:
+    """All that A's admin can read about A (contacts carry their tags and lists)."""
+    state = {}
+    for path in SNAPSHOT:
+        response = client.get(path.format(contact_id=world.contact_id), headers=world.a.admin)
+        check(response, 200)
+        state[path] = response.json()
+    return state
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def shared(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Conveyor, LiveServer]]:
+    """A conveyor and its live server per dialect, for the whole module."""
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("isolation") / "conveyor.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        url = f"sqlite:///{path}"
+    else:  # the session's database; earlier tests' rows are just more tenants
+        url = request.getfixturevalue("postgres_url")
+    settings = Settings(database_url=url, data_dir=tmp_path_factory.mktemp("data"))
+    conveyor = bootstrap(settings, clock=SimulatedClock())
+    with LiveServer(create_app(conveyor)) as server:
+        # conftest's socket has proto 0, so asyncio leaves Nagle on for accepted connections
+        # and each response waits ~40 ms for a delayed ACK; accepted sockets inherit this.
+        server.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        yield conveyor, server
+    conveyor.close()
+
+
+@pytest.fixture
+def client(shared: tuple[Conveyor, LiveServer]) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=shared[1].url, timeout=30) as http:
+        yield http
+
+
+NAMES = itertools.count(1)
+
+
+@pytest.fixture
+def world(shared: tuple[Conveyor, LiveServer], client: httpx.Client) -> World:
+    """A (`tenant`) with a contact, field, lists, segment, automation, keys and events; B with
+    its own of each, under other keys."""
+    conveyor, n = shared[0], next(NAMES)
+    tenant, other_tenant = make_tenant(conveyor, f"acme-{n}"), make_tenant(conveyor, f"globex-{n}")
+    for path, body in [
+        ("/fields", {"key": FIELD, "type": "text"}),
+        ("/lists", {"key": LIST}),
+        ("/lists", {"key": DOI_LIST, "double_opt_in": True}),
+        ("/contacts", {"email": EMAIL, "external_id": EXTERNAL_ID, "fields": {FIELD: "pro"},
+                       "tags": [TAG], "lists": {LIST: "subscribed", DOI_LIST: "subscribed"},
+                       "score": 5}),
+        ("/segments", {"key": SEGMENT, "condition": {"tag": TAG}}),
+    ]:
+        check(client.post(path, json=body, headers=tenant.admin), 201)
+    contact = client.get("/contacts/lookup", params={"email": EMAIL}, headers=tenant.admin).json()
+    assert contact["lists"] == {LIST: "subscribed", DOI_LIST: "unconfirmed"}
+    calls = [{"type": r, **tracking_body(r, f"a-{r}")} for r in TRACKING_CALLS]
+    calls.append({**tracking_body("batch", "a-batch")["batch"][0]})
+    check(client.post("/v1/batch", json={"batch": calls}, headers=tenant.write), 200,
+          {"accepted": len(calls), "errors": []})
+    spare = client.post("/keys", json={"kind": "write", "name": "spare"}, headers=tenant.admin)
+    old = client.post("/keys", json={"kind": "admin", "name": "old"}, headers=tenant.admin)
+    check(client.delete(f"/keys/{old.json()['id']}", headers=tenant.admin), 204)
+    digest = conveyor.catalog.list(tenant.workspace, DOI_LIST)[0]
+    token = confirmation_token(tenant.workspace, contact["id"], digest.id)
+
+    b = other_tenant.admin
+    check(client.post("/fields", json={"key": "tier", "type": "text"}, headers=b), 201)
+    check(client.post("/lists", json={"key": "promo"}, headers=b), 201)
+    check(client.post("/segments", json={"key": "b-seg", "condition": {"tag": "b-tag"}},
+                      headers=b), 201)
+    bob = client.post("/contacts", json={"email": "bob@example.com", "tags": ["b-tag"]}, headers=b)
+    check(bob, 201)
+    check(client.post("/v1/track", json={"userId": "u-bob", "event": "signed_up"}, headers=b), 200)
+    # Each workspace has an active automation with its contact inside, a step and a message.
+    for headers, key, contact_id in [(tenant.admin, "welcome", contact["id"]),
+                                     (b, "b-auto", bob.json()["id"])]:
+        check(client.post("/automations", json={**AUTOMATION, "key": key}, headers=headers), 200)
+        check(client.patch(f"/automations/{key}", json={"status": "active"}, headers=headers),
+              200)
+        check(client.post(f"/automations/{key}/enroll", json={"contact_id": contact_id},
+                          headers=headers), 200)
+    conveyor.engine.run_until_idle()
+    return World(tenant, other_tenant, contact["id"], bob.json()["id"], spare.json()["id"],
+                 old.json()["key"], token)
+
+
+def app_routes(app: Any) -> set[tuple[str, str]]:
+    """(method, path) of every APIRoute; the docs and /openapi.json are plain Starlette routes."""
+    found = set()
+    for context in iter_route_contexts(app.routes):
+        if isinstance(getattr(context, "original_route", context), APIRoute):
+            found |= {(method, context.path) for method in context.methods}
+    return found
+
+
+def test_every_route_has_an_isolation_case(shared: tuple[Conveyor, LiveServer]) -> None:
+    routes = app_routes(create_app(shared[0]))
+    covered = {(case.method, case.path) for case in CASES}
+    assert len(routes) > 30
+    assert not routes - covered, f"routes without an isolation case: {sorted(routes - covered)}"
+    assert not covered - routes, f"cases for routes that do not exist: {sorted(covered - routes)}"
+
+
+def bad_credentials(world: World, case: Case) -> list[tuple[str, dict[str, str], str | None]]:
+    """(label, headers, writeKey in the body) that must all get a 401."""
+    header_only = [
+        ("no key", {}, None),
+        ("unknown bearer", bearer("cvk_not_a_key"), None),
+        ("empty bearer", {"Authorization": "Bearer"}, None),
+        ("revoked key", bearer(world.revoked_key), None),
+        ("unknown basic", basic("cvk_not_a_key"), None),
+        ("revoked basic", basic(world.revoked_key), None),
+        ("malformed basic", {"Authorization": "Basic %%%"}, None),
+        ("unsupported scheme", {"Authorization": f"Token {world.a.admin_key}"}, None),
+    ]
+    if case.access == TRACKING:
+        return [*header_only, ("unknown writeKey", {}, "cvk_not_a_key"),
+                ("revoked writeKey", {}, world.revoked_key)]
+    if case.body is not None:  # only /v1 reads keys from the body
+        return [*header_only, ("admin key in body", {}, world.a.admin_key)]
+    return header_only
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_route_is_isolated_and_checks_keys(
+    case: Case, world: World, client: httpx.Client
+) -> None:
+    """One fixture setup per route (each costs ~0.4 s): every key check runs in here."""
+    before = snapshot(client, world)
+
+    expected = {k: fill(v, world.values(case, world.a)) for k, v in (case.cross_json or {}).items()}
+    response = send(client, world, case, world.b.admin, acting=world.b)
+    check(response, case.cross, expected, "B's admin key:")
+    if case.cross >= 400 and case.access != PUBLIC:
+        check_problem(response, case.cross, "B's admin key:")
+
+    if case.access == PUBLIC:  # no key needed, and one changes nothing
+        check(send(client, world, case, {}, acting=world.b), case.cross, note="no key:")
+    else:
+        for label, headers, body_key in bad_credentials(world, case):
+            check_problem(send(client, world, case, headers, body_key=body_key), 401, label)
+        for write in (bearer(world.a.write_key), basic(world.a.write_key)):
+            response = send(client, world, case, write)
+            if case.access == ADMIN:
+                check_problem(response, 403, "write key:")
+            else:  # A's calls again: duplicates of the seeded ones, accepted and ignored
+                check(response, 200, case.own_json, "write key:")
+
+    assert snapshot(client, world) == before, f"{case.id}: workspace A changed"
+    # The control: the very same request works for A, so B's 404 is not a typo here.
+    expected = {k: fill(v, world.values(case, world.a)) for k, v in (case.own_json or {}).items()}
+    check(send(client, world, case, world.a.admin), case.own, expected, "A's admin key:")
+
+
+KEY_FORMS = {
+    "bearer write key": lambda t: (bearer(t.write_key), None),
+    "bearer admin key": lambda t: (bearer(t.admin_key), None),
+    "basic write key": lambda t: (basic(t.write_key), None),
+    "basic admin key": lambda t: (basic(t.admin_key), None),
+    "writeKey in body": lambda t: ({}, t.write_key),
+}
+
+
+@pytest.mark.parametrize("form", KEY_FORMS)
+def test_tracking_takes_every_key_form_and_stays_in_its_workspace(
+    form: str, world: World, client: httpx.Client
+) -> None:
+    """B's calls about A's contact (same user id, email, anonymous id) land in B, never in A."""
+    before = snapshot(client, world)
+    headers, body_key = KEY_FORMS[form](world.b)
+    sent = set()
+    for case in BY_ACCESS[TRACKING]:
+        route = case.path.removeprefix("/v1/")
+        message_id = f"b-{form}-{route}"
+        sent.add(message_id)
+        body = tracking_body(route, message_id)
+        if body_key is not None:
+            body["writeKey"] = body_key
+        response = client.post(case.path, json=body, headers=headers)
+        check(response, 200, {"accepted": 1, "duplicates": 0})
+    assert snapshot(client, world) == before, f"{form}: B's calls changed workspace A"
+    logged = client.get("/events", params={"limit": 500}, headers=world.b.admin).json()["items"]
+    assert sent <= {event["message_id"] for event in logged}
+
+
+def test_listings_show_only_their_own_workspace(world: World, client: httpx.Client) -> None:
+    def get(tenant: Tenant, path: str, **params: Any) -> Any:
+        response = client.get(path, params=params, headers=tenant.admin)
+        check(response, 200)
+        return response.json()
+
+    def ids(tenant: Tenant) -> dict[str, set[Any]]:
+        return {
+            "contacts": {c["id"] for c in get(tenant, "/contacts", limit=500)["items"]},
+            "emails": {c["email"] for c in get(tenant, "/contacts", limit=500)["items"]},
+            "events": {e["id"] for e in get(tenant, "/events", limit=500)["items"]},
+            "lists": {item["key"] for item in get(tenant, "/lists")},
+            "fields": {item["key"] for item in get(tenant, "/fields")},
+            "segments": {item["key"] for item in get(tenant, "/segments")},
+            "automations": {item["key"] for item in get(tenant, "/automations")},
+            "outbox": {item["id"] for item in get(tenant, "/outbox")["items"]},
+            "keys": {item["id"] for item in get(tenant, "/keys")},
+        }
+
+    mine, theirs = ids(world.a), ids(world.b)
+    for kind in mine:
+        assert mine[kind] and theirs[kind], kind  # both workspaces have some of each
+        assert not mine[kind] & theirs[kind], f"B's /{kind} shows A's {mine[kind] & theirs[kind]}"
+    # Filters naming A's email, tag and event name find nothing in B.
+    assert get(world.b, "/contacts", email=EMAIL)["items"] == []
+    assert get(world.b, "/contacts", tag=TAG)["items"] == []
+    assert get(world.b, "/events", name="order_completed")["items"] == []
+    assert get(world.a, "/contacts", tag=TAG)["items"]  # they do find A's, for A
+    # A's list is not B's to filter by; a cursor from A's id range pages only B's rows.
+    check_problem(client.get("/contacts", params={"list": LIST}, headers=world.b.admin), 422)
+    cursor = base64.urlsafe_b64encode(b"c0").decode().rstrip("=")
+    assert {c["id"] for c in get(world.b, "/contacts", cursor=cursor)["items"]} == theirs["contacts"]
