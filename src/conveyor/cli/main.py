@@ -247,8 +247,8 @@ def contacts_import(
         raise typer.Exit(2)
 
 
-def _definition(file: Path) -> dict:  # type: ignore[type-arg]
-    """A segment file: {key, name, condition} or a bare condition. YAML or JSON."""
+def _read_mapping(file: Path, expected: str) -> dict:  # type: ignore[type-arg]
+    """A YAML or JSON file holding a mapping; errors name the file and the line."""
     import yaml
 
     try:
@@ -258,7 +258,13 @@ def _definition(file: Path) -> dict:  # type: ignore[type-arg]
         where = f":{mark.line + 1}" if mark is not None else ""
         _fail(f"{file}{where}: not valid YAML/JSON: {getattr(exc, 'problem', exc)}")
     if not isinstance(data, dict):
-        _fail(f"{file}: expected a mapping with a condition")
+        _fail(f"{file}: expected {expected}")
+    return data
+
+
+def _definition(file: Path) -> dict:  # type: ignore[type-arg]
+    """A segment file: {key, name, condition} or a bare condition."""
+    data = _read_mapping(file, "a mapping with a condition")
     return data if "condition" in data else {"condition": data}
 
 
@@ -321,17 +327,7 @@ def segment_list(workspace: WorkspaceOpt = None) -> None:
 
 
 def _load(file: Path) -> dict:  # type: ignore[type-arg]
-    import yaml
-
-    try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        _fail(f"{file}{where}: not valid YAML/JSON: {getattr(exc, 'problem', exc)}")
-    if not isinstance(data, dict):
-        _fail(f"{file}: expected an automation (a mapping with key, triggers and nodes)")
-    return data
+    return _read_mapping(file, "an automation (a mapping with key, triggers and nodes)")
 
 
 AutomationFile = Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)]
