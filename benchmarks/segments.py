@@ -90,6 +90,7 @@ COLUMNS = {
     "contact_tags": "contact_id, tag, workspace_id, created_at",
     "events": "id, workspace_id, contact_id, kind, name, properties, timestamp, received_at",
 }
+LOAD_STEPS = ("load contacts + tags", "load events", "rebuild secondary indexes", "ANALYZE")
 Put = Callable[[str, str, str], None]
 
 
@@ -170,7 +171,7 @@ def prepare(dialect: str, n: int, m: int, put: Put) -> str:
             settings = None
         engine.dispose()
         if settings and settings.get("bench") == marker:
-            for label in ("load contacts + tags", "load events", "rebuild secondary indexes"):
+            for label in LOAD_STEPS:
                 put(label, dialect, "reused (--keep)")
             return url
     drop(dialect)
@@ -178,21 +179,11 @@ def prepare(dialect: str, n: int, m: int, put: Put) -> str:
         pg_admin(f"CREATE DATABASE {DB_NAME}")
     engine = make_engine(url)
     migrate.upgrade(engine)
+    workspace = {"id": WS, "name": "bench", "secret": "s", "settings": {}, "created_at": NOW}
+    fields = [{"key": k, "type": "text", "workspace_id": WS, "created_at": NOW} for k in FIELDS]
     with engine.begin() as conn:
-        workspace = {
-            "id": WS,
-            "name": "bench",
-            "secret": "s" * 32,
-            "settings": {},
-            "created_at": NOW,
-        }
-        conn.execute(insert(workspaces).values(workspace))
-        for key in FIELDS:
-            conn.execute(
-                insert(field_definitions).values(
-                    workspace_id=WS, key=key, type="text", created_at=NOW
-                )
-            )
+        conn.execute(insert(workspaces), workspace)
+        conn.execute(insert(field_definitions), fields)
     engine.dispose()  # SQLite leaves WAL mode for the load: no other connection may be open
     load(dialect, n, m, put)
     with engine.begin() as conn:  # marks the load complete
@@ -218,9 +209,9 @@ def load(dialect: str, n: int, m: int, put: Put) -> None:
     for name, _ in indexes:
         conn.execute(f"DROP INDEX {name}")
     for label, table, rows in [
-        ("load contacts + tags", "contacts", contact_rows(n, stamp)),
-        ("load contacts + tags", "contact_tags", tag_rows(n, stamp)),
-        ("load events", "events", event_rows(m, n, stamp)),
+        (LOAD_STEPS[0], "contacts", contact_rows(n, stamp)),
+        (LOAD_STEPS[0], "contact_tags", tag_rows(n, stamp)),
+        (LOAD_STEPS[1], "events", event_rows(m, n, stamp)),
     ]:
         start, cols = time.perf_counter(), COLUMNS[table]
         if pg:
@@ -236,8 +227,8 @@ def load(dialect: str, n: int, m: int, put: Put) -> None:
                 conn.execute("COMMIT")
         spent[label] += time.perf_counter() - start
     for label, statements in [
-        ("rebuild secondary indexes", [sql for _, sql in indexes]),
-        ("ANALYZE (PostgreSQL: VACUUM ANALYZE)", ["VACUUM ANALYZE" if pg else "ANALYZE"]),
+        (LOAD_STEPS[2], [sql for _, sql in indexes]),
+        (LOAD_STEPS[3], ["VACUUM ANALYZE" if pg else "ANALYZE"]),
     ]:
         start = time.perf_counter()
         for sql in statements:
@@ -246,9 +237,9 @@ def load(dialect: str, n: int, m: int, put: Put) -> None:
     if not pg:
         conn.execute("PRAGMA journal_mode=WAL")
     conn.close()
-    rows = {"load contacts + tags": (n, "contacts"), "load events": (m, "rows")}
+    rates = {LOAD_STEPS[0]: (n, "contacts"), LOAD_STEPS[1]: (m, "rows")}
     for label, seconds in spent.items():
-        count, unit = rows.get(label, (0, ""))
+        count, unit = rates.get(label, (0, ""))
         rate = f" ({count / seconds:,.0f} {unit}/s)" if count else ""
         put(label, dialect, f"{seconds:,.1f} s{rate}")
 
@@ -305,7 +296,7 @@ def measure(dialect: str, url: str, n: int, sample: int, single: int, put: Put) 
     members = ConditionSQL(dialect, WS, NOW, lists={}).members_query(
         mixed, after_id=None, limit=None
     )
-    with store.db.engine.connect() as conn:
+    with store.db.engine.connect() as conn:  # membership as `Segments.refresh` computes it
         found = conn.execute(members.with_only_columns(contacts.c.id)).scalars()
         in_sql = len(set(ids).intersection(found))
     agree = "agree" if hits == in_sql else "MISMATCH"
@@ -319,14 +310,10 @@ def measure(dialect: str, url: str, n: int, sample: int, single: int, put: Put) 
                 evaluator.evaluate(mixed, service.snapshots(tx, ctx, [cid], names)[cid], NOW)
 
     seconds, _ = timed(one_by_one, runs=1)
-    put(
-        f"load snapshot + evaluate, 1 per tx ({len(few):,})",
-        dialect,
-        f"{len(few) / seconds:,.0f} /s",
-    )
+    put(f"load snapshot + evaluate, 1/tx ({len(few):,})", dialect, f"{len(few) / seconds:,.0f} /s")
     ws = ctx.workspace
     seconds, _ = timed(lambda: [service.explain(ws, cid, raw=MIXED) for cid in few], runs=1)
-    put(f"Segments.explain, 1 per call ({len(few):,})", dialect, f"{len(few) / seconds:,.0f} /s")
+    put(f"Segments.explain, 1/call ({len(few):,})", dialect, f"{len(few) / seconds:,.0f} /s")
     store.close()
 
 
@@ -355,11 +342,8 @@ def main() -> None:
             if not args.keep:
                 drop(dialect)
     loads.append(os.getloadavg())
-    cpu = next(
-        line.split(":")[1].strip()
-        for line in Path("/proc/cpuinfo").read_text().splitlines()
-        if "model name" in line
-    )
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+    cpu = next(line.split(":")[1].strip() for line in cpuinfo if line.startswith("model name"))
     table = Table(
         title=f"Segments: {args.contacts:,} contacts, {args.events:,} events (now = {NOW:%F})",
         caption=f"nproc {os.cpu_count()} | {cpu} | Python {platform.python_version()} | SQLite "
