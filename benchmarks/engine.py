@@ -6,7 +6,9 @@
    wait 2 days, add tag, goal, adjust score, remove tag): 12 steps each. Ingest is not timed;
    only `Engine.run_until_idle` (log consumers + dispatch + execute) is, in four phases: enroll
    the first 10% of contacts, enroll the rest, then fast-forward the clock past each wait.
-   Steps are counted from the `steps` table and checked against N x 12.
+   Steps are counted from the `steps` table and checked against N x 12. On PostgreSQL, an
+   untimed VACUUM ANALYZE runs before each phase, as autovacuum would (CI servers often turn
+   it off; without statistics every lookup scans whole tables): `--no-vacuum` skips it.
 2. Memory of that worker process: RSS with 10% and with 100% of the runs waiting (timers live
    in the database, so it should not grow), and its peak RSS (getrusage).
 3. Trigger latency: `conveyor serve` (real clock) on a fresh database and a free port, an
@@ -17,7 +19,7 @@
    engine's tick comes on top).
 
     .venv/bin/python benchmarks/engine.py [--contacts 100000] [--dialect sqlite|postgresql|both]
-        [--rate 500] [--seconds 15] [--batch 1] [--part engine|latency|both]
+        [--rate 500] [--seconds 15] [--batch 1] [--part engine|latency|both] [--no-vacuum]
 
 Databases: a temp-dir SQLite file, or `conveyor_bench_engine_*` on 127.0.0.1:5432 (dropped).
 """
@@ -110,7 +112,7 @@ def scalar(conveyor: Any, stmt: Any) -> int:
         return tx.conn.execute(stmt).scalar_one()
 
 
-def engine_bench(dialect: str, contacts: int) -> dict[str, Any]:
+def engine_bench(dialect: str, contacts: int, vacuum: bool) -> dict[str, Any]:
     """Runs in a fresh (spawned) process, so that its RSS is the worker's alone."""
     with database(dialect, "throughput") as (url, _):
         clock = SimulatedClock()
@@ -131,6 +133,9 @@ def engine_bench(dialect: str, contacts: int) -> dict[str, Any]:
                 assert conveyor.ingest.calls(workspace, calls).accepted == len(calls)
 
         def phase(name: str) -> None:
+            if vacuum and dialect == "postgresql":  # not timed: autovacuum's job
+                with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
+                    conn.execute("VACUUM ANALYZE")
             before = scalar(conveyor, select(func.count()).select_from(steps))
             started = time.perf_counter()
             conveyor.engine.run_until_idle(max_rounds=10**7)
@@ -282,6 +287,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=500.0, help="track calls per second")
     parser.add_argument("--seconds", type=float, default=15.0, help="how long to send them")
     parser.add_argument("--batch", type=int, default=1, help=">1: send via /v1/batch")
+    parser.add_argument("--no-vacuum", action="store_true", help="no VACUUM ANALYZE (PG)")
     parser.add_argument("--part", choices=["engine", "latency", "both"], default="both")
     args = parser.parse_args()
     dialects = ["sqlite", "postgresql"] if args.dialect == "both" else [args.dialect]
@@ -290,7 +296,9 @@ def main() -> None:
     for dialect in dialects:
         if args.part != "latency":
             with multiprocessing.get_context("spawn").Pool(1) as pool:
-                results[dialect] |= pool.apply(engine_bench, (dialect, args.contacts))
+                results[dialect] |= pool.apply(
+                    engine_bench, (dialect, args.contacts, not args.no_vacuum)
+                )
         if args.part != "engine":
             results[dialect] |= latency_bench(dialect, args.rate, args.seconds, args.batch)
 
