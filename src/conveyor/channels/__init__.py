@@ -1,0 +1,1 @@
+"""Channel providers: the adapters that put rendered messages on the wire (SMTP, HTTP)."""
