@@ -4,15 +4,20 @@ at import time; the API, CLI and (later) worker all start from `bootstrap()`."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from conveyor.clock import Clock, SystemClock
 from conveyor.services.automations import Automations
 from conveyor.services.catalog import CatalogService
+from conveyor.services.channel_config import Channels
 from conveyor.services.contacts import Contacts
+from conveyor.services.delivery import Delivery, Providers
 from conveyor.services.engine import Engine
 from conveyor.services.imports import Imports
 from conveyor.services.ingest import Ingest
+from conveyor.services.reactions import Reactions
 from conveyor.services.segments import Segments
+from conveyor.services.templates import Templates
 from conveyor.services.workspaces import Workspaces
 from conveyor.settings import Settings
 from conveyor.store import migrate
@@ -32,28 +37,40 @@ class Conveyor:
     segments: Segments
     automations: Automations
     engine: Engine
+    templates: Templates
+    delivery: Delivery
+    reactions: Reactions
+    channels: Channels
 
     def upgrade_schema(self) -> None:
         migrate.upgrade(self.store.db.engine)
 
     def close(self) -> None:
+        self.delivery.close()
         self.store.close()
 
 
 def bootstrap(
-    settings: Settings | None = None, *, clock: Clock | None = None, store: Store | None = None
+    settings: Settings | None = None,
+    *,
+    clock: Clock | None = None,
+    store: Store | None = None,
+    providers: dict[str, Any] | None = None,
 ) -> Conveyor:
+    """`providers` replaces the channel providers the settings would make, by channel
+    ("email", "sms", "webhook"): for tests with their own peers, or an embedding app."""
     settings = settings or Settings()
     clock = clock or SystemClock()
     store = store or Store(settings.resolved_database_url())
     catalog = CatalogService(store, clock)
     contacts = Contacts(store, clock)
     segments = Segments(store, clock, contacts)
+    workspaces = Workspaces(store, clock)
     return Conveyor(
         settings=settings,
         clock=clock,
         store=store,
-        workspaces=Workspaces(store, clock),
+        workspaces=workspaces,
         contacts=contacts,
         catalog=catalog,
         ingest=Ingest(store, clock),
@@ -61,4 +78,8 @@ def bootstrap(
         segments=segments,
         automations=Automations(store, clock),
         engine=Engine(store, clock, segments),
+        templates=Templates(store, clock),
+        delivery=Delivery(store, clock, settings, contacts, Providers(settings, providers)),
+        reactions=Reactions(store, clock),
+        channels=Channels(store, clock, settings, workspaces),
     )

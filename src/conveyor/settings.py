@@ -26,11 +26,22 @@ class Settings(BaseSettings):
     max_batch_items: int = 1_000
     max_event_bytes: int = 32_768
     default_workspace: str = "default"
+    # Delivery. A workspace's own channel settings (PUT /channels/email) take precedence.
+    smtp_url: str | None = None  # smtp://user:pass@host:587?security=starttls
+    email_from: str | None = None  # "Acme <news@acme.example>"
+    # Outbound webhooks (and providers set per workspace) never reach private, loopback or
+    # link-local addresses, except these (CIDRs or IPs, comma-separated in the environment).
+    webhook_allow: str = ""
+    delivery_max_attempts: int = 12
+    delivery_batch: int = 200
 
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.data_dir.expanduser() / 'conveyor.db'}"
+
+    def webhook_allow_list(self) -> list[str]:
+        return [part.strip() for part in self.webhook_allow.split(",") if part.strip()]
 
     def base_url(self) -> str:
         return self.public_url or f"http://{self.host}:{self.port}"

@@ -12,8 +12,11 @@ from conveyor.api.routes import (
     automations,
     catalog,
     contacts,
+    links,
+    messages,
     public,
     segments,
+    templates,
     tracking,
     workspace,
 )
@@ -38,8 +41,11 @@ def create_app(conveyor: Conveyor) -> FastAPI:
         catalog.router,
         segments.router,
         automations.router,
+        templates.router,
+        messages.router,
         workspace.router,
         public.router,
+        links.router,
     ):
         app.include_router(router)
     settings = conveyor.settings

@@ -290,6 +290,11 @@ class Contacts:
         rows = rows[:limit]
         return rows, encode_cursor(rows[-1].id) if more else None
 
+    def views(self, tx: Tx, workspace: Workspace, ids: list[int]) -> dict[int, Contact]:
+        """Contacts by id, with tags and lists, read in `tx` (missing ids are left out)."""
+        rows = tx.contacts.by_ids(workspace.id, ids)
+        return {c.id: c for c in self._views(tx, workspace, rows)}
+
     def _views(self, tx: Tx, workspace: Workspace, rows: list[Any]) -> list[Contact]:
         ids = [row.id for row in rows]
         tags = tx.contacts.tags_of(ids)

@@ -419,12 +419,15 @@ class _Tick:
                     "template": effect.template,
                     "contact_id": run.contact_id,
                     "run_id": run.id,
+                    "automation_id": run.automation_id,
+                    "version": run.version,
                     "node": node_id,
                     "message_class": effect.message_class,
                     "payload": {"config": effect.config, "trigger": run.trigger},
                     "idempotency_key": f"run:{run.id}:step:{count}",
                     "status": "pending",
                     "created_at": self.now,
+                    "send_after": self.now,
                 }
             )
         elif isinstance(effect, Enroll):

@@ -225,13 +225,6 @@ class AutomationQueries:
         if rows:
             self.conn.execute(insert(outbox), rows)
 
-    def messages(
-        self, workspace_id: int, *, contact_id: int | None = None, limit: int = 100
-    ) -> list[Any]:
-        stmt = select(outbox).where(outbox.c.workspace_id == workspace_id)
-        if contact_id is not None:
-            stmt = stmt.where(outbox.c.contact_id == contact_id)
-        return list(self.conn.execute(stmt.order_by(outbox.c.id).limit(limit)))
 
 
 def day_ago(now: datetime) -> datetime:

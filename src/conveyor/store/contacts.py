@@ -72,6 +72,15 @@ class ContactQueries:
             )
         return rows
 
+    def by_phone(self, workspace_id: int, phone: str) -> Any:
+        """The contact with this (E.164) phone number; the oldest if several share it."""
+        return self.conn.execute(
+            select(contacts)
+            .where(contacts.c.workspace_id == workspace_id, contacts.c.phone == phone)
+            .order_by(contacts.c.id)
+            .limit(1)
+        ).first()
+
     def alias_targets(self, workspace_id: int, anonymous_ids: Iterable[str]) -> dict[str, int]:
         found: dict[str, int] = {}
         for chunk in _chunks(anonymous_ids):

@@ -136,6 +136,7 @@ contacts = Table(
     # NULLs are distinct in both dialects, so anonymous contacts and contacts without email coexist.
     UniqueConstraint("workspace_id", "external_id", name="uq_contacts_workspace_external_id"),
     UniqueConstraint("workspace_id", "email", name="uq_contacts_workspace_email"),
+    Index("ix_contacts_workspace_phone", "workspace_id", "phone"),  # SMS replies find their sender
 )
 
 contact_aliases = Table(
@@ -301,7 +302,9 @@ steps = Table(
     Index("ix_steps_run_id", "run_id"),
 )
 
-# Messages produced by steps, waiting for the channels to deliver them.
+# Messages produced by steps: the outbox the channels drain. A row is pending until it is due
+# (`send_after`), then claimed (`sending`, leased until `lease_until`) and ends sent, failed
+# (permanently), dead (retries exhausted) or skipped (suppressed by the send policy).
 outbox = Table(
     "outbox",
     metadata,
@@ -311,11 +314,69 @@ outbox = Table(
     Column("template", String(255), nullable=True),
     Column("contact_id", BigInteger, nullable=False),
     Column("run_id", BigInteger, nullable=True),
+    Column("automation_id", Integer, nullable=True),
+    Column("version", Integer, nullable=True),
     Column("node", String(64), nullable=True),
     Column("message_class", String(16), nullable=False),
+    Column("priority", Integer, nullable=False, server_default="0"),
     Column("payload", Json, nullable=False),
     Column("idempotency_key", String(128), nullable=False, unique=True),
     Column("status", String(16), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    Column("send_after", UTCDateTime, nullable=True),
+    Column("lease_until", UTCDateTime, nullable=True),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("recipient", String(320), nullable=True),
+    Column("content", Json, nullable=True),  # what was sent: subject, links, template version
+    Column("provider_id", String(255), nullable=True),
+    Column("error", String(1000), nullable=True),
+    Column("sent_at", UTCDateTime, nullable=True),
     Index("ix_outbox_status_id", "status", "id"),
+    Index("ix_outbox_status_send_after", "status", "send_after"),
+    Index("ix_outbox_contact_id", "contact_id", "id"),
+    Index("ix_outbox_provider_id", "provider_id"),
+)
+
+templates = Table(
+    "templates",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "workspace_id", Integer, ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("key", String(64), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("version", Integer, nullable=False),  # the version new messages use
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("workspace_id", "key", name="uq_templates_workspace_key"),
+)
+
+template_versions = Table(
+    "template_versions",
+    metadata,
+    Column(
+        "template_id", Integer, ForeignKey("templates.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("version", Integer, nullable=False),
+    Column("content", Json, nullable=False),  # subject, preheader, html, text, mjml, body, …
+    Column("created_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("template_id", "version", name="pk_template_versions"),
+)
+
+# Addresses no marketing message goes to: unsubscribed everywhere, bounced, complained, or put
+# there by hand. `address` is a lowercased email, "@domain", or an E.164 phone number.
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column(
+        "workspace_id", Integer, ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("channel", String(16), nullable=False),  # email, sms
+    Column("address", String(320), nullable=False),
+    Column("reason", String(16), nullable=False),  # unsubscribed, bounced, complained, manual
+    Column("detail", String(500), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("workspace_id", "channel", "address", name="pk_suppressions"),
 )

@@ -13,7 +13,9 @@ from conveyor.store.catalog import CatalogQueries
 from conveyor.store.contacts import ContactQueries
 from conveyor.store.database import Database
 from conveyor.store.events import EventQueries
+from conveyor.store.messages import MessageQueries
 from conveyor.store.segments import SegmentQueries
+from conveyor.store.templates import TemplateQueries
 from conveyor.store.workspaces import WorkspaceQueries
 
 T = TypeVar("T")
@@ -32,6 +34,8 @@ class Tx:
         self.events = EventQueries(conn)
         self.segments = SegmentQueries(conn, dialect)
         self.automations = AutomationQueries(conn, dialect)
+        self.messages = MessageQueries(conn, dialect)
+        self.templates = TemplateQueries(conn)
 
 
 class Store:

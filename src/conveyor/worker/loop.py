@@ -1,6 +1,7 @@
-"""The background loop `conveyor serve` runs beside the API (and `conveyor worker` runs alone):
-it follows the event log (segment membership, then triggers and wake-ups), advances due runs,
-and sweeps time-based segments.
+"""The background loops `conveyor serve` runs beside the API (and `conveyor worker` runs alone):
+one follows the event log (segment membership, then triggers and wake-ups), advances due runs
+and sweeps time-based segments; the other delivers the outbox, so a slow provider never holds
+up the engine.
 
 Polling keeps it correct; everything it does is a transaction that also moves its cursor, so a
 killed process resumes where it stopped.
@@ -26,6 +27,7 @@ class BackgroundLoop:
         self.sweep_seconds = sweep_seconds
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._delivery: threading.Thread | None = None
 
     def run_once(self) -> int:
         """Work through everything pending in the log; how many events that was."""
@@ -56,13 +58,29 @@ class BackgroundLoop:
                 log.exception("background loop failed; retrying")
             self._stop.wait(self.poll_seconds)
 
+    def deliver(self) -> None:
+        delivery = self.conveyor.delivery
+        while not self._stop.is_set():
+            try:
+                while delivery.deliver() and not self._stop.is_set():
+                    pass
+            except Exception:  # the claimed messages come back when their lease runs out
+                log.exception("delivery failed; retrying")
+            self._stop.wait(self.poll_seconds)
+        delivery.close()
+
     def start(self) -> None:
         if self._thread is not None:
             raise RuntimeError("the background loop is running already")
         self._thread = threading.Thread(target=self.run, name="conveyor-worker", daemon=True)
+        self._delivery = threading.Thread(
+            target=self.deliver, name="conveyor-delivery", daemon=True
+        )
         self._thread.start()
+        self._delivery.start()
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(30)
+        for thread in (self._thread, self._delivery):
+            if thread is not None:
+                thread.join(30)

@@ -145,34 +145,3 @@ def contact_timeline(
         workspace, contact_id, cursor=cursor, limit=limit
     )
     return {"items": items, "next_cursor": next_cursor}
-
-
-@router.get("/outbox")
-def list_outbox(
-    workspace: Admin,
-    request: Request,
-    contact: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> dict[str, Any]:
-    """Messages the automations produced, waiting for delivery."""
-    store = conveyor_of(request).store
-    with store.read() as tx:
-        rows = tx.automations.messages(workspace.id, contact_id=contact, limit=limit)
-    return {
-        "items": [
-            {
-                "id": r.id,
-                "channel": r.channel,
-                "template": r.template,
-                "contact_id": r.contact_id,
-                "run_id": r.run_id,
-                "node": r.node,
-                "class": r.message_class,
-                "payload": r.payload,
-                "idempotency_key": r.idempotency_key,
-                "status": r.status,
-                "created_at": r.created_at,
-            }
-            for r in rows
-        ]
-    }

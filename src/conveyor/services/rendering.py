@@ -1,0 +1,251 @@
+"""Turning a template and a contact into what goes on the wire: Liquid (sandboxed, with resource
+limits), MJML, inlined CSS, a text part, tracked links, an open pixel and the headers bulk
+senders need (List-Unsubscribe with one-click, Message-ID).
+
+A template that does not parse, or uses a filter that does not exist, is refused when saved
+(`check_source`, with line and column); at send time a missing value renders empty, or its
+`default`, never an error.
+"""
+
+from __future__ import annotations
+
+import html as htmllib
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr, parseaddr
+from typing import Any
+
+import css_inline
+import mrml
+from inscriptis import get_text
+from liquid import Environment, Undefined
+from liquid.exceptions import LiquidError
+
+from conveyor.domain.errors import InvalidInput
+
+# Limits keep a template from looping or writing without end (the sandbox's resource side).
+_LIMITS = {
+    "loop_iteration_limit": 10_000,
+    "output_stream_limit": 2_000_000,
+    "context_depth_limit": 30,
+    "local_namespace_limit": 100_000,
+}
+
+
+class _Environment(Environment):
+    # Class attributes are how python-liquid 2 configures resource limits.
+    loop_iteration_limit = _LIMITS["loop_iteration_limit"]
+    output_stream_limit = _LIMITS["output_stream_limit"]
+    context_depth_limit = _LIMITS["context_depth_limit"]
+    local_namespace_limit = _LIMITS["local_namespace_limit"]
+
+
+def _json(value: Any) -> str:
+    """`{{ contact.email | json }}`: a value as JSON, for webhook bodies."""
+    if isinstance(value, Undefined):
+        return "null"
+    return json.dumps(value, default=str, ensure_ascii=False)
+
+
+TEXT = _Environment()
+HTML = _Environment(autoescape=True)  # contact data in HTML is escaped: no markup injection
+for _env in (TEXT, HTML):
+    _env.filters["json"] = _json
+
+
+def check_source(source: Any, path: str, *, html: bool = False) -> None:
+    """Refuse Liquid that does not parse or uses unknown filters; the error names the line."""
+    if not isinstance(source, str):
+        raise InvalidInput(path, "expects text")
+    env = HTML if html else TEXT
+    try:
+        template = env.from_string(source)
+    except LiquidError as exc:
+        raise InvalidInput(path, _located(exc, source)) from None
+    unknown = [name for name in template.analyze().filters if name not in env.filters]
+    if unknown:
+        spans = template.analyze().filters[unknown[0]]
+        where = _line_col(source, spans[0].index) if spans else ""
+        raise InvalidInput(path, f"{where}unknown filter '{unknown[0]}'")
+
+
+def _line_col(source: str, index: int) -> str:
+    line = source.count("\n", 0, index) + 1
+    column = index - (source.rfind("\n", 0, index) + 1) + 1
+    return f"line {line}, column {column}: "
+
+
+def _located(exc: LiquidError, source: str) -> str:
+    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    token = getattr(exc, "token", None)
+    index = getattr(token, "start_index", None)
+    return f"{_line_col(source, index)}{message}" if isinstance(index, int) else message
+
+
+def render(source: str | None, context: dict[str, Any], *, html: bool = False) -> str:
+    if not source:
+        return ""
+    env = HTML if html else TEXT
+    try:
+        return env.from_string(source).render(**context)
+    except LiquidError as exc:
+        # Saved templates parse; what is left is data-dependent (a loop limit, a filter given a
+        # value of the wrong type). The message fails, with the reason, instead of the worker.
+        raise RenderError(_located(exc, source)) from None
+
+
+class RenderError(Exception):
+    """A template that parsed at save time but cannot render for this contact."""
+
+
+def context_for(
+    contact: dict[str, Any],
+    trigger: dict[str, Any],
+    workspace: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Names templates see: `contact` (standard and custom fields, tags, score), `event` (the
+    trigger event's properties), `workspace` (its name and `template_vars` setting)."""
+    return {"contact": contact, "event": trigger, "workspace": workspace, **(extra or {})}
+
+
+# --- email -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Links:
+    """How links in a message are tracked: `click(i)` makes the URL that redirects to link i."""
+
+    click: Any  # Callable[[int], str] | None
+    open_pixel: str | None
+    unsubscribe: str | None
+    seen: list[str] = field(default_factory=list)
+
+
+_HREF = re.compile(r"""(<a\b[^>]*?\bhref\s*=\s*)(["'])(.*?)\2""", re.IGNORECASE | re.DOTALL)
+_BODY_OPEN = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
+_BODY_CLOSE = re.compile(r"</body\s*>", re.IGNORECASE)
+
+
+def track_links(html: str, links: Links) -> str:
+    """Point every http(s) link through the click redirect, remember the original URLs (the
+    redirect goes only to those), and add the open pixel."""
+
+    def replace(match: re.Match[str]) -> str:
+        url = htmllib.unescape(match.group(3)).strip()
+        if links.click is None or not url.lower().startswith(("http://", "https://")):
+            return match.group(0)
+        if links.unsubscribe and url == links.unsubscribe:
+            return match.group(0)
+        if url in links.seen:
+            index = links.seen.index(url)
+        else:
+            index = len(links.seen)
+            links.seen.append(url)
+        tracked = htmllib.escape(links.click(index), quote=True)
+        return f"{match.group(1)}{match.group(2)}{tracked}{match.group(2)}"
+
+    html = _HREF.sub(replace, html)
+    if links.open_pixel:
+        pixel = (
+            f'<img src="{htmllib.escape(links.open_pixel, quote=True)}" width="1" height="1" '
+            'alt="" style="display:block;border:0;width:1px;height:1px">'
+        )
+        closing = list(_BODY_CLOSE.finditer(html))
+        html = (
+            html[: closing[-1].start()] + pixel + html[closing[-1].start() :]
+            if closing
+            else html + pixel
+        )
+    return html
+
+
+def with_preheader(html: str, preheader: str) -> str:
+    """The preview text inboxes show after the subject, hidden in the body."""
+    if not preheader:
+        return html
+    hidden = (
+        '<div style="display:none;max-height:0;overflow:hidden;mso-hide:all" aria-hidden="true">'
+        f"{htmllib.escape(preheader)}</div>"
+    )
+    opening = _BODY_OPEN.search(html)
+    return html[: opening.end()] + hidden + html[opening.end() :] if opening else hidden + html
+
+
+@dataclass(frozen=True)
+class EmailParts:
+    subject: str
+    html: str | None
+    text: str
+    links: list[str]
+
+
+def email_parts(content: dict[str, Any], context: dict[str, Any], links: Links) -> EmailParts:
+    """Subject, HTML (MJML compiled, CSS inlined, links tracked) and text of an email."""
+    subject = " ".join(render(content.get("subject"), context).split())
+    preheader = " ".join(render(content.get("preheader"), context).split())
+    html: str | None = None
+    if content.get("mjml"):
+        try:
+            html = mrml.to_html(render(content["mjml"], context, html=True)).content
+        except OSError as exc:  # mrml reports malformed MJML as OSError
+            raise RenderError(f"MJML: {exc}") from None
+    elif content.get("html"):
+        html = render(content["html"], context, html=True)
+    text = render(content.get("text"), context) if content.get("text") else None
+    if html is not None:
+        html = css_inline.inline(html)
+        if text is None:
+            text = get_text(html).strip() + "\n"
+        html = track_links(with_preheader(html, preheader), links)
+    return EmailParts(subject, html, text or "", list(links.seen))
+
+
+@dataclass(frozen=True)
+class Envelope:
+    sender: str  # From, e.g. "Acme <news@acme.example>"
+    to: str
+    reply_to: str | None
+    message_id: str
+    date: datetime
+    unsubscribe_url: str | None  # marketing mail: List-Unsubscribe with one-click POST
+    unsubscribe_mailto: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def compose(parts: EmailParts, envelope: Envelope) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = envelope.sender
+    message["To"] = envelope.to
+    if envelope.reply_to:
+        message["Reply-To"] = envelope.reply_to
+    message["Subject"] = parts.subject
+    message["Date"] = format_datetime(envelope.date)
+    message["Message-ID"] = f"<{envelope.message_id}>"
+    if envelope.unsubscribe_url:
+        targets = [f"<{envelope.unsubscribe_url}>"]
+        if envelope.unsubscribe_mailto:
+            targets.append(f"<mailto:{envelope.unsubscribe_mailto}>")
+        message["List-Unsubscribe"] = ", ".join(targets)
+        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    for name, value in envelope.headers.items():
+        message[name] = value
+    message.set_content(parts.text)
+    if parts.html is not None:
+        message.add_alternative(parts.html, subtype="html")
+    return message
+
+
+def message_id_for(key: str, sender: str) -> str:
+    """A stable Message-ID per outbox row: a resend after a crash carries the same one, so
+    receiving systems can spot the duplicate."""
+    domain = parseaddr(sender)[1].rpartition("@")[2] or "conveyor.invalid"
+    safe = re.sub(r"[^A-Za-z0-9.\-]", ".", key)
+    return f"{safe}@{domain}"
+
+
+def address(name: str | None, email: str) -> str:
+    return formataddr((name, email)) if name else email

@@ -1,0 +1,234 @@
+"""SQL for messages on their way out: claiming due outbox rows under a lease, recording what
+the provider said (compare-and-set on the claim), and the suppression list."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, select, update
+
+from conveyor.store.schema import outbox, suppressions
+
+_CHUNK = 500
+
+
+class MessageQueries:
+    def __init__(self, conn: Connection, dialect: str) -> None:
+        self.conn = conn
+        self.dialect = dialect
+
+    def claim(self, now: datetime, limit: int, lease: timedelta) -> list[Any]:
+        """Due messages (pending and due, or claimed by a worker whose lease ran out), marked
+        `sending` until `now + lease` for this worker. Higher priority first, then oldest due.
+
+        A worker that dies between sending and recording leaves its rows `sending`; once the
+        lease runs out another worker sends them again (at-least-once, same idempotency key).
+        """
+        due = or_(
+            and_(outbox.c.status == "pending", outbox.c.send_after <= now),
+            and_(outbox.c.status == "sending", outbox.c.lease_until <= now),
+        )
+        stmt = (
+            select(outbox.c.id)
+            .where(due)
+            .order_by(outbox.c.priority.desc(), outbox.c.send_after, outbox.c.id)
+            .limit(limit)
+        )
+        if self.dialect == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True)
+        ids = list(self.conn.execute(stmt).scalars())
+        if not ids:
+            return []
+        self.conn.execute(
+            update(outbox)
+            .where(outbox.c.id.in_(ids))
+            .values(status="sending", lease_until=now + lease, attempts=outbox.c.attempts + 1)
+        )
+        rows = self.conn.execute(select(outbox).where(outbox.c.id.in_(ids))).all()
+        order = {id_: i for i, id_ in enumerate(ids)}
+        return sorted(rows, key=lambda r: order[r.id])
+
+    def finish(self, rows: list[dict[str, Any]]) -> int:
+        """Record outcomes of claimed rows. Each row has `id`, `claimed_attempts` and the columns
+        to set; a row another worker has claimed since (its lease ran out) is left alone.
+        How many rows were updated."""
+        done = 0
+        by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for row in rows:
+            by_columns.setdefault(tuple(sorted(row)), []).append(row)
+        for columns, group in by_columns.items():
+            values = {
+                c: bindparam(f"v_{c}") for c in columns if c not in ("id", "claimed_attempts")
+            }
+            stmt = (
+                update(outbox)
+                .where(
+                    outbox.c.id == bindparam("b_id"),
+                    outbox.c.status == "sending",
+                    outbox.c.attempts == bindparam("b_attempts"),
+                )
+                .values(values)
+            )
+            params = [
+                {
+                    "b_id": r["id"],
+                    "b_attempts": r["claimed_attempts"],
+                    **{f"v_{c}": r[c] for c in values},
+                }
+                for r in group
+            ]
+            result = self.conn.execute(stmt, params)
+            done += result.rowcount if result.rowcount >= 0 else len(group)
+        return done
+
+    def get(self, workspace_id: int, message_id: int) -> Any:
+        return self.conn.execute(
+            select(outbox).where(outbox.c.workspace_id == workspace_id, outbox.c.id == message_id)
+        ).first()
+
+    def by_id(self, message_id: int) -> Any:
+        return self.conn.execute(select(outbox).where(outbox.c.id == message_id)).first()
+
+    def by_provider_ids(self, workspace_id: int, provider_ids: Iterable[str]) -> dict[str, Any]:
+        wanted = [p for p in set(provider_ids) if p]
+        found: dict[str, Any] = {}
+        for start in range(0, len(wanted), _CHUNK):
+            for row in self.conn.execute(
+                select(outbox).where(
+                    outbox.c.workspace_id == workspace_id,
+                    outbox.c.provider_id.in_(wanted[start : start + _CHUNK]),
+                )
+            ):
+                found[row.provider_id] = row
+        return found
+
+    def page(
+        self,
+        workspace_id: int,
+        *,
+        contact_id: int | None = None,
+        status: str | None = None,
+        channel: str | None = None,
+        after_id: int | None = None,
+        limit: int = 100,
+    ) -> list[Any]:
+        stmt = select(outbox).where(outbox.c.workspace_id == workspace_id)
+        if contact_id is not None:
+            stmt = stmt.where(outbox.c.contact_id == contact_id)
+        if status is not None:
+            stmt = stmt.where(outbox.c.status == status)
+        if channel is not None:
+            stmt = stmt.where(outbox.c.channel == channel)
+        if after_id is not None:
+            stmt = stmt.where(outbox.c.id > after_id)
+        return list(self.conn.execute(stmt.order_by(outbox.c.id).limit(limit)))
+
+    def set_status(self, message_id: int, status: str) -> None:
+        """A site message the visitor clicked or dismissed: no longer offered."""
+        self.conn.execute(
+            update(outbox)
+            .where(outbox.c.id == message_id, outbox.c.status == "sent")
+            .values(status=status)
+        )
+
+    def retry(self, workspace_id: int, message_id: int, now: datetime) -> bool:
+        """Send a dead or failed message again, from a fresh count of attempts."""
+        result = self.conn.execute(
+            update(outbox)
+            .where(
+                outbox.c.workspace_id == workspace_id,
+                outbox.c.id == message_id,
+                outbox.c.status.in_(("dead", "failed")),
+            )
+            .values(status="pending", send_after=now, attempts=0, error=None, lease_until=None)
+        )
+        return result.rowcount == 1
+
+    def status_counts(self, workspace_id: int) -> dict[tuple[str, str], int]:
+        rows = self.conn.execute(
+            select(outbox.c.channel, outbox.c.status, func.count())
+            .where(outbox.c.workspace_id == workspace_id)
+            .group_by(outbox.c.channel, outbox.c.status)
+        )
+        return {(channel, status): n for channel, status, n in rows}
+
+    # --- suppressions ------------------------------------------------------------------------
+
+    def suppressed(
+        self, workspace_id: int, channel: str, addresses: Iterable[str]
+    ) -> dict[str, Any]:
+        """Which of `addresses` (emails, "@domain"s, phone numbers) are suppressed, with why."""
+        wanted = sorted({a for a in addresses if a})
+        found: dict[str, Any] = {}
+        for start in range(0, len(wanted), _CHUNK):
+            for row in self.conn.execute(
+                select(suppressions).where(
+                    suppressions.c.workspace_id == workspace_id,
+                    suppressions.c.channel == channel,
+                    suppressions.c.address.in_(wanted[start : start + _CHUNK]),
+                )
+            ):
+                found[row.address] = row
+        return found
+
+    def suppress(
+        self,
+        workspace_id: int,
+        channel: str,
+        address: str,
+        reason: str,
+        detail: str | None,
+        now: datetime,
+    ) -> bool:
+        """Add an address to the suppression list; False if it was there already (kept as is,
+        except that a bounce or complaint outranks an unsubscribe or a manual entry)."""
+        existing = self.suppressed(workspace_id, channel, [address]).get(address)
+        if existing is None:
+            self.conn.execute(
+                insert(suppressions).values(
+                    workspace_id=workspace_id,
+                    channel=channel,
+                    address=address,
+                    reason=reason,
+                    detail=detail,
+                    created_at=now,
+                )
+            )
+            return True
+        if reason in ("bounced", "complained") and existing.reason not in ("bounced", "complained"):
+            self.conn.execute(
+                update(suppressions)
+                .where(
+                    suppressions.c.workspace_id == workspace_id,
+                    suppressions.c.channel == channel,
+                    suppressions.c.address == address,
+                )
+                .values(reason=reason, detail=detail)
+            )
+        return False
+
+    def unsuppress(self, workspace_id: int, channel: str, address: str) -> bool:
+        result = self.conn.execute(
+            delete(suppressions).where(
+                suppressions.c.workspace_id == workspace_id,
+                suppressions.c.channel == channel,
+                suppressions.c.address == address,
+            )
+        )
+        return result.rowcount == 1
+
+    def suppression_page(
+        self, workspace_id: int, channel: str | None, after: str | None, limit: int
+    ) -> list[Any]:
+        stmt = select(suppressions).where(suppressions.c.workspace_id == workspace_id)
+        if channel is not None:
+            stmt = stmt.where(suppressions.c.channel == channel)
+        if after is not None:
+            stmt = stmt.where(suppressions.c.address > after)
+        return list(
+            self.conn.execute(
+                stmt.order_by(suppressions.c.address, suppressions.c.channel).limit(limit)
+            )
+        )
