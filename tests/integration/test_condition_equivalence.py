@@ -14,16 +14,18 @@ from hypothesis import strategies as st
 from sqlalchemy import insert, text
 
 from conveyor.domain.conditions import parse_condition
-from conveyor.domain.evaluation import Evaluator, EventFact, Snapshot
+from conveyor.domain.evaluation import Evaluator, EventFact, RunFact, Snapshot
 from conveyor.domain.fields import STANDARD_FIELDS, FieldType, define_field, format_datetime
 from conveyor.store.conditions import ConditionSQL
 from conveyor.store.database import make_engine
 from conveyor.store.schema import (
+    automations,
     contact_tags,
     contacts,
     events,
     lists,
     metadata,
+    runs,
     subscriptions,
     workspaces,
 )
@@ -49,15 +51,17 @@ TAGS = ["t1", "t2", "t3"]
 LISTS = {"news": 1, "promo": 2}
 STATUSES = ["subscribed", "unconfirmed", "unsubscribed", "bounced"]
 NAMES = ["order_completed", "page", "cart_updated"]
+AUTOMATIONS = {"onboarding": 1, "promo": 2}
+GOALS = ["ordered", "signed-up"]
 BASE = datetime(2026, 2, 27, 12, 0, tzinfo=UTC)  # near a month's end and a 29 February
 
 
 # --- data --------------------------------------------------------------------------------------
 
 
-def make_dataset(seed: int, now: datetime) -> tuple[list[dict], list[dict], list[dict], list[dict]]:
+def make_dataset(seed: int, now: datetime) -> tuple[list[dict], ...]:
     rnd = random.Random(seed)
-    people, tags, subs, log = [], [], [], []
+    people, tags, subs, log, journeys = [], [], [], [], []
     for cid in range(1, 31):
         fields: dict = {}
         if rnd.random() < 0.7:
@@ -140,11 +144,84 @@ def make_dataset(seed: int, now: datetime) -> tuple[list[dict], list[dict], list
                     "received_at": now,
                 }
             )
-    return people, tags, subs, log
+        automation_history(rnd, cid, now, log, journeys)
+    return people, tags, subs, log, journeys
+
+
+def automation_history(rnd: random.Random, cid: int, now: datetime, log: list, journeys: list):
+    """Runs through the automations, with the events the engine writes along the way, and
+    look-alikes that must not count: tracked events of the same names, wrong property types."""
+
+    def event(name: str, at: datetime, kind: str = "system", **props) -> None:
+        log.append(
+            {
+                "workspace_id": 1,
+                "contact_id": cid,
+                "kind": kind,
+                "name": name,
+                "properties": props,
+                "context": {},
+                "message_id": None,
+                "timestamp": at,
+                "received_at": now,
+            }
+        )
+
+    for key, automation_id in AUTOMATIONS.items():
+        for _ in range(rnd.choice([0, 0, 1, 1, 2])):
+            entered = now - timedelta(days=rnd.randint(0, 60), hours=rnd.randint(0, 23))
+            status = rnd.choice(["active", "queued", "finished", "finished"])
+            event("automation.entered", entered, automation=key, queued=status == "queued")
+            if rnd.random() < 0.4:
+                goal = rnd.choice(GOALS)
+                event(
+                    "automation.goal_reached",
+                    entered + timedelta(hours=5),
+                    automation=key,
+                    goal=goal,
+                )
+            outcome = None
+            finished = None
+            if status == "finished":
+                outcome = rnd.choice(
+                    ["completed", "goal_reached", "exited", "ended", "goal_skipped"]
+                )
+                finished = entered + timedelta(days=rnd.randint(0, 10))
+                name = "automation.exited" if outcome == "exited" else "automation.completed"
+                event(name, finished, automation=key, outcome=outcome)
+            journeys.append(
+                {
+                    "workspace_id": 1,
+                    "automation_id": automation_id,
+                    "version": 1,
+                    "contact_id": cid,
+                    "status": status,
+                    "node": None if status == "finished" else "wait",
+                    "state": {},
+                    "wake_at": None,
+                    "steps": 1,
+                    "trigger": {},
+                    "outcome": outcome,
+                    "entered_at": entered,
+                    "finished_at": finished,
+                }
+            )
+    if rnd.random() < 0.3:
+        at = now - timedelta(days=rnd.randint(0, 60))
+        key = rnd.choice(list(AUTOMATIONS))
+        forged = rnd.choice(
+            [
+                ("track", "automation.completed", {"automation": key, "outcome": "completed"}),
+                ("track", "automation.entered", {"automation": key}),
+                ("system", "automation.completed", {"automation": 1, "outcome": "completed"}),
+                ("system", "automation.goal_reached", {"automation": key, "goal": True}),
+            ]
+        )
+        event(forged[1], at, forged[0], **forged[2])
 
 
 def load(engine, data: tuple) -> None:
-    people, tags, subs, log = data
+    people, tags, subs, log, journeys = data
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             conn.execute(
@@ -175,6 +252,22 @@ def load(engine, data: tuple) -> None:
                 for k, i in LISTS.items()
             ],
         )
+        conn.execute(
+            insert(automations),
+            [
+                {
+                    "id": i,
+                    "workspace_id": 1,
+                    "key": k,
+                    "name": k,
+                    "status": "active",
+                    "version": 1,
+                    "created_at": BASE,
+                    "updated_at": BASE,
+                }
+                for k, i in AUTOMATIONS.items()
+            ],
+        )
         conn.execute(insert(contacts), people)
         if tags:
             conn.execute(insert(contact_tags), tags)
@@ -182,11 +275,14 @@ def load(engine, data: tuple) -> None:
             conn.execute(insert(subscriptions), subs)
         if log:
             conn.execute(insert(events), log)
+        if journeys:
+            conn.execute(insert(runs), journeys)
 
 
 def snapshots(data: tuple) -> dict[int, Snapshot]:
-    people, tags, subs, log = data
+    people, tags, subs, log, journeys = data
     keys = {v: k for k, v in LISTS.items()}
+    automation_keys = {v: k for k, v in AUTOMATIONS.items()}
     out = {}
     for p in people:
         out[p["id"]] = Snapshot(
@@ -198,9 +294,14 @@ def snapshots(data: tuple) -> dict[int, Snapshot]:
             tags={t["tag"] for t in tags if t["contact_id"] == p["id"]},
             lists={keys[s["list_id"]]: s["status"] for s in subs if s["contact_id"] == p["id"]},
             events=[
-                EventFact(e["name"], e["timestamp"], e["properties"])
+                EventFact(e["name"], e["timestamp"], e["properties"], e["kind"])
                 for e in log
                 if e["contact_id"] == p["id"]
+            ],
+            runs=[
+                RunFact(automation_keys[r["automation_id"]], r["entered_at"])
+                for r in journeys
+                if r["contact_id"] == p["id"] and r["status"] in ("active", "queued")
             ],
             timezone=p["timezone"] or "UTC",
         )
@@ -381,9 +482,28 @@ def event_leaf() -> st.SearchStrategy[dict]:
     )
 
 
+def automation_leaf() -> st.SearchStrategy[dict]:
+    def build(key, status, goal, within):
+        cond = {"automation": key, "status": status}
+        if status == "goal_reached" and goal:
+            cond["goal"] = goal
+        if within:
+            cond["within"] = within
+        return cond
+
+    return st.builds(
+        build,
+        st.sampled_from([*AUTOMATIONS, "missing"]),
+        st.sampled_from(["active", "entered", "completed", "goal_reached", "exited", "finished"]),
+        st.one_of(st.none(), st.sampled_from(GOALS)),
+        st.one_of(st.none(), durations),
+    )
+
+
 leaves = st.one_of(
     field_leaf(),
     event_leaf(),
+    automation_leaf(),
     st.builds(lambda t: {"tag": t}, st.sampled_from(TAGS)),
     st.builds(
         lambda k, ts: {k: ts},

@@ -10,6 +10,7 @@ from typing import Any
 
 from conveyor.domain.conditions import (
     AGGREGATES,
+    AUTOMATION_STATUSES,
     COMPARE_OPS,
     COUNT_OPS,
     MESSAGE_EVENTS,
@@ -87,6 +88,7 @@ def condition_schema() -> dict[str, Any]:
                         "list",
                         "event",
                         "message",
+                        "automation",
                         "segment",
                     )
                 ]
@@ -182,6 +184,23 @@ def condition_schema() -> dict[str, Any]:
                     "within": window,
                     "count": {"$ref": "#/$defs/event/properties/count"},
                 },
+            },
+            "automation": {
+                "type": "object",
+                "required": ["automation"],
+                "additionalProperties": False,
+                "description": "active: inside now (running or queued); entered, completed "
+                "(to its end, or a final goal), goal_reached (any goal, or the one named), "
+                "exited (by its exit condition), finished (any way out): at any time or in "
+                "'within'.",
+                "properties": {
+                    "automation": {"type": "string", "minLength": 1},
+                    "status": {"enum": list(AUTOMATION_STATUSES), "default": "active"},
+                    "goal": {"type": "string", "minLength": 1},
+                    "within": window,
+                },
+                # A goal is a goal reached: with it, a status other than goal_reached is wrong.
+                "dependentSchemas": {"goal": {"properties": {"status": {"const": "goal_reached"}}}},
             },
             "segment": {
                 "type": "object",

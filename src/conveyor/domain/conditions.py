@@ -107,6 +107,17 @@ class Performed:
 
 
 @dataclass(frozen=True)
+class InAutomation:
+    """Automation membership: inside it now, or entered, completed, reached a goal (a named one
+    or any), exited, or finished it (any way out) — in a window when one is given."""
+
+    automation: str  # the automation's key
+    status: str = "active"
+    goal: str | None = None  # a goal node's id, with status goal_reached
+    window: Window | None = None
+
+
+@dataclass(frozen=True)
 class InSegment:
     key: str
 
@@ -118,7 +129,9 @@ class Never:
     reason: str
 
 
-Condition = All | AnyOf | Not | FieldIs | HasTags | InList | Performed | InSegment | Never
+Condition = (
+    All | AnyOf | Not | FieldIs | HasTags | InList | Performed | InAutomation | InSegment | Never
+)
 
 # --- vocabulary --------------------------------------------------------------------------
 
@@ -180,6 +193,26 @@ STANDARD_TYPES: dict[str, FieldType] = {
     "updated_at": FieldType.DATETIME,
 }
 MESSAGE_EVENTS = {"received": "email.sent", "opened": "email.opened", "clicked": "email.clicked"}
+# Automation membership. `active` (inside now: a run active or queued) is state, so it is read
+# from the runs. The other statuses are history, so they are read from the system events the
+# engine writes in the same transaction as each run's entry, goals and end: those carry the
+# goal's id and the times windows need, and they survive a merge (merging moves the events to
+# the kept contact but deletes the other's runs). `completed` means the run went through to its
+# end (outcome completed, or ended at a final goal); an unmet goal's `otherwise: end`, an `end`
+# node or another automation's `exit_automation` only make it `finished`.
+AUTOMATION_STATUSES = ("active", "entered", "completed", "goal_reached", "exited", "finished")
+AUTOMATION_EVENTS: dict[str, tuple[str, ...]] = {
+    "entered": ("automation.entered",),
+    "completed": ("automation.completed",),
+    "goal_reached": ("automation.goal_reached",),
+    "exited": ("automation.exited",),
+    "finished": ("automation.completed", "automation.exited"),
+}
+# Events that change a contact's membership of an automation, whatever the status asked about.
+AUTOMATION_CHANGES = frozenset(
+    ("automation.entered", "automation.goal_reached", "automation.completed", "automation.exited")
+)
+COMPLETED_OUTCOMES = ("completed", "goal_reached")
 _DURATION_PART = re.compile(
     r"(\d+)\s*(weeks?|w|days?|d|hours?|h|minutes?|min|m|seconds?|s)\b", re.I
 )
@@ -226,10 +259,12 @@ class Parser:
         fields: dict[str, FieldDefinition],
         lists: set[str] | None = None,
         segments: set[str] | None = None,
+        automations: set[str] | None = None,
     ) -> None:
         self.fields = fields
         self.lists = lists
         self.segments = segments
+        self.automations = automations
 
     def parse(self, raw: Any, path: str = "") -> Condition:
         if not isinstance(raw, dict) or not raw:
@@ -258,13 +293,18 @@ class Parser:
             return self._event(raw, path)
         if "message" in raw:
             return self._message(raw, path)
+        if "automation" in raw:
+            return self._automation(raw, path)
         if "segment" in raw:
             self._only(raw, {"segment"}, path)
             key = raw["segment"]
             if not isinstance(key, str) or (self.segments is not None and key not in self.segments):
                 raise InvalidInput(_join(path, "segment"), f"no segment '{key}' in this workspace")
             return InSegment(key)
-        known = "all, any, not, field, tag, tags_any, tags_all, list, event, message, segment"
+        known = (
+            "all, any, not, field, tag, tags_any, tags_all, list, event, message, automation, "
+            "segment"
+        )
         raise InvalidInput(path, f"unknown condition {sorted(raw)}; use one of {known}")
 
     @staticmethod
@@ -498,6 +538,30 @@ class Parser:
                 event[key] = raw[key]
         return self._event(event, path)
 
+    def _automation(self, raw: dict[str, Any], path: str) -> InAutomation:
+        self._only(raw, {"automation", "status", "goal", "within"}, path)
+        key = raw["automation"]
+        where = _join(path, "automation")
+        if not isinstance(key, str) or not key:
+            raise InvalidInput(where, "names an automation by its key")
+        if self.automations is not None and key not in self.automations:
+            raise InvalidInput(where, f"no automation '{key}' in this workspace")
+        # A goal alone means "reached that goal"; status defaults to "inside now".
+        status = raw.get("status", "goal_reached" if "goal" in raw else "active")
+        if status not in AUTOMATION_STATUSES:
+            raise InvalidInput(
+                _join(path, "status"),
+                f"'{status}' is not one of {', '.join(AUTOMATION_STATUSES)}",
+            )
+        goal = raw.get("goal")
+        if "goal" in raw:
+            if status != "goal_reached":
+                raise InvalidInput(_join(path, "goal"), "'goal' goes with status goal_reached")
+            if not isinstance(goal, str) or not goal:
+                raise InvalidInput(_join(path, "goal"), "names a goal node by its id")
+        window = self._window(raw["within"], _join(path, "within")) if "within" in raw else None
+        return InAutomation(key, status, goal, window)
+
     def _where(self, raw: Any, path: str) -> tuple[PropertyIs, ...]:
         if not isinstance(raw, list):
             raise InvalidInput(path, "takes a list of property filters")
@@ -562,8 +626,9 @@ def parse_condition(
     fields: dict[str, FieldDefinition],
     lists: set[str] | None = None,
     segments: set[str] | None = None,
+    automations: set[str] | None = None,
 ) -> Condition:
-    return Parser(fields, lists, segments).parse(raw)
+    return Parser(fields, lists, segments, automations).parse(raw)
 
 
 def segment_refs(condition: Condition) -> set[str]:

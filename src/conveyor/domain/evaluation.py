@@ -20,17 +20,21 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from conveyor.domain.conditions import (
+    AUTOMATION_EVENTS,
+    COMPLETED_OUTCOMES,
     All,
     AnyOf,
     Condition,
     FieldIs,
     HasTags,
+    InAutomation,
     InList,
     InSegment,
     Never,
     Not,
     Performed,
     PropertyIs,
+    Window,
 )
 from conveyor.domain.fields import FieldType, parse_datetime
 
@@ -40,6 +44,15 @@ class EventFact:
     name: str
     timestamp: datetime
     properties: dict[str, Any]
+    kind: str = "track"  # track, page, identify, …; "system" for what Conveyor itself records
+
+
+@dataclass(frozen=True)
+class RunFact:
+    """One of the contact's unfinished runs (active, or queued behind another automation)."""
+
+    automation: str  # the automation's key
+    entered_at: datetime
 
 
 @dataclass
@@ -54,6 +67,7 @@ class Snapshot:
     tags: set[str]
     lists: dict[str, str]
     events: list[EventFact] = field(default_factory=list)
+    runs: list[RunFact] = field(default_factory=list)
     timezone: str = "UTC"  # the contact's, or the workspace's default
     entered_at: datetime | None = None  # when evaluated inside an automation run
 
@@ -104,6 +118,8 @@ class Evaluator:
             )
         if isinstance(c, Performed):
             return _performed(c, snap, now)
+        if isinstance(c, InAutomation):
+            return _in_automation(c, snap, now)
         if isinstance(c, Never):
             return Verdict(False, c.reason)
         if isinstance(c, InSegment):
@@ -374,14 +390,56 @@ def _event_label(c: Performed) -> str:
         label += " where " + ", ".join(
             f"{'.'.join(f.path)} {f.op} {_show(f.value)}" for f in c.where
         )
-    if c.window:
-        if c.window.since_entry:
-            label += " since entry"
-        elif c.window.seconds is not None:
-            label += f" in last {_duration(c.window.seconds)}"
-        else:
-            label += f" between {c.window.start} and {c.window.end}"
-    return label
+    return label + _window_label(c.window)
+
+
+def _window_label(window: Window | None) -> str:
+    if window is None:
+        return ""
+    if window.since_entry:
+        return " since entry"
+    if window.seconds is not None:
+        return f" in last {_duration(window.seconds)}"
+    return f" between {window.start} and {window.end}"
+
+
+def _has(properties: dict[str, Any], key: str, values: tuple[str, ...]) -> bool:
+    found, value = lookup(properties, (key,))
+    return found and any(json_equal(value, v) for v in values)
+
+
+def automation_events(c: InAutomation, snap: Snapshot, now: datetime) -> list[EventFact]:
+    """The engine's events that show the status asked about, in the window."""
+    start, end = c.window.bounds(now, snap.entered_at) if c.window else (None, None)
+    names = AUTOMATION_EVENTS[c.status]
+    return [
+        e
+        for e in snap.events
+        if e.kind == "system"  # a tracked event of the same name proves nothing
+        and e.name in names
+        and (start is None or e.timestamp >= start)
+        and (end is None or e.timestamp <= end)
+        and _has(e.properties, "automation", (c.automation,))
+        and (c.status != "completed" or _has(e.properties, "outcome", COMPLETED_OUTCOMES))
+        and (c.goal is None or _has(e.properties, "goal", (c.goal,)))
+    ]
+
+
+def _in_automation(c: InAutomation, snap: Snapshot, now: datetime) -> Verdict:
+    what = f"goal {c.goal} reached" if c.goal else c.status.replace("_", " ")
+    label = f"automation {c.automation} {what}{_window_label(c.window)}"
+    if c.status != "active":
+        n = len(automation_events(c, snap, now))
+        return Verdict(n > 0, f"{label} = {n} times, needs gte 1")
+    start, end = c.window.bounds(now, snap.entered_at) if c.window else (None, None)
+    inside = sorted(r.entered_at for r in snap.runs if r.automation == c.automation)
+    if not inside:
+        return Verdict(False, f"{label}: not inside now")
+    counted = [t for t in inside if (start is None or t >= start) and (end is None or t <= end)]
+    since = (counted or inside)[-1].isoformat()
+    if counted:
+        return Verdict(True, f"{label}: inside since {since}")
+    return Verdict(False, f"{label}: inside since {since}, not in the window")
 
 
 def _cmp(op: str, x: Any, v: Any) -> bool:
@@ -418,9 +476,15 @@ def _show(value: Any) -> str:
 
 def event_names(condition: Condition, segments: dict[str, Condition] | None = None) -> set[str]:
     """The events a condition looks at: only these need loading to evaluate it."""
-    return _collect(
-        condition, segments or {}, lambda c: {c.name} if isinstance(c, Performed) else set()
-    )
+
+    def leaf(c: Condition) -> set[str]:
+        if isinstance(c, Performed):
+            return {c.name}
+        if isinstance(c, InAutomation):
+            return set(AUTOMATION_EVENTS.get(c.status, ()))  # `active` reads the runs
+        return set()
+
+    return _collect(condition, segments or {}, leaf)
 
 
 def _collect(

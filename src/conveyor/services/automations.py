@@ -49,14 +49,14 @@ def parse_definition(tx: Tx, workspace: Workspace, raw: Any, key: str | None = N
     known = {row.key for row in tx.automations.all(workspace.id)} | ({key} if key else set())
     if isinstance(raw, dict) and isinstance(raw.get("key"), str):
         known.add(raw["key"])
-    parser = AutomationParser(_condition_parser(ctx), known)
+    parser = AutomationParser(_condition_parser(ctx, known), known)
     return parser.parse(raw)
 
 
-def _condition_parser(ctx: ConditionContext) -> Any:
+def _condition_parser(ctx: ConditionContext, automations: set[str]) -> Any:
     from conveyor.domain.conditions import Parser
 
-    return Parser(ctx.fields, set(ctx.lists), set(ctx.rows))
+    return Parser(ctx.fields, set(ctx.lists), set(ctx.rows), automations)
 
 
 class Automations:

@@ -19,11 +19,13 @@ from typing import Any
 
 from conveyor.clock import Clock
 from conveyor.domain.conditions import (
+    AUTOMATION_CHANGES,
     All,
     AnyOf,
     Condition,
     FieldIs,
     HasTags,
+    InAutomation,
     InList,
     InSegment,
     Never,
@@ -35,7 +37,14 @@ from conveyor.domain.conditions import (
 )
 from conveyor.domain.contacts import Contact
 from conveyor.domain.errors import Conflict, InvalidInput, NotFound
-from conveyor.domain.evaluation import Evaluator, EventFact, Snapshot, Verdict, event_names
+from conveyor.domain.evaluation import (
+    Evaluator,
+    EventFact,
+    RunFact,
+    Snapshot,
+    Verdict,
+    event_names,
+)
 from conveyor.domain.fields import STANDARD_FIELDS, FieldDefinition, FieldType
 from conveyor.domain.workspaces import Workspace
 from conveyor.services.contacts import Contacts, decode_cursor, encode_cursor
@@ -67,6 +76,7 @@ class Dependencies:
     events: set[str] = field(default_factory=set)
     fields: set[str] = field(default_factory=set)
     segments: set[str] = field(default_factory=set)
+    automations: set[str] = field(default_factory=set)
     tags: bool = False
     lists: bool = False
     any_change: bool = False
@@ -75,7 +85,7 @@ class Dependencies:
         if name in self.events or name in ("contact.created", "contact.merged"):
             return True
         if name == "field.changed":
-            return self.any_change or properties.get("field") in self.fields
+            return self.any_change or _names(properties, "field", self.fields)
         if name in ("tag.added", "tag.removed"):
             return self.tags or self.any_change
         if name.startswith("list."):
@@ -83,8 +93,17 @@ class Dependencies:
         if name == "score.changed":
             return "score" in self.fields or self.any_change
         if name in ("segment.entered", "segment.exited"):
-            return properties.get("segment") in self.segments
+            return _names(properties, "segment", self.segments)
+        if name in AUTOMATION_CHANGES:
+            return _names(properties, "automation", self.automations)
         return False
+
+
+def _names(properties: dict[str, Any], key: str, names: set[str]) -> bool:
+    # A tracked event may borrow a system event's name with any JSON in it: a list here must
+    # not stop the log's consumers (`[] in names` raises).
+    value = properties.get(key)
+    return isinstance(value, str) and value in names
 
 
 def dependencies(condition: Condition, deps: Dependencies | None = None) -> Dependencies:
@@ -104,6 +123,10 @@ def dependencies(condition: Condition, deps: Dependencies | None = None) -> Depe
         deps.lists = True
     elif isinstance(condition, Performed):
         deps.events.add(condition.name)
+    elif isinstance(condition, InAutomation):
+        # Every entry, goal and end of a run writes one of AUTOMATION_CHANGES in the same
+        # transaction as the run itself, so these events cover the runs `active` reads too.
+        deps.automations.add(condition.automation)
     elif isinstance(condition, InSegment):
         deps.segments.add(condition.key)
     return deps
@@ -120,6 +143,8 @@ def is_time_based(
         return condition.op in RELATIVE_OPS
     if isinstance(condition, Performed):
         return condition.window is not None or condition.first_last is not None
+    if isinstance(condition, InAutomation):
+        return condition.window is not None
     if isinstance(condition, InSegment):
         inner = segments.get(condition.key)
         return (
@@ -142,6 +167,7 @@ class ConditionContext:
             self.fields[row.key] = FieldDefinition(row.key, FieldType(row.type), row.label, choices)
         self.lists = {row.key: row.id for row in tx.catalog.lists(workspace.id)}
         self.list_keys = {v: k for k, v in self.lists.items()}
+        self.automations = {row.id: row.key for row in tx.automations.all(workspace.id)}
         self.rows = {row.key: row for row in tx.segments.all(workspace.id)}
         self.conditions: dict[str, Condition] = {}
         for key, row in self.rows.items():
@@ -158,6 +184,7 @@ class ConditionContext:
             self.fields,
             set(self.lists) if strict else None,
             set(self.rows) if strict else None,
+            set(self.automations.values()) if strict else None,
         )
 
     def sql(self, now: datetime) -> ConditionSQL:
@@ -359,7 +386,13 @@ class Segments:
         subs = tx.contacts.subscriptions_of(ids)
         history: dict[int, list[EventFact]] = defaultdict(list)
         for e in tx.segments.contact_events(ids, names):
-            history[e.contact_id].append(EventFact(e.name, e.timestamp, e.properties or {}))
+            history[e.contact_id].append(EventFact(e.name, e.timestamp, e.properties or {}, e.kind))
+        inside: dict[int, list[RunFact]] = defaultdict(list)
+        if ctx.automations:  # one indexed read: cheaper than working out who needs it
+            for run in tx.automations.of_contacts(ids, ("active", "queued")):
+                key = ctx.automations.get(run.automation_id)
+                if key is not None:
+                    inside[run.contact_id].append(RunFact(key, run.entered_at))
         return {
             row.id: Snapshot(
                 standard={name: getattr(row, name) for name in STANDARD_FIELDS},
@@ -374,6 +407,7 @@ class Segments:
                     if lid in ctx.list_keys
                 },
                 events=history.get(row.id, []),
+                runs=inside.get(row.id, []),
                 timezone=row.timezone or ctx.timezone,
             )
             for row in rows

@@ -33,22 +33,33 @@ from sqlalchemy.dialects.postgresql import JSONB, array
 from sqlalchemy.sql.elements import ColumnElement
 
 from conveyor.domain.conditions import (
+    AUTOMATION_EVENTS,
+    COMPLETED_OUTCOMES,
     All,
     AnyOf,
     Condition,
     FieldIs,
     HasTags,
+    InAutomation,
     InList,
     InSegment,
     Never,
     Not,
     Performed,
     PropertyIs,
+    Window,
 )
 from conveyor.domain.errors import InvalidInput
 from conveyor.domain.evaluation import anniversary_days, local_today, local_window
 from conveyor.domain.fields import FieldType, format_datetime
-from conveyor.store.schema import contact_tags, contacts, events, subscriptions
+from conveyor.store.schema import (
+    automations,
+    contact_tags,
+    contacts,
+    events,
+    runs,
+    subscriptions,
+)
 
 Expr = ColumnElement[Any]
 _ZONES = sorted(available_timezones())
@@ -126,6 +137,8 @@ class ConditionSQL:
             return contacts.c.id.in_(members)
         if isinstance(c, Performed):
             return self._performed(c)
+        if isinstance(c, InAutomation):
+            return self._in_automation(c)
         if isinstance(c, Never):
             return false()
         if isinstance(c, InSegment):
@@ -350,7 +363,7 @@ class ConditionSQL:
             events.c.workspace_id == self.ws,
             events.c.name == c.name,
             events.c.contact_id.is_not(None),
-            *self._window(c),
+            *self._window(c.window, events.c.timestamp),
             *(self._property(f) for f in c.where),
         )
         by_contact = base.group_by(events.c.contact_id)
@@ -387,20 +400,46 @@ class ConditionSQL:
             return contacts.c.id.not_in(base)
         return contacts.c.id.in_(by_contact.having(func.count() == n))
 
-    def _window(self, c: Performed) -> list[Expr]:
-        if c.window is None:
+    def _window(self, window: Window | None, column: Any) -> list[Expr]:
+        if window is None:
             return []
-        if c.window.since_entry:
+        if window.since_entry:
             raise InvalidInput(
                 "within", "'since_entry' only works inside an automation, not for a segment"
             )
-        start, end = c.window.bounds(self.now)
+        start, end = window.bounds(self.now)
         out = []
         if start is not None:
-            out.append(events.c.timestamp >= start)
+            out.append(column >= start)
         if end is not None:
-            out.append(events.c.timestamp <= end)
+            out.append(column <= end)
         return out
+
+    def _in_automation(self, c: InAutomation) -> Expr:
+        """Inside now from the runs; the rest from the engine's events (see AUTOMATION_EVENTS)."""
+        if c.status == "active":
+            automation = select(automations.c.id).where(
+                automations.c.workspace_id == self.ws, automations.c.key == c.automation
+            )
+            inside = select(runs.c.contact_id).where(
+                runs.c.automation_id.in_(automation),
+                runs.c.status.in_(("active", "queued")),
+                *self._window(c.window, runs.c.entered_at),
+            )
+            return contacts.c.id.in_(inside)
+        conditions = [
+            events.c.workspace_id == self.ws,
+            events.c.name.in_(AUTOMATION_EVENTS[c.status]),
+            events.c.kind == "system",
+            events.c.contact_id.is_not(None),
+            *self._window(c.window, events.c.timestamp),
+            self._equal(("automation",), c.automation),
+        ]
+        if c.status == "completed":
+            conditions.append(or_(*(self._equal(("outcome",), o) for o in COMPLETED_OUTCOMES)))
+        if c.goal is not None:
+            conditions.append(self._equal(("goal",), c.goal))
+        return contacts.c.id.in_(select(events.c.contact_id).where(*conditions))
 
     def _property(self, f: PropertyIs) -> Expr:
         column = events.c.properties

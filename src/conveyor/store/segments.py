@@ -163,7 +163,11 @@ class SegmentQueries:
         for start in range(0, len(contact_ids), 500):
             rows += self.conn.execute(
                 select(
-                    events.c.contact_id, events.c.name, events.c.timestamp, events.c.properties
+                    events.c.contact_id,
+                    events.c.name,
+                    events.c.kind,
+                    events.c.timestamp,
+                    events.c.properties,
                 ).where(
                     events.c.contact_id.in_(contact_ids[start : start + 500]),
                     events.c.name.in_(sorted(names)),

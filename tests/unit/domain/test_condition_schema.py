@@ -38,6 +38,9 @@ def test_example_segments_are_valid(path):
         {"event": "login", "last": {"more_than_ago": "30 days"}},
         {"message": "clicked", "template": "weekly", "within": "7d"},
         {"segment": "vips"},
+        {"automation": "onboarding"},
+        {"automation": "cart", "status": "goal_reached", "goal": "ordered", "within": "30 days"},
+        {"automation": "cart", "goal": "ordered"},
     ],
 )
 def test_valid_conditions_pass_both(condition):
@@ -48,7 +51,8 @@ def test_valid_conditions_pass_both(condition):
 @pytest.mark.parametrize(
     "condition",
     [{"all": []}, {"tag": "a", "list": "b"}, {"event": "x", "count": {"most": 3}}, {"colour": "red"},
-     {"not": {"tag": "a"}, "extra": 1}],
+     {"not": {"tag": "a"}, "extra": 1}, {"automation": "a", "status": "left"},
+     {"automation": "a", "status": "exited", "goal": "g"}],
 )
 def test_invalid_conditions_fail_the_schema(condition):
     with pytest.raises(jsonschema.ValidationError):
