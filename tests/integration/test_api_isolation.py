@@ -38,10 +38,13 @@ from fastapi.routing import APIRoute
 from conveyor.api.app import create_app
 from conveyor.bootstrap import Conveyor, bootstrap
 from conveyor.clock import SimulatedClock
+from conveyor.domain import tracking
 from conveyor.services.automations import hook_token
+from conveyor.services.channel_config import inbound_token
 from conveyor.services.contacts import confirmation_token
 from conveyor.settings import Settings
 from tests.integration.conftest import LiveServer, Tenant, make_tenant
+from tests.support.smtp import SmtpSink
 
 try:
     from fastapi.routing import iter_route_contexts
@@ -51,6 +54,7 @@ except ImportError:  # FastAPI without lazily included routers: app.routes is fl
         return iter(routes)
 
 ADMIN, TRACKING, PUBLIC = "admin", "tracking", "public"
+SITE = "site"  # read by the website's snippet with the write key (no Segment call body)
 
 # Workspace A's data; workspace B has none of these keys, so addressing them is addressing A.
 EMAIL, EXTERNAL_ID, ANONYMOUS_ID = "ada@example.com", "u-ada", "anon-ada"
@@ -98,6 +102,7 @@ class Case:
     cross_json: dict[str, Any] | None = None  # subset of B's response body
     own_json: dict[str, Any] | None = None
     values: dict[str, str] | None = None  # other values for {placeholders}, e.g. B's contact
+    form: dict[str, str] | None = None  # sent form-encoded (providers' webhooks)
     variant: str = ""
 
     @property
@@ -114,6 +119,11 @@ def _tracking(route: str) -> Case:
 
 
 CONTACT, SEGMENTS, AUTOMATIONS = "/contacts/{contact_id}", "/segments/{key}", "/automations/{key}"
+MESSAGE, TEMPLATES = "/messages/{message_id}", "/templates/{key}"
+INBOUND = "/inbound/{workspace_name}/{token}"
+TEMPLATE = {"channel": "email", "content": {
+    "subject": "Welcome {{ contact.first_name }}",
+    "html": '<p>Hi! <a href="https://shop.example/start">Start here</a></p>'}}
 B_CONTACT = {"contact_id": "{b_contact_id}"}
 CASES = [
     *(_tracking(route) for route in [*TRACKING_CALLS, "batch"]),
@@ -186,6 +196,29 @@ CASES = [
     Case("GET", "/outbox", ADMIN, 200, 200),
     Case("GET", "/outbox", ADMIN, 200, 200, params={"contact": "{contact_id}"},
          cross_json={"items": []}, variant="A's contact"),
+    Case("GET", "/messages", ADMIN, 200, 200, params={"contact": "{contact_id}"},
+         cross_json={"items": []}),
+    Case("GET", MESSAGE, ADMIN, 404, 200),
+    Case("POST", MESSAGE + "/retry", ADMIN, 404, 409),  # A's was sent: nothing to retry
+    Case("GET", "/templates", ADMIN, 200, 200),
+    Case("POST", "/templates", ADMIN, 200, 200, body={"key": "welcome-1", **TEMPLATE},
+         cross_json={"result": "created"}, own_json={"result": "unchanged"}),
+    Case("PUT", TEMPLATES, ADMIN, 200, 200, body=TEMPLATE, cross_json={"result": "created"},
+         own_json={"result": "unchanged"}),
+    Case("GET", TEMPLATES, ADMIN, 404, 200),
+    Case("GET", TEMPLATES + "/versions", ADMIN, 404, 200),
+    Case("DELETE", TEMPLATES, ADMIN, 404, 409),  # A's automation uses it
+    Case("POST", TEMPLATES + "/preview", ADMIN, 404, 200, body={"contact_id": "{contact_id}"}),
+    Case("POST", TEMPLATES + "/preview", ADMIN, 404, 404, body={"contact_id": "{contact_id}"},
+         values={"key": "b-tpl"}, variant="B's template, A's contact"),
+    Case("GET", "/channels", ADMIN, 200, 200),
+    Case("PUT", "/channels/{channel}", ADMIN, 200, 200, body={"from": "news@example.com"}),
+    Case("GET", "/suppressions", ADMIN, 200, 200, cross_json=None),
+    Case("POST", "/suppressions", ADMIN, 201, 201, body={"channel": "email", "address": EMAIL}),
+    Case("DELETE", "/suppressions/{channel}/{address}", ADMIN, 404, 204),
+    Case("POST", "/email-events", ADMIN, 200, 200,
+         body={"events": [{"type": "delivered", "email": EMAIL}]},
+         cross_json={"results": ["unknown recipient"]}, own_json={"results": ["delivered"]}),
     Case("GET", "/workspace", ADMIN, 200, 200, cross_json={"name": "{b_workspace}"},
          own_json={"name": "{workspace}"}),
     Case("PATCH", "/workspace/settings", ADMIN, 200, 200, body={"default_country": "pl"}),
@@ -199,8 +232,28 @@ CASES = [
     Case("GET", "/confirm/{workspace}/{token}", PUBLIC, 404, 200),
     Case("POST", "/hooks/{workspace_name}/{key}/{token}", PUBLIC, 404, 202,
          body={"email": EMAIL, "plan": "gold"}),
+    # A's message's links, signed with B's secret when B presents them, lead nowhere.
+    Case("GET", "/t/o/{token}", PUBLIC, 404, 200),
+    Case("GET", "/t/c/{token}", PUBLIC, 404, 302),
+    Case("GET", "/u/{token}", PUBLIC, 404, 200),
+    Case("POST", "/u/{token}", PUBLIC, 404, 200, form={"List-Unsubscribe": "One-Click"}),
+    # A's inbound URLs under B's name do nothing.
+    Case("POST", INBOUND + "/sms", PUBLIC, 404, 200,
+         form={"From": "+48600100200", "To": "+15005550006", "Body": "hi", "MessageSid": "SM1"}),
+    Case("POST", INBOUND + "/sms-status", PUBLIC, 404, 204,
+         form={"MessageSid": "SM1", "MessageStatus": "delivered"}),
+    Case("POST", INBOUND + "/email-events", PUBLIC, 404, 200,
+         body=[{"event": "delivered", "email": EMAIL}]),
+    Case("GET", "/sdk/conveyor.js", PUBLIC, 200, 200),
+    # The website's snippet, with a write key: B's key sees no message of A's visitor.
+    Case("GET", "/v1/site-messages", SITE, 200, 200, params={"userId": EXTERNAL_ID},
+         cross_json={"items": []}),
+    Case("POST", "/v1/site-messages/{message_id}/{event}", SITE, 404, 404,
+         body={"userId": EXTERNAL_ID}),  # A's message is an email, not a site message
 ]
-BY_ACCESS = {kind: [c for c in CASES if c.access == kind] for kind in (ADMIN, TRACKING, PUBLIC)}
+BY_ACCESS = {
+    kind: [c for c in CASES if c.access == kind] for kind in (ADMIN, TRACKING, PUBLIC, SITE)
+}
 
 
 @dataclass
@@ -212,11 +265,12 @@ class World:
     key_id: int  # A's spare write key
     revoked_key: str  # a key of A's that was revoked
     token: str  # A's double opt-in confirmation token for the contact
+    message_id: int  # A's email, sent, with one tracked link
 
     def values(self, case: Case, acting: Tenant) -> dict[str, Any]:
         """What {placeholders} in the case's path and query stand for: A's things by default."""
         keys = {"/fields": FIELD, "/lists": LIST, "/segments": SEGMENT, "/automations": "welcome",
-                "/hooks": "welcome"}
+                "/hooks": "welcome", "/templates": "welcome-1"}
         values = {
             "contact_id": self.contact_id,
             "b_contact_id": self.b_contact_id,
@@ -228,11 +282,30 @@ class World:
             "workspace_name": acting.workspace.name,
             "b_workspace": self.b.workspace.name,
             # A's secrets: its confirmation link's token, its automation's webhook token
-            "token": hook_token(self.a.workspace, "welcome")
-            if case.path.startswith("/hooks")
-            else self.token,
+            "token": self._token(case, acting),
+            "message_id": self.message_id,
+            "channel": "email",
+            "address": "blocked@example.com",
+            "event": "shown",
         }
         return values | {k: v.format(**values) for k, v in (case.values or {}).items()}
+
+
+    def _token(self, case: Case, acting: Tenant) -> str:
+        if case.path.startswith("/hooks"):
+            return hook_token(self.a.workspace, "welcome")
+        if case.path.startswith("/inbound"):
+            purpose = "email" if case.path.endswith("email-events") else "sms"
+            return inbound_token(self.a.workspace, purpose)
+        kind = {"/t/o/": "open", "/t/c/": "click", "/u/": "unsubscribe"}
+        for prefix, name in kind.items():
+            if case.path.startswith(prefix):
+                # A's message, signed with the secret of whoever presents it.
+                link = 0 if name == "click" else None
+                return tracking.sign(
+                    acting.workspace.secret, name, self.a.workspace.id, self.message_id, link
+                )
+        return self.token
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -258,6 +331,8 @@ def send(
     if case.csv is not None:
         kwargs["content"] = case.csv.encode()
         kwargs["headers"]["Content-Type"] = "text/csv"
+    elif case.form is not None:
+        kwargs["data"] = case.form
     elif case.body is not None:
         body = fill(case.body, values)
         kwargs["json"] = body if body_key is None else {**body, "writeKey": body_key}
@@ -297,7 +372,8 @@ def check_problem(response: httpx.Response, status: int, note: str = "") -> None
 SNAPSHOT = (
     "/workspace", "/keys", "/fields", "/lists", "/segments", "/automations", "/outbox",
     "/contacts?limit=500", "/events?limit=500", f"/segments/{SEGMENT}/members?limit=500",
-    "/automations/welcome/stats", "/contacts/{contact_id}/timeline",
+    "/automations/welcome/stats", "/contacts/{contact_id}/timeline", "/templates",
+    "/suppressions", "/channels", "/messages",
 )
 
 
@@ -324,6 +400,9 @@ def shared(
         url = request.getfixturevalue("postgres_url")
     settings = Settings(database_url=url, data_dir=tmp_path_factory.mktemp("data"))
     conveyor = bootstrap(settings, clock=SimulatedClock())
+    smtp = SmtpSink().start()
+    conveyor.settings.smtp_url = smtp.url  # every tenant's email goes to the local sink
+    request.addfinalizer(smtp.stop)
     with LiveServer(create_app(conveyor)) as server:
         # conftest's socket has proto 0, so asyncio leaves Nagle on for accepted connections
         # and each response waits ~40 ms for a delayed ACK; accepted sockets inherit this.
@@ -385,9 +464,21 @@ def world(shared: tuple[Conveyor, LiveServer], client: httpx.Client) -> World:
               200)
         check(client.post(f"/automations/{key}/enroll", json={"contact_id": contact_id},
                           headers=headers), 200)
+    check(client.post("/templates", json={"key": "welcome-1", **TEMPLATE},
+                      headers=tenant.admin), 200)
+    check(client.post("/templates", json={"key": "b-tpl", **TEMPLATE}, headers=b), 200)
+    for headers in (tenant.admin, b):
+        check(client.put("/channels/email", json={"from": "shop@example.com"}, headers=headers),
+              200)
+    check(client.post("/suppressions", json={"channel": "email", "address": "blocked@example.com"},
+                      headers=tenant.admin), 201)
     conveyor.engine.run_until_idle()
+    conveyor.delivery.run_until_idle()
+    conveyor.engine.run_until_idle()
+    [message] = client.get("/messages", headers=tenant.admin).json()["items"]
+    assert message["status"] == "sent", message
     return World(tenant, other_tenant, contact["id"], bob.json()["id"], spare.json()["id"],
-                 old.json()["key"], token)
+                 old.json()["key"], token, message["id"])
 
 
 def app_routes(app: Any) -> set[tuple[str, str]]:
@@ -419,10 +510,10 @@ def bad_credentials(world: World, case: Case) -> list[tuple[str, dict[str, str],
         ("malformed basic", {"Authorization": "Basic %%%"}, None),
         ("unsupported scheme", {"Authorization": f"Token {world.a.admin_key}"}, None),
     ]
-    if case.access == TRACKING:
+    if case.access == TRACKING and case.body is not None:
         return [*header_only, ("unknown writeKey", {}, "cvk_not_a_key"),
                 ("revoked writeKey", {}, world.revoked_key)]
-    if case.body is not None:  # only /v1 reads keys from the body
+    if case.body is not None and case.access != SITE:  # only /v1 reads keys from the body
         return [*header_only, ("admin key in body", {}, world.a.admin_key)]
     return header_only
 
@@ -449,6 +540,8 @@ def test_route_is_isolated_and_checks_keys(
             response = send(client, world, case, write)
             if case.access == ADMIN:
                 check_problem(response, 403, "write key:")
+            elif case.access == SITE:  # the website's own key: as A's admin would see it
+                check(response, case.own, note="write key:")
             else:  # A's calls again: duplicates of the seeded ones, accepted and ignored
                 check(response, 200, case.own_json, "write key:")
 

@@ -129,10 +129,10 @@ def _check_twilio(request: Request, workspace: Workspace, form: dict[str, str]) 
             raise NotFound("no such inbound URL")
 
 
-@router.post("/inbound/{workspace}/{token}/sms", include_in_schema=False)
-async def inbound_sms(workspace: str, token: str, request: Request) -> Response:
+@router.post("/inbound/{workspace_name}/{token}/sms", include_in_schema=False)
+async def inbound_sms(workspace_name: str, token: str, request: Request) -> Response:
     """Twilio's inbound-message webhook: `sms.replied`; STOP and START change SMS consent."""
-    ws = _inbound_workspace(request, workspace, token, "sms")
+    ws = _inbound_workspace(request, workspace_name, token, "sms")
     form = {k: str(v) for k, v in (await request.form()).items()}
     _check_twilio(request, ws, form)
     sms = parse_inbound(form)
@@ -141,9 +141,9 @@ async def inbound_sms(workspace: str, token: str, request: Request) -> Response:
     return Response("<Response/>", media_type="text/xml")
 
 
-@router.post("/inbound/{workspace}/{token}/sms-status", include_in_schema=False)
-async def inbound_sms_status(workspace: str, token: str, request: Request) -> Response:
-    ws = _inbound_workspace(request, workspace, token, "sms")
+@router.post("/inbound/{workspace_name}/{token}/sms-status", include_in_schema=False)
+async def inbound_sms_status(workspace_name: str, token: str, request: Request) -> Response:
+    ws = _inbound_workspace(request, workspace_name, token, "sms")
     form = {k: str(v) for k, v in (await request.form()).items()}
     _check_twilio(request, ws, form)
     update = parse_status(form)
@@ -152,11 +152,11 @@ async def inbound_sms_status(workspace: str, token: str, request: Request) -> Re
     return Response(status_code=204)
 
 
-@router.post("/inbound/{workspace}/{token}/email-events", include_in_schema=False)
-async def inbound_email_events(workspace: str, token: str, request: Request) -> dict[str, Any]:
+@router.post("/inbound/{workspace_name}/{token}/email-events", include_in_schema=False)
+async def inbound_email_events(workspace_name: str, token: str, request: Request) -> dict[str, Any]:
     """SendGrid's event webhook (a JSON array of events), or the generic shape of
     `POST /email-events` ({"events": [...]})."""
-    ws = _inbound_workspace(request, workspace, token, "email")
+    ws = _inbound_workspace(request, workspace_name, token, "email")
     try:
         body = orjson.loads(await request.body())
     except orjson.JSONDecodeError:
