@@ -477,7 +477,7 @@ _NODE_SPECS: dict[str, dict[str, str]] = {
     "send_email": dict(_COMMON_SEND),
     "send_sms": dict(_COMMON_SEND),
     "send_site_message": dict(_COMMON_SEND),
-    "notify_team": {**_COMMON_SEND, "to": "list!"},
+    "notify_team": {**_COMMON_SEND, "template": "text", "to": "list!"},  # built-in text if none
     "webhook": {**_COMMON_SEND, "template": "text", "url": "text!", "method": "text"},
 }
 _CHOICES = {("goal", "otherwise"): ("continue", "wait", "end")} | {
