@@ -1,4 +1,5 @@
-"""`conveyor` commands: serve, db, workspace, key, contacts."""
+"""`conveyor` commands: serve, worker, db, workspace, key, contacts, segment, automation,
+template, channel."""
 
 from __future__ import annotations
 
@@ -25,12 +26,16 @@ key_app = typer.Typer(help="API keys.", no_args_is_help=True)
 contacts_app = typer.Typer(help="Contacts.", no_args_is_help=True)
 segment_app = typer.Typer(help="Segments: saved conditions.", no_args_is_help=True)
 automation_app = typer.Typer(help="Automations as code.", no_args_is_help=True)
+template_app = typer.Typer(help="Message templates as code.", no_args_is_help=True)
+channel_app = typer.Typer(help="Channel settings: senders and providers.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(workspace_app, name="workspace")
 app.add_typer(key_app, name="key")
 app.add_typer(contacts_app, name="contacts")
 app.add_typer(segment_app, name="segment")
 app.add_typer(automation_app, name="automation")
+app.add_typer(template_app, name="template")
+app.add_typer(channel_app, name="channel")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -397,6 +402,73 @@ def automation_status(key: str, status: str, workspace: WorkspaceOpt = None) -> 
     except ConveyorError as exc:
         _fail(exc.detail)
     out.print(f"{info.key}: {info.status}")
+
+
+@template_app.command("apply")
+def template_apply(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Create or update the templates in FILE: one {key, channel, name?, content} or a list."""
+    import yaml
+
+    conveyor = _open()
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        _fail(f"{file}{f':{mark.line + 1}' if mark else ''}: not valid YAML/JSON")
+    items = data if isinstance(data, list) else [data]
+    ws = _workspace(conveyor, workspace)
+    failed = False
+    for i, item in enumerate(items):
+        where = f"{file}[{i}]" if isinstance(data, list) else str(file)
+        if not isinstance(item, dict):
+            err.print(f"{where}: a template is a mapping with key, channel and content")
+            failed = True
+            continue
+        try:
+            info, result = conveyor.templates.save(
+                ws, item.get("key"), item.get("channel"), item.get("content"), item.get("name")
+            )
+        except ConveyorError as exc:
+            err.print(f"[red]error:[/red] {where} ({item.get('key')}): {exc.detail}")
+            failed = True
+            continue
+        out.print(f"{info.key}: {result} (version {info.version})")
+    if failed:
+        raise typer.Exit(2)
+
+
+@template_app.command("list")
+def template_list(workspace: WorkspaceOpt = None) -> None:
+    conveyor = _open()
+    table = Table("key", "channel", "name", "version")
+    for t in conveyor.templates.all(_workspace(conveyor, workspace)):
+        table.add_row(t.key, t.channel, t.name, str(t.version))
+    out.print(table)
+
+
+@channel_app.command("email")
+def channel_email(
+    sender: Annotated[str, typer.Option("--from", help='e.g. "Acme <news@acme.example>"')],
+    smtp_url: Annotated[
+        str | None, typer.Option(help="smtp://user:pass@host:587?security=starttls")
+    ] = None,
+    reply_to: Annotated[str | None, typer.Option()] = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Set the workspace's sender and SMTP server (default: CONVEYOR_SMTP_URL)."""
+    conveyor = _open()
+    settings = {"from": sender, "smtp_url": smtp_url, "reply_to": reply_to}
+    try:
+        ws = conveyor.channels.configure(
+            _workspace(conveyor, workspace), "email", {k: v for k, v in settings.items() if v}
+        )
+    except ConveyorError as exc:
+        _fail(exc.detail)
+    email = conveyor.channels.describe(ws)["email"]
+    out.print(f"email: from {email['effective_from']}, provider {email['provider'] or 'none'}")
 
 
 def main() -> None:
