@@ -15,6 +15,7 @@ from conveyor.services.delivery import Delivery, Providers
 from conveyor.services.engine import Engine
 from conveyor.services.imports import Imports
 from conveyor.services.ingest import Ingest
+from conveyor.services.policies import SendPolicies
 from conveyor.services.reactions import Reactions
 from conveyor.services.segments import Segments
 from conveyor.services.templates import Templates
@@ -41,6 +42,7 @@ class Conveyor:
     delivery: Delivery
     reactions: Reactions
     channels: Channels
+    policies: SendPolicies
 
     def upgrade_schema(self) -> None:
         migrate.upgrade(self.store.db.engine)
@@ -66,6 +68,7 @@ def bootstrap(
     contacts = Contacts(store, clock)
     segments = Segments(store, clock, contacts)
     workspaces = Workspaces(store, clock)
+    policies = SendPolicies(store, clock, workspaces)
     return Conveyor(
         settings=settings,
         clock=clock,
@@ -79,7 +82,10 @@ def bootstrap(
         automations=Automations(store, clock),
         engine=Engine(store, clock, segments),
         templates=Templates(store, clock),
-        delivery=Delivery(store, clock, settings, contacts, Providers(settings, providers)),
+        delivery=Delivery(
+            store, clock, settings, contacts, policies, Providers(settings, providers)
+        ),
         reactions=Reactions(store, clock),
         channels=Channels(store, clock, settings, workspaces),
+        policies=policies,
     )

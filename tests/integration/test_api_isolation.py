@@ -211,6 +211,11 @@ CASES = [
     Case("POST", TEMPLATES + "/preview", ADMIN, 404, 200, body={"contact_id": "{contact_id}"}),
     Case("POST", TEMPLATES + "/preview", ADMIN, 404, 404, body={"contact_id": "{contact_id}"},
          values={"key": "b-tpl"}, variant="B's template, A's contact"),
+    Case("GET", "/send-policy", ADMIN, 200, 200),
+    Case("PUT", "/send-policy", ADMIN, 200, 200, body={"caps": {"email": [{"max": 1, "per": "1 day"}]}}),
+    Case("GET", CONTACT + "/send-policy", ADMIN, 404, 200),
+    Case("PUT", CONTACT + "/send-policy", ADMIN, 404, 200,
+         body={"caps": {"email": [{"max": 1, "per": "7 days"}]}}),
     Case("GET", "/channels", ADMIN, 200, 200),
     Case("PUT", "/channels/{channel}", ADMIN, 200, 200, body={"from": "news@example.com"}),
     Case("GET", "/suppressions", ADMIN, 200, 200, cross_json=None),
@@ -373,7 +378,7 @@ SNAPSHOT = (
     "/workspace", "/keys", "/fields", "/lists", "/segments", "/automations", "/outbox",
     "/contacts?limit=500", "/events?limit=500", f"/segments/{SEGMENT}/members?limit=500",
     "/automations/welcome/stats", "/contacts/{contact_id}/timeline", "/templates",
-    "/suppressions", "/channels", "/messages",
+    "/suppressions", "/channels", "/messages", "/send-policy", "/contacts/{contact_id}/send-policy",
 )
 
 

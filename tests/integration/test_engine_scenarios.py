@@ -204,7 +204,9 @@ def test_scenario_9_onboarding_before_promotion(client, tenant, conveyor, clock,
     assert outbox(client, tenant, "fay") == ["onboarding-1"]
     clock.advance(timedelta(days=3))
     settle(conveyor)
-    assert outbox(client, tenant, "fay") == ["onboarding-1", "onboarding-2", "spring-offer"]
+    assert outbox(client, tenant, "fay") == [
+        "onboarding-1", "onboarding-2", "spring-offer", "spring-sms"
+    ]
     # Someone not in onboarding enters the promotion at once.
     other = client.post(
         "/contacts", headers=tenant.admin, json={"external_id": "gil", "email": "gil@example.com"}
@@ -213,7 +215,7 @@ def test_scenario_9_onboarding_before_promotion(client, tenant, conveyor, clock,
         f"/contacts/{other['id']}/tags", headers=tenant.admin, json={"tags": ["promo-eligible"]}
     )
     settle(conveyor)
-    assert outbox(client, tenant, "gil") == ["spring-offer"]
+    assert outbox(client, tenant, "gil") == ["spring-offer", "spring-sms"]
 
 
 def test_versions_lifecycle_and_manual_enrollment(client, tenant, conveyor, clock, lists):

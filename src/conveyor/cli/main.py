@@ -28,6 +28,7 @@ segment_app = typer.Typer(help="Segments: saved conditions.", no_args_is_help=Tr
 automation_app = typer.Typer(help="Automations as code.", no_args_is_help=True)
 template_app = typer.Typer(help="Message templates as code.", no_args_is_help=True)
 channel_app = typer.Typer(help="Channel settings: senders and providers.", no_args_is_help=True)
+policy_app = typer.Typer(help="Send policies: caps, send windows, repeats.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(workspace_app, name="workspace")
 app.add_typer(key_app, name="key")
@@ -36,6 +37,7 @@ app.add_typer(segment_app, name="segment")
 app.add_typer(automation_app, name="automation")
 app.add_typer(template_app, name="template")
 app.add_typer(channel_app, name="channel")
+app.add_typer(policy_app, name="policy")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -469,6 +471,23 @@ def channel_email(
         _fail(exc.detail)
     email = conveyor.channels.describe(ws)["email"]
     out.print(f"email: from {email['effective_from']}, provider {email['provider'] or 'none'}")
+
+
+@policy_app.command("apply")
+def policy_apply(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Set the workspace's send policy from FILE ({caps, windows, repeat_within})."""
+    from conveyor.domain.policies import parse_policy
+
+    conveyor = _open()
+    raw = _read_mapping(file, "a send policy (a mapping with caps, windows, repeat_within)")
+    try:
+        conveyor.policies.set_workspace_policy(_workspace(conveyor, workspace), raw)
+    except ConveyorError as exc:
+        _fail(f"{file}: {exc.detail}")
+    out.print_json(data=parse_policy(raw).as_dict())
 
 
 def main() -> None:

@@ -31,6 +31,7 @@ from conveyor.services.channel_config import channel_settings, email_setup, webh
 from conveyor.services.contact_writer import ContactWriter
 from conveyor.services.contacts import Contacts
 from conveyor.services.outgoing import Job, Setup, prepare, render_preview, suppression_keys
+from conveyor.services.policies import SendPolicies
 from conveyor.services.rendering import RenderError
 from conveyor.services.workspaces import workspace_from_row
 from conveyor.settings import Settings
@@ -109,12 +110,14 @@ class Delivery:
         clock: Clock,
         settings: Settings,
         contacts: Contacts,
+        policies: SendPolicies,
         providers: Providers | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
         self.settings = settings
         self.contacts = contacts
+        self.policies = policies
         self.providers = providers or Providers(settings)
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -124,9 +127,16 @@ class Delivery:
         """One round: claim, prepare, send, record. How many messages it handled."""
         now = self.clock.now()
         limit = limit or self.settings.delivery_batch
-        rows = self.store.transact(lambda tx: tx.messages.claim(now, limit, LEASE))
+        claimed: list[int] = []
+
+        def claim(tx: Tx) -> list[Any]:
+            found = tx.messages.claim(now, limit, LEASE)
+            claimed[:] = [len(found)]
+            return self.policies.apply(tx, found, now) if found else found
+
+        rows = self.store.transact(claim)
         if not rows:
-            return 0
+            return claimed[0] if claimed else 0
         with self.store.read() as tx:
             jobs = self._prepare(tx, rows, now)
         self._run(self._send_all([j for j in jobs if j.payload is not None]))
@@ -255,7 +265,12 @@ class Delivery:
     ) -> tuple[dict[str, Any], tuple[str, dict[str, Any]] | None]:
         channel, props = job.channel, job.props
         state = writer.by_id(job.row.contact_id) if job.contact is not None else None
-        base = {"recipient": job.recipient, "content": job.content or None, "lease_until": None}
+        base = {
+            "recipient": job.recipient,
+            "content": job.content or None,
+            "lease_until": None,
+            "sent_at": None,  # only what went out counts against caps
+        }
         if job.skip:
             return {**base, "status": "skipped", "error": job.skip}, ("skipped", {"why": job.skip})
         if job.fail:

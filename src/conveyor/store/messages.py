@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, select, update
 
-from conveyor.store.schema import outbox, suppressions
+from conveyor.store.schema import contact_policies, outbox, suppressions
 
 _CHUNK = 500
 
@@ -44,7 +44,13 @@ class MessageQueries:
         self.conn.execute(
             update(outbox)
             .where(outbox.c.id.in_(ids))
-            .values(status="sending", lease_until=now + lease, attempts=outbox.c.attempts + 1)
+            # `sent_at` marks the claim: a message being sent counts against caps right away.
+            .values(
+                status="sending",
+                lease_until=now + lease,
+                attempts=outbox.c.attempts + 1,
+                sent_at=now,
+            )
         )
         rows = self.conn.execute(select(outbox).where(outbox.c.id.in_(ids))).all()
         order = {id_: i for i, id_ in enumerate(ids)}
@@ -82,6 +88,95 @@ class MessageQueries:
             result = self.conn.execute(stmt, params)
             done += result.rowcount if result.rowcount >= 0 else len(group)
         return done
+
+    def lock_contacts(self, contact_ids: Iterable[int]) -> None:
+        """Serialize policy decisions about the same contacts across workers (PostgreSQL; SQLite
+        has one writer): a second worker then sees the first one's claimed messages."""
+        ids = sorted(set(contact_ids))
+        if self.dialect == "postgresql" and ids:
+            self.conn.exec_driver_sql(
+                "SELECT pg_advisory_xact_lock(7364, (c %% 2147483647)::int)"
+                " FROM unnest(%(ids)s::bigint[]) AS c",
+                {"ids": ids},
+            )
+
+    def recent_sends(
+        self, contact_ids: Iterable[int], since: datetime, exclude: Iterable[int]
+    ) -> list[Any]:
+        """Marketing messages sent, or being sent, to these contacts since `since`."""
+        ids, skip = sorted(set(contact_ids)), set(exclude)
+        out: list[Any] = []
+        for start in range(0, len(ids), _CHUNK):
+            out += [
+                row
+                for row in self.conn.execute(
+                    select(
+                        outbox.c.id,
+                        outbox.c.contact_id,
+                        outbox.c.channel,
+                        outbox.c.template,
+                        outbox.c.sent_at,
+                    ).where(
+                        outbox.c.contact_id.in_(ids[start : start + _CHUNK]),
+                        outbox.c.message_class == "marketing",
+                        outbox.c.status.in_(("sent", "sending")),
+                        outbox.c.sent_at > since,
+                    )
+                )
+                if row.id not in skip
+            ]
+        return out
+
+    def postpone(self, rows: list[dict[str, Any]]) -> None:
+        """Claimed messages the policy holds back: pending again until `send_after` (not an
+        attempt), or skipped. Each row has id, status, send_after, error."""
+        if rows:
+            self.conn.execute(
+                update(outbox)
+                .where(outbox.c.id == bindparam("b_id"), outbox.c.status == "sending")
+                .values(
+                    status=bindparam("b_status"),
+                    send_after=bindparam("b_after"),
+                    error=bindparam("b_error"),
+                    attempts=outbox.c.attempts - 1,
+                    lease_until=None,
+                    sent_at=None,
+                ),
+                [
+                    {
+                        "b_id": r["id"],
+                        "b_status": r["status"],
+                        "b_after": r["send_after"],
+                        "b_error": r["error"],
+                    }
+                    for r in rows
+                ],
+            )
+
+    def contact_policies(self, contact_ids: Iterable[int]) -> dict[int, Any]:
+        ids = sorted(set(contact_ids))
+        found: dict[int, Any] = {}
+        for start in range(0, len(ids), _CHUNK):
+            for row in self.conn.execute(
+                select(contact_policies.c.contact_id, contact_policies.c.policy).where(
+                    contact_policies.c.contact_id.in_(ids[start : start + _CHUNK])
+                )
+            ):
+                found[row.contact_id] = row.policy
+        return found
+
+    def set_contact_policy(
+        self, workspace_id: int, contact_id: int, policy: dict[str, Any] | None, now: datetime
+    ) -> None:
+        self.conn.execute(
+            delete(contact_policies).where(contact_policies.c.contact_id == contact_id)
+        )
+        if policy:
+            self.conn.execute(
+                insert(contact_policies).values(
+                    contact_id=contact_id, workspace_id=workspace_id, policy=policy, updated_at=now
+                )
+            )
 
     def get(self, workspace_id: int, message_id: int) -> Any:
         return self.conn.execute(

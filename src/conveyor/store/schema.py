@@ -380,3 +380,13 @@ suppressions = Table(
     Column("created_at", UTCDateTime, nullable=False),
     PrimaryKeyConstraint("workspace_id", "channel", "address", name="pk_suppressions"),
 )
+
+# A contact's own send policy, on top of the workspace's (e.g. "at most one email a week").
+contact_policies = Table(
+    "contact_policies",
+    metadata,
+    Column("contact_id", BigId, ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True),
+    Column("workspace_id", Integer, nullable=False),
+    Column("policy", Json, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
