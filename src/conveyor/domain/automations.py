@@ -45,6 +45,8 @@ FLOW_TYPES = {
     "exit_automation",
 }
 NODE_TYPES = FLOW_TYPES | ACTION_TYPES | set(SEND_TYPES)
+ON_CONFLICT = ("queue", "skip", "preempt")
+PRIORITY_LEVELS = range(-1000, 1001)
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,20 @@ class EntryRules:
 
 
 @dataclass(frozen=True)
+class Priority:
+    """Membership of a priority group: a contact is inside at most one automation of the group.
+
+    A contact qualifying for this automation while inside another of the group is skipped,
+    queued until that run finishes, or (preempt) ends it if this level is higher — else queued.
+    The newcomer's `on_conflict` decides. The level also orders this automation's outbox rows.
+    """
+
+    group: str
+    level: int = 0
+    on_conflict: str = "queue"  # queue | skip | preempt
+
+
+@dataclass(frozen=True)
 class Node:
     id: str
     type: str
@@ -105,6 +121,7 @@ class Automation:
     exit_when: Condition | None
     nodes: dict[str, Node]
     start: str
+    priority: Priority | None = None
 
     def goals(self) -> list[Node]:
         return [n for n in self.nodes.values() if n.type == "goal"]
@@ -240,7 +257,7 @@ class AutomationParser:
     def parse(self, raw: Any) -> Automation:
         if not isinstance(raw, dict):
             raise InvalidInput("", "an automation is a mapping with key, triggers and nodes")
-        allowed = {"key", "name", "triggers", "entry", "exit_when", "nodes", "start"}
+        allowed = {"key", "name", "triggers", "entry", "exit_when", "nodes", "start", "priority"}
         extra = sorted(set(raw) - allowed)
         if extra:
             raise InvalidInput(
@@ -257,6 +274,7 @@ class AutomationParser:
             for i, t in enumerate(triggers_raw)
         )
         entry = self._entry(raw.get("entry") or {})
+        priority = _priority(raw["priority"]) if raw.get("priority") is not None else None
         exit_when = self._condition(raw["exit_when"], "exit_when") if raw.get("exit_when") else None
         nodes_raw = raw.get("nodes")
         if not isinstance(nodes_raw, list) or not nodes_raw:
@@ -275,7 +293,7 @@ class AutomationParser:
         if start not in nodes:
             raise InvalidInput("start", f"no node '{start}'")
         automation = Automation(
-            key, str(raw.get("name") or key), triggers, entry, exit_when, nodes, start
+            key, str(raw.get("name") or key), triggers, entry, exit_when, nodes, start, priority
         )
         check_graph(automation, {id_: f"nodes.{i}" for i, id_ in enumerate(ids)})
         return automation
@@ -399,6 +417,24 @@ class AutomationParser:
                 config[key] = value
         _check_node(kind, config, condition, path)
         return Node(node_id, kind, None if nxt == END else nxt, config, condition)
+
+
+def _priority(raw: Any) -> Priority:
+    if not isinstance(raw, dict):
+        raise InvalidInput("priority", "{group: promotions, level: 10, on_conflict: queue}")
+    extra = sorted(set(raw) - {"group", "level", "on_conflict"})
+    if extra:
+        raise InvalidInput(f"priority.{extra[0]}", "priority takes group, level and on_conflict")
+    group = raw.get("group")
+    if not isinstance(group, str) or not KEY.match(group):
+        raise InvalidInput("priority.group", "names the group: 1-64 of a-z, 0-9, - and _")
+    level = raw.get("level", 0)
+    if not isinstance(level, int) or isinstance(level, bool) or level not in PRIORITY_LEVELS:
+        raise InvalidInput("priority.level", "a whole number from -1000 to 1000 (higher wins)")
+    on_conflict = raw.get("on_conflict", "queue")
+    if on_conflict not in ON_CONFLICT:
+        raise InvalidInput("priority.on_conflict", f"one of {', '.join(ON_CONFLICT)}")
+    return Priority(group, level, on_conflict)
 
 
 def _paths(value: Any, path: str) -> list[dict[str, Any]]:

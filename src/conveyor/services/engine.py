@@ -17,7 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from conveyor.clock import Clock
-from conveyor.domain.automations import Automation
+from conveyor.domain.automations import Automation, Priority
 from conveyor.domain.conditions import All, Condition, FieldIs, Not
 from conveyor.domain.contacts import SubscriptionStatus
 from conveyor.domain.engine import (
@@ -188,6 +188,9 @@ class _Tick:
         self.steps: list[dict[str, Any]] = []
         self.messages: list[dict[str, Any]] = []
         self._runs_of: dict[int, list[dict[str, Any]]] | None = None
+        self._new_entries: list[dict[str, Any]] = []  # runs_of entries of new_runs, in order
+        self.ended: set[int] = set()  # runs preempted in this tick
+        self._advancing: int | None = None
 
     # --- loading -----------------------------------------------------------------------------
 
@@ -212,6 +215,7 @@ class _Tick:
                 {
                     "id": r.id,
                     "automation_id": r.automation_id,
+                    "version": r.version,
                     "status": r.status,
                     "entered_at": r.entered_at,
                 }
@@ -224,6 +228,8 @@ class _Tick:
     def on_events(self, rows: list[Any]) -> None:
         active = [self.automations[r.id] for r in self.tx.automations.active(self.workspace.id)]
         triggers = [(row, self.automation(row.id, row.version)) for row in active]
+        # One event, two automations of a priority group: the higher level gets in first.
+        triggers.sort(key=lambda t: -_level(t[1]))
         contact_ids = {r.contact_id for r in rows}
         waiting = self.tx.automations.of_contacts(contact_ids, ("active",))
         conditions = [c for _, a in triggers for c in _entry_conditions(a)]
@@ -282,7 +288,30 @@ class _Tick:
         if entry.unless is not None and self.evaluator.evaluate(entry.unless, snap, self.now).ok:
             return "skipped: excluded"
         blockers = {self.by_key[k].id for k in entry.queue_behind if k in self.by_key}
-        queued = any(r["automation_id"] in blockers for r in self.runs_of(contact_id))
+        behind = [r for r in self.runs_of(contact_id) if r["automation_id"] in blockers]
+        queued = bool(behind)
+        note = {"because": self.automations[behind[0]["automation_id"]].key} if behind else {}
+        group = automation.priority
+        rivals = self._rivals(row.id, group, contact_id) if group and not queued else []
+        if rivals and group is not None:
+            # Name the run holding the slot (an active one) rather than one waiting for it.
+            first = next((r for r, _ in rivals if r["status"] == "active"), rivals[0][0])
+            note = {"because": self.automations[first["automation_id"]].key, "group": group.group}
+            inside = f"inside {note['because']} (priority group {group.group})"
+            if group.on_conflict == "skip":
+                self._event(contact_id, "automation.entry_skipped", {"automation": row.key, **note})
+                return f"skipped: {inside}"
+            outranks = all(level < group.level for _, level in rivals)
+            # The run executing now (the one starting this automation) is not ended under itself.
+            running = self._advancing is not None and any(
+                r["id"] == self._advancing for r, _ in rivals
+            )
+            if group.on_conflict == "preempt" and outranks and not running:
+                self._preempt(contact_id, [r for r, _ in rivals], row.key, group)
+                note = {"preempted": [self.automations[r["automation_id"]].key for r, _ in rivals]}
+                note["group"] = group.group
+            else:  # queue, or a preempt that does not outrank what the contact is inside
+                queued = True
         run = {
             "workspace_id": self.workspace.id,
             "automation_id": row.id,
@@ -299,14 +328,83 @@ class _Tick:
             "finished_at": None,
         }
         self.new_runs.append(run)
-        self.runs_of(contact_id).append(
-            {"id": None, "automation_id": row.id, "status": run["status"], "entered_at": self.now}
-        )
+        entry_row = {
+            "id": None,
+            "automation_id": row.id,
+            "version": row.version,
+            "status": run["status"],
+            "entered_at": self.now,
+        }
+        self._new_entries.append(entry_row)
+        self.runs_of(contact_id).append(entry_row)
         state = self.writer.by_id(contact_id)
         self.writer.record(
-            state, "automation.entered", {"automation": row.key, "queued": queued, "via": source}
+            state,
+            "automation.entered",
+            {"automation": row.key, "queued": queued, "via": source, **note},
         )
-        return "queued" if queued else "entered"
+        if not queued:
+            return "entered"
+        if "group" in note:
+            return f"queued: inside {note['because']} (priority group {note['group']})"
+        return f"queued: behind {note['because']}"
+
+    def _rivals(
+        self, automation_id: int, group: Priority | None, contact_id: int
+    ) -> list[tuple[dict[str, Any], int]]:
+        """The contact's unfinished runs (active or queued) of other automations of the
+        priority group, each with its automation's level."""
+        if group is None:
+            return []
+        out = []
+        for r in self.runs_of(contact_id):
+            if r["automation_id"] == automation_id:
+                continue
+            other = self.automation(r["automation_id"], r["version"]).priority
+            if other is not None and other.group == group.group:
+                out.append((r, other.level))
+        return out
+
+    def _preempt(
+        self, contact_id: int, victims: list[dict[str, Any]], newcomer: str, group: Priority
+    ) -> None:
+        """End the runs a higher-priority newcomer of their group displaces: a step saying
+        why, outcome "ended", and an `automation.exited` event naming the newcomer."""
+        if any(v["id"] is None for v in victims):
+            self._save_new_runs()  # entered earlier in this tick: they need ids for their steps
+        rows = {r.id: r for r in self.tx.automations.of_contacts([contact_id])}
+        # Mark them all first, so ending one does not release another from the queue.
+        self.ended |= {v["id"] for v in victims}
+        for victim in victims:
+            run = rows.get(victim["id"])
+            if run is None:
+                continue
+            key = self.automations[run.automation_id].key
+            pending = next((u for u in reversed(self.updates) if u["run_id"] == run.id), None)
+            node, steps = (pending["node"], pending["steps"]) if pending else (run.node, run.steps)
+            level = _level(self.automation(run.automation_id, run.version))
+            why = (
+                f"preempted by {newcomer} (priority group {group.group}: "
+                f"level {group.level} > {level})"
+            )
+            steps = self._step(
+                run, node, "ended", {"why": why, "by": newcomer, "group": group.group}, steps
+            )
+            # Same columns as a pending update of this run, so it is saved after that one.
+            self.updates.append(
+                {
+                    **(pending or {}),
+                    "run_id": run.id,
+                    "node": node,
+                    "state": {},
+                    "wake_at": None,
+                    "steps": steps,
+                    "status": "finished",
+                    "outcome": "ended",
+                    "finished_at": self.now,
+                }
+            )
+            self._finished(run, key, "ended", {"because": newcomer, "group": group.group})
 
     # --- runs ----------------------------------------------------------------------------------
 
@@ -316,7 +414,11 @@ class _Tick:
             conditions += _all_conditions(self.automation(run.automation_id, run.version))
         self.load({run.contact_id for run in runs}, conditions)
         for run in runs:
+            if run.id in self.ended:
+                continue  # preempted earlier in this tick
+            self._advancing = run.id
             self._advance(run)
+        self._advancing = None
 
     def _advance(self, run: Any) -> None:
         automation = self.automation(run.automation_id, run.version)
@@ -428,6 +530,7 @@ class _Tick:
                     "status": "pending",
                     "created_at": self.now,
                     "send_after": self.now,
+                    "priority": _level(self.automation(run.automation_id, run.version)),
                 }
             )
         elif isinstance(effect, Enroll):
@@ -505,18 +608,41 @@ class _Tick:
                 )
                 self._finished(other, key, "ended")
 
-    def _finished(self, run: Any, key: str, outcome: str) -> None:
-        name = "automation.exited" if outcome == "exited" else "automation.completed"
-        self._event(run.contact_id, name, {"automation": key, "outcome": outcome})
+    def _finished(
+        self, run: Any, key: str, outcome: str, because: dict[str, Any] | None = None
+    ) -> None:
+        # A run ended by something else (`because`) left early: an exit, as far as history goes.
+        name = "automation.exited" if outcome == "exited" or because else "automation.completed"
+        self._event(
+            run.contact_id, name, {"automation": key, "outcome": outcome, **(because or {})}
+        )
         runs = self.runs_of(run.contact_id)
         runs[:] = [r for r in runs if r["id"] != run.id]
-        # Entries queued behind this automation go in once nothing blocks them any more.
-        for queued in self.tx.automations.of_contacts([run.contact_id], ("queued",)):
+        known = {r["id"]: r for r in runs}
+        waiting = []
+        for q in self.tx.automations.of_contacts([run.contact_id], ("queued",)):
+            if q.id not in known and q.id not in self.ended:
+                known[q.id] = {"id": q.id, "automation_id": q.automation_id, "version": q.version}
+                known[q.id].update(status="queued", entered_at=q.entered_at)
+                runs.append(known[q.id])
+            if q.id not in self.ended and known[q.id]["status"] == "queued":
+                waiting.append(q)
+        # Entries queued behind this automation go in once nothing blocks them any more; those
+        # of a priority group one at a time, the highest level first.
+        waiting.sort(key=lambda q: (-_level(self.automation(q.automation_id, q.version)), q.id))
+        for queued in waiting:
             automation = self.automation(queued.automation_id, queued.version)
             blockers = {
                 self.by_key[k].id for k in automation.entry.queue_behind if k in self.by_key
             }
-            if not any(r["automation_id"] in blockers for r in runs if r["id"] != queued.id):
+            held = any(
+                r["status"] == "active" and r["id"] != queued.id
+                for r, _ in self._rivals(queued.automation_id, automation.priority, run.contact_id)
+            )
+            if not held and not any(
+                r["automation_id"] in blockers for r in runs if r["id"] != queued.id
+            ):
+                known[queued.id]["status"] = "active"
                 self.updates.append(
                     {
                         "run_id": queued.id,
@@ -531,9 +657,15 @@ class _Tick:
                     }
                 )
 
+    def _save_new_runs(self) -> None:
+        ids = self.tx.automations.add_runs(self.new_runs)
+        for entry, run_id in zip(self._new_entries, ids, strict=True):
+            entry["id"] = run_id
+        self.new_runs, self._new_entries = [], []
+
     def flush(self) -> None:
         self.writer.flush()
-        self.tx.automations.add_runs(self.new_runs)
+        self._save_new_runs()
         by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
         for update in self.updates:
             by_columns[tuple(sorted(update))].append(update)
@@ -567,6 +699,11 @@ def _falls_today(trigger: Any) -> Condition:
     # The date is exactly |k| days ago (or ahead): within |k| days but not within |k| - 1.
     op = "within_last" if k > 0 else "within_next"
     return All((field(op, abs(k) * 86400), Not(field(op, (abs(k) - 1) * 86400))))
+
+
+def _level(automation: Automation) -> int:
+    """Its priority level: orders its entries against its group's and its outbox rows."""
+    return automation.priority.level if automation.priority is not None else 0
 
 
 def _entry_conditions(automation: Automation) -> list[Condition]:
