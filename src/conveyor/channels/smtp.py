@@ -60,6 +60,9 @@ class SmtpProvider:
         self._slots = asyncio.Semaphore(config.max_connections)
         self._bucket = TokenBucket(config.rate_per_second) if config.rate_per_second else None
         self._closed = False
+        # After a failed connection, the rest of the round fails fast instead of each message
+        # waiting out its own connect timeout; they are all retried with backoff anyway.
+        self._down: str | None = None
 
     async def send(self, email: Email) -> Receipt:
         if self._closed:
@@ -70,6 +73,8 @@ class SmtpProvider:
             client = self._idle.pop() if self._idle else None
             try:
                 if client is None or not client.is_connected:
+                    if self._down is not None:
+                        raise DeliveryError(self._down, transient=True)
                     client = await self._connect()
                 errors, reply = await client.sendmail(
                     email.sender, list(email.recipients), email.data
@@ -115,6 +120,10 @@ class SmtpProvider:
     def _keep(self, client: aiosmtplib.SMTP | None) -> None:
         if client is not None and client.is_connected and not self._closed:
             self._idle.append(client)
+
+    def new_round(self) -> None:
+        """A new delivery round tries the server again."""
+        self._down = None
 
     async def close(self) -> None:
         self._closed = True

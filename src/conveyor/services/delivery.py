@@ -228,6 +228,9 @@ class Delivery:
     # --- sending ---------------------------------------------------------------------------
 
     async def _send_all(self, jobs: list[Job]) -> None:
+        for provider in {id(p): p for p in map(self._provider, jobs)}.values():
+            if hasattr(provider, "new_round"):
+                provider.new_round()
         await asyncio.gather(*(self._send(job) for job in jobs))
 
     async def _send(self, job: Job) -> None:
