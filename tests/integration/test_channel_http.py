@@ -5,9 +5,7 @@ server with replies and STOP, and team notifications over SMTP."""
 from __future__ import annotations
 
 import json
-import threading
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs
 
@@ -15,51 +13,11 @@ import pytest
 import yaml
 
 from conveyor.domain.signatures import verify
-from tests.support.smtp import SmtpSink, free_port
+from tests.support.flows import activate, settle
+from tests.support.http import Peer
+from tests.support.smtp import SmtpSink
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-
-
-class Peer:
-    """A local HTTP server that records requests; it can be stopped and started on its port."""
-
-    def __init__(self, answer=(200, b"{}")) -> None:
-        self.port = free_port()
-        self.requests: list[tuple[str, dict[str, str], bytes]] = []
-        self.answer = answer
-        self.server: ThreadingHTTPServer | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> Peer:
-        peer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                peer.requests.append((self.path, dict(self.headers), body))
-                status, payload = peer.answer
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        ThreadingHTTPServer.allow_reuse_address = True
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
-            self.server = None
 
 
 @pytest.fixture
@@ -69,18 +27,8 @@ def peer():
     found.stop()
 
 
-def settle(conveyor):
-    for _ in range(20):
-        conveyor.engine.run_until_idle()
-        if not conveyor.delivery.run_until_idle():
-            return
 
 
-def activate(client, tenant, definition):
-    assert client.post("/automations", headers=tenant.admin, json=definition).status_code == 200
-    r = client.patch(f"/automations/{definition['key']}", headers=tenant.admin,
-                     json={"status": "active"})
-    assert r.status_code == 200, r.text
 
 
 def load_templates(client, tenant, *keys):

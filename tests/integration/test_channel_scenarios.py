@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from tests.support.flows import settle
 from tests.support.smtp import SmtpSink
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -49,12 +50,6 @@ def apply(client, tenant, name):
     assert r.status_code == 200, r.text
 
 
-def settle(conveyor):
-    for _ in range(20):
-        conveyor.engine.run_until_idle()
-        if not conveyor.delivery.run_until_idle():
-            conveyor.engine.run_until_idle()
-            return
 
 
 def local(url: str, server) -> str:

@@ -11,7 +11,8 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
-from tests.integration.test_channel_http import Peer
+from tests.support.flows import activate, settle
+from tests.support.http import Peer
 from tests.support.smtp import SmtpSink
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -28,18 +29,8 @@ def smtp(client, tenant):
     sink.stop()
 
 
-def settle(conveyor):
-    for _ in range(20):
-        conveyor.engine.run_until_idle()
-        if not conveyor.delivery.run_until_idle():
-            return
 
 
-def activate(client, tenant, definition):
-    assert client.post("/automations", headers=tenant.admin, json=definition).status_code == 200
-    r = client.patch(f"/automations/{definition['key']}", headers=tenant.admin,
-                     json={"status": "active"})
-    assert r.status_code == 200, r.text
 
 
 def template(client, tenant, key, channel="email"):

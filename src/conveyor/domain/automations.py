@@ -483,7 +483,14 @@ def _check_node(kind: str, config: dict[str, Any], condition: Condition | None, 
         raise InvalidInput(f"{path}.to", "at most five addresses")
 
 
-_COMMON_SEND = {"template": "text!", "class": "choice", "allow_repeat": "any"}
+_COMMON_SEND = {
+    "template": "text!",
+    "class": "choice",
+    "allow_repeat": "any",  # the same template to the same contact within repeat_within
+    "on_cap": "choice",  # defer (default) or skip when a frequency cap holds it back
+    "send_at": "at",  # at this local time of day (the contact's timezone)
+    "list": "text",  # sent for this list: only its subscribers; unsubscribing leaves it
+}
 _NODE_SPECS: dict[str, dict[str, str]] = {
     "wait": {"for": "duration!"},
     "wait_until": {
@@ -518,7 +525,7 @@ _NODE_SPECS: dict[str, dict[str, str]] = {
 }
 _CHOICES = {("goal", "otherwise"): ("continue", "wait", "end")} | {
     (kind, "class"): ("marketing", "transactional") for kind in SEND_TYPES
-}
+} | {(kind, "on_cap"): ("defer", "skip") for kind in SEND_TYPES}
 
 WAITING_TYPES = {"wait", "wait_until", "goal"}
 
