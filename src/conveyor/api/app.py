@@ -16,6 +16,7 @@ from conveyor.api.routes import (
     messages,
     public,
     segments,
+    site,
     templates,
     tracking,
     workspace,
@@ -46,6 +47,7 @@ def create_app(conveyor: Conveyor) -> FastAPI:
         workspace.router,
         public.router,
         links.router,
+        site.router,
     ):
         app.include_router(router)
     settings = conveyor.settings

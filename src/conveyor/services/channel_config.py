@@ -104,6 +104,17 @@ def webhook_secret(workspace: Workspace) -> str:
     return hmac.new(workspace.secret.encode(), b"webhook-signing", hashlib.sha256).hexdigest()
 
 
+def site_secret(workspace: Workspace) -> str:
+    """The key of site message identity verification: `userHash` = HMAC-SHA256(it, userId),
+    computed by the customer's own server so a visitor cannot claim another user's id."""
+    return hmac.new(workspace.secret.encode(), b"site-identity", hashlib.sha256).hexdigest()
+
+
+def site_user_hash(workspace: Workspace, user_id: str) -> str:
+    """The `userHash` that proves a website visitor is `user_id` (hex HMAC-SHA256)."""
+    return hmac.new(site_secret(workspace).encode(), user_id.encode(), hashlib.sha256).hexdigest()
+
+
 def inbound_token(workspace: Workspace, purpose: str) -> str:
     """The secret path segment of a provider's inbound URL (SMS replies, email events)."""
     digest = hmac.new(workspace.secret.encode(), f"inbound:{purpose}".encode(), hashlib.sha256)
@@ -143,6 +154,10 @@ class Channels:
             "webhook": {
                 "signing_secret": webhook_secret(workspace),
                 "header": "Conveyor-Signature",
+            },
+            "site_messages": {
+                "identity_secret": site_secret(workspace),
+                "verify": bool(workspace.settings.get("site_messages_verify")),
             },
             "inbound": {
                 "sms_replies": f"{inbound}/{inbound_token(workspace, 'sms')}/sms",

@@ -8,15 +8,17 @@ waits, goals and reports can use it. A forged or altered token finds nothing and
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 from typing import Any
 
 from conveyor.clock import Clock
 from conveyor.domain import tracking
 from conveyor.domain.contacts import SubscriptionStatus
-from conveyor.domain.errors import InvalidInput, NotFound
+from conveyor.domain.errors import Forbidden, InvalidInput, NotFound
 from conveyor.domain.sms import keyword
 from conveyor.domain.workspaces import Workspace
+from conveyor.services.channel_config import site_user_hash
 from conveyor.services.contact_writer import ContactWriter
 from conveyor.services.delivery import mark_lists
 from conveyor.services.workspaces import workspace_from_row
@@ -230,6 +232,43 @@ class Reactions:
         return self.store.transact(work)
 
     # --- site messages -----------------------------------------------------------------------
+
+    def site_visitor(
+        self,
+        workspace: Workspace,
+        *,
+        user_id: str | None,
+        anonymous_id: str | None,
+        user_hash: str | None = None,
+    ) -> int | None:
+        """The contact a website visitor is (None: not met yet), by `userId` or else
+        `anonymousId`. With the workspace setting `site_messages_verify`, a userId must come with
+        its `userHash`, and an anonymousId answers only while its contact is anonymous: an
+        identify naming someone else's userId or email would otherwise link a visitor's own
+        anonymousId to that person."""
+        verify = bool(workspace.settings.get("site_messages_verify"))
+        if user_id:
+            expected = site_user_hash(workspace, user_id).encode()
+            if verify and not (
+                user_hash and hmac.compare_digest(user_hash.strip().lower().encode(), expected)
+            ):
+                raise Forbidden("identity verification is on: send the userHash of this userId")
+            with self.store.read() as tx:
+                rows = tx.contacts.by_external_ids(workspace.id, [user_id])
+            return rows[0].id if rows else None
+        if not anonymous_id:
+            raise InvalidInput("userId", "give a userId or an anonymousId")
+        with self.store.read() as tx:
+            contact_id = tx.contacts.alias_targets(workspace.id, [anonymous_id]).get(anonymous_id)
+            rows = tx.contacts.by_ids(workspace.id, [contact_id]) if contact_id else []
+        if not rows:
+            return None
+        if verify and (rows[0].external_id is not None or rows[0].email is not None):
+            raise Forbidden(
+                "identity verification is on and this visitor is known: ask by userId with its "
+                "userHash"
+            )
+        return rows[0].id
 
     def site_messages(self, workspace: Workspace, contact_id: int) -> list[dict[str, Any]]:
         with self.store.read() as tx:
