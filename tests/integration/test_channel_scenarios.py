@@ -326,3 +326,23 @@ def test_unsubscribe_page_asks_before_it_acts(client, server, tenant, conveyor, 
         "u@example.com"]
     assert client.get(local(link[:-2] + "xx", server)).status_code == 404
 
+
+
+def test_double_opt_in_sends_the_confirmation_email_and_its_link_confirms(
+    client, server, tenant, conveyor, mail
+):
+    client.post("/lists", headers=tenant.admin, json={"key": "digest", "double_opt_in": True})
+    cid = client.post("/contacts", headers=tenant.admin, json={
+        "email": "doi@example.com", "lists": {"digest": "subscribed"}}).json()["id"]
+    assert client.get(f"/contacts/{cid}", headers=tenant.admin).json()["lists"] == {
+        "digest": "unconfirmed"}
+    settle(conveyor)
+    [confirmation] = mail.to("doi@example.com")
+    assert confirmation.message["Subject"] == "Please confirm your subscription to digest"
+    assert confirmation.message["List-Unsubscribe"] is None  # transactional
+    link = next(w for w in confirmation.part("plain").split() if "/confirm/" in w)
+    assert client.get(local(link, server)).status_code == 200
+    assert client.get(f"/contacts/{cid}", headers=tenant.admin).json()["lists"] == {
+        "digest": "subscribed"}
+    settle(conveyor)
+    assert len(mail.to("doi@example.com")) == 1  # once per request

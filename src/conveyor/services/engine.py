@@ -151,6 +151,7 @@ class Engine:
                 tick = _Tick(self, tx, workspace_from_row(workspaces[workspace_id]), now)
                 tick.on_events(rows)
                 tick.flush()
+            tx.automations.add_messages(_confirmation_requests(tx, batch, now))
         tx.segments.move_cursor(LOG_CONSUMER, batch[-1].id)
         return len(batch)
 
@@ -673,6 +674,38 @@ class _Tick:
             self.tx.automations.save_runs(rows)
         self.tx.automations.add_steps(self.steps)
         self.tx.automations.add_messages(self.messages)
+
+
+def _confirmation_requests(tx: Tx, events: list[Any], now: datetime) -> list[dict[str, Any]]:
+    """The double opt-in email for each `list.confirmation_requested`: transactional (it goes
+    to people not yet subscribed), once per request (keyed by the event)."""
+    rows = []
+    lists: dict[int, dict[str, Any]] = {}
+    for event in events:
+        if event.name != "list.confirmation_requested" or event.contact_id is None:
+            continue
+        if event.workspace_id not in lists:
+            lists[event.workspace_id] = {r.key: r for r in tx.catalog.lists(event.workspace_id)}
+        found = lists[event.workspace_id].get((event.properties or {}).get("list"))
+        if found is None:
+            continue
+        rows.append(
+            {
+                "workspace_id": event.workspace_id,
+                "channel": "email",
+                "template": f"confirm-{found.key}",
+                "contact_id": event.contact_id,
+                "run_id": None,
+                "node": None,
+                "message_class": "transactional",
+                "payload": {"config": {"confirm_list": found.id}, "trigger": {"list": found.key}},
+                "idempotency_key": f"confirm:{event.id}",
+                "status": "pending",
+                "created_at": now,
+                "send_after": now,
+            }
+        )
+    return rows
 
 
 def _matches(trigger: Any, name: str, properties: dict[str, Any]) -> bool:

@@ -17,6 +17,7 @@ from conveyor.domain.contacts import Contact
 from conveyor.domain.signatures import sign
 from conveyor.domain.sms import segments
 from conveyor.domain.workspaces import Workspace
+from conveyor.services.contacts import confirm_url
 from conveyor.services.rendering import (
     Envelope,
     Links,
@@ -149,6 +150,17 @@ def _email(
 ) -> None:
     row, contact = job.row, job.contact
     assert contact is not None
+    confirm_list = config.get("confirm_list")
+    if confirm_list is not None:
+        # Double opt-in: the list's own template `confirm-LIST` if there is one, else ours.
+        url = confirm_url(setup.base_url, job.workspace, contact.id, confirm_list)
+        ctx = {**ctx, "confirm_url": url}
+        content = content or {
+            "subject": "Please confirm your subscription to {{ event.list }}",
+            "text": "Please confirm that you want to receive {{ event.list }} from "
+            "{{ workspace.name }}:\n\n{{ confirm_url }}\n\nIf you did not ask for it, "
+            "ignore this email.\n",
+        }
     if not content:
         job.fail = f"no email template '{row.template}'"
         return
