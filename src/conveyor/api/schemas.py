@@ -197,6 +197,15 @@ class SettingsPatch(Strict):
         description="ISO 3166 code for national phone numbers",
     )
     auto_declare_fields: bool | None = None
+    timezone: str | None = Field(
+        default=None, description="IANA zone for contacts without one (dates, send windows)"
+    )
+    template_vars: dict[str, str] | None = Field(
+        default=None, description="`workspace.*` values templates can use (company, address…)"
+    )
+    site_messages_verify: bool | None = Field(
+        default=None, description="require userHash when the snippet asks by userId"
+    )
 
 
 class ImportOut(BaseModel):

@@ -16,6 +16,8 @@ from conveyor.api.schemas import (
     SettingsPatch,
     WorkspaceOut,
 )
+from conveyor.domain.errors import InvalidInput
+from conveyor.domain.fields import normalize_timezone
 from conveyor.domain.workspaces import Workspace
 
 router = APIRouter(tags=["workspace"])
@@ -32,6 +34,11 @@ def update_settings(body: SettingsPatch, workspace: Admin, request: Request) -> 
     changes = body.model_dump(exclude_unset=True)
     if changes.get("default_country"):
         changes["default_country"] = changes["default_country"].upper()
+    if changes.get("timezone"):
+        try:
+            changes["timezone"] = normalize_timezone(changes["timezone"])
+        except InvalidInput as exc:
+            raise InvalidInput("timezone", exc.reason) from None
     updated = conveyor_of(request).workspaces.update_settings(workspace, changes)
     return WorkspaceOut(name=updated.name, settings=updated.settings)
 
