@@ -89,7 +89,9 @@ class Providers:
         if "webhook" in self.overrides:
             return self.overrides["webhook"]
         return self._get(
-            ("webhook",), lambda: WebhookSender(allow=self.settings.webhook_allow_list())
+            ("webhook",),
+            # A few connections per host: httpcore checks every idle one on each request.
+            lambda: WebhookSender(allow=self.settings.webhook_allow_list(), max_connections=8),
         )
 
     def _get(self, key: tuple[str, ...], make: Callable[[], Any]) -> Any:

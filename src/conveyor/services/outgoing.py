@@ -213,8 +213,8 @@ def _email(
         unsubscribe_mailto=setup.unsubscribe_mailto if marketing else None,
         headers={"X-Conveyor-Message": str(row.id)},
     )
-    mime = compose(parts, envelope)
-    job.payload = Email(_bare(sender), (contact.email,), mime.as_bytes(), message_id)
+    data = compose(parts, envelope)
+    job.payload = Email(_bare(sender), (contact.email,), data, message_id)
     job.content |= {"subject": parts.subject, "links": parts.links, "message_id": message_id}
 
 
@@ -246,7 +246,7 @@ def _team(
     links = Links(click=None, open_pixel=None, unsubscribe=None)
     parts = email_parts(content, ctx, links)
     message_id = message_id_for(job.row.idempotency_key, setup.email_from)
-    mime = compose(
+    data = compose(
         parts,
         Envelope(
             sender=setup.email_from,
@@ -258,7 +258,7 @@ def _team(
         ),
     )
     job.recipient = ", ".join(recipients)
-    job.payload = Email(_bare(setup.email_from), recipients, mime.as_bytes(), message_id)
+    job.payload = Email(_bare(setup.email_from), recipients, data, message_id)
     job.content |= {"subject": parts.subject, "message_id": message_id}
 
 
