@@ -20,6 +20,9 @@ N. The delivery service refuses loopback webhook URLs, so `webhook_allow` names 
     .venv/bin/python benchmarks/delivery.py [--messages 5000] [--dialect sqlite|postgresql|both]
         [--batch 200] [--connections 8] [--webhooks N] [--profile DIR]
 
+Then the same number of emails again with a send policy on (two caps and a send window that
+every message passes), to measure what checking the policy costs (target: < 20 % slower).
+
 `--batch` is `Settings.delivery_batch` (messages per round), `--connections` the SMTP URL's
 `max_connections`; `--profile DIR` writes a cProfile of each timed phase to DIR.
 Databases: a temp-dir SQLite file, or `conveyor_bench_delivery_<dialect>` on 127.0.0.1:5432
@@ -97,6 +100,17 @@ MAIL_AUTOMATION = {
     "key": "bench-mail",
     "triggers": [{"event": "bench_mail"}],
     "nodes": [{"id": "mail", "type": "send_email", "template": "bench-mail"}],
+}
+# The same email again, sent with the send policy on: caps and a send window that every
+# message passes (so the cost measured is the checking, not deferral).
+POLICED_AUTOMATION = {
+    "key": "bench-mail-policed",
+    "triggers": [{"event": "bench_mail_policed"}],
+    "nodes": [{"id": "mail", "type": "send_email", "template": "bench-mail"}],
+}
+POLICY = {
+    "caps": {"email": [{"max": 5, "per": "16 hours"}, {"max": 20, "per": "7 days"}]},
+    "windows": {"email": {"from": "00:00", "to": "23:59"}},
 }
 
 
@@ -342,7 +356,7 @@ def delivery_bench(
         )
         body = '{"email": {{ contact.email | json }}, "plan": {{ contact.plan | json }}}'
         conveyor.templates.save(workspace, "bench-hook", "webhook", {"body": body})
-        for automation in (MAIL_AUTOMATION, hook_automation(http_port)):
+        for automation in (MAIL_AUTOMATION, POLICED_AUTOMATION, hook_automation(http_port)):
             conveyor.automations.apply(workspace, automation)
             conveyor.automations.set_status(workspace, automation["key"], "active")
         for start in range(0, max(n, hooks), 1000):
@@ -368,6 +382,11 @@ def delivery_bench(
         result["rss_before"] = rss_mb()
         mail = deliver(conveyor, watch, n, args["profile"], "email", dialect)
         result |= {f"mail_{k}": v for k, v in mail.items()}
+        workspace = conveyor.policies.set_workspace_policy(workspace, POLICY)
+        result["engine_policed"] = enqueue(conveyor, workspace, "bench_mail_policed", n)
+        policed = deliver(conveyor, watch, n, args["profile"], "email+policy", dialect)
+        result |= {f"policed_{k}": v for k, v in policed.items()}
+        result["policy_slower_pct"] = (mail["per_s"] / policed["per_s"] - 1) * 100
         if hooks:
             result["engine_hook"] = enqueue(conveyor, workspace, "bench_hook", hooks)
             hook = deliver(conveyor, watch, hooks, args["profile"], "webhook", dialect)
@@ -432,7 +451,7 @@ def run_dialect(dialect: str, args: dict[str, Any]) -> dict[str, Any]:
         "http_calls": http["calls"],
     }
     n, hooks = result["messages"], result["webhooks"]
-    if result["sink_messages"] != n or result["sent_email"] != n:
+    if result["sink_messages"] != 2 * n or result["sent_email"] != 2 * n:
         raise SystemExit(f"{dialect}: the sink received {result['sink_messages']} of {n}")
     if result["http_calls"] != hooks or result["sent_webhook"] != hooks:
         raise SystemExit(f"{dialect}: the HTTP server received {result['http_calls']} of {hooks}")
@@ -484,7 +503,9 @@ def main() -> None:
         ("  % send (SMTP, concurrent)", "mail_pct_send", "{:.0f}"),
         ("  % record (outcomes + events, transaction)", "mail_pct_record", "{:.0f}"),
         ("  % other", "mail_pct_other", "{:.0f}"),
-        ("messages received by the SMTP sink (== emails)", "sink_messages"),
+        ("emails/s with caps and a send window on", "policed_per_s"),
+        ("  slower with the policy, % (target < 20)", "policy_slower_pct", "{:.0f}"),
+        ("messages received by the SMTP sink (== 2 x emails)", "sink_messages"),
         ("  KB per message", "sink_kb", "{:,.1f}"),
         ("webhook calls (one per contact)", "webhooks"),
         ("webhook calls/s (local uvicorn)", "hook_per_s"),
