@@ -148,6 +148,10 @@ class SuppressionOut(BaseModel):
     detail: str | None
     created_at: datetime
 
+    @classmethod
+    def of(cls, row: Any) -> SuppressionOut:
+        return cls(**{name: getattr(row, name) for name in cls.model_fields})
+
 
 @router.get("/suppressions", response_model=list[SuppressionOut])
 def list_suppressions(
@@ -158,28 +162,13 @@ def list_suppressions(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[SuppressionOut]:
     rows = conveyor_of(request).channels.suppressions(workspace, channel, after, limit)
-    return [
-        SuppressionOut(
-            channel=r.channel,
-            address=r.address,
-            reason=r.reason,
-            detail=r.detail,
-            created_at=r.created_at,
-        )
-        for r in rows
-    ]
+    return [SuppressionOut.of(r) for r in rows]
 
 
 @router.post("/suppressions", status_code=201, response_model=SuppressionOut)
 def add_suppression(body: SuppressionIn, workspace: Admin, request: Request) -> SuppressionOut:
     row = conveyor_of(request).channels.suppress(workspace, body.channel, body.address, body.detail)
-    return SuppressionOut(
-        channel=row.channel,
-        address=row.address,
-        reason=row.reason,
-        detail=row.detail,
-        created_at=row.created_at,
-    )
+    return SuppressionOut.of(row)
 
 
 @router.delete("/suppressions/{channel}/{address}", status_code=204)
