@@ -187,3 +187,22 @@ def test_the_effective_policy_for_a_contact(client, tenant, conveyor, clock, smt
     bad = client.put("/send-policy", headers=tenant.admin,
                      json={"caps": {"email": [{"max": 1, "per": "soon"}]}})
     assert bad.status_code == 422 and bad.json()["field"] == "send_policy.caps.email.0.per"
+
+
+def test_when_two_messages_compete_for_one_slot_the_higher_priority_goes_first(
+    client, tenant, conveyor, clock, smtp
+):
+    client.put("/send-policy", headers=tenant.admin,
+               json={"caps": {"email": [{"max": 1, "per": "16 hours"}]}})
+    for key, level in (("newsletter-nudge", 0), ("renewal-notice", 10)):
+        template(client, tenant, key)
+        activate(client, tenant, {
+            "key": key, "priority": {"group": key, "level": level},
+            "triggers": [{"tag_added": "due"}],
+            "nodes": [{"id": "mail", "type": "send_email", "template": key}]})
+    client.post("/contacts", headers=tenant.admin, json={"email": "p@example.com", "tags": ["due"]})
+    settle(conveyor)
+    assert [m.message["Subject"] for m in smtp.messages] == ["renewal-notice"]
+    clock.advance(timedelta(hours=16))
+    settle(conveyor)
+    assert [m.message["Subject"] for m in smtp.messages] == ["renewal-notice", "newsletter-nudge"]
