@@ -209,10 +209,21 @@ class _Tick:
 
     def runs_of(self, contact_id: int) -> list[dict[str, Any]]:
         """The contact's unfinished runs, including those created in this tick."""
+        if self._runs_of is None or contact_id not in self._runs_of:
+            self.prefetch_runs({contact_id})
+        assert self._runs_of is not None
+        return self._runs_of[contact_id]
+
+    def prefetch_runs(self, contact_ids: set[int]) -> list[Any]:
+        """Unfinished runs of many contacts in one query (not one per contact); returned too."""
         if self._runs_of is None:
             self._runs_of = defaultdict(list)
-        if contact_id not in self._runs_of:
-            self._runs_of[contact_id] = [
+        wanted = {c for c in contact_ids if c not in self._runs_of}
+        rows = self.tx.automations.of_contacts(wanted) if wanted else []
+        for contact_id in wanted:
+            self._runs_of[contact_id] = []
+        for r in rows:
+            self._runs_of[r.contact_id].append(
                 {
                     "id": r.id,
                     "automation_id": r.automation_id,
@@ -220,9 +231,8 @@ class _Tick:
                     "status": r.status,
                     "entered_at": r.entered_at,
                 }
-                for r in self.tx.automations.of_contacts([contact_id])
-            ]
-        return self._runs_of[contact_id]
+            )
+        return rows
 
     # --- events: triggers and wake-ups -----------------------------------------------------------
 
@@ -232,7 +242,12 @@ class _Tick:
         # One event, two automations of a priority group: the higher level gets in first.
         triggers.sort(key=lambda t: -_level(t[1]))
         contact_ids = {r.contact_id for r in rows}
-        waiting = self.tx.automations.of_contacts(contact_ids, ("active",))
+        # Each event looks only at its own contact's waiting runs (a scan of every waiting run
+        # per event made a batch's cost grow with its square).
+        waiting_of: dict[int, list[Any]] = defaultdict(list)
+        for run in self.prefetch_runs(contact_ids):
+            if run.status == "active":
+                waiting_of[run.contact_id].append(run)
         conditions = [c for _, a in triggers for c in _entry_conditions(a)]
         self.load(contact_ids, conditions)
         woken: set[int] = set()
@@ -244,8 +259,8 @@ class _Tick:
                 if any(_matches(t, event.name, props) for t in automation.triggers):
                     trigger = props if event.kind != "system" else {**props, "event": event.name}
                     self.enroll(row, event.contact_id, trigger, source=event.name)
-            for run in waiting:
-                if run.contact_id == event.contact_id and run.id not in woken:
+            for run in waiting_of.get(event.contact_id, ()):
+                if run.id not in woken:
                     automation = self.automation(run.automation_id, run.version)
                     if any(
                         dependencies(c).touched_by(event.name, props)
@@ -414,6 +429,7 @@ class _Tick:
         for run in runs:
             conditions += _all_conditions(self.automation(run.automation_id, run.version))
         self.load({run.contact_id for run in runs}, conditions)
+        self.prefetch_runs({run.contact_id for run in runs})
         for run in runs:
             if run.id in self.ended:
                 continue  # preempted earlier in this tick
