@@ -63,11 +63,11 @@ class SendPolicies:
         for workspace_id in {r.workspace_id for r in policed}:
             for row in tx.contacts.by_ids(workspace_id, {r.contact_id for r in policed}):
                 people[row.id] = row
-        policies: dict[int, Policy] = {}
-        for cid in contact_ids:
-            row = next(r for r in policed if r.contact_id == cid)
-            ws = workspaces[row.workspace_id]
-            policies[cid] = parse_policy(merge(workspace_policy(ws), overrides.get(cid)))
+        workspace_of = {r.contact_id: workspaces[r.workspace_id] for r in policed}
+        policies: dict[int, Policy] = {
+            cid: parse_policy(merge(workspace_policy(ws), overrides.get(cid)))
+            for cid, ws in workspace_of.items()
+        }
         longest = max(
             [c.seconds for p in policies.values() for caps in p.caps.values() for c in caps]
             + [p.repeat_within or 0 for p in policies.values()]
