@@ -41,12 +41,14 @@ def make_tenant(conveyor: Conveyor, name: str) -> Tenant:
 class LiveServer:
     """uvicorn in a thread on a free loopback port: real HTTP, no test-only transport."""
 
-    def __init__(self, app: object) -> None:
+    def __init__(self, app: object, **options: object) -> None:
         # IPPROTO_TCP explicitly: asyncio then sets TCP_NODELAY (else Nagle adds ~45 ms a call).
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self.sock.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+        config = uvicorn.Config(
+            app, log_level="warning", access_log=False, lifespan="off", **options
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]})
 

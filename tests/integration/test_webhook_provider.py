@@ -12,18 +12,17 @@ import socket
 import ssl
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
 from conveyor.channels.base import DeliveryError, Receipt, WebhookCall
 from conveyor.channels.webhook import USER_AGENT, WebhookSender
 from conveyor.domain.signatures import SIGNATURE_HEADER, sign, verify
+from tests.integration.conftest import LiveServer
 
 SECRET = b"whsec_receiver"
 LOOPBACK = ["127.0.0.0/8", "::1"]
@@ -73,20 +72,9 @@ class Receiver:
         self.requests: list[dict[str, Any]] = []
         self.in_flight = 0
         self.max_in_flight = 0
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
         ssl_files = {"ssl_certfile": str(tls[0]), "ssl_keyfile": str(tls[1])} if tls else {}
-        config = uvicorn.Config(
-            self.app,
-            interface="asgi3",
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            **ssl_files,
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]})
+        self.live = LiveServer(self.app, interface="asgi3", **ssl_files)
+        self.port = self.live.sock.getsockname()[1]
 
     def url(self, path: str, host: str = "127.0.0.1", scheme: str = "http") -> str:
         return f"{scheme}://{host}:{self.port}{path}"
@@ -142,18 +130,11 @@ class Receiver:
         await send({"type": "http.response.body", "body": answer})
 
     def __enter__(self) -> Receiver:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the receiver did not start")
-            time.sleep(0.005)
+        self.live.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-        self.sock.close()
+        self.live.__exit__(*exc)
 
 
 @pytest.fixture
