@@ -54,13 +54,17 @@ class Job:
 
     @property
     def props(self) -> dict[str, Any]:
-        """What every event about the message carries, for triggers, waits and reports."""
-        out: dict[str, Any] = {"message": self.row.id, "channel": self.channel}
-        if self.row.template:
-            out["template"] = self.row.template
-        if self.automation:
-            out |= {"automation": self.automation, "node": self.row.node, "run": self.row.run_id}
-        return out
+        return message_props(self.row, self.automation)
+
+
+def message_props(row: Any, automation: str | None) -> dict[str, Any]:
+    """What every event about a message carries, for triggers, waits and reports."""
+    out: dict[str, Any] = {"message": row.id, "channel": row.channel}
+    if row.template:
+        out["template"] = row.template
+    if automation:
+        out |= {"automation": automation, "node": row.node, "run": row.run_id}
+    return out
 
 
 def tracking_url(

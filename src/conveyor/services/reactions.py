@@ -21,6 +21,7 @@ from conveyor.domain.workspaces import Workspace
 from conveyor.services.channel_config import site_user_hash
 from conveyor.services.contact_writer import ContactWriter
 from conveyor.services.delivery import mark_lists
+from conveyor.services.outgoing import message_props
 from conveyor.services.workspaces import workspace_from_row
 from conveyor.store.store import Store, Tx
 
@@ -310,11 +311,9 @@ class Reactions:
 
 
 def _props(tx: Tx, message: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {"message": message.id, "channel": message.channel}
-    if message.template:
-        out["template"] = message.template
-    if message.automation_id:
-        found = tx.automations.by_ids([message.automation_id]).get(message.automation_id)
-        if found is not None:
-            out |= {"automation": found.key, "node": message.node, "run": message.run_id}
-    return out
+    found = (
+        tx.automations.by_ids([message.automation_id]).get(message.automation_id)
+        if message.automation_id
+        else None
+    )
+    return message_props(message, found.key if found is not None else None)
