@@ -46,8 +46,9 @@ from conveyor.clock import SimulatedClock
 from conveyor.domain.conditions import Condition, parse_condition
 from conveyor.domain.evaluation import Evaluator, event_names
 from conveyor.domain.fields import FieldDefinition, FieldType
+from conveyor.services.conditions import ConditionContext
 from conveyor.services.contacts import Contacts
-from conveyor.services.segments import ConditionContext, Segments
+from conveyor.services.segments import Segments
 from conveyor.services.workspaces import workspace_from_row
 from conveyor.store import migrate
 from conveyor.store.conditions import ConditionSQL

@@ -368,3 +368,27 @@ def test_a_worker_that_died_holding_messages_loses_nothing(client, tenant, conve
     assert len(events(client, tenant, cid, "email.sent")) == 1
     [message] = client.get("/messages", headers=tenant.admin).json()["items"]
     assert message["status"] == "sent" and message["attempts"] == 2
+
+
+def test_leaving_the_list_stops_the_welcome_series_without_extra_configuration(
+    client, tenant, conveyor, clock, mail
+):
+    """The series was started by subscribing to `newsletter` and its send nodes name no list:
+    a contact who unsubscribes from that list (not from all mail) gets none of the rest."""
+    client.post("/lists", headers=tenant.admin, json={"key": "newsletter"})
+    apply(client, tenant, "welcome-series")
+    cid = client.post("/contacts", headers=tenant.admin, json={
+        "email": "bo@example.com", "first_name": "Bo", "lists": {"newsletter": "subscribed"},
+    }).json()["id"]
+    settle(conveyor)
+    assert len(mail.to("bo@example.com")) == 1
+    r = client.put(f"/contacts/{cid}/lists/newsletter", headers=tenant.admin,
+                   json={"status": "unsubscribed"})
+    assert r.status_code == 200, r.text
+    for _ in range(2):
+        clock.advance(timedelta(days=7))
+        settle(conveyor)
+    assert len(mail.to("bo@example.com")) == 1
+    skipped = [s for s in timeline(client, tenant, cid) if s["outcome"] == "skipped"]
+    assert [s["node"] for s in skipped] == ["tips", "offer"]
+    assert skipped[0]["reason"]["why"] == "not subscribed to newsletter (unsubscribed)"

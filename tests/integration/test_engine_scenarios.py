@@ -112,7 +112,11 @@ def test_scenario_1_welcome_series(client, tenant, conveyor, clock, lists):
         ("second-week", "waiting"),
         ("second-week", "waited"),
         ("offer", "queued"),
+        # The second subscription matched the trigger: the timeline says why it did not enter.
+        ("entry", "entry_skipped"),
     ]
+    skipped = timeline(client, tenant, "ada")[-1]["reason"]
+    assert skipped["why"] == "not entered: entered before (once per contact)"
     assert all(s["reason"] for s in timeline(client, tenant, "ada"))
     stats = client.get("/automations/welcome-series/stats", headers=tenant.admin).json()
     assert stats["runs"] == {"completed": 1}

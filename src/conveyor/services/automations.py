@@ -16,8 +16,8 @@ from conveyor.clock import Clock
 from conveyor.domain.automations import Automation, AutomationParser
 from conveyor.domain.errors import Conflict, InvalidInput, NotFound
 from conveyor.domain.workspaces import Workspace
+from conveyor.services.conditions import ConditionContext
 from conveyor.services.contacts import decode_cursor, encode_cursor
-from conveyor.services.segments import ConditionContext
 from conveyor.store.store import Store, Tx
 
 TRANSITIONS = {

@@ -37,14 +37,26 @@ from conveyor.store.store import Tx
 class Catalog:
     """A workspace's declared fields and lists, loaded once per transaction."""
 
-    def __init__(self, tx: Tx, workspace_id: int) -> None:
+    def __init__(
+        self,
+        tx: Tx,
+        workspace_id: int,
+        *,
+        field_rows: list[Any] | None = None,
+        list_rows: list[Any] | None = None,
+    ) -> None:
+        """`field_rows`, `list_rows`: the catalog as already read in this transaction."""
         self.fields: dict[str, FieldDefinition] = {}
-        for row in tx.catalog.fields(workspace_id):
+        if field_rows is None:
+            field_rows = tx.catalog.fields(workspace_id)
+        if list_rows is None:
+            list_rows = tx.catalog.lists(workspace_id)
+        for row in field_rows:
             choices = tuple(row.choices) if row.choices is not None else None
             self.fields[row.key] = FieldDefinition(row.key, FieldType(row.type), row.label, choices)
         self.lists: dict[str, ListInfo] = {
             row.key: ListInfo(row.id, row.key, row.name, row.double_opt_in)
-            for row in tx.catalog.lists(workspace_id)
+            for row in list_rows
         }
         self.lists_by_id = {info.id: info for info in self.lists.values()}
         self.pending_fields: list[FieldDefinition] = []
@@ -105,12 +117,19 @@ class ContactState:
 
 
 class ContactWriter:
-    def __init__(self, tx: Tx, workspace: Workspace, now: datetime, source: str) -> None:
+    def __init__(
+        self,
+        tx: Tx,
+        workspace: Workspace,
+        now: datetime,
+        source: str,
+        catalog: Catalog | None = None,
+    ) -> None:
         self.tx = tx
         self.workspace = workspace
         self.now = now
         self.source = source
-        self.catalog = Catalog(tx, workspace.id)
+        self.catalog = catalog or Catalog(tx, workspace.id)
         self._by_id: dict[int, ContactState] = {}
         self._by_external: dict[str, ContactState] = {}
         self._by_email: dict[str, ContactState] = {}
@@ -161,6 +180,18 @@ class ContactWriter:
                     self._by_alias[anonymous_id] = self._by_id[contact_id]
         if with_relations:
             self._load_relations([s for s in loaded if s.tags is None])
+
+    def adopt(
+        self, rows: list[Any], tags: dict[int, set[str]], subscriptions: dict[int, dict[int, str]]
+    ) -> None:
+        """Take contacts someone already read in this transaction, with their tags and lists."""
+        for row in rows:
+            state = self._adopt(row)
+            if state.tags is None:
+                state.tags_stored = set(tags.get(row.id, ()))
+                state.tags = set(state.tags_stored)
+                state.subscriptions_stored = dict(subscriptions.get(row.id, {}))
+                state.subscriptions = dict(state.subscriptions_stored)
 
     def by_id(self, contact_id: int) -> ContactState | None:
         state = self._by_id.get(contact_id)

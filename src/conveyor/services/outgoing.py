@@ -130,8 +130,10 @@ def prepare(job: Job, template: Any, setup: Setup, suppressed: dict[str, Any]) -
         elif job.channel == "team":
             _team(job, content, config, ctx, setup)
         elif job.channel == "sms":
-            _sms(job, content, ctx, setup, suppressed)
+            _sms(job, content, config, ctx, setup, suppressed)
         elif job.channel == "site_message":
+            if _left_list(job, config):
+                return
             job.content |= {
                 k: render(content.get(k), ctx) for k in ("title", "body", "button", "url")
             }
@@ -178,12 +180,8 @@ def _email(
         # and complaints: those addresses cannot or will not receive anything.
         job.skip = f"suppressed: {reason}"
         return
-    wanted_list = config.get("list")
-    if wanted_list and row.message_class == "marketing":
-        status = contact.lists.get(wanted_list)
-        if status != "subscribed":
-            job.skip = f"not subscribed to {wanted_list} ({status or 'never subscribed'})"
-            return
+    if _left_list(job, config):
+        return
     if not setup.email_from and not content.get("from_name"):
         job.defer = "no sender: set the workspace's email 'from' (PUT /channels/email)"
         return
@@ -267,7 +265,12 @@ def _team(
 
 
 def _sms(
-    job: Job, content: dict[str, Any], ctx: dict[str, Any], setup: Setup, suppressed: dict[str, Any]
+    job: Job,
+    content: dict[str, Any],
+    config: dict[str, Any],
+    ctx: dict[str, Any],
+    setup: Setup,
+    suppressed: dict[str, Any],
 ) -> None:
     contact = job.contact
     assert contact is not None
@@ -282,10 +285,24 @@ def _sms(
     if reason:
         job.skip = f"suppressed: {reason}"  # STOP applies to every kind of SMS
         return
+    if _left_list(job, config):
+        return
     body = render(content["body"], ctx).strip()
     count = segments(body)
     job.payload = Sms(contact.phone, body, job.row.idempotency_key, setup.sms_from)
     job.content |= {"body": body, "segments": count.segments, "encoding": count.encoding}
+
+
+def _left_list(job: Job, config: dict[str, Any]) -> bool:
+    """Marketing sent for a list (the node's, or the list whose subscription started the
+    automation) goes only to its subscribers: whoever left the list is skipped, saying so."""
+    wanted = config.get("list") or config.get("trigger_list")
+    if not wanted or job.row.message_class != "marketing" or job.contact is None:
+        return False
+    status = job.contact.lists.get(wanted)
+    if status != "subscribed":
+        job.skip = f"not subscribed to {wanted} ({status or 'never subscribed'})"
+    return job.skip is not None
 
 
 def _webhook(

@@ -13,204 +13,30 @@ import csv
 import io
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from conveyor.clock import Clock
-from conveyor.domain.conditions import (
-    AUTOMATION_CHANGES,
-    All,
-    AnyOf,
-    Condition,
-    FieldIs,
-    HasTags,
-    InAutomation,
-    InList,
-    InSegment,
-    Never,
-    Not,
-    Performed,
-    find_cycle,
-    parse_condition,
-    segment_refs,
-)
+from conveyor.domain.conditions import Condition, find_cycle, segment_refs
 from conveyor.domain.contacts import Contact
 from conveyor.domain.errors import Conflict, InvalidInput, NotFound
-from conveyor.domain.evaluation import (
-    Evaluator,
-    EventFact,
-    RunFact,
-    Snapshot,
-    Verdict,
-    event_names,
-)
-from conveyor.domain.fields import STANDARD_FIELDS, FieldDefinition, FieldType
+from conveyor.domain.evaluation import Evaluator, Snapshot, Verdict, event_names
+from conveyor.domain.fields import STANDARD_FIELDS
 from conveyor.domain.workspaces import Workspace
+from conveyor.services import snapshots
+from conveyor.services.conditions import (
+    ConditionContext,
+    Segment,
+    dependencies,
+    is_time_based,
+)
 from conveyor.services.contacts import Contacts, decode_cursor, encode_cursor
+from conveyor.services.log import LogConsumer
 from conveyor.services.workspaces import workspace_from_row
-from conveyor.store.conditions import ConditionSQL
 from conveyor.store.store import Store, Tx
 
 LOG_CONSUMER = "segments"
-RELATIVE_OPS = {"within_last", "more_than_ago", "within_next", "today", "this_month", "anniversary"}
 SEGMENT_KEY_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_-")
-
-
-@dataclass
-class Segment:
-    id: int
-    key: str
-    name: str
-    definition: dict[str, Any]
-    condition: Condition
-    time_based: bool
-    created_at: datetime
-    updated_at: datetime
-
-
-@dataclass
-class Dependencies:
-    """What a segment's membership depends on, so events that cannot change it are skipped."""
-
-    events: set[str] = field(default_factory=set)
-    fields: set[str] = field(default_factory=set)
-    segments: set[str] = field(default_factory=set)
-    automations: set[str] = field(default_factory=set)
-    tags: bool = False
-    lists: bool = False
-    any_change: bool = False
-
-    def touched_by(self, name: str, properties: dict[str, Any]) -> bool:
-        if name in self.events or name in ("contact.created", "contact.merged"):
-            return True
-        if name == "field.changed":
-            return self.any_change or _names(properties, "field", self.fields)
-        if name in ("tag.added", "tag.removed"):
-            return self.tags or self.any_change
-        if name.startswith("list."):
-            return self.lists or self.any_change
-        if name == "score.changed":
-            return "score" in self.fields or self.any_change
-        if name in ("segment.entered", "segment.exited"):
-            return _names(properties, "segment", self.segments)
-        if name in AUTOMATION_CHANGES:
-            return _names(properties, "automation", self.automations)
-        return False
-
-
-def _names(properties: dict[str, Any], key: str, names: set[str]) -> bool:
-    # A tracked event may borrow a system event's name with any JSON in it: a list here must
-    # not stop the log's consumers (`[] in names` raises).
-    value = properties.get(key)
-    return isinstance(value, str) and value in names
-
-
-def dependencies(condition: Condition, deps: Dependencies | None = None) -> Dependencies:
-    deps = deps or Dependencies()
-    if isinstance(condition, All | AnyOf):
-        for item in condition.items:
-            dependencies(item, deps)
-    elif isinstance(condition, Not):
-        dependencies(condition.item, deps)
-    elif isinstance(condition, FieldIs):
-        deps.fields.add("email" if condition.field == "email_domain" else condition.field)
-        if condition.field in ("updated_at",):
-            deps.any_change = True
-    elif isinstance(condition, HasTags):
-        deps.tags = True
-    elif isinstance(condition, InList):
-        deps.lists = True
-    elif isinstance(condition, Performed):
-        deps.events.add(condition.name)
-    elif isinstance(condition, InAutomation):
-        # Every entry, goal and end of a run writes one of AUTOMATION_CHANGES in the same
-        # transaction as the run itself, so these events cover the runs `active` reads too.
-        deps.automations.add(condition.automation)
-    elif isinstance(condition, InSegment):
-        deps.segments.add(condition.key)
-    return deps
-
-
-def is_time_based(
-    condition: Condition, segments: dict[str, Condition], seen: frozenset[str] = frozenset()
-) -> bool:
-    if isinstance(condition, All | AnyOf):
-        return any(is_time_based(c, segments, seen) for c in condition.items)
-    if isinstance(condition, Not):
-        return is_time_based(condition.item, segments, seen)
-    if isinstance(condition, FieldIs):
-        return condition.op in RELATIVE_OPS
-    if isinstance(condition, Performed):
-        return condition.window is not None or condition.first_last is not None
-    if isinstance(condition, InAutomation):
-        return condition.window is not None
-    if isinstance(condition, InSegment):
-        inner = segments.get(condition.key)
-        return (
-            inner is not None
-            and condition.key not in seen
-            and is_time_based(inner, segments, seen | {condition.key})
-        )
-    return False
-
-
-class ConditionContext:
-    """A workspace's catalog, as conditions need it, read inside one transaction."""
-
-    def __init__(self, tx: Tx, workspace: Workspace) -> None:
-        self.workspace = workspace
-        self.dialect = tx.dialect
-        self.fields: dict[str, FieldDefinition] = {}
-        for row in tx.catalog.fields(workspace.id):
-            choices = tuple(row.choices) if row.choices is not None else None
-            self.fields[row.key] = FieldDefinition(row.key, FieldType(row.type), row.label, choices)
-        self.lists = {row.key: row.id for row in tx.catalog.lists(workspace.id)}
-        self.list_keys = {v: k for k, v in self.lists.items()}
-        self.automations = {row.id: row.key for row in tx.automations.all(workspace.id)}
-        self.rows = {row.key: row for row in tx.segments.all(workspace.id)}
-        self.conditions: dict[str, Condition] = {}
-        for key, row in self.rows.items():
-            try:
-                self.conditions[key] = self.parse(row.condition, strict=False)
-            except InvalidInput as exc:
-                # A field or list it used was deleted since: it matches no one until fixed.
-                self.conditions[key] = Never(f"segment {key} is broken: {exc.detail}")
-        self.timezone = workspace.settings.get("timezone", "UTC")
-
-    def parse(self, raw: Any, *, strict: bool = True) -> Condition:
-        return parse_condition(
-            raw,
-            self.fields,
-            set(self.lists) if strict else None,
-            set(self.rows) if strict else None,
-            set(self.automations.values()) if strict else None,
-        )
-
-    def sql(self, now: datetime) -> ConditionSQL:
-        return ConditionSQL(
-            self.dialect,
-            self.workspace.id,
-            now,
-            lists=self.lists,
-            segments=self.conditions,
-            default_timezone=self.timezone,
-        )
-
-    def segment(self, key: str) -> Segment:
-        row = self.rows.get(key)
-        if row is None:
-            raise NotFound(f"no segment '{key}' in this workspace")
-        return Segment(
-            row.id,
-            row.key,
-            row.name,
-            row.condition,
-            self.conditions[key],
-            row.time_based,
-            row.created_at,
-            row.updated_at,
-        )
 
 
 class Segments:
@@ -218,6 +44,7 @@ class Segments:
         self.store = store
         self.clock = clock
         self.contacts = contacts
+        self.log = LogConsumer(store, clock, [(LOG_CONSUMER, self.on_events)])
 
     def _context(self, tx: Tx, workspace: Workspace) -> ConditionContext:
         return ConditionContext(tx, workspace)
@@ -380,38 +207,7 @@ class Segments:
     def snapshots(
         self, tx: Tx, ctx: ConditionContext, contact_ids: list[int], names: set[str]
     ) -> dict[int, Snapshot]:
-        rows = tx.contacts.by_ids(ctx.workspace.id, contact_ids)
-        ids = [row.id for row in rows]
-        tags = tx.contacts.tags_of(ids)
-        subs = tx.contacts.subscriptions_of(ids)
-        history: dict[int, list[EventFact]] = defaultdict(list)
-        for e in tx.segments.contact_events(ids, names):
-            history[e.contact_id].append(EventFact(e.name, e.timestamp, e.properties or {}, e.kind))
-        inside: dict[int, list[RunFact]] = defaultdict(list)
-        if ctx.automations:  # one indexed read: cheaper than working out who needs it
-            for run in tx.automations.of_contacts(ids, ("active", "queued")):
-                key = ctx.automations.get(run.automation_id)
-                if key is not None:
-                    inside[run.contact_id].append(RunFact(key, run.entered_at))
-        return {
-            row.id: Snapshot(
-                standard={name: getattr(row, name) for name in STANDARD_FIELDS},
-                score=row.score,
-                fields=dict(row.fields or {}),
-                created_at=row.created_at,
-                updated_at=row.updated_at,
-                tags=set(tags.get(row.id, ())),
-                lists={
-                    ctx.list_keys[lid]: st
-                    for lid, st in subs.get(row.id, {}).items()
-                    if lid in ctx.list_keys
-                },
-                events=history.get(row.id, []),
-                runs=inside.get(row.id, []),
-                timezone=row.timezone or ctx.timezone,
-            )
-            for row in rows
-        }
+        return snapshots.load(tx, ctx, contact_ids, names).snapshots
 
     # --- membership over time ----------------------------------------------------------------
 
@@ -459,32 +255,12 @@ class Segments:
 
     def process_log(self, limit: int = 1000) -> int:
         """Follow the event log from this consumer's cursor; how many events it went through."""
-        with self.store.read() as tx:
-            if not tx.segments.behind(LOG_CONSUMER):
-                return 0  # nothing new: no need to make writers wait for the high-water mark
-        high = self.store.db.committed_high_water()
-        return self.store.transact(lambda tx: self._process(tx, high, limit))
+        return self.log.process(limit)
 
-    def _process(self, tx: Tx, high: int, limit: int) -> int:
-        position = tx.segments.cursor(LOG_CONSUMER)
-        if position is None:
-            return 0  # another process is on it
-        batch = tx.segments.events_after(position, high, limit)
-        if not batch:
-            return 0
-        now = self.clock.now()
-        by_workspace: dict[int, list[Any]] = defaultdict(list)
-        for row in batch:
-            if row.contact_id is not None:
-                by_workspace[row.workspace_id].append(row)
-        workspaces = {row.id: row for row in tx.workspaces.all()} if by_workspace else {}
-
-        for workspace_id, rows in by_workspace.items():
-            ctx = self._context(tx, workspace_from_row(workspaces[workspace_id]))
-            if ctx.rows:
-                self._reconsider(tx, ctx, rows, now)
-        tx.segments.move_cursor(LOG_CONSUMER, batch[-1].id)
-        return len(batch)
+    def on_events(self, tx: Tx, ctx: ConditionContext, rows: list[Any], now: datetime) -> None:
+        """The log consumer: re-decide the segments these events can affect."""
+        if ctx.rows:
+            self._reconsider(tx, ctx, rows, now)
 
     def _reconsider(self, tx: Tx, ctx: ConditionContext, rows: list[Any], now: datetime) -> None:
         deps = {key: dependencies(c) for key, c in ctx.conditions.items()}

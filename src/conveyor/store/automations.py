@@ -49,6 +49,10 @@ class AutomationQueries:
             )
         )
 
+    def active_everywhere(self) -> list[Any]:
+        """Active automations of every workspace (for the date-trigger sweep)."""
+        return list(self.conn.execute(select(automations).where(automations.c.status == "active")))
+
     def add(self, workspace_id: int, key: str, name: str, now: datetime) -> int:
         return self.conn.execute(
             insert(automations)
@@ -129,26 +133,56 @@ class AutomationQueries:
             )
 
     def of_contacts(
-        self, contact_ids: Iterable[int], statuses: tuple[str, ...] = ("active", "queued")
+        self,
+        contact_ids: Iterable[int],
+        statuses: tuple[str, ...] = ("active", "queued"),
+        *,
+        lock: bool = False,
     ) -> list[Any]:
+        """These contacts' runs in these statuses; `lock`: locked for this transaction
+        (PostgreSQL), for a caller that changes them while a peer may be claiming them."""
         ids = list(contact_ids)
         out: list[Any] = []
         for start in range(0, len(ids), 500):
+            stmt = select(runs).where(
+                runs.c.contact_id.in_(ids[start : start + 500]), runs.c.status.in_(statuses)
+            )
+            if lock and self.dialect == "postgresql":
+                stmt = stmt.order_by(runs.c.id).with_for_update()
+            out += self.conn.execute(stmt).all()
+        return out
+
+    def any_unfinished(self, contact_ids: Iterable[int]) -> bool:
+        """Whether any of these contacts is inside an automation (active or queued)."""
+        ids = list(contact_ids)
+        for start in range(0, len(ids), 500):
+            found = self.conn.execute(
+                select(runs.c.id)
+                .where(
+                    runs.c.contact_id.in_(ids[start : start + 500]),
+                    runs.c.status.in_(("active", "queued")),
+                )
+                .limit(1)
+            ).first()
+            if found is not None:
+                return True
+        return False
+
+    def entries_of(self, contact_ids: Iterable[int], automation_ids: Iterable[int]) -> list[Any]:
+        """(automation_id, contact_id, entered_at) of every run of these contacts in these
+        automations, finished or not: what repeat rules and daily limits count."""
+        ids, wanted = list(contact_ids), list(automation_ids)
+        out: list[Any] = []
+        if not wanted:
+            return out
+        for start in range(0, len(ids), 500):
             out += self.conn.execute(
-                select(runs).where(
-                    runs.c.contact_id.in_(ids[start : start + 500]), runs.c.status.in_(statuses)
+                select(runs.c.automation_id, runs.c.contact_id, runs.c.entered_at).where(
+                    runs.c.contact_id.in_(ids[start : start + 500]),
+                    runs.c.automation_id.in_(wanted),
                 )
             ).all()
         return out
-
-    def history(self, automation_id: int, contact_id: int) -> list[Any]:
-        return list(
-            self.conn.execute(
-                select(runs.c.id, runs.c.status, runs.c.entered_at).where(
-                    runs.c.automation_id == automation_id, runs.c.contact_id == contact_id
-                )
-            )
-        )
 
     def recent_triggers(
         self, automation_id: int, contact_ids: list[int], since: datetime
@@ -224,7 +258,6 @@ class AutomationQueries:
     def add_messages(self, rows: list[dict[str, Any]]) -> None:
         if rows:
             self.conn.execute(insert(outbox), rows)
-
 
 
 def day_ago(now: datetime) -> datetime:

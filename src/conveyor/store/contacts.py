@@ -7,7 +7,19 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, bindparam, delete, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Integer,
+    Select,
+    String,
+    bindparam,
+    delete,
+    insert,
+    literal,
+    select,
+    union_all,
+    update,
+)
 
 from conveyor.store.schema import contact_aliases, contact_tags, contacts, events, subscriptions
 
@@ -126,6 +138,34 @@ class ContactQueries:
             ):
                 found[contact_id][list_id] = status
         return found
+
+    def relations_of(
+        self, contact_ids: Iterable[int]
+    ) -> tuple[dict[int, set[str]], dict[int, dict[int, str]]]:
+        """Tags and list statuses of these contacts, in one statement."""
+        tags: dict[int, set[str]] = defaultdict(set)
+        subs: dict[int, dict[int, str]] = defaultdict(dict)
+        for chunk in _chunks(contact_ids):
+            stmt = union_all(
+                select(
+                    contact_tags.c.contact_id,
+                    contact_tags.c.tag.label("tag"),
+                    literal(None, Integer).label("list_id"),
+                    literal(None, String).label("status"),
+                ).where(contact_tags.c.contact_id.in_(chunk)),
+                select(
+                    subscriptions.c.contact_id,
+                    literal(None, String).label("tag"),
+                    subscriptions.c.list_id,
+                    subscriptions.c.status,
+                ).where(subscriptions.c.contact_id.in_(chunk)),
+            )
+            for contact_id, tag, list_id, status in self.conn.execute(stmt):
+                if list_id is None:
+                    tags[contact_id].add(tag)
+                else:
+                    subs[contact_id][list_id] = status
+        return tags, subs
 
     # --- writes -----------------------------------------------------------------------------
 

@@ -74,7 +74,8 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_begin(conn: Connection) -> None:
         # A writer takes the lock up front: upgrading a read lock later can fail with SQLITE_BUSY.
         mode = conn.get_execution_options().get("conveyor_begin", "DEFERRED")
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        if mode is not None:  # None: a peek, one statement in autocommit
+            conn.exec_driver_sql(f"BEGIN {mode}")
 
 
 class Database:
@@ -119,6 +120,12 @@ class Database:
     def read_connection(self) -> Iterator[Connection]:
         with self.engine.connect() as conn, conn.begin():
             yield conn
+
+    @contextlib.contextmanager
+    def peek_connection(self) -> Iterator[Connection]:
+        """For one read statement: no transaction to begin or end (autocommit)."""
+        with self.engine.connect() as conn:
+            yield conn.execution_options(isolation_level="AUTOCOMMIT", conveyor_begin=None)
 
     def retrying(self, work: Callable[[], T], attempts: int = 8) -> T:
         """Run `work` (which opens its own transaction) again when it lost a race to a peer."""

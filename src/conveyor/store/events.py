@@ -1,18 +1,19 @@
-"""SQL for the append-only event log."""
+"""SQL for the append-only event log and its consumers' cursors."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, func, insert, select, update
 
-from conveyor.store.schema import events
+from conveyor.store.schema import events, log_cursors
 
 
 class EventQueries:
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, dialect: str = "sqlite") -> None:
         self.conn = conn
+        self.dialect = dialect
 
     def seen_message_ids(self, workspace_id: int, message_ids: Iterable[str]) -> set[str]:
         wanted = list(message_ids)
@@ -58,3 +59,68 @@ class EventQueries:
             stmt = stmt.where(events.c.id < before_id)
         order = events.c.id.desc() if newest_first else events.c.id
         return list(self.conn.execute(stmt.order_by(order).limit(limit)))
+
+    # --- consumers' cursors ------------------------------------------------------------------
+
+    def behind(self, names: list[str]) -> bool:
+        """Whether the log holds events past any of these cursors (one cheap, unlocked look)."""
+        lowest = (
+            select(func.min(log_cursors.c.position))
+            .where(log_cursors.c.name.in_(names))
+            .scalar_subquery()
+        )
+        known = select(func.count()).where(log_cursors.c.name.in_(names)).scalar_subquery()
+        row = self.conn.execute(
+            select(select(func.max(events.c.id)).scalar_subquery(), lowest, known)
+        ).one()
+        latest, position, count = row
+        return latest is not None and (count < len(names) or latest > position)
+
+    def cursors(self, names: list[str]) -> dict[str, int]:
+        """The positions of these cursors, locked until the transaction ends; a cursor another
+        process holds (PostgreSQL) is left out, so its consumer skips this round."""
+        stmt = select(log_cursors.c.name, log_cursors.c.position).where(
+            log_cursors.c.name.in_(names)
+        )
+        if self.dialect == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True)
+        found = {name: position for name, position in self.conn.execute(stmt)}
+        missing = [n for n in names if n not in found]
+        if missing:  # new consumers start at 0; one held by another process stays skipped
+            self._create(missing)
+            again = self.conn.execute(stmt.where(log_cursors.c.name.in_(missing)))
+            found.update({name: position for name, position in again})
+        return found
+
+    def _create(self, names: list[str]) -> None:
+        rows = [{"name": n, "position": 0} for n in names]
+        if self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            self.conn.execute(pg_insert(log_cursors).on_conflict_do_nothing(), rows)
+        else:
+            self.conn.execute(insert(log_cursors).prefix_with("OR IGNORE"), rows)
+
+    def after(self, position: int, up_to: int | None, limit: int) -> list[Any]:
+        """The log past `position`, up to `up_to` (None: all of it), oldest first."""
+        stmt = (
+            select(
+                events.c.id,
+                events.c.workspace_id,
+                events.c.contact_id,
+                events.c.kind,
+                events.c.name,
+                events.c.properties,
+            )
+            .where(events.c.id > position)
+            .order_by(events.c.id)
+            .limit(limit)
+        )
+        if up_to is not None:
+            stmt = stmt.where(events.c.id <= up_to)
+        return list(self.conn.execute(stmt))
+
+    def move_cursors(self, names: list[str], position: int) -> None:
+        self.conn.execute(
+            update(log_cursors).where(log_cursors.c.name.in_(names)).values(position=position)
+        )

@@ -68,6 +68,9 @@ workspaces = Table(
     Column("secret", String(64), nullable=False),
     Column("settings", Json, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    # Goes up (a trigger, see migration 0006) when its fields, lists, automations or segments
+    # change: what a process derives from them stays valid until it does.
+    Column("catalog_version", Integer, nullable=False, server_default="0"),
 )
 
 api_keys = Table(
@@ -289,7 +292,7 @@ steps = Table(
     metadata,
     Column("id", BigId, primary_key=True),
     Column("workspace_id", Integer, nullable=False),
-    Column("run_id", BigInteger, nullable=False),
+    Column("run_id", BigInteger, nullable=True),  # NULL: an entry that was skipped
     Column("contact_id", BigInteger, nullable=False),
     Column("automation_id", Integer, nullable=False),
     Column("version", Integer, nullable=False),

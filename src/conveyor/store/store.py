@@ -31,7 +31,7 @@ class Tx:
         self.workspaces = WorkspaceQueries(conn)
         self.catalog = CatalogQueries(conn)
         self.contacts = ContactQueries(conn, lock_rows=writing and dialect == "postgresql")
-        self.events = EventQueries(conn)
+        self.events = EventQueries(conn, dialect)
         self.segments = SegmentQueries(conn, dialect)
         self.automations = AutomationQueries(conn, dialect)
         self.messages = MessageQueries(conn, dialect)
@@ -54,6 +54,12 @@ class Store:
     @contextlib.contextmanager
     def read(self) -> Iterator[Tx]:
         with self.db.read_connection() as conn:
+            yield Tx(conn, writing=False, dialect=self.dialect)
+
+    @contextlib.contextmanager
+    def peek(self) -> Iterator[Tx]:
+        """A Tx for one read statement, outside any transaction."""
+        with self.db.peek_connection() as conn:
             yield Tx(conn, writing=False, dialect=self.dialect)
 
     def transact(self, work: Callable[[Tx], T]) -> T:

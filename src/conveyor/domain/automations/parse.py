@@ -1,135 +1,34 @@
-"""Automations as data: triggers, entry rules, exit conditions and a graph of nodes.
+"""Reading an automation definition (YAML/JSON as data): every error names the bad field.
 
-`parse_automation` validates a YAML/JSON definition and names the bad node: unknown node types
-or targets, unreachable nodes, branches without a target, loops with no wait in them.
+Unknown node types or targets, unreachable nodes, branches without a target and loops with no
+wait in them are refused (the graph checks are in `graph`).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import Any
 
+from conveyor.domain.automations.graph import check_graph
+from conveyor.domain.automations.model import (
+    END,
+    KEY,
+    NODE_ID,
+    ON_CONFLICT,
+    PRIORITY_LEVELS,
+    Automation,
+    DateTrigger,
+    EntryRules,
+    Node,
+    Priority,
+    Trigger,
+    webhook_event,
+)
+from conveyor.domain.automations.nodes import REGISTRY
 from conveyor.domain.conditions import Condition, Parser, PropertyIs, parse_duration
 from conveyor.domain.errors import InvalidInput
 
-KEY = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-END = "end"
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-SEND_TYPES = {
-    "send_email": "email",
-    "send_sms": "sms",
-    "send_site_message": "site_message",
-    "notify_team": "team",
-    "webhook": "webhook",
-}
-ACTION_TYPES = {
-    "add_tag",
-    "remove_tag",
-    "set_field",
-    "clear_field",
-    "increment_field",
-    "subscribe",
-    "unsubscribe",
-    "adjust_score",
-}
-FLOW_TYPES = {
-    "wait",
-    "wait_until",
-    "if",
-    "split",
-    "goal",
-    "end",
-    "start_automation",
-    "exit_automation",
-}
-NODE_TYPES = FLOW_TYPES | ACTION_TYPES | set(SEND_TYPES)
-ON_CONFLICT = ("queue", "skip", "preempt")
-PRIORITY_LEVELS = range(-1000, 1001)
-
-
-@dataclass(frozen=True)
-class DateTrigger:
-    """Enroll on the day a date field says (± offset), at a local time of day; yearly if asked."""
-
-    field: str
-    yearly: bool
-    offset_days: int  # -3: three days before the date
-    at: str  # "09:00", in the contact's timezone
-
-
-@dataclass(frozen=True)
-class Trigger:
-    """Enroll on event `name` whose properties pass `where` (every preset reduces to this),
-    or, for a date trigger, on a day of the calendar (`date`; `name` is then unused)."""
-
-    name: str
-    where: tuple[PropertyIs, ...] = ()
-    url_pattern: str | None = None  # page visited: a glob over properties.url
-    date: DateTrigger | None = None
-
-
-@dataclass(frozen=True)
-class EntryRules:
-    repeat: str = "once"  # once | every_time | after
-    after_seconds: int | None = None
-    max_per_day: int | None = None
-    condition: Condition | None = None  # the contact must meet it
-    unless: Condition | None = None  # and must not meet this
-    queue_behind: tuple[str, ...] = ()  # wait until the contact has left these automations
-
-
-@dataclass(frozen=True)
-class Priority:
-    """Membership of a priority group: a contact is inside at most one automation of the group.
-
-    A contact qualifying for this automation while inside another of the group is skipped,
-    queued until that run finishes, or (preempt) ends it if this level is higher — else queued.
-    The newcomer's `on_conflict` decides. The level also orders this automation's outbox rows.
-    """
-
-    group: str
-    level: int = 0
-    on_conflict: str = "queue"  # queue | skip | preempt
-
-
-@dataclass(frozen=True)
-class Node:
-    id: str
-    type: str
-    next: str | None = None  # None: the end
-    config: dict[str, Any] = field(default_factory=dict)  # validated, type-specific
-    condition: Condition | None = None
-
-    def targets(self) -> list[str]:
-        """Every node this one can lead to."""
-        out = [self.next] if self.next else []
-        for key in ("then", "else", "on_timeout"):
-            if self.config.get(key):
-                out.append(self.config[key])
-        out += [p["next"] for p in self.config.get("paths", []) if p["next"]]
-        return [t for t in out if t != END]
-
-
-@dataclass(frozen=True)
-class Automation:
-    key: str
-    name: str
-    triggers: tuple[Trigger, ...]
-    entry: EntryRules
-    exit_when: Condition | None
-    nodes: dict[str, Node]
-    start: str
-    priority: Priority | None = None
-
-    def goals(self) -> list[Node]:
-        return [n for n in self.nodes.values() if n.type == "goal"]
-
-
-def webhook_event(automation_key: str) -> str:
-    """The event an automation's inbound webhook records (its trigger)."""
-    return f"webhook.{automation_key}"
 
 
 def _presets(raw: dict[str, Any], path: str, parser: Parser, key: str) -> Trigger:
@@ -343,15 +242,16 @@ class AutomationParser:
         node_id, kind = raw.get("id"), raw.get("type")
         if not isinstance(node_id, str) or not NODE_ID.match(node_id):
             raise InvalidInput(f"{path}.id", "1-64 of letters, digits, - and _")
-        if kind not in NODE_TYPES:
+        node_type = REGISTRY.get(kind) if isinstance(kind, str) else None
+        if node_type is None:
             raise InvalidInput(
                 f"{path}.type",
-                f"unknown node type '{kind}'; use one of {', '.join(sorted(NODE_TYPES))}",
+                f"unknown node type '{kind}'; use one of {', '.join(sorted(REGISTRY))}",
             )
-        nxt = raw.get("next", following if kind not in ("end", "if", "split") else None)
+        nxt = raw.get("next", following if node_type.follows else None)
         if nxt is not None and not isinstance(nxt, str):
             raise InvalidInput(f"{path}.next", "names a node")
-        spec = _NODE_SPECS[kind]
+        spec = node_type.fields
         extra = sorted(set(raw) - {"id", "type", "next", "name"} - set(spec))
         if extra:
             raise InvalidInput(
@@ -401,7 +301,7 @@ class AutomationParser:
                     raise InvalidInput(here, f"a list of {', '.join(WEEKDAYS)}")
                 config[key] = [WEEKDAYS.index(d) for d in value]
             elif rule == "choice":
-                options = _CHOICES[(kind, key)]
+                options = node_type.choices[key]
                 if value not in options:
                     raise InvalidInput(here, f"one of {', '.join(options)}")
                 config[key] = value
@@ -415,7 +315,8 @@ class AutomationParser:
                 config[key] = value
             else:  # any JSON value
                 config[key] = value
-        _check_node(kind, config, condition, path)
+        if node_type.check is not None:
+            node_type.check(config, condition, path)
         return Node(node_id, kind, None if nxt == END else nxt, config, condition)
 
 
@@ -454,118 +355,3 @@ def _paths(value: Any, path: str) -> list[dict[str, Any]]:
             {"weight": p["weight"], "next": p["next"], "name": p.get("name") or f"path {i + 1}"}
         )
     return out
-
-
-def _check_node(kind: str, config: dict[str, Any], condition: Condition | None, path: str) -> None:
-    if kind == "wait" and "for" not in config:
-        raise InvalidInput(f"{path}.for", "a wait node needs 'for: 1 day 6 hours'")
-    if kind == "wait_until":
-        ways = [
-            k
-            for k in ("condition", "until", "at", "field")
-            if k in config or (k == "condition" and condition)
-        ]
-        if len(ways) != 1:
-            raise InvalidInput(
-                path, "wait_until takes one of: condition (with timeout), until, at, field"
-            )
-        if "on_timeout" in config and "timeout" not in config:
-            raise InvalidInput(f"{path}.on_timeout", "goes with a timeout")
-    if kind == "if":
-        for key in ("then", "else"):
-            if key not in config:
-                raise InvalidInput(
-                    f"{path}.{key}", "an if node needs both 'then' and 'else' targets"
-                )
-    if kind in ("set_field", "increment_field") and "value" not in config and "by" not in config:
-        raise InvalidInput(f"{path}.value", f"a {kind} node needs a value")
-    if kind == "notify_team" and len(config.get("to", [])) > 5:
-        raise InvalidInput(f"{path}.to", "at most five addresses")
-
-
-_COMMON_SEND = {
-    "template": "text!",
-    "class": "choice",
-    "allow_repeat": "any",  # the same template to the same contact within repeat_within
-    "on_cap": "choice",  # defer (default) or skip when a frequency cap holds it back
-    "send_at": "at",  # at this local time of day (the contact's timezone)
-    "list": "text",  # sent for this list: only its subscribers; unsubscribing leaves it
-}
-_NODE_SPECS: dict[str, dict[str, str]] = {
-    "wait": {"for": "duration!"},
-    "wait_until": {
-        "condition": "condition",
-        "timeout": "duration",
-        "on_timeout": "node",
-        "until": "any",
-        "at": "at",
-        "weekdays": "weekdays",
-        "field": "text",
-        "offset": "any",
-    },
-    "if": {"condition": "condition!", "then": "node", "else": "node"},
-    "split": {"paths": "paths!"},
-    "goal": {"condition": "condition!", "otherwise": "choice", "timeout": "duration"},
-    "end": {},
-    "start_automation": {"automation": "text!"},
-    "exit_automation": {"automation": "text!"},
-    "add_tag": {"tag": "text!"},
-    "remove_tag": {"tag": "text!"},
-    "set_field": {"field": "text!", "value": "any"},
-    "clear_field": {"field": "text!"},
-    "increment_field": {"field": "text!", "by": "number"},
-    "subscribe": {"list": "text!"},
-    "unsubscribe": {"list": "text!"},
-    "adjust_score": {"by": "number!"},
-    "send_email": dict(_COMMON_SEND),
-    "send_sms": dict(_COMMON_SEND),
-    "send_site_message": dict(_COMMON_SEND),
-    "notify_team": {**_COMMON_SEND, "template": "text", "to": "list!"},  # built-in text if none
-    "webhook": {**_COMMON_SEND, "template": "text", "url": "text!", "method": "text"},
-}
-_CHOICES = {("goal", "otherwise"): ("continue", "wait", "end")} | {
-    (kind, "class"): ("marketing", "transactional") for kind in SEND_TYPES
-} | {(kind, "on_cap"): ("defer", "skip") for kind in SEND_TYPES}
-
-WAITING_TYPES = {"wait", "wait_until", "goal"}
-
-
-def check_graph(automation: Automation, where: dict[str, str]) -> None:
-    """Targets exist, every node is reachable, and every loop passes through a wait."""
-    nodes = automation.nodes
-    for node in nodes.values():
-        for target in node.targets():
-            if target not in nodes:
-                raise InvalidInput(
-                    f"{where[node.id]}", f"node '{node.id}' leads to unknown node '{target}'"
-                )
-    seen: set[str] = set()
-    stack = [automation.start]
-    while stack:
-        current = stack.pop()
-        if current in seen:
-            continue
-        seen.add(current)
-        stack += nodes[current].targets()
-    for node_id in nodes:
-        if node_id not in seen and nodes[node_id].type != "goal":
-            raise InvalidInput(
-                where[node_id], f"node '{node_id}' cannot be reached from '{automation.start}'"
-            )
-    # A cycle among non-waiting nodes would spin forever within one tick.
-    colour: dict[str, int] = {}
-
-    def visit(node_id: str) -> None:
-        colour[node_id] = 1
-        for target in nodes[node_id].targets():
-            if nodes[target].type in WAITING_TYPES:
-                continue
-            if colour.get(target) == 1:
-                raise InvalidInput(where[target], f"the loop through '{target}' has no wait in it")
-            if target not in colour:
-                visit(target)
-        colour[node_id] = 2
-
-    for node_id, node in nodes.items():
-        if node.type not in WAITING_TYPES and node_id not in colour:
-            visit(node_id)

@@ -1,0 +1,157 @@
+"""The engine: enrolls contacts when their events match triggers, and moves runs along.
+
+It follows the event log as a consumer (after segment membership, in the same pass and
+transaction): matching events enroll contacts under the entry rules and wake the runs that wait
+for them, and those runs advance at once. `execute` claims runs whose timer is due (SKIP LOCKED
+on PostgreSQL). Every tick is one transaction: run state, step log, contact changes with their
+system events and outbox rows commit together, so a killed worker loses nothing and repeats no
+internal effect. The decisions themselves are the domain's pure `entry.decide`/`run.advance`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+from typing import Any
+
+from conveyor.clock import Clock
+from conveyor.domain.automations import Automation
+from conveyor.domain.automations.triggers import TriggerIndex
+from conveyor.domain.errors import Conflict, NotFound
+from conveyor.domain.workspaces import Workspace
+from conveyor.services.automations import parse_definition
+from conveyor.services.conditions import ConditionContext
+from conveyor.services.engine import dates, dispatch
+from conveyor.services.engine.tick import Tick
+from conveyor.services.log import LogConsumer
+from conveyor.services.segments import LOG_CONSUMER as SEGMENTS
+from conveyor.services.segments import Segments
+from conveyor.services.workspaces import workspace_from_row
+from conveyor.store.store import Store, Tx
+
+LOG_CONSUMER = "engine"
+
+
+class Engine:
+    def __init__(self, store: Store, clock: Clock, segments: Segments) -> None:
+        self.store = store
+        self.clock = clock
+        self.segments = segments
+        self._parsed: dict[tuple[int, int], Automation] = {}
+        # One read of each batch: segment membership first, then triggers and wake-ups.
+        self.log = LogConsumer(
+            store, clock, [(SEGMENTS, segments.on_events), (LOG_CONSUMER, self.on_events)]
+        )
+
+    def dispatch(self, limit: int = 1000) -> int:
+        """Follow the event log (segments, then triggers and wake-ups); how many events."""
+        return self.log.process(limit)
+
+    def execute(self, limit: int = 200) -> int:
+        """Advance up to `limit` runs whose timer is due; how many were claimed."""
+        return self.store.transact(lambda tx: self._execute(tx, limit))
+
+    def run_until_idle(self, max_rounds: int = 10_000) -> None:
+        """Dispatch and execute until nothing is left to do now (for tests and the CLI)."""
+        self.sweep_dates()
+        for _ in range(max_rounds):
+            if not self.dispatch() + self.execute():
+                return
+        raise RuntimeError("the engine did not settle")
+
+    def automation(
+        self, tx: Tx, ctx: ConditionContext, automation_id: int, version: int
+    ) -> Automation:
+        """A version's parsed definition (versions never change, so parsed once per process)."""
+        key = (automation_id, version)
+        if key not in self._parsed:
+            definition = tx.automations.definition(automation_id, version)
+            row = ctx.automation_rows[automation_id]
+            self._parsed[key] = parse_definition(tx, ctx.workspace, definition, key=row.key)
+        return self._parsed[key]
+
+    # --- the log -----------------------------------------------------------------------------
+
+    def on_events(self, tx: Tx, ctx: ConditionContext, rows: list[Any], now: datetime) -> None:
+        messages = []
+        if any(r.name == "list.confirmation_requested" for r in rows):
+            messages = dispatch.confirmation_requests(ctx, rows, now)
+        tick = Tick(self, tx, ctx, now)
+        index = self.index(tick)
+        relevant = [r for r in rows if index.matching(r.name, r.properties or {})]
+        if relevant or tx.automations.any_unfinished([r.contact_id for r in rows]):
+            dispatch.on_events(tick, rows, index)
+            tick.flush()
+        tx.automations.add_messages(messages)
+
+    def index(self, tick: Tick) -> TriggerIndex[int]:
+        """Active automations by trigger event, built once per catalog version."""
+        if "engine.index" not in tick.ctx.derived:
+            active = [r for r in tick.rows.values() if r.status == "active"]
+            index = TriggerIndex((r.id, tick.automation(r.id, r.version)) for r in active)
+            tick.ctx.derived["engine.index"] = index
+        return tick.ctx.derived["engine.index"]
+
+    # --- timers ---------------------------------------------------------------------------
+
+    def _execute(self, tx: Tx, limit: int) -> int:
+        now = self.clock.now()
+        claimed = tx.automations.claim_due(now, limit)
+        by_workspace: dict[int, list[Any]] = defaultdict(list)
+        for run in claimed:
+            by_workspace[run.workspace_id].append(run)
+        if by_workspace:
+            workspaces = {row.id: row for row in tx.workspaces.all()}
+            for workspace_id, runs in by_workspace.items():
+                tick = Tick(self, tx, self.log.contexts.get(tx, workspaces[workspace_id]), now)
+                tick.load({run.contact_id for run in runs})
+                tick.agenda = [tick.adopt(run) for run in runs]
+                tick.drain()
+                tick.flush()
+        return len(claimed)
+
+    def sweep_dates(self) -> int:
+        """Enroll contacts whose date trigger falls today; only workspaces that have one."""
+        with self.store.read() as tx:
+            workspaces = {row.id: workspace_from_row(row) for row in tx.workspaces.all()}
+            candidates = tx.automations.active_everywhere()
+            wanted: dict[int, list[int]] = defaultdict(list)
+            contexts: dict[int, ConditionContext] = {}
+            for row in candidates:
+                if row.workspace_id not in contexts:
+                    contexts[row.workspace_id] = ConditionContext(tx, workspaces[row.workspace_id])
+                automation = self.automation(tx, contexts[row.workspace_id], row.id, row.version)
+                if any(t.date for t in automation.triggers):
+                    wanted[row.workspace_id].append(row.id)
+        return sum(
+            self.store.transact(lambda tx, ws=ws, ids=ids: self._sweep(tx, workspaces[ws], ids))
+            for ws, ids in wanted.items()
+        )
+
+    def _sweep(self, tx: Tx, workspace: Workspace, automation_ids: list[int]) -> int:
+        tick = Tick(self, tx, ConditionContext(tx, workspace), self.clock.now())
+        entered = dates.sweep(tick, automation_ids)
+        tick.flush()
+        return entered
+
+    # --- by hand -----------------------------------------------------------------------------
+
+    def enroll(self, workspace: Workspace, key: str, contact_id: int) -> str:
+        """Enroll a contact by hand (or API); entry rules still apply. Says what happened."""
+
+        def work(tx: Tx) -> str:
+            tick = Tick(self, tx, ConditionContext(tx, workspace), self.clock.now())
+            row = tick.by_key.get(key)
+            if row is None:
+                raise NotFound(f"no automation '{key}' in this workspace")
+            if row.status != "active":
+                raise Conflict(f"automation '{key}' is {row.status}; activate it first")
+            tick.load({contact_id})
+            if contact_id not in tick.facts:
+                raise NotFound(f"no contact {contact_id} in this workspace")
+            decision = tick.enroll(row.id, contact_id, {}, source="manual")
+            tick.drain()
+            tick.flush()
+            return decision.summary
+
+        return self.store.transact(work)

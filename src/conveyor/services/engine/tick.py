@@ -1,0 +1,362 @@
+"""One transaction's engine work in one workspace: the shell around the pure core.
+
+A tick loads what its contacts need in a few set-based reads (contacts with tags and lists, the
+events conditions ask about, unfinished runs), asks `entry.decide` and `run.advance` what to do,
+carries out their effects, and writes runs, steps, contact changes and outbox rows with a few
+bulk statements in the caller's transaction. Runs entered in a tick advance in that tick.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from conveyor.domain.automations import Automation, ContactChange, EndOther, Enroll, Record, Send
+from conveyor.domain.automations.entry import Decision, RunRef, decide, releasable
+from conveyor.domain.automations.nodes.actions import ContactRules
+from conveyor.domain.automations.run import Done, RunState, advance
+from conveyor.domain.contacts import SubscriptionStatus
+from conveyor.domain.errors import InvalidInput
+from conveyor.domain.evaluation import Evaluator, Snapshot, event_names
+from conveyor.services import snapshots
+from conveyor.services.conditions import ConditionContext
+from conveyor.services.contact_writer import Catalog, ContactWriter
+from conveyor.services.engine.runs import LiveRun
+from conveyor.store.store import Tx
+
+if TYPE_CHECKING:
+    from conveyor.services.engine import Engine
+
+MAX_ADVANCES = 5  # per run and tick: a run woken again and again carries on next tick
+
+
+class Tick:
+    def __init__(self, engine: Engine, tx: Tx, ctx: ConditionContext, now: datetime) -> None:
+        self.engine = engine
+        self.tx = tx
+        self.ctx = ctx
+        self.workspace = ctx.workspace
+        self.now = now
+        self.evaluator = Evaluator(ctx.conditions)
+        catalog = Catalog(tx, ctx.workspace.id, field_rows=ctx.field_rows, list_rows=ctx.list_rows)
+        self.writer = ContactWriter(tx, ctx.workspace, now, source="automation", catalog=catalog)
+        self.rules = ContactRules(
+            ctx.fields,
+            {row.key: row.double_opt_in for row in ctx.list_rows},
+            ctx.workspace.default_country,
+        )
+        self.rows = ctx.automation_rows
+        self.by_key = {row.key: row for row in self.rows.values()}
+        if "engine.names" not in ctx.derived:  # the events any automation's conditions count
+            names: set[str] = set()
+            for row in self.rows.values():
+                for condition in self.automation(row.id, row.version).conditions():
+                    names |= event_names(condition, ctx.conditions)
+            ctx.derived["engine.names"] = names
+        self.names: set[str] = ctx.derived["engine.names"]
+        self.facts: dict[int, Snapshot] = {}
+        self.inside: dict[int, list[LiveRun]] = {}  # each contact's unfinished runs
+        self.known: dict[int, LiveRun] = {}  # stored runs by id
+        self.entries: dict[tuple[int, int], list[datetime]] = {}  # (contact, automation)
+        self.touched: dict[int, LiveRun] = {}  # by id(run), in order
+        self.agenda: list[LiveRun] = []
+        self.steps: list[tuple[LiveRun | None, dict[str, Any]]] = []
+        self.messages: list[tuple[LiveRun, int, dict[str, Any]]] = []
+        self.running: LiveRun | None = None
+
+    # --- loading -----------------------------------------------------------------------------
+
+    def automation(self, automation_id: int, version: int) -> Automation:
+        return self.engine.automation(self.tx, self.ctx, automation_id, version)
+
+    def load(self, contact_ids: set[int]) -> None:
+        """Facts and unfinished runs of these contacts (runs locked against peers)."""
+        wanted = {c for c in contact_ids if c not in self.inside}
+        if not wanted:
+            return
+        loaded = snapshots.load(self.tx, self.ctx, wanted, self.names, lock_runs=True)
+        self.facts.update(loaded.snapshots)
+        self.writer.adopt(loaded.rows, loaded.tags, loaded.subscriptions)
+        for contact_id in wanted:
+            self.inside[contact_id] = []
+        for row in loaded.runs:
+            self.adopt(row)
+
+    def adopt(self, row: Any) -> LiveRun:
+        run = self.known.get(row.id)
+        if run is None:
+            run = self.known[row.id] = LiveRun.from_row(row)
+            self.inside.setdefault(run.contact_id, []).append(run)
+        return run
+
+    def refs(self, contact_id: int) -> list[RunRef]:
+        out = []
+        for run in self.inside.get(contact_id, ()):
+            automation = self.automation(run.automation_id, run.version)
+            out.append(
+                RunRef(id(run), automation.key, run.status, run.entered_at, automation.priority)
+            )
+        return out
+
+    def entered(self, contact_id: int, automation_id: int) -> list[datetime]:
+        """When the contact entered this automation before (for repeat rules): read for every
+        contact of the tick at once, the first time any of them needs it."""
+        if (contact_id, automation_id) not in self.entries:
+            contacts = [c for c in self.inside if (c, automation_id) not in self.entries]
+            for c in contacts:
+                self.entries[(c, automation_id)] = []
+            for row in self.tx.automations.entries_of(contacts, [automation_id]):
+                self.entries[(row.contact_id, automation_id)].append(row.entered_at)
+        return self.entries[(contact_id, automation_id)]
+
+    # --- entering ------------------------------------------------------------------------------
+
+    def enroll(
+        self, automation_id: int, contact_id: int, trigger: dict[str, Any], *, source: str
+    ) -> Decision:
+        row = self.rows[automation_id]
+        automation = self.automation(row.id, row.version)
+        self.load({contact_id})
+        facts = self.facts.get(contact_id)
+        if facts is None:
+            return Decision("skip", "no such contact")
+        entries = (
+            []
+            if automation.entry.repeat == "every_time" and not automation.entry.max_per_day
+            else self.entered(contact_id, row.id)
+        )
+        decision = decide(
+            automation,
+            inside=self.refs(contact_id),
+            entries=entries,
+            facts=facts,
+            now=self.now,
+            evaluator=self.evaluator,
+            running=id(self.running) if self.running is not None else None,
+        )
+        if decision.outcome == "skip":
+            note = decision.note or {"reason": decision.reason}
+            self.record(contact_id, "automation.entry_skipped", {"automation": row.key, **note})
+            reason = {"why": f"not entered: {decision.reason}", "via": source, **decision.note}
+            self.step(
+                None, "entry", "entry_skipped", reason, automation=(row.id, row.version, contact_id)
+            )
+            return decision
+        queued = decision.outcome == "queue"
+        run = LiveRun(
+            None, row.id, row.version, contact_id, "queued" if queued else "active",
+            automation.start, {}, None if queued else self.now, 0, trigger, self.now,
+            new=True, changed=True,
+        )  # fmt: skip
+        self.inside[contact_id].append(run)
+        self.touch(run)
+        entries.append(self.now)
+        self.record(
+            contact_id,
+            "automation.entered",
+            {"automation": row.key, "queued": queued, "via": source, **decision.note},
+        )
+        for victim in decision.preempt:
+            self.preempt(contact_id, victim, row.key, automation)
+        if not queued:
+            self.agenda.append(run)
+        return decision
+
+    def preempt(
+        self, contact_id: int, victim: RunRef, newcomer: str, automation: Automation
+    ) -> None:
+        """End a run a higher-priority newcomer of its group displaces, saying why."""
+        run = next(r for r in self.inside[contact_id] if id(r) == victim.id)
+        group = automation.priority
+        assert group is not None
+        level = self.automation(run.automation_id, run.version).level
+        why = (
+            f"preempted by {newcomer} (priority group {group.group}: level {group.level} > {level})"
+        )
+        self.step(run, run.node or "", "ended", {"why": why, "by": newcomer, "group": group.group})
+        self.finish(run, "ended", {"because": newcomer, "group": group.group})
+
+    # --- advancing -----------------------------------------------------------------------------
+
+    def drain(self) -> None:
+        """Advance every run on the agenda (entries, wake-ups, releases, due runs)."""
+        while self.agenda:
+            run = self.agenda.pop(0)
+            if run.status != "active":
+                continue
+            if run.advanced >= MAX_ADVANCES:
+                run.wake_at = self.now
+                self.touch(run)
+                continue
+            run.advanced += 1
+            self.advance(run)
+
+    def advance(self, run: LiveRun) -> None:
+        self.load({run.contact_id})
+        facts = self.facts.get(run.contact_id)
+        if facts is None:
+            return  # the contact is gone (its runs go with it)
+        automation = self.automation(run.automation_id, run.version)
+        state = RunState(
+            run.id or 0, run.contact_id, run.node or automation.start, run.state, run.steps,
+            run.entered_at, run.trigger,
+        )  # fmt: skip
+        self.running = run
+        try:
+            result = advance(automation, state, facts, self.now, self.evaluator, self.rules)
+            for step in result.logged:
+                self.step(run, step.node, step.outcome, step.reason)
+            for done in result.effects:
+                self.carry_out(run, automation, done)
+        finally:
+            self.running = None
+        run.node, run.state, run.steps, run.wake_at = (
+            result.node, result.state, result.steps, result.wake_at,
+        )  # fmt: skip
+        self.touch(run)
+        if result.outcome is not None and run.status == "active":
+            self.finish(run, result.outcome)
+
+    def carry_out(self, run: LiveRun, automation: Automation, done: Done) -> None:
+        effect = done.effect
+        if isinstance(effect, Send):
+            message = {
+                "workspace_id": self.workspace.id,
+                "channel": effect.channel,
+                "template": effect.template,
+                "contact_id": run.contact_id,
+                "automation_id": run.automation_id,
+                "version": run.version,
+                "node": done.node,
+                "message_class": effect.message_class,
+                "payload": {"config": effect.config, "trigger": run.trigger},
+                "status": "pending",
+                "created_at": self.now,
+                "send_after": self.now,
+                "priority": automation.level,
+            }
+            self.messages.append((run, done.step, message))
+        elif isinstance(effect, ContactChange):
+            try:
+                self.change(run.contact_id, effect)
+            except InvalidInput as exc:
+                self.step(run, done.node, "failed", {"why": exc.detail})
+        elif isinstance(effect, Record):
+            self.record(run.contact_id, effect.name, effect.properties)
+        elif isinstance(effect, Enroll):
+            row = self.by_key.get(effect.automation)
+            if row is not None and row.status == "active":
+                source = f"automation {automation.key}"
+                self.enroll(row.id, run.contact_id, run.trigger, source=source)
+        elif isinstance(effect, EndOther):
+            row = self.by_key.get(effect.automation)
+            for other in list(self.inside.get(run.contact_id, ())):
+                if row is not None and other.automation_id == row.id:
+                    self.finish(other, "ended")
+
+    def change(self, contact_id: int, change: ContactChange) -> None:
+        writer, state = self.writer, self.writer.by_id(contact_id)
+        if state is None:
+            return
+        if change.action == "add_tag":
+            writer.add_tags(state, [change.target])  # type: ignore[list-item]
+        elif change.action == "remove_tag":
+            writer.remove_tags(state, [change.target])  # type: ignore[list-item]
+        elif change.action in ("set_field", "clear_field"):
+            value = None if change.action == "clear_field" else change.value
+            writer.apply(state, writer.prepare({change.target: value}))
+        elif change.action == "increment_field":
+            current = state.fields.get(change.target) or 0
+            writer.apply(state, writer.prepare({change.target: current + change.value}))
+        elif change.action in ("subscribe", "unsubscribe"):
+            info = writer.catalog.list_named(change.target, "list")  # type: ignore[arg-type]
+            status = (
+                SubscriptionStatus.SUBSCRIBED
+                if change.action == "subscribe"
+                else SubscriptionStatus.UNSUBSCRIBED
+            )
+            writer.set_subscription(state, info, status)
+        elif change.action == "adjust_score":
+            writer.set_score(state, state.score + int(change.value))
+
+    def finish(self, run: LiveRun, outcome: str, because: dict[str, Any] | None = None) -> None:
+        """A run ended: its event, then the entries queued behind it that may now go in."""
+        key = self.rows[run.automation_id].key
+        run.finish(outcome, self.now)
+        # A run ended by something else (`because`) left early: an exit, as far as history goes.
+        name = "automation.exited" if outcome == "exited" or because else "automation.completed"
+        self.record(
+            run.contact_id, name, {"automation": key, "outcome": outcome, **(because or {})}
+        )
+        runs = self.inside[run.contact_id]
+        runs[:] = [r for r in runs if r is not run]
+        self.touch(run)
+        # Those of a priority group one at a time, the highest level first.
+        queued = sorted(
+            (r for r in runs if r.status == "queued"),
+            key=lambda r: (-self.automation(r.automation_id, r.version).level, r.id or 0),
+        )
+        for waiting in queued:
+            automation = self.automation(waiting.automation_id, waiting.version)
+            if releasable(automation, id(waiting), self.refs(run.contact_id)):
+                waiting.status, waiting.state, waiting.entered_at = "active", {}, self.now
+                waiting.wake_at = self.now
+                self.touch(waiting)
+                self.agenda.append(waiting)
+
+    def touch(self, run: LiveRun) -> None:
+        run.changed = True
+        self.touched.setdefault(id(run), run)
+
+    # --- logging -------------------------------------------------------------------------------
+
+    def step(
+        self,
+        run: LiveRun | None,
+        node: str,
+        outcome: str,
+        reason: dict[str, Any],
+        *,
+        automation: tuple[int, int, int] | None = None,  # (id, version, contact) without a run
+    ) -> None:
+        automation_id, version, contact_id = (
+            (run.automation_id, run.version, run.contact_id) if run is not None else automation
+        )  # type: ignore[misc]
+        row = {
+            "workspace_id": self.workspace.id,
+            "contact_id": contact_id,
+            "automation_id": automation_id,
+            "version": version,
+            "node": node,
+            "outcome": outcome,
+            "reason": reason,
+            "at": self.now,
+        }
+        self.steps.append((run, row))
+
+    def record(self, contact_id: int, name: str, properties: dict[str, Any]) -> None:
+        self.writer.record(self.writer.by_id(contact_id), name, properties)
+
+    def flush(self) -> None:
+        self.writer.flush()
+        touched = list(self.touched.values())
+        new = [r for r in touched if r.new]
+        ids = self.tx.automations.add_runs([r.insert_row(self.workspace.id) for r in new])
+        self.tx.automations.save_runs(
+            [{"run_id": r.id, **r.columns()} for r in touched if not r.new]
+        )
+        for run, run_id in zip(new, ids, strict=True):
+            run.id, run.new = run_id, False
+            self.known[run_id] = run
+        self.tx.automations.add_steps(
+            [{**row, "run_id": run.id if run else None} for run, row in self.steps]
+        )
+        self.tx.automations.add_messages(
+            [
+                {**row, "run_id": run.id, "idempotency_key": f"run:{run.id}:step:{step}"}
+                for run, step, row in self.messages
+            ]
+        )
+        self.touched, self.steps, self.messages = {}, [], []
+        for run in touched:
+            run.changed = False

@@ -1,0 +1,79 @@
+"""Contact facts for many contacts in one read: what conditions and the engine know of them.
+
+One set-based read per kind (contacts, tags, subscriptions, the events conditions ask about,
+unfinished runs) gives both the evaluator's `Snapshot` of each contact and the rows a
+ContactWriter adopts, so a contact is read once per transaction whatever uses it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from conveyor.domain.evaluation import EventFact, RunFact, Snapshot
+from conveyor.domain.fields import STANDARD_FIELDS
+from conveyor.services.conditions import ConditionContext
+from conveyor.store.store import Tx
+
+
+@dataclass
+class Loaded:
+    """What one read brought: rows for a writer to adopt, facts for conditions, runs."""
+
+    rows: list[Any] = field(default_factory=list)
+    tags: dict[int, set[str]] = field(default_factory=dict)
+    subscriptions: dict[int, dict[int, str]] = field(default_factory=dict)
+    snapshots: dict[int, Snapshot] = field(default_factory=dict)
+    runs: list[Any] = field(default_factory=list)  # unfinished (active, queued) runs
+
+
+def load(
+    tx: Tx,
+    ctx: ConditionContext,
+    contact_ids: Iterable[int],
+    names: set[str],
+    *,
+    lock_runs: bool = False,
+) -> Loaded:
+    """The contacts' facts, with the events named `names`; `lock_runs` locks their unfinished
+    runs for this transaction (PostgreSQL), for a caller that will change them."""
+    rows = tx.contacts.by_ids(ctx.workspace.id, list(contact_ids))
+    ids = [row.id for row in rows]
+    if not ids:
+        return Loaded()
+    tags, subs = tx.contacts.relations_of(ids)
+    history: dict[int, list[EventFact]] = defaultdict(list)
+    for e in tx.segments.contact_events(ids, names):
+        history[e.contact_id].append(EventFact(e.name, e.timestamp, e.properties or {}, e.kind))
+    runs = (
+        tx.automations.of_contacts(ids, ("active", "queued"), lock=lock_runs)
+        if ctx.automations
+        else []
+    )
+    inside: dict[int, list[RunFact]] = defaultdict(list)
+    for run in runs:
+        key = ctx.automations.get(run.automation_id)
+        if key is not None:
+            inside[run.contact_id].append(RunFact(key, run.entered_at))
+    snapshots = {
+        row.id: Snapshot(
+            standard={name: getattr(row, name) for name in STANDARD_FIELDS},
+            score=row.score,
+            fields=dict(row.fields or {}),
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            tags=set(tags.get(row.id, ())),
+            lists={
+                ctx.list_keys[lid]: st
+                for lid, st in subs.get(row.id, {}).items()
+                if lid in ctx.list_keys
+            },
+            events=history.get(row.id, []),
+            runs=inside.get(row.id, []),
+            timezone=row.timezone or ctx.timezone,
+        )
+        for row in rows
+    }
+    return Loaded(rows, tags, subs, snapshots, runs)
