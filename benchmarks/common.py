@@ -54,6 +54,10 @@ def load_average() -> str:
     return ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def load_1min() -> str:
+    return f"{os.getloadavg()[0]:.2f}"
+
+
 def machine() -> str:
     with open("/proc/cpuinfo") as info:
         model = next((ln.split(":", 1)[1].strip() for ln in info if "model name" in ln), "?")
@@ -216,7 +220,8 @@ def trigger_latency(
     Latency is `steps.at` of each run's first step minus its event's `received_at`, both from
     the database (both are stamped when their transaction starts, so the commit of the engine's
     tick comes on top). Right after the last call: the backlog, events past the engine's log
-    cursor and runs due (`wake_at` passed) but not advanced. Then up to `wait` seconds for the
+    cursor (`event` ones, and all rows of the log) and runs due (`wake_at` passed) but not
+    advanced. Then up to `wait` seconds for the
     worker to catch up; a run still not started then counts with the time it had waited (a
     lower bound), and `unfinished` says how many did."""
     count = int(rate * seconds)
@@ -230,25 +235,25 @@ def trigger_latency(
             c.patch(
                 f"/automations/{automation['key']}", json={"status": "active"}
             ).raise_for_status()
-        load_before = load_average()
+        load_before = load_1min()
         achieved = paced(live.url, live.key, make_call, rate, count, batch)
         sent_at = time.monotonic()
         reader = bootstrap(Settings(database_url=db_url))
         position = select(log_cursors.c.position).where(log_cursors.c.name == "engine")
-        undispatched = (
-            select(func.count())
-            .select_from(events)
-            .where(events.c.id > func.coalesce(position.scalar_subquery(), 0))
-        )
+        past = events.c.id > func.coalesce(position.scalar_subquery(), 0)
+        undispatched = select(func.count()).select_from(events).where(past)
         due = (
             select(func.count())
             .select_from(runs)
             .where(runs.c.status == "active", runs.c.wake_at <= datetime.now(UTC))
         )
         with reader.store.read() as tx:
-            backlog_events = tx.conn.execute(undispatched).scalar_one()
+            backlog_events = tx.conn.execute(
+                undispatched.where(events.c.name == event)
+            ).scalar_one()
+            backlog_log = tx.conn.execute(undispatched).scalar_one()
             backlog_runs = tx.conn.execute(due).scalar_one()
-        load_sent = load_average()
+        load_sent = load_1min()
         first = select(steps.c.run_id, func.min(steps.c.id).label("id")).group_by(steps.c.run_id)
         sub = first.subquery()
         latest = (  # every event with its run's first step, if that ran yet (outer joins)
@@ -281,10 +286,11 @@ def trigger_latency(
         "unfinished": count - ran,
         "p50": cuts[49],
         "p99": cuts[98],
-        "backlog_events": backlog_events,
+        "backlog_events": backlog_events,  # the tracked event only
+        "backlog_log": backlog_log,  # every row of the log, system events too
         "backlog_runs": backlog_runs,
         "catch_up": catch_up,
-        "load_latency": f"{load_before} / {load_sent}",
+        "load_latency": f"{load_before} -> {load_sent}",  # 1-minute load average
     }
 
 
@@ -303,15 +309,10 @@ def print_table(
     A row is `(label, key[, format[, target]])`: the value `results[dialect][key]` goes through
     `format` (default `{:,.0f}`); a string value is printed as it is, a missing one as `-`."""
     with_targets = any(len(row) > 3 and row[3] for row in rows)
-    table = Table(title=title)
-    table.add_column("measurement")
-    for dialect in DIALECTS:
-        table.add_column("SQLite" if dialect == "sqlite" else "PostgreSQL", justify="right")
-    if with_targets:
-        table.add_column("target", justify="right")
+    lines = []
     for label, key, *rest in rows:
         fmt = rest[0] if rest and rest[0] else "{:,.0f}"
-        cells = []
+        cells = [label]
         for dialect in DIALECTS:
             value = results.get(dialect, {}).get(key)
             cells.append(
@@ -319,6 +320,15 @@ def print_table(
             )
         if with_targets:
             cells.append(rest[1] if len(rest) > 1 else "")
-        table.add_row(label, *cells)
-    Console(width=max(120, Console().width)).print(table)
+        lines.append(cells)
+    headers = ["measurement", "SQLite", "PostgreSQL", "target"][: len(lines[0])]
+    table = Table(title=title)
+    for header in headers:
+        table.add_column(header, justify="left" if header == "measurement" else "right")
+    for cells in lines:
+        table.add_row(*cells)
+    # Wide enough that no row wraps (a narrow terminal wraps the lines instead).
+    widths = [max(len(c) for c in column) for column in zip(headers, *lines, strict=True)]
+    needed = sum(w + 3 for w in widths) + 1
+    Console(width=max(120, needed)).print(table)
     print(f"at the start: {started}\nat the end:   {machine()}")
