@@ -25,7 +25,7 @@ every message passes), to measure what checking the policy costs (target: < 20 %
 
 `--batch` is `Settings.delivery_batch` (messages per round), `--connections` the SMTP URL's
 `max_connections`; `--profile DIR` writes a cProfile of each timed phase to DIR.
-Databases: a temp-dir SQLite file, or `conveyor_bench_delivery_<dialect>` on 127.0.0.1:5432
+Databases: a temp-dir SQLite file, or `conveyor_bench_delivery_<pid>` on 127.0.0.1:5432
 (dropped).
 """
 
@@ -38,19 +38,14 @@ import email
 import email.policy
 import multiprocessing
 import os
-import platform
 import resource
-import socket
-import tempfile
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import psycopg
-from rich.console import Console
-from rich.table import Table
+from common import database, dialects, free_port, log, machine, print_table, rss_mb
 from sqlalchemy import func, select
 
 import conveyor.services.delivery as delivery_module
@@ -58,8 +53,6 @@ from conveyor.bootstrap import Conveyor, bootstrap
 from conveyor.settings import Settings
 from conveyor.store.schema import outbox
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-log = Console(stderr=True)
 SENDER = "Acme Shop <news@acme-shop.example>"
 HTML = """<!doctype html>
 <html><head><meta charset="utf-8"><title>{{ workspace.name }}</title>
@@ -121,12 +114,6 @@ def hook_automation(port: int) -> dict[str, Any]:
 
 
 # --- the peers, each in its own process --------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def smtp_sink(port: int, ready: Any, stop: Any, report: Any) -> None:
@@ -204,23 +191,6 @@ def peer(target: Callable[..., None]) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 # --- the sender ------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def database(dialect: str) -> Iterator[str]:
-    if dialect == "sqlite":
-        with tempfile.TemporaryDirectory(prefix="conveyor-bench-delivery-") as tmp:
-            yield f"sqlite:///{tmp}/conveyor.db"
-        return
-    name = "conveyor_bench_delivery_postgresql"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.execute(f"CREATE DATABASE {name}")
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 class Stopwatch:
@@ -331,7 +301,7 @@ def delivery_bench(
 ) -> None:
     """Runs in a fresh (spawned) process; sends its results down `out`."""
     n, hooks = args["messages"], args["webhooks"]
-    with database(dialect) as url:
+    with database(dialect, "delivery") as (url, _):
         settings = Settings(
             database_url=url,
             webhook_allow="127.0.0.1/32",
@@ -401,12 +371,6 @@ def delivery_bench(
     out.send(result)
 
 
-def rss_mb() -> float:
-    with open("/proc/self/status") as status:
-        line = next(line for line in status if line.startswith("VmRSS:"))
-    return int(line.split()[1]) / 1024
-
-
 def check_sample(raw: bytes | None) -> str:
     """What is wrong with the first message the sink received, or "ok"."""
     if raw is None:
@@ -460,16 +424,6 @@ def run_dialect(dialect: str, args: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def machine() -> str:
-    with open("/proc/cpuinfo") as info:
-        model = next((ln.split(":", 1)[1].strip() for ln in info if "model name" in ln), "?")
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (
-        f"nproc {os.cpu_count()}; CPU {model}; Python {platform.python_version()} "
-        f"({platform.python_implementation()}); load average {load}"
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=5000)
@@ -488,9 +442,8 @@ def main() -> None:
     }
     if options["profile"]:
         os.makedirs(options["profile"], exist_ok=True)
-    dialects = ["sqlite", "postgresql"] if args.dialect == "both" else [args.dialect]
     facts_before = machine()
-    results = {dialect: run_dialect(dialect, options) for dialect in dialects}
+    results = {dialect: run_dialect(dialect, options) for dialect in dialects(args.dialect)}
 
     rows = [  # label, result key, format
         ("emails (one per contact, from the engine)", "messages"),
@@ -520,20 +473,11 @@ def main() -> None:
         if "hook_pct_claim" in result:
             result["hook_pct_db"] = result["hook_pct_claim"] + result["hook_pct_record"]
     n = args.messages
-    table = Table(
-        title=f"Conveyor delivery benchmark, {n:,} emails, batch {args.batch}, "
+    title = (
+        f"Conveyor delivery benchmark, {n:,} emails, batch {args.batch}, "
         f"{args.connections} SMTP connections"
     )
-    table.add_column("measurement")
-    table.add_column("SQLite", justify="right")
-    table.add_column("PostgreSQL", justify="right")
-    for label, key, *fmt in rows:
-        values = [results.get(d, {}).get(key) for d in ("sqlite", "postgresql")]
-        table.add_row(
-            label, *("-" if v is None else (fmt or ["{:,.0f}"])[0].format(v) for v in values)
-        )
-    Console(width=max(120, Console().width)).print(table)
-    print(f"at the start: {facts_before}\nat the end:   {machine()}")
+    print_table(title, rows, results, facts_before)
 
 
 if __name__ == "__main__":

@@ -16,48 +16,34 @@
    `/v1/track` calls (one new user each; `--batch K`: K per `/v1/batch`) paced at a steady
    rate. Latency is `steps.at` of each run's first step minus its event's `received_at`, both
    from the database (both are stamped when their transaction starts, so the commit of the
-   engine's tick comes on top).
+   engine's tick comes on top); see `common.trigger_latency`, which benchmarks/lead.py shares.
 
     .venv/bin/python benchmarks/engine.py [--contacts 100000] [--dialect sqlite|postgresql|both]
         [--rate 500] [--seconds 15] [--batch 1] [--part engine|latency|both] [--no-vacuum]
 
-Databases: a temp-dir SQLite file, or `conveyor_bench_engine_*` on 127.0.0.1:5432 (dropped).
+Databases: a temp-dir SQLite file, or `conveyor_bench_{engine,latency}_<pid>` on 127.0.0.1:5432
+(dropped).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import multiprocessing
-import os
-import platform
 import resource
-import socket
-import subprocess
-import sys
-import tempfile
-import threading
 import time
-from collections.abc import Iterator
 from datetime import timedelta
-from statistics import quantiles
 from typing import Any
 
-import httpx
 import psycopg
 import yaml
-from rich.console import Console
-from rich.table import Table
+from common import database, dialects, log, machine, print_table, rss_mb, trigger_latency
 from sqlalchemy import func, select
 
 from conveyor.bootstrap import bootstrap
 from conveyor.clock import SimulatedClock
 from conveyor.settings import Settings
-from conveyor.store.schema import events, runs, steps
+from conveyor.store.schema import runs, steps
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-BIN = os.path.dirname(sys.executable)
-log = Console(stderr=True)
 AUTOMATION = yaml.safe_load("""
 key: bench
 triggers: [{event: bench_go}]
@@ -82,31 +68,6 @@ LATENCY_AUTOMATION = {
 }
 
 
-@contextlib.contextmanager
-def database(dialect: str, purpose: str) -> Iterator[tuple[str, dict[str, str]]]:
-    """A SQLAlchemy URL and the env for `conveyor serve`, on a throwaway database."""
-    if dialect == "sqlite":
-        with tempfile.TemporaryDirectory(prefix="conveyor-bench-engine-") as tmp:
-            yield f"sqlite:///{tmp}/conveyor.db", {"CONVEYOR_DATA_DIR": tmp}
-        return
-    name = f"conveyor_bench_engine_{purpose}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.execute(f"CREATE DATABASE {name}")
-    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    try:
-        yield url, {"CONVEYOR_DATABASE_URL": url}
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as status:
-        line = next(line for line in status if line.startswith("VmRSS:"))
-    return int(line.split()[1]) / 1024
-
-
 def scalar(conveyor: Any, stmt: Any) -> int:
     with conveyor.store.read() as tx:
         return tx.conn.execute(stmt).scalar_one()
@@ -114,7 +75,7 @@ def scalar(conveyor: Any, stmt: Any) -> int:
 
 def engine_bench(dialect: str, contacts: int, vacuum: bool) -> dict[str, Any]:
     """Runs in a fresh (spawned) process, so that its RSS is the worker's alone."""
-    with database(dialect, "throughput") as (url, _):
+    with database(dialect, "engine") as (url, _):
         clock = SimulatedClock()
         conveyor = bootstrap(Settings(database_url=url), clock=clock)
         conveyor.upgrade_schema()
@@ -171,115 +132,6 @@ def engine_bench(dialect: str, contacts: int, vacuum: bool) -> dict[str, Any]:
     return out
 
 
-@contextlib.contextmanager
-def server(env: dict[str, str]) -> Iterator[tuple[str, str]]:
-    """Run `conveyor serve` on a free port; yield its URL and the admin key it prints once."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    command = [f"{BIN}/conveyor", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    env = {**os.environ, **env, "COLUMNS": "200"}
-    proc = subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if "shown only this once" in line:
-                key = next(proc.stdout).strip()
-                break
-        else:
-            raise SystemExit("conveyor serve printed no admin key")
-        threading.Thread(target=proc.stdout.read, daemon=True).start()  # keep the pipe drained
-        url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 30
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/health").status_code == 200:
-                    break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("conveyor serve did not become healthy")
-            time.sleep(0.1)
-        yield url, key
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-
-
-def paced(url: str, key: str, rate: float, count: int, batch: int, threads: int = 8) -> float:
-    """Send `count` track calls on a fixed schedule (open loop): one per `/v1/track` request,
-    or `batch` per `/v1/batch` request. Returns the achieved calls/s."""
-    headers = {"Authorization": f"Bearer {key}"}
-    failures: list[str] = []
-
-    def call(n: int) -> dict[str, Any]:
-        return {"type": "track", "userId": f"lat-{n}", "event": "lat_go", "messageId": f"lat-{n}"}
-
-    def sender(slot: int, start: float) -> None:
-        with httpx.Client(base_url=url, headers=headers, timeout=60) as client:
-            for n in range(slot * batch, count, threads * batch):
-                delay = start + n / rate - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)
-                if batch == 1:
-                    response = client.post("/v1/track", json=call(n))
-                else:
-                    group = [call(i) for i in range(n, min(n + batch, count))]
-                    response = client.post("/v1/batch", json={"batch": group})
-                if response.status_code != 200:
-                    failures.append(f"{response.status_code} {response.text[:300]}")
-                    return
-
-    start = time.perf_counter() + 0.2
-    pool = [threading.Thread(target=sender, args=(i, start)) for i in range(threads)]
-    for thread in pool:
-        thread.start()
-    for thread in pool:
-        thread.join()
-    if failures:
-        raise SystemExit(f"track failed: {failures[0]}")
-    return count / (time.perf_counter() - start)
-
-
-def latency_bench(dialect: str, rate: float, seconds: float, batch: int) -> dict[str, Any]:
-    count = int(rate * seconds)
-    with database(dialect, "latency") as (db_url, env), server(env) as (url, key):
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}) as admin:
-            admin.post("/automations", json=LATENCY_AUTOMATION).raise_for_status()
-            admin.patch("/automations/latency", json={"status": "active"}).raise_for_status()
-        achieved = paced(url, key, rate, count, batch)
-        reader = bootstrap(Settings(database_url=db_url))
-        first = select(steps.c.run_id, func.min(steps.c.id).label("id")).group_by(steps.c.run_id)
-        sub = first.subquery()
-        query = (
-            select(events.c.received_at, steps.c.at)
-            .join(runs, runs.c.contact_id == events.c.contact_id)
-            .join(sub, sub.c.run_id == runs.c.id)
-            .join(steps, steps.c.id == sub.c.id)
-            .where(events.c.name == "lat_go")
-        )
-        deadline = time.monotonic() + 120
-        while True:  # wait for the worker to catch up with the last events
-            with reader.store.read() as tx:
-                rows = tx.conn.execute(query).all()
-            if len(rows) >= count or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-        reader.close()
-    ms = sorted((at - received).total_seconds() * 1000 for received, at in rows)
-    cuts = quantiles(ms, n=100, method="inclusive")
-    return dict(sent=count, calls_per_s=achieved, runs=len(ms), p50=cuts[49], p99=cuts[98])
-
-
-def machine() -> str:
-    with open("/proc/cpuinfo") as info:
-        model = next((ln.split(":", 1)[1].strip() for ln in info if "model name" in ln), "?")
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (
-        f"nproc {os.cpu_count()}; CPU {model}; Python {platform.python_version()} "
-        f"({platform.python_implementation()}); load average {load}"
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--contacts", type=int, default=100_000)
@@ -290,17 +142,23 @@ def main() -> None:
     parser.add_argument("--no-vacuum", action="store_true", help="no VACUUM ANALYZE (PG)")
     parser.add_argument("--part", choices=["engine", "latency", "both"], default="both")
     args = parser.parse_args()
-    dialects = ["sqlite", "postgresql"] if args.dialect == "both" else [args.dialect]
     facts_before = machine()
-    results: dict[str, dict[str, Any]] = {d: {} for d in dialects}
-    for dialect in dialects:
+    results: dict[str, dict[str, Any]] = {d: {} for d in dialects(args.dialect)}
+    for dialect in results:
         if args.part != "latency":
             with multiprocessing.get_context("spawn").Pool(1) as pool:
                 results[dialect] |= pool.apply(
                     engine_bench, (dialect, args.contacts, not args.no_vacuum)
                 )
         if args.part != "engine":
-            results[dialect] |= latency_bench(dialect, args.rate, args.seconds, args.batch)
+            results[dialect] |= trigger_latency(
+                dialect,
+                LATENCY_AUTOMATION,
+                "lat_go",
+                rate=args.rate,
+                seconds=args.seconds,
+                batch=args.batch,
+            )
 
     n, via = args.contacts, "/v1/track" if args.batch == 1 else f"/v1/batch x {args.batch}"
     rows = [  # label, result key, format
@@ -320,21 +178,12 @@ def main() -> None:
         ("worker peak RSS MB (getrusage)", "rss_peak"),
         (f"trigger latency: track calls sent ({via})", "sent"),
         ("trigger latency: achieved calls/s", "calls_per_s"),
-        ("trigger latency: runs measured", "runs"),
+        ("trigger latency: runs started (if fewer: the rest count as waited so far)", "runs"),
         ("trigger latency p50 ms", "p50"),
         ("trigger latency p99 ms (target < 250)", "p99"),
     ]
-    table = Table(title=f"Conveyor engine benchmark, {n:,} contacts")
-    table.add_column("measurement")
-    table.add_column("SQLite", justify="right")
-    table.add_column("PostgreSQL", justify="right")
-    for label, key, *fmt in rows:
-        values = [results.get(d, {}).get(key) for d in ("sqlite", "postgresql")]
-        table.add_row(
-            label, *("-" if v is None else (fmt or ["{:,.0f}"])[0].format(v) for v in values)
-        )
-    Console(width=max(120, Console().width)).print(table)
-    print(f"at the start: {facts_before}\nat the end:   {machine()}")
+    title = f"Conveyor engine benchmark, {n:,} contacts"
+    print_table(title, rows, results, facts_before)
 
 
 if __name__ == "__main__":

@@ -14,32 +14,22 @@ rows of the event log to prove every call, and the system events it caused, was 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import threading
 import time
-from collections import deque
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 import orjson
-import psycopg
+from common import BIN, database, dialects, log, machine, server
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import create_engine, text
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
-BIN = os.path.dirname(sys.executable)
-log = Console(stderr=True)
 KINDS, WEIGHTS = ["identify", "order_completed", "page", "cart_updated"], [10, 9, 54, 27]
 
 
@@ -76,68 +66,6 @@ def workload(
             call |= {"type": "track", "event": kind, "properties": props}
         calls.append(call)
     return [orjson.dumps({"batch": calls[i : i + batch]}) for i in range(0, len(calls), batch)]
-
-
-@contextlib.contextmanager
-def database(dialect: str) -> Iterator[tuple[dict[str, str], str]]:
-    """Env for `conveyor serve` and a SQLAlchemy URL for counting, on a throwaway database."""
-    if dialect == "sqlite":
-        with tempfile.TemporaryDirectory(prefix="conveyor-bench-") as tmp:
-            yield {"CONVEYOR_DATA_DIR": tmp}, f"sqlite:///{tmp}/conveyor.db"
-        return
-    name = f"conveyor_bench_{os.getpid()}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {name}")
-        admin.execute(f"CREATE DATABASE {name}")
-    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    try:
-        yield {"CONVEYOR_DATABASE_URL": url}, url
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-
-@contextlib.contextmanager
-def server(env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[str], str, str]]:
-    """Run `conveyor serve`; yield the process, its URL and the admin key it prints once."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.Popen(
-        [f"{BIN}/conveyor", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env={**os.environ, **env, "COLUMNS": "200"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    tail: deque[str] = deque(maxlen=80)  # the server's last lines, shown when something fails
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            tail.append(line)
-            if "shown only this once" in line:
-                key = next(proc.stdout).strip()
-                break
-        else:
-            raise SystemExit("conveyor serve printed no admin key")
-        threading.Thread(target=tail.extend, args=(proc.stdout,), daemon=True).start()
-        url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 30
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/health").status_code == 200:
-                    break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("conveyor serve did not become healthy")
-            time.sleep(0.1)
-        yield proc, url, key
-    except BaseException:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.print("conveyor serve output, last lines:\n" + "".join(tail), highlight=False)
-        raise
-    finally:
-        proc.terminate()  # a no-op when it has already exited
-        proc.wait(timeout=30)
 
 
 def send(url: str, key: str, bodies: list[bytes], threads: int, cap: float) -> dict[str, Any]:
@@ -200,7 +128,8 @@ def bench(dialect: str, args: argparse.Namespace) -> dict[str, Any]:
         args.warmup * args.batch, args.batch, args.users, args.seed + 1, "warm", shards
     )
     bodies = workload(args.events, args.batch, args.users, args.seed, "bench", shards)
-    with database(dialect) as (env, db_url), server(env) as (proc, url, key):
+    with database(dialect, "ingest") as (db_url, env), server(env) as live:
+        proc, url, key = live.proc, live.url, live.key
         log.print(f"{dialect}: server pid {proc.pid}, sending {len(bodies)} batches")
         warm = send(url, key, warmup, args.threads, args.time_cap)
         spy = None
@@ -238,8 +167,8 @@ def main() -> None:
     parser.add_argument("--disjoint-users", action="store_true", help=disjoint)
     parser.add_argument("--profile", metavar="FILE", help="py-spy the server into FILE.<db>.txt")
     args = parser.parse_args()
-    dialects = ["sqlite", "postgresql"] if args.dialect == "both" else [args.dialect]
-    results = [bench(dialect, args) for dialect in dialects]
+    facts_before = machine()
+    results = [bench(dialect, args) for dialect in dialects(args.dialect)]
 
     table = Table(
         title=f"Conveyor ingest: POST /v1/batch × {args.batch} calls, {args.threads} client "
@@ -259,6 +188,7 @@ def main() -> None:
             *(f"{r[name]:,}" for name in ("retries", "call_rows", "system_rows", "contacts")),
         )
     Console(width=max(120, Console().width)).print(table)
+    print(f"at the start: {facts_before}\nat the end:   {machine()}")
 
 
 if __name__ == "__main__":
