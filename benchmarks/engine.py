@@ -108,8 +108,8 @@ def rss_mb() -> float:
 
 
 def scalar(conveyor: Any, stmt: Any) -> int:
-    with conveyor.store.read() as tx:
-        return tx.conn.execute(stmt).scalar_one()
+    with conveyor.store.db.read_connection() as conn:
+        return conn.execute(stmt).scalar_one()
 
 
 def engine_bench(dialect: str, contacts: int, vacuum: bool) -> dict[str, Any]:
@@ -259,8 +259,8 @@ def latency_bench(dialect: str, rate: float, seconds: float, batch: int) -> dict
         )
         deadline = time.monotonic() + 120
         while True:  # wait for the worker to catch up with the last events
-            with reader.store.read() as tx:
-                rows = tx.conn.execute(query).all()
+            with reader.store.db.read_connection() as conn:
+                rows = conn.execute(query).all()
             if len(rows) >= count or time.monotonic() > deadline:
                 break
             time.sleep(0.5)

@@ -10,6 +10,7 @@ from sqlalchemy import Connection
 
 from conveyor.store.automations import AutomationQueries
 from conveyor.store.catalog import CatalogQueries
+from conveyor.store.conditions import AudienceQueries
 from conveyor.store.contacts import ContactQueries
 from conveyor.store.database import Database
 from conveyor.store.events import EventQueries
@@ -22,10 +23,12 @@ T = TypeVar("T")
 
 
 class Tx:
-    """One open transaction; everything done through it commits or rolls back together."""
+    """One open transaction; everything done through it commits or rolls back together.
+
+    Its connection is the store's own: callers go through the query objects, never SQL."""
 
     def __init__(self, conn: Connection, *, writing: bool, dialect: str) -> None:
-        self.conn = conn
+        self._conn = conn
         self.writing = writing
         self.dialect = dialect
         self.workspaces = WorkspaceQueries(conn)
@@ -36,6 +39,13 @@ class Tx:
         self.automations = AutomationQueries(conn, dialect)
         self.messages = MessageQueries(conn, dialect)
         self.templates = TemplateQueries(conn)
+        self.audiences = AudienceQueries(conn, dialect)
+
+    @property
+    def conn(self) -> Connection:
+        """Transitional: only the engine's date sweep (services/engine.py) still executes a
+        statement here; it moves to `audiences.members` and this property goes."""
+        return self._conn
 
 
 class Store:
