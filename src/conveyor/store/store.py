@@ -12,7 +12,7 @@ from conveyor.store.automations import AutomationQueries
 from conveyor.store.catalog import CatalogQueries
 from conveyor.store.conditions import AudienceQueries
 from conveyor.store.contacts import ContactQueries
-from conveyor.store.database import Database
+from conveyor.store.database import Database, refusals
 from conveyor.store.events import EventQueries
 from conveyor.store.messages import MessageQueries
 from conveyor.store.segments import SegmentQueries
@@ -58,12 +58,12 @@ class Store:
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Tx]:
-        with self.db.write_connection() as conn:
+        with refusals(), self.db.write_connection() as conn:
             yield Tx(conn, writing=True, dialect=self.dialect)
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Tx]:
-        with self.db.read_connection() as conn:
+        with refusals(), self.db.read_connection() as conn:
             yield Tx(conn, writing=False, dialect=self.dialect)
 
     def transact(self, work: Callable[[Tx], T]) -> T:
