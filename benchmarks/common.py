@@ -247,12 +247,12 @@ def trigger_latency(
             .select_from(runs)
             .where(runs.c.status == "active", runs.c.wake_at <= datetime.now(UTC))
         )
-        with reader.store.read() as tx:
-            backlog_events = tx.conn.execute(
+        with reader.store.db.read_connection() as conn:
+            backlog_events = conn.execute(
                 undispatched.where(events.c.name == event)
             ).scalar_one()
-            backlog_log = tx.conn.execute(undispatched).scalar_one()
-            backlog_runs = tx.conn.execute(due).scalar_one()
+            backlog_log = conn.execute(undispatched).scalar_one()
+            backlog_runs = conn.execute(due).scalar_one()
         load_sent = load_1min()
         first = select(steps.c.run_id, func.min(steps.c.id).label("id")).group_by(steps.c.run_id)
         sub = first.subquery()
@@ -265,8 +265,8 @@ def trigger_latency(
         )
         catch_up: float | None = None
         while True:  # wait for the worker to catch up with the last events
-            with reader.store.read() as tx:
-                rows = tx.conn.execute(latest).all()
+            with reader.store.db.read_connection() as conn:
+                rows = conn.execute(latest).all()
             if len(rows) >= count and all(at is not None for _, at in rows):
                 catch_up = time.monotonic() - sent_at
                 break

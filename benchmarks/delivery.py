@@ -247,8 +247,8 @@ def sent_counts(conveyor: Conveyor) -> dict[tuple[str, str], int]:
     query = select(outbox.c.channel, outbox.c.status, func.count()).group_by(
         outbox.c.channel, outbox.c.status
     )
-    with conveyor.store.read() as tx:
-        return {(c, s): n for c, s, n in tx.conn.execute(query)}
+    with conveyor.store.db.read_connection() as conn:
+        return {(c, s): n for c, s, n in conn.execute(query)}
 
 
 def enqueue(conveyor: Conveyor, workspace: Any, event: str, n: int) -> float:

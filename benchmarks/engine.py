@@ -69,8 +69,8 @@ LATENCY_AUTOMATION = {
 
 
 def scalar(conveyor: Any, stmt: Any) -> int:
-    with conveyor.store.read() as tx:
-        return tx.conn.execute(stmt).scalar_one()
+    with conveyor.store.db.read_connection() as conn:
+        return conn.execute(stmt).scalar_one()
 
 
 def engine_bench(dialect: str, contacts: int, vacuum: bool) -> dict[str, Any]:

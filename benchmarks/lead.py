@@ -240,8 +240,8 @@ def count_bench(dialect: str) -> dict[str, Any]:
             loop.run_once()
 
         many = counter.measure(batch)
-        with conveyor.store.read() as tx:
-            tagged = tx.conn.execute(
+        with conveyor.store.db.read_connection() as conn:
+            tagged = conn.execute(
                 select(func.count()).select_from(contact_tags).where(contact_tags.c.tag == "lead")
             ).scalar_one()
         conveyor.close()

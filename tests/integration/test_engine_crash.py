@@ -60,18 +60,18 @@ def start_worker(env: dict[str, str]) -> subprocess.Popen:
 
 
 def step_count(conveyor) -> int:
-    with conveyor.store.read() as tx:
-        return tx.conn.execute(select(func.count()).select_from(steps)).scalar_one()
+    with conveyor.store.db.read_connection() as conn:
+        return conn.execute(select(func.count()).select_from(steps)).scalar_one()
 
 
 def started(conveyor) -> int:
-    with conveyor.store.read() as tx:
-        return tx.conn.execute(select(func.count()).select_from(runs)).scalar_one()
+    with conveyor.store.db.read_connection() as conn:
+        return conn.execute(select(func.count()).select_from(runs)).scalar_one()
 
 
 def unfinished(conveyor) -> int:
-    with conveyor.store.read() as tx:
-        return tx.conn.execute(
+    with conveyor.store.db.read_connection() as conn:
+        return conn.execute(
             select(func.count()).select_from(runs).where(runs.c.status != "finished")
         ).scalar_one()
 
@@ -118,8 +118,7 @@ def test_killed_workers_lose_nothing_and_repeat_nothing(conveyor, database_url, 
             worker.wait()
 
     assert mid_work >= 3, f"only {mid_work} kills hit running work"
-    with conveyor.store.read() as tx:
-        conn = tx.conn
+    with conveyor.store.db.read_connection() as conn:
         run_rows = list(
             conn.execute(select(runs.c.id, runs.c.contact_id, runs.c.status, runs.c.outcome))
         )

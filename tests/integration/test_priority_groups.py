@@ -185,8 +185,8 @@ def test_outbox_rows_carry_the_priority_level(client, tenant, conveyor):
     cid = contact(client, tenant, "fox")
     client.post(f"/contacts/{cid}/tags", headers=tenant.admin, json={"tags": ["vip", "plain"]})
     conveyor.engine.run_until_idle()
-    with conveyor.store.read() as tx:
-        rows = tx.conn.execute(
+    with conveyor.store.db.read_connection() as conn:
+        rows = conn.execute(
             select(outbox.c.template, outbox.c.priority).where(outbox.c.contact_id == cid)
         ).all()
     assert sorted(map(tuple, rows)) == [("plain-1", 0), ("vip-1", 10)]

@@ -9,7 +9,6 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from conveyor.domain.errors import ConveyorError, InvalidInput, Unauthorized
@@ -80,17 +79,6 @@ def install(app: FastAPI) -> None:
     async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
         return problem(exc.status_code, detail)
-
-    @app.exception_handler(DataError)
-    async def data_error(_request: Request, exc: DataError) -> JSONResponse:
-        # A value the database cannot hold slipped past validation (e.g. a NUL character).
-        log.warning("database refused a value: %s", exc.orig)
-        return problem(
-            422,
-            "a value could not be stored (out of range, or a NUL character)",
-            slug="invalid-input",
-            title="Invalid input",
-        )
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -9,10 +9,11 @@ from conveyor.domain.contacts import ListInfo, check_list_key
 from conveyor.domain.errors import Conflict, InvalidInput, NotFound
 from conveyor.domain.fields import FieldDefinition, FieldType, define_field
 from conveyor.domain.workspaces import Workspace
+from conveyor.store.records import FieldRecord
 from conveyor.store.store import Store, Tx
 
 
-def _definition(row: Any) -> FieldDefinition:
+def _definition(row: FieldRecord) -> FieldDefinition:
     choices = tuple(row.choices) if row.choices is not None else None
     return FieldDefinition(row.key, FieldType(row.type), row.label, choices)
 

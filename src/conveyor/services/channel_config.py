@@ -21,6 +21,7 @@ from conveyor.domain.fields import normalize_email, normalize_phone
 from conveyor.domain.workspaces import Workspace
 from conveyor.services.workspaces import Workspaces
 from conveyor.settings import Settings
+from conveyor.store.records import SuppressionRecord
 from conveyor.store.store import Store, Tx
 
 SECRET_KEYS = {"smtp_url", "auth_token", "password"}
@@ -176,13 +177,15 @@ class Channels:
             return normalize_email(text)
         return normalize_phone(address, workspace.default_country)
 
-    def suppress(self, workspace: Workspace, channel: str, address: str, detail: str | None) -> Any:
+    def suppress(
+        self, workspace: Workspace, channel: str, address: str, detail: str | None
+    ) -> SuppressionRecord:
         try:
             normalized = self.normalize(workspace, channel, address)
         except InvalidInput as exc:
             raise InvalidInput("address", exc.reason) from None
 
-        def work(tx: Tx) -> Any:
+        def work(tx: Tx) -> SuppressionRecord:
             tx.messages.suppress(
                 workspace.id, channel, normalized, "manual", detail, self.clock.now()
             )
@@ -204,6 +207,6 @@ class Channels:
 
     def suppressions(
         self, workspace: Workspace, channel: str | None, after: str | None, limit: int
-    ) -> list[Any]:
+    ) -> list[SuppressionRecord]:
         with self.store.read() as tx:
             return tx.messages.suppression_page(workspace.id, channel, after, limit)

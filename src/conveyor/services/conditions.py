@@ -29,7 +29,7 @@ from conveyor.domain.conditions import (
 from conveyor.domain.errors import InvalidInput, NotFound
 from conveyor.domain.fields import FieldDefinition, FieldType
 from conveyor.domain.workspaces import Workspace
-from conveyor.store.conditions import ConditionSQL
+from conveyor.store.conditions import AudienceScope
 from conveyor.store.store import Tx
 
 RELATIVE_OPS = {"within_last", "more_than_ago", "within_next", "today", "this_month", "anniversary"}
@@ -170,13 +170,13 @@ class ConditionContext:
             set(self.automations.values()) if strict else None,
         )
 
-    def sql(self, now: datetime) -> ConditionSQL:
-        return ConditionSQL(
-            self.dialect,
+    def scope(self, now: datetime) -> AudienceScope:
+        """What `tx.audiences` decides this workspace's conditions against, at `now`."""
+        return AudienceScope(
             self.workspace.id,
             now,
-            lists=self.lists,
-            segments=self.conditions,
+            self.lists,
+            self.conditions,
             default_timezone=self.timezone,
         )
 

@@ -20,6 +20,7 @@ from conveyor.domain.errors import Conflict, FieldError, InvalidInput, NotFound
 from conveyor.domain.fields import STANDARD_FIELDS, normalize_email
 from conveyor.domain.workspaces import Workspace
 from conveyor.services.contact_writer import ContactState, ContactWriter, Prepared
+from conveyor.store.records import ContactRecord
 from conveyor.store.store import Store, Tx
 
 PAGE_MAX = 500
@@ -295,7 +296,7 @@ class Contacts:
         rows = tx.contacts.by_ids(workspace.id, ids)
         return {c.id: c for c in self._views(tx, workspace, rows)}
 
-    def _views(self, tx: Tx, workspace: Workspace, rows: list[Any]) -> list[Contact]:
+    def _views(self, tx: Tx, workspace: Workspace, rows: list[ContactRecord]) -> list[Contact]:
         ids = [row.id for row in rows]
         tags = tx.contacts.tags_of(ids)
         subs = tx.contacts.subscriptions_of(ids)

@@ -35,6 +35,7 @@ from conveyor.services.policies import SendPolicies
 from conveyor.services.rendering import RenderError
 from conveyor.services.workspaces import workspace_from_row
 from conveyor.settings import Settings
+from conveyor.store.records import MessageRecord
 from conveyor.store.store import Store, Tx
 
 LEASE = timedelta(minutes=5)
@@ -131,7 +132,7 @@ class Delivery:
         limit = limit or self.settings.delivery_batch
         claimed: list[int] = []
 
-        def claim(tx: Tx) -> list[Any]:
+        def claim(tx: Tx) -> list[MessageRecord]:
             found = tx.messages.claim(now, limit, LEASE)
             claimed[:] = [len(found)]
             return self.policies.apply(tx, found, now) if found else found
@@ -168,9 +169,9 @@ class Delivery:
 
     # --- preparing -------------------------------------------------------------------------
 
-    def _prepare(self, tx: Tx, rows: list[Any], now: datetime) -> list[Job]:
+    def _prepare(self, tx: Tx, rows: list[MessageRecord], now: datetime) -> list[Job]:
         workspaces = {r.id: workspace_from_row(r) for r in tx.workspaces.all()}
-        by_workspace: dict[int, list[Any]] = defaultdict(list)
+        by_workspace: dict[int, list[MessageRecord]] = defaultdict(list)
         for row in rows:
             by_workspace[row.workspace_id].append(row)
         jobs: list[Job] = []
@@ -379,7 +380,7 @@ class Delivery:
         channel: str | None = None,
         after_id: int | None = None,
         limit: int = 100,
-    ) -> list[Any]:
+    ) -> list[MessageRecord]:
         with self.store.read() as tx:
             return tx.messages.page(
                 workspace.id,
@@ -390,7 +391,7 @@ class Delivery:
                 limit=limit,
             )
 
-    def message(self, workspace: Workspace, message_id: int) -> Any:
+    def message(self, workspace: Workspace, message_id: int) -> MessageRecord:
         with self.store.read() as tx:
             row = tx.messages.get(workspace.id, message_id)
         if row is None:

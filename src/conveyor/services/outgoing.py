@@ -29,13 +29,14 @@ from conveyor.services.rendering import (
     message_id_for,
     render,
 )
+from conveyor.store.records import CurrentTemplate, MessageRecord, SuppressionRecord
 
 
 @dataclass
 class Job:
     """One claimed message on its way: prepared, then sent, then recorded."""
 
-    row: Any
+    row: MessageRecord
     workspace: Workspace
     contact: Contact | None
     automation: str | None
@@ -57,7 +58,7 @@ class Job:
         return message_props(self.row, self.automation)
 
 
-def message_props(row: Any, automation: str | None) -> dict[str, Any]:
+def message_props(row: MessageRecord, automation: str | None) -> dict[str, Any]:
     """What every event about a message carries, for triggers, waits and reports."""
     out: dict[str, Any] = {"message": row.id, "channel": row.channel}
     if row.template:
@@ -107,7 +108,12 @@ class Setup:
     now: datetime
 
 
-def prepare(job: Job, template: Any, setup: Setup, suppressed: dict[str, Any]) -> None:
+def prepare(
+    job: Job,
+    template: CurrentTemplate | None,
+    setup: Setup,
+    suppressed: dict[str, SuppressionRecord],
+) -> None:
     """Fill `job` with its payload, or with why it is skipped or failed."""
     row, contact = job.row, job.contact
     if contact is None:
@@ -152,7 +158,7 @@ def _email(
     config: dict[str, Any],
     ctx: dict[str, Any],
     setup: Setup,
-    suppressed: dict[str, Any],
+    suppressed: dict[str, SuppressionRecord],
 ) -> None:
     row, contact = job.row, job.contact
     assert contact is not None
@@ -270,7 +276,7 @@ def _sms(
     config: dict[str, Any],
     ctx: dict[str, Any],
     setup: Setup,
-    suppressed: dict[str, Any],
+    suppressed: dict[str, SuppressionRecord],
 ) -> None:
     contact = job.contact
     assert contact is not None
@@ -374,7 +380,9 @@ def render_preview(
     return {k: render(content.get(k), ctx) for k in ("title", "body", "button", "url")}
 
 
-def suppression_reason(address: str, channel: str, suppressed: dict[str, Any]) -> str | None:
+def suppression_reason(
+    address: str, channel: str, suppressed: dict[str, SuppressionRecord]
+) -> str | None:
     """Why an address is suppressed: the address itself, or (email) its domain."""
     candidates = [address.lower()]
     if channel == "email" and "@" in address:

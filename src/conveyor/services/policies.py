@@ -26,6 +26,7 @@ from conveyor.domain.policies import (
 )
 from conveyor.domain.workspaces import Workspace
 from conveyor.services.workspaces import Workspaces, workspace_from_row
+from conveyor.store.records import ContactRecord, MessageRecord
 from conveyor.store.store import Store, Tx
 
 
@@ -33,7 +34,7 @@ def workspace_policy(workspace: Workspace) -> dict[str, Any]:
     return dict(workspace.settings.get("send_policy") or {})
 
 
-def contact_timezone(row: Any, workspace: Workspace) -> str:
+def contact_timezone(row: ContactRecord | None, workspace: Workspace) -> str:
     zone = (row.timezone if row is not None else None) or workspace.settings.get("timezone")
     try:
         ZoneInfo(zone or "UTC")
@@ -50,7 +51,7 @@ class SendPolicies:
 
     # --- applied by delivery -----------------------------------------------------------------
 
-    def apply(self, tx: Tx, rows: list[Any], now: datetime) -> list[Any]:
+    def apply(self, tx: Tx, rows: list[MessageRecord], now: datetime) -> list[MessageRecord]:
         """The claimed rows that may go now; the others are deferred or skipped in `tx`."""
         policed = [r for r in rows if r.message_class == "marketing" and r.channel in CAPPED]
         if not policed:
@@ -59,7 +60,7 @@ class SendPolicies:
         tx.messages.lock_contacts(contact_ids)
         workspaces = {w.id: workspace_from_row(w) for w in tx.workspaces.all()}
         overrides = tx.messages.contact_policies(contact_ids)
-        people: dict[int, Any] = {}
+        people: dict[int, ContactRecord] = {}
         for workspace_id in {r.workspace_id for r in policed}:
             for row in tx.contacts.by_ids(workspace_id, {r.contact_id for r in policed}):
                 people[row.id] = row
@@ -180,7 +181,7 @@ class SendPolicies:
         }
 
 
-def _step(row: Any, now: datetime, decision: Decision) -> dict[str, Any]:
+def _step(row: MessageRecord, now: datetime, decision: Decision) -> dict[str, Any]:
     reason: dict[str, Any] = {"why": decision.reason, "message": row.id, "channel": row.channel}
     if decision.until is not None:
         reason["until"] = decision.until.isoformat()

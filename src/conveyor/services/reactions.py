@@ -23,6 +23,7 @@ from conveyor.services.contact_writer import ContactWriter
 from conveyor.services.delivery import mark_lists
 from conveyor.services.outgoing import message_props
 from conveyor.services.workspaces import workspace_from_row
+from conveyor.store.records import MessageRecord
 from conveyor.store.store import Store, Tx
 
 
@@ -49,7 +50,9 @@ class Reactions:
 
     # --- tracking links ----------------------------------------------------------------------
 
-    def _message(self, tx: Tx, kind: str, token: str) -> tuple[Workspace, Any, tracking.TokenData]:
+    def _message(
+        self, tx: Tx, kind: str, token: str
+    ) -> tuple[Workspace, MessageRecord, tracking.TokenData]:
         workspace_id = tracking.workspace_of(token)
         row = tx.workspaces.get(workspace_id) if workspace_id is not None else None
         data = tracking.verify(row.secret, kind, token) if row is not None else None
@@ -310,7 +313,7 @@ class Reactions:
             writer.flush()
 
 
-def _props(tx: Tx, message: Any) -> dict[str, Any]:
+def _props(tx: Tx, message: MessageRecord) -> dict[str, Any]:
     found = (
         tx.automations.by_ids([message.automation_id]).get(message.automation_id)
         if message.automation_id

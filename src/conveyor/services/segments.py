@@ -140,7 +140,7 @@ class Segments:
         with self.store.read() as tx:
             ctx = self._context(tx, workspace)
             condition = ctx.segment(key).condition if key else ctx.parse(raw)
-            return tx.conn.execute(ctx.sql(self.clock.now()).count_query(condition)).scalar_one()
+            return tx.audiences.count(ctx.scope(self.clock.now()), condition)
 
     def members(
         self, workspace: Workspace, key: str, *, cursor: str | None = None, limit: int = 50
@@ -149,10 +149,12 @@ class Segments:
             raise InvalidInput("limit", "must be between 1 and 500")
         with self.store.read() as tx:
             ctx = self._context(tx, workspace)
-            stmt = ctx.sql(self.clock.now()).members_query(
-                ctx.segment(key).condition, after_id=decode_cursor(cursor), limit=limit + 1
+            rows = tx.audiences.members(
+                ctx.scope(self.clock.now()),
+                ctx.segment(key).condition,
+                after_id=decode_cursor(cursor),
+                limit=limit + 1,
             )
-            rows = list(tx.conn.execute(stmt))
             more = len(rows) > limit
             rows = rows[:limit]
             items = self.contacts._views(tx, workspace, rows)
@@ -215,10 +217,7 @@ class Segments:
         self, tx: Tx, ctx: ConditionContext, segment: Segment, now: datetime
     ) -> tuple[int, int]:
         """Recompute one segment's members in SQL; record who entered and who left."""
-        stmt = ctx.sql(now).members_query(segment.condition, after_id=None, limit=None)
-        current = {
-            row.id for row in tx.conn.execute(stmt.with_only_columns(stmt.selected_columns.id))
-        }
+        current = tx.audiences.member_ids(ctx.scope(now), segment.condition)
         stored = tx.segments.member_ids(segment.id)
         entered, exited = sorted(current - stored), sorted(stored - current)
         tx.segments.enter([(segment.id, c) for c in entered], now)

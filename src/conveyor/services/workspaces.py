@@ -11,6 +11,7 @@ from typing import Any
 from conveyor.clock import Clock
 from conveyor.domain.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from conveyor.domain.workspaces import KeyKind, Workspace, check_workspace_name
+from conveyor.store.records import ApiKeyRecord, WorkspaceRecord
 from conveyor.store.store import Store, Tx
 
 KEY_PREFIX = "cvk_"
@@ -41,7 +42,7 @@ def hash_key(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def workspace_from_row(row: Any) -> Workspace:
+def workspace_from_row(row: WorkspaceRecord) -> Workspace:
     return Workspace(id=row.id, name=row.name, secret=row.secret, settings=dict(row.settings or {}))
 
 
@@ -60,7 +61,7 @@ class Workspaces:
             now = self.clock.now()
             workspace_id = tx.workspaces.create(name, secrets.token_hex(32), settings or {}, now)
             key = self._add_key(tx, workspace_id, name, KeyKind.ADMIN, "initial admin key", now)
-            return workspace_from_row(tx.workspaces.get(workspace_id)), key
+            return workspace_from_row(self._stored(tx, workspace_id)), key
 
         return self.store.transact(work)
 
@@ -87,13 +88,19 @@ class Workspaces:
 
     def update_settings(self, workspace: Workspace, changes: dict[str, Any]) -> Workspace:
         def work(tx: Tx) -> Workspace:
-            row = tx.workspaces.get(workspace.id)
-            settings = {**(row.settings or {}), **changes}
+            settings = {**self._stored(tx, workspace.id).settings, **changes}
             settings = {k: v for k, v in settings.items() if v is not None}
             tx.workspaces.set_settings(workspace.id, settings)
-            return workspace_from_row(tx.workspaces.get(workspace.id))
+            return workspace_from_row(self._stored(tx, workspace.id))
 
         return self.store.transact(work)
+
+    @staticmethod
+    def _stored(tx: Tx, workspace_id: int) -> WorkspaceRecord:
+        row = tx.workspaces.get(workspace_id)
+        if row is None:
+            raise NotFound(f"no workspace {workspace_id}")
+        return row
 
     # --- keys -----------------------------------------------------------------------------
 
@@ -126,7 +133,7 @@ class Workspaces:
         )
         return NewKey(key_id, workspace_name, kind, name, secret)
 
-    def keys(self, workspace: Workspace) -> list[Any]:
+    def keys(self, workspace: Workspace) -> list[ApiKeyRecord]:
         with self.store.read() as tx:
             return tx.workspaces.keys(workspace.id)
 
@@ -143,7 +150,7 @@ class Workspaces:
         if not secret:
             raise Unauthorized("send an API key as 'Authorization: Bearer KEY'")
         with self.store.read() as tx:
-            row = tx.workspaces.key_by_hash(hash_key(secret))
-        if row is None:
+            key = tx.workspaces.key_by_hash(hash_key(secret))
+        if key is None:
             raise Unauthorized("unknown or revoked API key")
-        return Principal(workspace_from_row(row), KeyKind(row.kind), row.key_id)
+        return Principal(workspace_from_row(key.workspace), KeyKind(key.kind), key.key_id)

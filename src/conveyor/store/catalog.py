@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
+from conveyor.store.records import FieldRecord, ListRecord
 from conveyor.store.schema import field_definitions, lists, subscriptions
 
 
@@ -16,14 +17,15 @@ class CatalogQueries:
 
     # --- custom fields --------------------------------------------------------------------
 
-    def fields(self, workspace_id: int) -> list[Any]:
-        return list(
-            self.conn.execute(
+    def fields(self, workspace_id: int) -> list[FieldRecord]:
+        return [
+            FieldRecord.from_row(row)
+            for row in self.conn.execute(
                 select(field_definitions)
                 .where(field_definitions.c.workspace_id == workspace_id)
                 .order_by(field_definitions.c.key)
             )
-        )
+        ]
 
     def add_fields(self, workspace_id: int, rows: list[dict[str, Any]], now: datetime) -> None:
         if rows:
@@ -50,12 +52,13 @@ class CatalogQueries:
 
     # --- lists ----------------------------------------------------------------------------
 
-    def lists(self, workspace_id: int) -> list[Any]:
-        return list(
-            self.conn.execute(
+    def lists(self, workspace_id: int) -> list[ListRecord]:
+        return [
+            ListRecord.from_row(row)
+            for row in self.conn.execute(
                 select(lists).where(lists.c.workspace_id == workspace_id).order_by(lists.c.key)
             )
-        )
+        ]
 
     def add_list(
         self, workspace_id: int, key: str, name: str, double_opt_in: bool, now: datetime

@@ -1,4 +1,5 @@
-"""Conditions compiled to SQL over `contacts`, for SQLite and PostgreSQL.
+"""Conditions compiled to SQL over `contacts`, for SQLite and PostgreSQL, and the audiences
+they describe (`AudienceQueries`: counted, as ids, or a page of contacts).
 
 Every predicate compiles to an expression that is never NULL, so `NOT` and `OR` behave as in
 the single-contact evaluator (`conveyor.domain.evaluation`), whose rules this mirrors: wrong JSON
@@ -9,6 +10,7 @@ contact's own. A property test checks that both give the same members.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import available_timezones
@@ -16,6 +18,7 @@ from zoneinfo import available_timezones
 import orjson
 from sqlalchemy import (
     Boolean,
+    Connection,
     Float,
     String,
     and_,
@@ -52,6 +55,7 @@ from conveyor.domain.conditions import (
 from conveyor.domain.errors import InvalidInput
 from conveyor.domain.evaluation import anniversary_days, local_today, local_window
 from conveyor.domain.fields import FieldType, format_datetime
+from conveyor.store.records import ContactRecord
 from conveyor.store.schema import (
     automations,
     contact_tags,
@@ -494,6 +498,59 @@ class ConditionSQL:
         return and_(x.is_not(None), x == value)
 
 
+@dataclass(frozen=True)
+class AudienceScope:
+    """What a condition is decided against: one workspace's lists (key → id) and segments
+    (key → condition), the timezone of contacts without one, and the moment."""
+
+    workspace_id: int
+    now: datetime
+    lists: dict[str, int]
+    segments: dict[str, Condition] = field(default_factory=dict)
+    default_timezone: str = "UTC"
+
+
+class AudienceQueries:
+    """Who meets a condition, in one statement: how many, their ids, or a page of them."""
+
+    def __init__(self, conn: Connection, dialect: str) -> None:
+        self._conn = conn
+        self._dialect = dialect
+
+    def _compiler(self, scope: AudienceScope) -> ConditionSQL:
+        return ConditionSQL(
+            self._dialect,
+            scope.workspace_id,
+            scope.now,
+            lists=scope.lists,
+            segments=scope.segments,
+            default_timezone=scope.default_timezone,
+        )
+
+    def count(self, scope: AudienceScope, condition: Condition) -> int:
+        stmt = self._compiler(scope).count_query(condition)
+        return int(self._conn.execute(stmt).scalar_one())
+
+    def member_ids(self, scope: AudienceScope, condition: Condition) -> set[int]:
+        stmt = select(contacts.c.id).where(
+            contacts.c.workspace_id == scope.workspace_id,
+            self._compiler(scope).where(condition),
+        )
+        return set(self._conn.execute(stmt).scalars())
+
+    def members(
+        self,
+        scope: AudienceScope,
+        condition: Condition,
+        *,
+        after_id: int | None = None,
+        limit: int | None = None,
+    ) -> list[ContactRecord]:
+        """The contacts who meet it, by id, from after `after_id`; all of them without a limit."""
+        stmt = self._compiler(scope).members_query(condition, after_id=after_id, limit=limit)
+        return [ContactRecord.from_row(row) for row in self._conn.execute(stmt)]
+
+
 def _holds(op: str, left: float, right: float) -> bool:
     return {
         "gt": left > right,
@@ -512,4 +569,4 @@ def _sqlite_path(path: tuple[str, ...]) -> str:
     return out
 
 
-__all__ = ["ConditionSQL", "String"]
+__all__ = ["AudienceQueries", "AudienceScope", "ConditionSQL", "String"]

@@ -21,6 +21,7 @@ from sqlalchemy import (
     update,
 )
 
+from conveyor.store.records import ContactRecord
 from conveyor.store.schema import contact_aliases, contact_tags, contacts, events, subscriptions
 
 _CHUNK = 500  # keeps IN lists well under every driver's parameter limit
@@ -49,13 +50,13 @@ class ContactQueries:
                 {"ws": workspace_id, "keys": keys},
             )
 
-    def _select(self, stmt: Select[Any]) -> list[Any]:
+    def _select(self, stmt: Select[Any]) -> list[ContactRecord]:
         if self.lock_rows:
             stmt = stmt.order_by(contacts.c.id).with_for_update()
-        return list(self.conn.execute(stmt))
+        return [ContactRecord.from_row(row) for row in self.conn.execute(stmt)]
 
-    def by_ids(self, workspace_id: int, ids: Iterable[int]) -> list[Any]:
-        rows: list[Any] = []
+    def by_ids(self, workspace_id: int, ids: Iterable[int]) -> list[ContactRecord]:
+        rows: list[ContactRecord] = []
         for chunk in _chunks(ids):
             rows += self._select(
                 select(contacts).where(
@@ -64,8 +65,10 @@ class ContactQueries:
             )
         return rows
 
-    def by_external_ids(self, workspace_id: int, external_ids: Iterable[str]) -> list[Any]:
-        rows: list[Any] = []
+    def by_external_ids(
+        self, workspace_id: int, external_ids: Iterable[str]
+    ) -> list[ContactRecord]:
+        rows: list[ContactRecord] = []
         for chunk in _chunks(external_ids):
             rows += self._select(
                 select(contacts).where(
@@ -74,8 +77,8 @@ class ContactQueries:
             )
         return rows
 
-    def by_emails(self, workspace_id: int, emails: Iterable[str]) -> list[Any]:
-        rows: list[Any] = []
+    def by_emails(self, workspace_id: int, emails: Iterable[str]) -> list[ContactRecord]:
+        rows: list[ContactRecord] = []
         for chunk in _chunks(emails):
             rows += self._select(
                 select(contacts).where(
@@ -84,14 +87,15 @@ class ContactQueries:
             )
         return rows
 
-    def by_phone(self, workspace_id: int, phone: str) -> Any:
+    def by_phone(self, workspace_id: int, phone: str) -> ContactRecord | None:
         """The contact with this (E.164) phone number; the oldest if several share it."""
-        return self.conn.execute(
+        row = self.conn.execute(
             select(contacts)
             .where(contacts.c.workspace_id == workspace_id, contacts.c.phone == phone)
             .order_by(contacts.c.id)
             .limit(1)
         ).first()
+        return ContactRecord.from_row(row) if row is not None else None
 
     def alias_targets(self, workspace_id: int, anonymous_ids: Iterable[str]) -> dict[str, int]:
         found: dict[str, int] = {}
@@ -276,7 +280,7 @@ class ContactQueries:
         list_id: int | None = None,
         list_status: str | None = None,
         since: datetime | None = None,
-    ) -> list[Any]:
+    ) -> list[ContactRecord]:
         stmt = select(contacts).where(contacts.c.workspace_id == workspace_id)
         if after_id is not None:
             stmt = stmt.where(contacts.c.id > after_id)
@@ -297,4 +301,7 @@ class ContactQueries:
             if list_status is not None:
                 members = members.where(subscriptions.c.status == list_status)
             stmt = stmt.where(contacts.c.id.in_(members))
-        return list(self.conn.execute(stmt.order_by(contacts.c.id).limit(limit)))
+        return [
+            ContactRecord.from_row(row)
+            for row in self.conn.execute(stmt.order_by(contacts.c.id).limit(limit))
+        ]

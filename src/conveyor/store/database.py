@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import random
 import threading
 import time
@@ -13,15 +14,31 @@ from typing import Any, TypeVar
 import orjson
 from sqlalchemy import Connection, create_engine, event
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
+
+from conveyor.domain.errors import InvalidInput
 
 T = TypeVar("T")
+log = logging.getLogger("conveyor.store")
 
 # PostgreSQL error codes that mean "another transaction got there first; try again".
 _RETRYABLE_PG = {"40001", "40P01", "23505"}
 # Every PostgreSQL write transaction holds this advisory lock shared; a log consumer takes it
 # exclusively for an instant to learn the highest event id below which all writers committed.
 LOG_LOCK = 0x636F6E76
+
+
+@contextlib.contextmanager
+def refusals() -> Iterator[None]:
+    """A value the database cannot hold (out of range, a NUL character) that slipped past
+    validation is bad input, not a server error: the driver's DataError goes no further."""
+    try:
+        yield
+    except DataError as exc:
+        log.warning("database refused a value: %s", exc.orig)
+        raise InvalidInput(
+            "", "a value could not be stored (out of range, or a NUL character)"
+        ) from exc
 
 
 def normalize_url(url: str) -> str:

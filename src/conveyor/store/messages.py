@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, select, update
 
+from conveyor.store.records import MessageRecord, RecentSend, SuppressionRecord
 from conveyor.store.schema import contact_policies, outbox, suppressions
 
 _CHUNK = 500
@@ -19,7 +20,7 @@ class MessageQueries:
         self.conn = conn
         self.dialect = dialect
 
-    def claim(self, now: datetime, limit: int, lease: timedelta) -> list[Any]:
+    def claim(self, now: datetime, limit: int, lease: timedelta) -> list[MessageRecord]:
         """Due messages (pending and due, or claimed by a worker whose lease ran out), marked
         `sending` until `now + lease` for this worker. Higher priority first, then oldest due.
 
@@ -52,9 +53,9 @@ class MessageQueries:
                 sent_at=now,
             )
         )
-        rows = self.conn.execute(select(outbox).where(outbox.c.id.in_(ids))).all()
+        rows = self.conn.execute(select(outbox).where(outbox.c.id.in_(ids)))
         order = {id_: i for i, id_ in enumerate(ids)}
-        return sorted(rows, key=lambda r: order[r.id])
+        return sorted(map(MessageRecord.from_row, rows), key=lambda r: order[r.id])
 
     def finish(self, rows: list[dict[str, Any]]) -> int:
         """Record outcomes of claimed rows. Each row has `id`, `claimed_attempts` and the columns
@@ -102,13 +103,13 @@ class MessageQueries:
 
     def recent_sends(
         self, contact_ids: Iterable[int], since: datetime, exclude: Iterable[int]
-    ) -> list[Any]:
+    ) -> list[RecentSend]:
         """Marketing messages sent, or being sent, to these contacts since `since`."""
         ids, skip = sorted(set(contact_ids)), set(exclude)
-        out: list[Any] = []
+        out: list[RecentSend] = []
         for start in range(0, len(ids), _CHUNK):
             out += [
-                row
+                RecentSend.from_row(row)
                 for row in self.conn.execute(
                     select(
                         outbox.c.id,
@@ -178,17 +179,21 @@ class MessageQueries:
                 )
             )
 
-    def get(self, workspace_id: int, message_id: int) -> Any:
-        return self.conn.execute(
+    def get(self, workspace_id: int, message_id: int) -> MessageRecord | None:
+        row = self.conn.execute(
             select(outbox).where(outbox.c.workspace_id == workspace_id, outbox.c.id == message_id)
         ).first()
+        return MessageRecord.from_row(row) if row is not None else None
 
-    def by_id(self, message_id: int) -> Any:
-        return self.conn.execute(select(outbox).where(outbox.c.id == message_id)).first()
+    def by_id(self, message_id: int) -> MessageRecord | None:
+        row = self.conn.execute(select(outbox).where(outbox.c.id == message_id)).first()
+        return MessageRecord.from_row(row) if row is not None else None
 
-    def by_provider_ids(self, workspace_id: int, provider_ids: Iterable[str]) -> dict[str, Any]:
+    def by_provider_ids(
+        self, workspace_id: int, provider_ids: Iterable[str]
+    ) -> dict[str, MessageRecord]:
         wanted = [p for p in set(provider_ids) if p]
-        found: dict[str, Any] = {}
+        found: dict[str, MessageRecord] = {}
         for start in range(0, len(wanted), _CHUNK):
             for row in self.conn.execute(
                 select(outbox).where(
@@ -196,7 +201,7 @@ class MessageQueries:
                     outbox.c.provider_id.in_(wanted[start : start + _CHUNK]),
                 )
             ):
-                found[row.provider_id] = row
+                found[row.provider_id] = MessageRecord.from_row(row)
         return found
 
     def page(
@@ -208,7 +213,7 @@ class MessageQueries:
         channel: str | None = None,
         after_id: int | None = None,
         limit: int = 100,
-    ) -> list[Any]:
+    ) -> list[MessageRecord]:
         stmt = select(outbox).where(outbox.c.workspace_id == workspace_id)
         if contact_id is not None:
             stmt = stmt.where(outbox.c.contact_id == contact_id)
@@ -218,7 +223,10 @@ class MessageQueries:
             stmt = stmt.where(outbox.c.channel == channel)
         if after_id is not None:
             stmt = stmt.where(outbox.c.id > after_id)
-        return list(self.conn.execute(stmt.order_by(outbox.c.id).limit(limit)))
+        return [
+            MessageRecord.from_row(row)
+            for row in self.conn.execute(stmt.order_by(outbox.c.id).limit(limit))
+        ]
 
     def set_status(self, message_id: int, status: str) -> None:
         """A site message the visitor clicked or dismissed: no longer offered."""
@@ -253,10 +261,10 @@ class MessageQueries:
 
     def suppressed(
         self, workspace_id: int, channel: str, addresses: Iterable[str]
-    ) -> dict[str, Any]:
+    ) -> dict[str, SuppressionRecord]:
         """Which of `addresses` (emails, "@domain"s, phone numbers) are suppressed, with why."""
         wanted = sorted({a for a in addresses if a})
-        found: dict[str, Any] = {}
+        found: dict[str, SuppressionRecord] = {}
         for start in range(0, len(wanted), _CHUNK):
             for row in self.conn.execute(
                 select(suppressions).where(
@@ -265,7 +273,7 @@ class MessageQueries:
                     suppressions.c.address.in_(wanted[start : start + _CHUNK]),
                 )
             ):
-                found[row.address] = row
+                found[row.address] = SuppressionRecord.from_row(row)
         return found
 
     def suppress(
@@ -316,14 +324,15 @@ class MessageQueries:
 
     def suppression_page(
         self, workspace_id: int, channel: str | None, after: str | None, limit: int
-    ) -> list[Any]:
+    ) -> list[SuppressionRecord]:
         stmt = select(suppressions).where(suppressions.c.workspace_id == workspace_id)
         if channel is not None:
             stmt = stmt.where(suppressions.c.channel == channel)
         if after is not None:
             stmt = stmt.where(suppressions.c.address > after)
-        return list(
-            self.conn.execute(
+        return [
+            SuppressionRecord.from_row(row)
+            for row in self.conn.execute(
                 stmt.order_by(suppressions.c.address, suppressions.c.channel).limit(limit)
             )
-        )
+        ]

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
+from conveyor.store.records import SegmentRecord
 from conveyor.store.schema import events, log_cursors, segment_members, segments
 
 
@@ -16,28 +17,33 @@ class SegmentQueries:
         self.conn = conn
         self.dialect = dialect
 
-    def all(self, workspace_id: int) -> list[Any]:
-        return list(
-            self.conn.execute(
+    def all(self, workspace_id: int) -> list[SegmentRecord]:
+        return [
+            SegmentRecord.from_row(row)
+            for row in self.conn.execute(
                 select(segments)
                 .where(segments.c.workspace_id == workspace_id)
                 .order_by(segments.c.key)
             )
-        )
+        ]
 
-    def in_workspaces(self, workspace_ids: Iterable[int]) -> list[Any]:
-        return list(
-            self.conn.execute(
+    def in_workspaces(self, workspace_ids: Iterable[int]) -> list[SegmentRecord]:
+        return [
+            SegmentRecord.from_row(row)
+            for row in self.conn.execute(
                 select(segments)
                 .where(segments.c.workspace_id.in_(list(workspace_ids)))
                 .order_by(segments.c.id)
             )
-        )
+        ]
 
-    def time_based(self) -> list[Any]:
-        return list(
-            self.conn.execute(select(segments).where(segments.c.time_based).order_by(segments.c.id))
-        )
+    def time_based(self) -> list[SegmentRecord]:
+        return [
+            SegmentRecord.from_row(row)
+            for row in self.conn.execute(
+                select(segments).where(segments.c.time_based).order_by(segments.c.id)
+            )
+        ]
 
     def add(self, workspace_id: int, values: dict[str, Any], now: datetime) -> int:
         return self.conn.execute(

@@ -10,8 +10,9 @@ from sqlalchemy import Connection
 
 from conveyor.store.automations import AutomationQueries
 from conveyor.store.catalog import CatalogQueries
+from conveyor.store.conditions import AudienceQueries
 from conveyor.store.contacts import ContactQueries
-from conveyor.store.database import Database
+from conveyor.store.database import Database, refusals
 from conveyor.store.events import EventQueries
 from conveyor.store.messages import MessageQueries
 from conveyor.store.segments import SegmentQueries
@@ -22,10 +23,12 @@ T = TypeVar("T")
 
 
 class Tx:
-    """One open transaction; everything done through it commits or rolls back together."""
+    """One open transaction; everything done through it commits or rolls back together.
+
+    Its connection is the store's own: callers go through the query objects, never SQL."""
 
     def __init__(self, conn: Connection, *, writing: bool, dialect: str) -> None:
-        self.conn = conn
+        self._conn = conn
         self.writing = writing
         self.dialect = dialect
         self.workspaces = WorkspaceQueries(conn)
@@ -36,6 +39,7 @@ class Tx:
         self.automations = AutomationQueries(conn, dialect)
         self.messages = MessageQueries(conn, dialect)
         self.templates = TemplateQueries(conn)
+        self.audiences = AudienceQueries(conn, dialect)
 
 
 class Store:
@@ -48,12 +52,12 @@ class Store:
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Tx]:
-        with self.db.write_connection() as conn:
+        with refusals(), self.db.write_connection() as conn:
             yield Tx(conn, writing=True, dialect=self.dialect)
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Tx]:
-        with self.db.read_connection() as conn:
+        with refusals(), self.db.read_connection() as conn:
             yield Tx(conn, writing=False, dialect=self.dialect)
 
     @contextlib.contextmanager

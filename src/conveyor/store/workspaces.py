@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
+from conveyor.store.records import ApiKeyRecord, LiveKey, WorkspaceRecord
 from conveyor.store.schema import api_keys, workspaces
 
 
@@ -21,14 +22,19 @@ class WorkspaceQueries:
             .returning(workspaces.c.id)
         ).scalar_one()
 
-    def get(self, workspace_id: int) -> Any:
-        return self.conn.execute(select(workspaces).where(workspaces.c.id == workspace_id)).first()
+    def get(self, workspace_id: int) -> WorkspaceRecord | None:
+        row = self.conn.execute(select(workspaces).where(workspaces.c.id == workspace_id)).first()
+        return WorkspaceRecord.from_row(row) if row is not None else None
 
-    def by_name(self, name: str) -> Any:
-        return self.conn.execute(select(workspaces).where(workspaces.c.name == name)).first()
+    def by_name(self, name: str) -> WorkspaceRecord | None:
+        row = self.conn.execute(select(workspaces).where(workspaces.c.name == name)).first()
+        return WorkspaceRecord.from_row(row) if row is not None else None
 
-    def all(self) -> list[Any]:
-        return list(self.conn.execute(select(workspaces).order_by(workspaces.c.id)))
+    def all(self) -> list[WorkspaceRecord]:
+        return [
+            WorkspaceRecord.from_row(row)
+            for row in self.conn.execute(select(workspaces).order_by(workspaces.c.id))
+        ]
 
     def count(self) -> int:
         return len(self.conn.execute(select(workspaces.c.id)).all())
@@ -56,34 +62,30 @@ class WorkspaceQueries:
             .returning(api_keys.c.id)
         ).scalar_one()
 
-    def key_by_hash(self, key_hash: str) -> Any:
-        """The live key with this hash, joined with its workspace."""
-        return self.conn.execute(
-            select(
-                api_keys.c.id.label("key_id"),
-                api_keys.c.kind,
-                workspaces.c.id,
-                workspaces.c.name,
-                workspaces.c.secret,
-                workspaces.c.settings,
-            )
+    def key_by_hash(self, key_hash: str) -> LiveKey | None:
+        """The live key with this hash, with its workspace."""
+        row = self.conn.execute(
+            select(api_keys.c.id.label("key_id"), api_keys.c.kind, workspaces)
             .join(workspaces, workspaces.c.id == api_keys.c.workspace_id)
             .where(api_keys.c.key_hash == key_hash, api_keys.c.revoked_at.is_(None))
         ).first()
+        return LiveKey.from_row(row) if row is not None else None
 
-    def keys(self, workspace_id: int) -> list[Any]:
-        return list(
-            self.conn.execute(
+    def keys(self, workspace_id: int) -> list[ApiKeyRecord]:
+        return [
+            ApiKeyRecord.from_row(row)
+            for row in self.conn.execute(
                 select(api_keys)
                 .where(api_keys.c.workspace_id == workspace_id)
                 .order_by(api_keys.c.id)
             )
-        )
+        ]
 
-    def key(self, workspace_id: int, key_id: int) -> Any:
-        return self.conn.execute(
+    def key(self, workspace_id: int, key_id: int) -> ApiKeyRecord | None:
+        row = self.conn.execute(
             select(api_keys).where(api_keys.c.workspace_id == workspace_id, api_keys.c.id == key_id)
         ).first()
+        return ApiKeyRecord.from_row(row) if row is not None else None
 
     def revoke_key(self, workspace_id: int, key_id: int, now: datetime) -> bool:
         """Compare-and-set: False when the key does not exist here or was already revoked."""

@@ -22,8 +22,7 @@ def sweep(tick: Tick, automation_ids: list[int]) -> int:
         for trigger in automation.triggers:
             if trigger.date is None or trigger.date.field not in ctx.fields:
                 continue
-            stmt = ctx.sql(now).members_query(falls_today(trigger.date), after_id=None, limit=None)
-            people = list(tick.tx.conn.execute(stmt))
+            people = tick.tx.audiences.members(ctx.scope(now), falls_today(trigger.date))
             recent = tick.tx.automations.recent_triggers(
                 row.id, [p.id for p in people], now - timedelta(days=2)
             )
