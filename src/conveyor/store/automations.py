@@ -6,8 +6,9 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 
+from conveyor.store import bulk
 from conveyor.store.schema import automation_versions, automations, outbox, runs, steps
 
 
@@ -122,15 +123,8 @@ class AutomationQueries:
         return list(self.conn.execute(stmt))
 
     def save_runs(self, rows: list[dict[str, Any]]) -> None:
-        """Write back runs after a tick. Each row has `run_id` and the columns to set."""
-        if rows:
-            columns = [k for k in rows[0] if k != "run_id"]
-            self.conn.execute(
-                update(runs)
-                .where(runs.c.id == bindparam("run_id"))
-                .values({c: bindparam(c) for c in columns}),
-                rows,
-            )
+        """Write back runs after a tick. Each row has `id` and the columns to set (the same)."""
+        bulk.update(self.conn, runs, "id", rows)
 
     def of_contacts(
         self,
@@ -231,8 +225,7 @@ class AutomationQueries:
     # --- steps and the outbox ----------------------------------------------------------------
 
     def add_steps(self, rows: list[dict[str, Any]]) -> None:
-        if rows:
-            self.conn.execute(insert(steps), rows)
+        bulk.insert(self.conn, steps, rows)
 
     def step_counts(self, automation_id: int) -> list[Any]:
         return list(
@@ -256,8 +249,7 @@ class AutomationQueries:
         return list(self.conn.execute(stmt.order_by(steps.c.id.desc()).limit(limit)))
 
     def add_messages(self, rows: list[dict[str, Any]]) -> None:
-        if rows:
-            self.conn.execute(insert(outbox), rows)
+        bulk.insert(self.conn, outbox, rows)
 
 
 def day_ago(now: datetime) -> datetime:

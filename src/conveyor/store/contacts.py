@@ -21,6 +21,7 @@ from sqlalchemy import (
     update,
 )
 
+from conveyor.store import bulk
 from conveyor.store.records import ContactRecord
 from conveyor.store.schema import contact_aliases, contact_tags, contacts, events, subscriptions
 
@@ -208,8 +209,7 @@ class ContactQueries:
             self.conn.execute(insert(contact_aliases), rows)
 
     def add_tags(self, rows: list[dict[str, Any]]) -> None:
-        if rows:
-            self.conn.execute(insert(contact_tags), rows)
+        bulk.insert(self.conn, contact_tags, rows)
 
     def remove_tags(self, pairs: list[tuple[int, str]]) -> None:
         if pairs:

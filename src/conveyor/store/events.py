@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
 
+from conveyor.store import bulk
 from conveyor.store.schema import events, log_cursors
 
 
@@ -31,8 +32,7 @@ class EventQueries:
 
     def append(self, rows: list[dict[str, Any]]) -> None:
         """Append events in the given order; the log's ids grow in that order."""
-        if rows:
-            self.conn.execute(insert(events), rows)
+        bulk.insert(self.conn, events, rows)
 
     def page(
         self,

@@ -105,7 +105,8 @@ class Engine:
             for workspace_id, runs in by_workspace.items():
                 tick = Tick(self, tx, self.log.contexts.get(tx, workspaces[workspace_id]), now)
                 tick.load({run.contact_id for run in runs})
-                tick.agenda = [tick.adopt(run) for run in runs]
+                for run in runs:
+                    tick.plan(tick.adopt(run))
                 tick.drain()
                 tick.flush()
         return len(claimed)

@@ -23,21 +23,18 @@ def on_events(tick: Tick, rows: list[Any], index: TriggerIndex[int]) -> None:
             continue
         props = event.properties or {}
         for automation_id, _ in index.matching(event.name, props):
-            if any(
-                r.automation_id == automation_id and r.contact_id == event.contact_id
-                for r in tick.agenda
-            ):
+            if tick.pending(event.contact_id, automation_id):
                 tick.drain()
             trigger = trigger_properties(event.name, event.kind, props)
             tick.enroll(automation_id, event.contact_id, trigger, source=event.name)
         for run in list(tick.inside.get(event.contact_id, ())):
-            if run.status != "active" or run.new or run in tick.agenda:
+            if run.status != "active" or run.new or id(run) in tick.planned:
                 continue
             automation = tick.automation(run.automation_id, run.version)
             if any(
                 dependencies(c).touched_by(event.name, props) for c in automation.watched(run.node)
             ):
-                tick.agenda.append(run)
+                tick.plan(run)
     tick.drain()
 
 

@@ -59,7 +59,8 @@ class Tick:
         self.known: dict[int, LiveRun] = {}  # stored runs by id
         self.entries: dict[tuple[int, int], list[datetime]] = {}  # (contact, automation)
         self.touched: dict[int, LiveRun] = {}  # by id(run), in order
-        self.agenda: list[LiveRun] = []
+        self.agenda: list[LiveRun] = []  # runs to advance now, in order (see `plan`)
+        self.planned: set[int] = set()  # id(run) of the runs on the agenda
         self.steps: list[tuple[LiveRun | None, dict[str, Any]]] = []
         self.messages: list[tuple[LiveRun, int, dict[str, Any]]] = []
         self.running: LiveRun | None = None
@@ -159,7 +160,7 @@ class Tick:
         for victim in decision.preempt:
             self.preempt(contact_id, victim, row.key, automation)
         if not queued:
-            self.agenda.append(run)
+            self.plan(run)
         return decision
 
     def preempt(
@@ -178,10 +179,28 @@ class Tick:
 
     # --- advancing -----------------------------------------------------------------------------
 
+    def plan(self, run: LiveRun) -> None:
+        if id(run) not in self.planned:
+            self.planned.add(id(run))
+            self.agenda.append(run)
+
+    def pending(self, contact_id: int, automation_id: int) -> bool:
+        """Whether a run of this contact in this automation waits on the agenda."""
+        return any(
+            r.automation_id == automation_id and id(r) in self.planned
+            for r in self.inside.get(contact_id, ())
+        )
+
     def drain(self) -> None:
         """Advance every run on the agenda (entries, wake-ups, releases, due runs)."""
-        while self.agenda:
-            run = self.agenda.pop(0)
+        agenda, self.agenda = self.agenda, []
+        agenda.reverse()
+        while agenda or self.agenda:
+            if not agenda:
+                agenda, self.agenda = self.agenda, []
+                agenda.reverse()
+            run = agenda.pop()
+            self.planned.discard(id(run))
             if run.status != "active":
                 continue
             if run.advanced >= MAX_ADVANCES:
@@ -302,7 +321,7 @@ class Tick:
                 waiting.status, waiting.state, waiting.entered_at = "active", {}, self.now
                 waiting.wake_at = self.now
                 self.touch(waiting)
-                self.agenda.append(waiting)
+                self.plan(waiting)
 
     def touch(self, run: LiveRun) -> None:
         run.changed = True
@@ -343,7 +362,7 @@ class Tick:
         new = [r for r in touched if r.new]
         ids = self.tx.automations.add_runs([r.insert_row(self.workspace.id) for r in new])
         self.tx.automations.save_runs(
-            [{"run_id": r.id, **r.columns()} for r in touched if not r.new]
+            [{**r.columns(), "id": r.id} for r in touched if not r.new]
         )
         for run, run_id in zip(new, ids, strict=True):
             run.id, run.new = run_id, False

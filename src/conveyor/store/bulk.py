@@ -1,0 +1,109 @@
+"""Bulk writes through the driver's own executemany, values encoded once, here.
+
+SQLAlchemy's per-row parameter processing (type processors, JSON, datetimes) was the largest
+share of the engine's CPU when a tick writes thousands of steps and events (see the README's
+performance notes). These statements are built once per table and column set, and values are
+encoded as SQLAlchemy would store them (the same JSON text, the same datetime format), so rows
+written here and rows written through SQLAlchemy read back alike. The dialect's differences
+(placeholders, JSONB casts) live here too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+import orjson
+from sqlalchemy import JSON, Connection, Table
+
+from conveyor.store.schema import UTCDateTime
+
+Encoder = Callable[[Any], Any]
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+@lru_cache(maxsize=4096)  # a tick stamps thousands of rows with the same few moments
+def _sqlite_time(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to the store; pass an aware UTC datetime")
+    # SQLAlchemy's SQLite DATETIME storage format, so both paths read back alike.
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _pg_time(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise ValueError("naive datetime given to the store; pass an aware UTC datetime")
+    return value
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+@lru_cache(maxsize=256)
+def _plan(
+    table: Table, columns: tuple[str, ...], dialect: str, where: str | None
+) -> tuple[str, tuple[Encoder, ...]]:
+    encoders: list[Encoder] = []
+    marks: list[str] = []
+    mark = "?" if dialect == "sqlite" else "%s"
+    for name in columns:
+        kind = table.c[name].type
+        if isinstance(kind, JSON):
+            encoders.append(_json)
+            marks.append(mark if dialect == "sqlite" else f"{mark}::jsonb")
+        elif isinstance(kind, UTCDateTime):
+            encoders.append(_sqlite_time if dialect == "sqlite" else _pg_time)
+            marks.append(mark)
+        else:
+            encoders.append(_same)
+            marks.append(mark)
+    quoted = [f'"{c}"' for c in columns]
+    if where is None:
+        sql = f"INSERT INTO {table.name} ({', '.join(quoted)}) VALUES ({', '.join(marks)})"
+    else:  # an update of every column but `where`, which is the last value of each row
+        sets = ", ".join(f"{q} = {m}" for q, m in zip(quoted[:-1], marks[:-1], strict=True))
+        sql = f'UPDATE {table.name} SET {sets} WHERE "{where}" = {marks[-1]}'
+    return sql, tuple(encoders)
+
+
+def _encoded(
+    rows: Sequence[dict[str, Any]], columns: tuple[str, ...], encoders: tuple[Encoder, ...]
+) -> list[tuple[Any, ...]]:
+    encode = [(i, e) for i, e in enumerate(encoders) if e is not _same]
+    out = []
+    for row in rows:
+        values = [row.get(name) for name in columns]
+        for i, encoder in encode:
+            values[i] = encoder(values[i])
+        out.append(tuple(values))
+    return out
+
+
+def insert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """INSERT many rows, in the order given (one statement per run of rows with the same keys)."""
+    start = 0
+    while start < len(rows):
+        columns = tuple(rows[start])
+        end = start + 1
+        while end < len(rows) and tuple(rows[end]) == columns:
+            end += 1
+        sql, encoders = _plan(table, columns, conn.dialect.name, None)
+        conn.exec_driver_sql(sql, _encoded(rows[start:end], columns, encoders))  # type: ignore[arg-type]
+        start = end
+
+
+def update(conn: Connection, table: Table, key: str, rows: Sequence[dict[str, Any]]) -> None:
+    """UPDATE many rows by `key` (the table's column): each row has it and the columns to set."""
+    if not rows:
+        return
+    columns = tuple(c for c in rows[0] if c != key) + (key,)
+    sql, encoders = _plan(table, columns, conn.dialect.name, key)
+    conn.exec_driver_sql(sql, _encoded(rows, columns, encoders))  # type: ignore[arg-type]
