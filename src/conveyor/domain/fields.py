@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, available_timezones
 
@@ -281,6 +282,7 @@ def parse_datetime(raw: Any) -> datetime | None:
         return None
 
 
+@lru_cache(maxsize=1024)  # the engine formats the same few moments for thousands of runs
 def format_datetime(moment: datetime) -> str:
     # One fixed shape, to the second, so stored values also compare correctly as text.
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

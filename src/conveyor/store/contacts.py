@@ -185,15 +185,12 @@ class ContactQueries:
 
     def update(self, rows: list[dict[str, Any]]) -> None:
         """Rewrite changed contacts; each row has `contact_id` and every column to set."""
-        if not rows:
-            return
-        columns = [key for key in rows[0] if key != "contact_id"]
-        self.conn.execute(
-            update(contacts)
-            .where(contacts.c.id == bindparam("contact_id"))
-            .values({name: bindparam(name) for name in columns}),
-            rows,
-        )
+        out = []
+        for row in rows:
+            values = {k: v for k, v in row.items() if k != "contact_id"}
+            values["id"] = row["contact_id"]
+            out.append(values)
+        bulk.update(self.conn, contacts, "id", out)
 
     def release_unique(self, contact_ids: list[int]) -> None:
         """Clear email and external id of contacts about to be rewritten with new ones."""

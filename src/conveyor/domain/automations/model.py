@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from conveyor.domain.conditions import Condition, PropertyIs
@@ -92,6 +93,18 @@ class Automation:
 
     def goals(self) -> list[Node]:
         return [n for n in self.nodes.values() if n.type == "goal"]
+
+    def goals_after(self, node_id: str) -> tuple[Node, ...]:
+        """The goals after this node in the file's order: where a run there may jump to."""
+        return self._goals_after.get(node_id, tuple(self.goals()))
+
+    @cached_property
+    def _goals_after(self) -> dict[str, tuple[Node, ...]]:
+        order = list(self.nodes)
+        return {
+            here: tuple(g for g in self.goals() if order.index(g.id) > order.index(here))
+            for here in order
+        }
 
     @property
     def level(self) -> int:

@@ -148,11 +148,8 @@ def goal_ahead(
     automation: Automation, node_id: str, facts: Snapshot, now: datetime, ev: Evaluator
 ) -> tuple[Node, Verdict] | None:
     """The first goal after the run's node (in the file's order) whose condition is met."""
-    order = list(automation.nodes)
-    position = order.index(node_id) if node_id in order else -1
-    for goal in automation.goals():
-        if order.index(goal.id) > position:
-            verdict = ev.evaluate(goal.condition, facts, now)  # type: ignore[arg-type]
-            if verdict.ok:
-                return goal, verdict
+    for goal in automation.goals_after(node_id):
+        verdict = ev.evaluate(goal.condition, facts, now)  # type: ignore[arg-type]
+        if verdict.ok:
+            return goal, verdict
     return None

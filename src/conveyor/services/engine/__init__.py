@@ -47,7 +47,7 @@ class Engine:
         """Follow the event log (segments, then triggers and wake-ups); how many events."""
         return self.log.process(limit)
 
-    def execute(self, limit: int = 200) -> int:
+    def execute(self, limit: int = 1000) -> int:
         """Advance up to `limit` runs whose timer is due; how many were claimed."""
         return self.store.transact(lambda tx: self._execute(tx, limit))
 
