@@ -56,3 +56,35 @@ def test_a_trigger_while_inside_is_skipped_with_its_reason(client, tenant, conve
     stats = client.get("/automations/cart/stats", headers=tenant.admin).json()
     assert stats["runs"] == {"active": 1}
     assert stats["nodes"]["entry"]["outcomes"] == {"entry_skipped": 1}
+
+
+def test_what_the_engine_keeps_follows_catalog_changes(client, tenant, conveyor):
+    """The engine keeps each workspace's parsed catalog between ticks: every change to
+    automations, fields, lists or segments must reach it (a trigger bumps catalog_version)."""
+    track = {"type": "track", "userId": "kim", "event": "signed_up"}
+    batch(client, tenant, [track])
+    conveyor.engine.run_until_idle()  # the catalog is now kept, with no automation in it
+    activate(client, tenant, {
+        "key": "hello",
+        "triggers": [{"event": "signed_up"}],
+        "entry": {"repeat": "every_time", "if": {"tag": "vip"}},
+        "nodes": [{"id": "tag", "type": "add_tag", "tag": "greeted"}],
+    })
+    r = client.post("/segments", headers=tenant.admin, json={"key": "vips", "condition": {"tag": "vip"}})
+    assert r.status_code in (200, 201), r.text
+    batch(client, tenant, [track])
+    conveyor.engine.run_until_idle()
+    assert contact(client, tenant, "kim")["tags"] == []  # entered the new automation? no: not vip
+    cid = contact(client, tenant, "kim")["id"]
+    client.post(f"/contacts/{cid}/tags", headers=tenant.admin, json={"tags": ["vip"]})
+    batch(client, tenant, [track])
+    conveyor.engine.run_until_idle()
+    assert sorted(contact(client, tenant, "kim")["tags"]) == ["greeted", "vip"]
+    members = client.get("/segments/vips/members", headers=tenant.admin).json()["items"]
+    assert [m["id"] for m in members] == [cid]
+    r = client.patch("/automations/hello", headers=tenant.admin, json={"status": "paused"})
+    assert r.status_code == 200, r.text
+    client.delete(f"/contacts/{cid}/tags/greeted", headers=tenant.admin)
+    batch(client, tenant, [track])
+    conveyor.engine.run_until_idle()
+    assert contact(client, tenant, "kim")["tags"] == ["vip"]  # paused: no entry

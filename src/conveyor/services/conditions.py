@@ -199,19 +199,29 @@ class ConditionContext:
 class Contexts:
     """Condition contexts kept between transactions, one per workspace, until its catalog
     changes: the store bumps a workspace's `catalog_version` (a database trigger) whenever its
-    fields, lists, automations or segments change, so every process sees every change."""
+    fields, lists, automations or segments change, or its name or settings, so every process
+    sees every change."""
 
     def __init__(self) -> None:
-        self._kept: dict[int, tuple[Any, ConditionContext]] = {}
+        self._kept: dict[int, tuple[int, ConditionContext]] = {}
 
     def get(self, tx: Tx, row: Any) -> ConditionContext:
         """The context of the workspace `row` (as read in this transaction)."""
-        stamp = (row.catalog_version, row.name, row.settings)
         kept = self._kept.get(row.id)
-        if kept is None or kept[0] != stamp:
-            kept = (stamp, ConditionContext(tx, _workspace(row)))
+        if kept is None or kept[0] != row.catalog_version:
+            kept = (row.catalog_version, ConditionContext(tx, _workspace(row)))
             self._kept[row.id] = kept
         return kept[1]
+
+    def current(self, tx: Tx, workspace_id: int, catalog_version: int) -> ConditionContext:
+        """The context of a workspace whose catalog version is known: read only if it moved."""
+        kept = self._kept.get(workspace_id)
+        if kept is not None and kept[0] == catalog_version:
+            return kept[1]
+        row = tx.workspaces.get(workspace_id)
+        if row is None:
+            raise NotFound(f"no workspace {workspace_id}")
+        return self.get(tx, row)
 
 
 def _workspace(row: Any) -> Workspace:

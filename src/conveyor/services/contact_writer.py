@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from conveyor.domain.contacts import (
@@ -35,7 +36,8 @@ from conveyor.store.store import Tx
 
 
 class Catalog:
-    """A workspace's declared fields and lists, loaded once per transaction."""
+    """A workspace's declared fields and lists, read at most once per transaction, and only
+    when a change needs them (a track call for a known contact needs neither)."""
 
     def __init__(
         self,
@@ -46,22 +48,33 @@ class Catalog:
         list_rows: list[Any] | None = None,
     ) -> None:
         """`field_rows`, `list_rows`: the catalog as already read in this transaction."""
-        self.fields: dict[str, FieldDefinition] = {}
-        if field_rows is None:
-            field_rows = tx.catalog.fields(workspace_id)
-        if list_rows is None:
-            list_rows = tx.catalog.lists(workspace_id)
-        for row in field_rows:
-            choices = tuple(row.choices) if row.choices is not None else None
-            self.fields[row.key] = FieldDefinition(row.key, FieldType(row.type), row.label, choices)
-        self.lists: dict[str, ListInfo] = {
-            row.key: ListInfo(row.id, row.key, row.name, row.double_opt_in)
-            for row in list_rows
-        }
-        self.lists_by_id = {info.id: info for info in self.lists.values()}
+        self._tx, self._workspace_id = tx, workspace_id
+        self._field_rows, self._list_rows = field_rows, list_rows
         self.pending_fields: list[FieldDefinition] = []
         # Declared by a prepared but not yet applied change; later items reuse the same type.
         self.pending: dict[str, FieldDefinition] = {}
+
+    @cached_property
+    def fields(self) -> dict[str, FieldDefinition]:
+        rows = self._field_rows
+        if rows is None:
+            rows = self._tx.catalog.fields(self._workspace_id)
+        out = {}
+        for row in rows:
+            choices = tuple(row.choices) if row.choices is not None else None
+            out[row.key] = FieldDefinition(row.key, FieldType(row.type), row.label, choices)
+        return out
+
+    @cached_property
+    def lists(self) -> dict[str, ListInfo]:
+        rows = self._list_rows
+        if rows is None:
+            rows = self._tx.catalog.lists(self._workspace_id)
+        return {row.key: ListInfo(row.id, row.key, row.name, row.double_opt_in) for row in rows}
+
+    @cached_property
+    def lists_by_id(self) -> dict[int, ListInfo]:
+        return {info.id: info for info in self.lists.values()}
 
     def declare(self, definition: FieldDefinition) -> None:
         if definition.key not in self.fields:

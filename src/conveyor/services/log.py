@@ -51,14 +51,12 @@ class LogConsumer:
         for row in batch:
             if row.contact_id is not None:
                 by_workspace[row.workspace_id].append(row)
-        if by_workspace:
-            workspaces = {row.id: row for row in tx.workspaces.all()}
-            for workspace_id, rows in by_workspace.items():
-                ctx = self.contexts.get(tx, workspaces[workspace_id])
-                for name, handler in self.handlers:
-                    if name in positions:
-                        mine = [r for r in rows if r.id > positions[name]]
-                        if mine:
-                            handler(tx, ctx, mine, now)
+        for workspace_id, rows in by_workspace.items():
+            ctx = self.contexts.current(tx, workspace_id, rows[-1].catalog_version)
+            for name, handler in self.handlers:
+                if name in positions:
+                    mine = [r for r in rows if r.id > positions[name]]
+                    if mine:
+                        handler(tx, ctx, mine, now)
         tx.events.move_cursors(list(positions), batch[-1].id)
         return len(batch)

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Connection, func, insert, select, update
 
 from conveyor.store import bulk
-from conveyor.store.schema import events, log_cursors
+from conveyor.store.schema import events, log_cursors, workspaces
 
 
 class EventQueries:
@@ -102,7 +102,8 @@ class EventQueries:
             self.conn.execute(insert(log_cursors).prefix_with("OR IGNORE"), rows)
 
     def after(self, position: int, up_to: int | None, limit: int) -> list[Any]:
-        """The log past `position`, up to `up_to` (None: all of it), oldest first."""
+        """The log past `position`, up to `up_to` (None: all of it), oldest first; each event
+        with its workspace's `catalog_version` (so a consumer knows if what it keeps is current)."""
         stmt = (
             select(
                 events.c.id,
@@ -111,7 +112,9 @@ class EventQueries:
                 events.c.kind,
                 events.c.name,
                 events.c.properties,
+                workspaces.c.catalog_version,
             )
+            .join(workspaces, workspaces.c.id == events.c.workspace_id)
             .where(events.c.id > position)
             .order_by(events.c.id)
             .limit(limit)

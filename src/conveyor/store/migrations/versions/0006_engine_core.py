@@ -2,8 +2,8 @@
 
 `steps.run_id` may be NULL: an entry that was skipped is a step of no run (the timeline says why
 it did not enter). `workspaces.catalog_version` goes up, by trigger, whenever the workspace's
-fields, lists, automations or segments change, so a process may keep what it derived from them
-(parsed conditions, the trigger index) until it does.
+fields, lists, automations or segments change, or its name or settings, so a process may keep
+what it derived from them (parsed conditions, the trigger index) until it does.
 
 Revision ID: 0006
 Revises: 0005
@@ -58,6 +58,19 @@ def upgrade() -> None:
                 f"CREATE TRIGGER {table}_catalog AFTER INSERT OR {update} OR DELETE ON {table} "
                 "FOR EACH ROW EXECUTE FUNCTION conveyor_catalog_changed()"
             )
+        op.execute(
+            """
+            CREATE FUNCTION conveyor_workspace_changed() RETURNS trigger AS $$
+            BEGIN
+                NEW.catalog_version := OLD.catalog_version + 1;
+                RETURN NEW;
+            END $$ LANGUAGE plpgsql
+            """
+        )
+        op.execute(
+            "CREATE TRIGGER workspaces_catalog BEFORE UPDATE OF name, settings ON workspaces "
+            "FOR EACH ROW EXECUTE FUNCTION conveyor_workspace_changed()"
+        )
         return
     for table, columns in WATCHED.items():
         for action, row in (("INSERT", "NEW"), ("UPDATE", "NEW"), ("DELETE", "OLD")):
@@ -67,14 +80,20 @@ def upgrade() -> None:
                 f"BEGIN UPDATE workspaces SET catalog_version = catalog_version + 1 "
                 f"WHERE id = {row}.workspace_id; END"
             )
+    op.execute(
+        "CREATE TRIGGER workspaces_catalog AFTER UPDATE OF name, settings ON workspaces "
+        "BEGIN UPDATE workspaces SET catalog_version = catalog_version + 1 WHERE id = NEW.id; END"
+    )
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
-        for table in WATCHED:
+        for table in (*WATCHED, "workspaces"):
             op.execute(f"DROP TRIGGER {table}_catalog ON {table}")
         op.execute("DROP FUNCTION conveyor_catalog_changed()")
+        op.execute("DROP FUNCTION conveyor_workspace_changed()")
     else:
+        op.execute("DROP TRIGGER workspaces_catalog")
         for table in WATCHED:
             for action in ("insert", "update", "delete"):
                 op.execute(f"DROP TRIGGER {table}_catalog_{action}")
