@@ -80,7 +80,7 @@ def bootstrap(
         imports=Imports(store, clock, catalog),
         segments=segments,
         automations=Automations(store, clock),
-        engine=Engine(store, clock, segments),
+        engine=Engine(store, clock, segments, batch=settings.engine_batch),
         templates=Templates(store, clock),
         delivery=Delivery(
             store, clock, settings, contacts, policies, Providers(settings, providers)

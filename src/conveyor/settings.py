@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     webhook_allow: str = ""
     delivery_max_attempts: int = 12
     delivery_batch: int = 200
+    engine_batch: int = 1_000  # events per pass over the log, due runs per claim
 
     def resolved_database_url(self) -> str:
         if self.database_url:

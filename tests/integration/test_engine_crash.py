@@ -88,6 +88,8 @@ def test_killed_workers_lose_nothing_and_repeat_nothing(conveyor, database_url, 
         ]
         assert conveyor.ingest.calls(workspace, calls).accepted == len(calls)
     env = {**os.environ, "CONVEYOR_DATABASE_URL": database_url, "CONVEYOR_DATA_DIR": str(tmp_path)}
+    # Small ticks, so that kills land between many commits and inside many transactions.
+    env["CONVEYOR_ENGINE_BATCH"] = "50"
     rnd = random.Random(20261122)
     workers: list[subprocess.Popen] = []
     mid_work = 0  # kills that struck while work was under way, not before or after it

@@ -34,16 +34,13 @@ class LogConsumer:
         with self.store.peek() as tx:
             if not tx.events.behind(self.names):
                 return 0  # nothing new: no need to make writers wait for the high-water mark
-        # SQLite has one writer at a time: inside the write transaction, every event it can see
-        # is committed, so it needs no high-water mark.
-        high = None if self.store.db.is_sqlite else self.store.db.committed_high_water()
-        return self.store.transact(lambda tx: self._process(tx, high, limit))
+        return self.store.transact(lambda tx: self._process(tx, limit), follow_log=True)
 
-    def _process(self, tx: Tx, high: int | None, limit: int) -> int:
+    def _process(self, tx: Tx, limit: int) -> int:
         positions = tx.events.cursors(self.names)  # locked; absent when another process has it
         if not positions:
             return 0
-        batch = tx.events.after(min(positions.values()), high, limit)
+        batch = tx.events.after(min(positions.values()), tx.high_water, limit)
         if not batch:
             return 0
         now = self.clock.now()

@@ -112,26 +112,29 @@ class Database:
         return self.dialect == "sqlite"
 
     @contextlib.contextmanager
-    def write_connection(self) -> Iterator[Connection]:
+    def write_connection(self, *, follow_log: bool = False) -> Iterator[Connection]:
+        """A write transaction. `follow_log`: for a consumer of the event log, which learns the
+        committed high-water mark first (`conn.info["high_water"]`; None on SQLite, where one
+        writer at a time means everything it can see is committed).
+
+        Ids come from a sequence: on PostgreSQL a transaction can commit id 11 while id 10 is
+        still in flight, and a consumer that moved its cursor past 11 would never see 10. Every
+        write transaction holds an advisory lock shared; `conveyor_follow_log` (migration 0006)
+        takes it exclusively for an instant — so every writer in flight has finished — reads the
+        newest id with a fresh snapshot, lets go, and then holds it shared like any writer, all
+        in one statement and without a transaction of its own.
+        """
         with self._write_lock, self.engine.connect() as conn:
             if self.is_sqlite:
                 conn.execution_options(conveyor_begin="IMMEDIATE")
             with conn.begin():
-                if not self.is_sqlite:
+                conn.info["high_water"] = None
+                if not self.is_sqlite and follow_log:
+                    high = conn.exec_driver_sql(f"SELECT conveyor_follow_log({LOG_LOCK})")
+                    conn.info["high_water"] = high.scalar_one()
+                elif not self.is_sqlite:
                     conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock_shared({LOG_LOCK})")
                 yield conn
-
-    def committed_high_water(self, table: str = "events") -> int:
-        """The highest id of `table` such that every lower id is committed (or rolled back).
-
-        Ids come from a sequence: on PostgreSQL a transaction can commit id 11 while id 10 is
-        still in flight, and a consumer that moved its cursor past 11 would never see 10.
-        Waiting for the writers' shared lock closes that gap. SQLite has one writer at a time.
-        """
-        with self.engine.connect() as conn, conn.begin():
-            if not self.is_sqlite:
-                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({LOG_LOCK})")
-            return conn.exec_driver_sql(f"SELECT coalesce(max(id), 0) FROM {table}").scalar_one()
 
     @contextlib.contextmanager
     def read_connection(self) -> Iterator[Connection]:

@@ -30,6 +30,9 @@ class Tx:
     def __init__(self, conn: Connection, *, writing: bool, dialect: str) -> None:
         self._conn = conn
         self.writing = writing
+        # For a consumer of the event log: the id below which every event is committed (None:
+        # all it can see is; see Database.write_connection).
+        self.high_water: int | None = conn.info.get("high_water")
         self.dialect = dialect
         self.workspaces = WorkspaceQueries(conn)
         self.catalog = CatalogQueries(conn)
@@ -51,8 +54,8 @@ class Store:
         return self.db.dialect
 
     @contextlib.contextmanager
-    def write(self) -> Iterator[Tx]:
-        with refusals(), self.db.write_connection() as conn:
+    def write(self, *, follow_log: bool = False) -> Iterator[Tx]:
+        with refusals(), self.db.write_connection(follow_log=follow_log) as conn:
             yield Tx(conn, writing=True, dialect=self.dialect)
 
     @contextlib.contextmanager
@@ -66,11 +69,12 @@ class Store:
         with self.db.peek_connection() as conn:
             yield Tx(conn, writing=False, dialect=self.dialect)
 
-    def transact(self, work: Callable[[Tx], T]) -> T:
-        """Run `work` in a write transaction, again from the start if it lost a race to a peer."""
+    def transact(self, work: Callable[[Tx], T], *, follow_log: bool = False) -> T:
+        """Run `work` in a write transaction, again from the start if it lost a race to a peer.
+        `follow_log`: the transaction of an event-log consumer (see `Tx.high_water`)."""
 
         def attempt() -> T:
-            with self.write() as tx:
+            with self.write(follow_log=follow_log) as tx:
                 return work(tx)
 
         return self.db.retrying(attempt)

@@ -33,23 +33,26 @@ LOG_CONSUMER = "engine"
 
 
 class Engine:
-    def __init__(self, store: Store, clock: Clock, segments: Segments) -> None:
+    def __init__(
+        self, store: Store, clock: Clock, segments: Segments, *, batch: int = 1000
+    ) -> None:
         self.store = store
         self.clock = clock
         self.segments = segments
+        self.batch = batch  # events per pass, due runs per claim: one transaction's worth
         self._parsed: dict[tuple[int, int], Automation] = {}
         # One read of each batch: segment membership first, then triggers and wake-ups.
         self.log = LogConsumer(
             store, clock, [(SEGMENTS, segments.on_events), (LOG_CONSUMER, self.on_events)]
         )
 
-    def dispatch(self, limit: int = 1000) -> int:
+    def dispatch(self, limit: int | None = None) -> int:
         """Follow the event log (segments, then triggers and wake-ups); how many events."""
-        return self.log.process(limit)
+        return self.log.process(limit or self.batch)
 
-    def execute(self, limit: int = 1000) -> int:
+    def execute(self, limit: int | None = None) -> int:
         """Advance up to `limit` runs whose timer is due; how many were claimed."""
-        return self.store.transact(lambda tx: self._execute(tx, limit))
+        return self.store.transact(lambda tx: self._execute(tx, limit or self.batch))
 
     def run_until_idle(self, max_rounds: int = 10_000) -> None:
         """Dispatch and execute until nothing is left to do now (for tests and the CLI)."""

@@ -71,6 +71,28 @@ def upgrade() -> None:
             "CREATE TRIGGER workspaces_catalog BEFORE UPDATE OF name, settings ON workspaces "
             "FOR EACH ROW EXECUTE FUNCTION conveyor_workspace_changed()"
         )
+        # A log consumer's high-water mark in one statement (see Database.write_connection):
+        # a VOLATILE function takes a fresh snapshot per statement, so the newest id is read
+        # after every writer in flight has finished.
+        op.execute(
+            """
+            CREATE FUNCTION conveyor_follow_log(lock_key bigint) RETURNS bigint AS $$
+            DECLARE
+                high bigint;
+            BEGIN
+                PERFORM pg_advisory_lock(lock_key);
+                BEGIN
+                    SELECT coalesce(max(id), 0) INTO high FROM events;
+                EXCEPTION WHEN OTHERS THEN
+                    PERFORM pg_advisory_unlock(lock_key);
+                    RAISE;
+                END;
+                PERFORM pg_advisory_unlock(lock_key);
+                PERFORM pg_advisory_xact_lock_shared(lock_key);
+                RETURN high;
+            END $$ LANGUAGE plpgsql VOLATILE
+            """
+        )
         return
     for table, columns in WATCHED.items():
         for action, row in (("INSERT", "NEW"), ("UPDATE", "NEW"), ("DELETE", "OLD")):
@@ -92,6 +114,7 @@ def downgrade() -> None:
             op.execute(f"DROP TRIGGER {table}_catalog ON {table}")
         op.execute("DROP FUNCTION conveyor_catalog_changed()")
         op.execute("DROP FUNCTION conveyor_workspace_changed()")
+        op.execute("DROP FUNCTION conveyor_follow_log(bigint)")
     else:
         op.execute("DROP TRIGGER workspaces_catalog")
         for table in WATCHED:
