@@ -8,6 +8,7 @@ of bulk statements, inside the caller's transaction.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
@@ -143,6 +144,8 @@ class ContactWriter:
         self.now = now
         self.source = source
         self.catalog = catalog or Catalog(tx, workspace.id)
+        # Told of every event recorded for a stored contact (the engine keeps its facts current).
+        self.observer: Callable[[int, str, dict[str, Any]], None] | None = None
         self._by_id: dict[int, ContactState] = {}
         self._by_external: dict[str, ContactState] = {}
         self._by_email: dict[str, ContactState] = {}
@@ -526,6 +529,8 @@ class ContactWriter:
         timestamp: datetime | None = None,
     ) -> None:
         """Append an event for `state` to the log (at flush, in order)."""
+        if self.observer is not None and state is not None and state.id is not None:
+            self.observer(state.id, str(name), properties)
         self._events.append(
             (
                 state,
@@ -541,6 +546,19 @@ class ContactWriter:
                 },
             )
         )
+
+    @property
+    def position(self) -> int:
+        """How many events are recorded and not yet flushed."""
+        return len(self._events)
+
+    def recorded(self, start: int = 0) -> list[tuple[int | None, str, dict[str, Any]]]:
+        """(contact id, name, properties) of the events recorded since position `start`, not yet
+        flushed."""
+        return [
+            (state.current().id if state is not None else None, row["name"], row["properties"])
+            for state, row in self._events[start:]
+        ]
 
     def _touch(self, state: ContactState) -> None:
         state.dirty = True

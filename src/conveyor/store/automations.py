@@ -103,12 +103,30 @@ class AutomationQueries:
     # --- runs ------------------------------------------------------------------------------
 
     def add_runs(self, rows: list[dict[str, Any]]) -> list[int]:
-        if not rows:
-            return []
-        result = self.conn.execute(
-            insert(runs).returning(runs.c.id, sort_by_parameter_order=True), rows
-        )
-        return list(result.scalars())
+        """Insert runs; their new ids in the order given."""
+        if len(rows) <= 8:  # one INSERT … RETURNING per few rows is cheapest
+            if not rows:
+                return []
+            result = self.conn.execute(
+                insert(runs).returning(runs.c.id, sort_by_parameter_order=True), rows
+            )
+            return list(result.scalars())
+        # Many: SQLAlchemy would send one INSERT … RETURNING per row on SQLite. Take the ids
+        # first (the write lock is held on SQLite; a sequence hands them out on PostgreSQL),
+        # then write every row in one executemany.
+        if self.dialect == "sqlite":
+            top = self.conn.execute(select(func.coalesce(func.max(runs.c.id), 0))).scalar_one()
+            ids = list(range(top + 1, top + 1 + len(rows)))
+        else:
+            ids = list(
+                self.conn.execute(
+                    select(func.nextval(func.pg_get_serial_sequence("runs", "id"))).select_from(
+                        func.generate_series(1, len(rows))
+                    )
+                ).scalars()
+            )
+        bulk.insert(self.conn, runs, [{**row, "id": i} for row, i in zip(rows, ids, strict=True)])
+        return ids
 
     def claim_due(self, now: datetime, limit: int) -> list[Any]:
         """Due runs, locked for this transaction; other workers skip them (PostgreSQL)."""

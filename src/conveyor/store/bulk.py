@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -77,10 +78,15 @@ def _plan(
 def _encoded(
     rows: Sequence[dict[str, Any]], columns: tuple[str, ...], encoders: tuple[Encoder, ...]
 ) -> list[tuple[Any, ...]]:
+    pick = itemgetter(*columns)
     encode = [(i, e) for i, e in enumerate(encoders) if e is not _same]
+    if len(columns) == 1:
+        return [(encoders[0](pick(row)),) for row in rows]
+    if not encode:
+        return [pick(row) for row in rows]
     out = []
     for row in rows:
-        values = [row.get(name) for name in columns]
+        values = list(pick(row))
         for i, encoder in encode:
             values[i] = encoder(values[i])
         out.append(tuple(values))

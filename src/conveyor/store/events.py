@@ -112,6 +112,7 @@ class EventQueries:
                 events.c.kind,
                 events.c.name,
                 events.c.properties,
+                events.c.context,
                 workspaces.c.catalog_version,
             )
             .join(workspaces, workspaces.c.id == events.c.workspace_id)

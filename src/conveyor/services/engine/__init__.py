@@ -20,7 +20,7 @@ from conveyor.domain.automations.triggers import TriggerIndex
 from conveyor.domain.errors import Conflict, NotFound
 from conveyor.domain.workspaces import Workspace
 from conveyor.services.automations import parse_definition
-from conveyor.services.conditions import ConditionContext
+from conveyor.services.conditions import ConditionContext, Dependencies, dependencies
 from conveyor.services.engine import dates, dispatch
 from conveyor.services.engine.tick import Tick
 from conveyor.services.log import LogConsumer
@@ -41,6 +41,7 @@ class Engine:
         self.segments = segments
         self.batch = batch  # events per pass, due runs per claim: one transaction's worth
         self._parsed: dict[tuple[int, int], Automation] = {}
+        self._watched: dict[tuple[int, int, str | None], list[Dependencies]] = {}
         # One read of each batch: segment membership first, then triggers and wake-ups.
         self.log = LogConsumer(
             store, clock, [(SEGMENTS, segments.on_events), (LOG_CONSUMER, self.on_events)]
@@ -80,12 +81,40 @@ class Engine:
         if any(r.name == "list.confirmation_requested" for r in rows):
             messages = dispatch.confirmation_requests(ctx, rows, now)
         tick = Tick(self, tx, ctx, now)
-        index = self.index(tick)
-        relevant = [r for r in rows if index.matching(r.name, r.properties or {})]
-        if relevant or tx.automations.any_unfinished([r.contact_id for r in rows]):
-            dispatch.on_events(tick, rows, index)
+        index, wakes = self.index(tick), self.wakes(tick)
+        # Only events that trigger something or may wake a waiting run need their contacts
+        # loaded. Events a tick wrote itself woke what they concern in that tick (`settle`).
+        relevant = [
+            r
+            for r in rows
+            if index.matching(r.name, r.properties or {})
+            or (not dispatch.from_engine(r) and wakes.touched_by(r.name, r.properties or {}))
+        ]
+        if relevant:
+            dispatch.on_events(tick, relevant, index)
             tick.flush()
         tx.automations.add_messages(messages)
+
+    def watched(self, tick: Tick, run: Any) -> list[Dependencies]:
+        """What can wake a run at its node, as dependencies (kept per version and node)."""
+        key = (run.automation_id, run.version, run.node)
+        if key not in self._watched:
+            automation = tick.automation(run.automation_id, run.version)
+            self._watched[key] = [dependencies(c) for c in automation.watched(run.node)]
+        return self._watched[key]
+
+    def wakes(self, tick: Tick) -> Dependencies:
+        """What any run of any automation may wait for, built once per catalog version."""
+        if "engine.wakes" not in tick.ctx.derived:
+            found = Dependencies()
+            for row in tick.rows.values():
+                automation = tick.automation(row.id, row.version)
+                for condition in automation.watched(None) + [
+                    n.condition for n in automation.nodes.values() if n.condition is not None
+                ]:
+                    dependencies(condition, found)
+            tick.ctx.derived["engine.wakes"] = found
+        return tick.ctx.derived["engine.wakes"]
 
     def index(self, tick: Tick) -> TriggerIndex[int]:
         """Active automations by trigger event, built once per catalog version."""
@@ -110,7 +139,7 @@ class Engine:
                 tick.load({run.contact_id for run in runs})
                 for run in runs:
                     tick.plan(tick.adopt(run))
-                tick.drain()
+                tick.settle()
                 tick.flush()
         return len(claimed)
 
@@ -154,7 +183,7 @@ class Engine:
             if contact_id not in tick.facts:
                 raise NotFound(f"no contact {contact_id} in this workspace")
             decision = tick.enroll(row.id, contact_id, {}, source="manual")
-            tick.drain()
+            tick.settle()
             tick.flush()
             return decision.summary
 

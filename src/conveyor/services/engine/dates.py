@@ -37,4 +37,5 @@ def sweep(tick: Tick, automation_ids: list[int]) -> int:
                 decision = tick.enroll(row.id, person.id, occurrence, source="date")
                 entered += decision.outcome == "enter"
                 tick.drain()
+    tick.settle()
     return entered

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from conveyor.domain.automations.triggers import TriggerIndex, trigger_properties
-from conveyor.services.conditions import ConditionContext, dependencies
+from conveyor.services.conditions import ConditionContext
 from conveyor.services.engine.tick import Tick
 
 
@@ -27,15 +27,14 @@ def on_events(tick: Tick, rows: list[Any], index: TriggerIndex[int]) -> None:
                 tick.drain()
             trigger = trigger_properties(event.name, event.kind, props)
             tick.enroll(automation_id, event.contact_id, trigger, source=event.name)
+        if from_engine(event):
+            continue  # the tick that wrote it woke what it concerns
         for run in list(tick.inside.get(event.contact_id, ())):
             if run.status != "active" or run.new or id(run) in tick.planned:
                 continue
-            automation = tick.automation(run.automation_id, run.version)
-            if any(
-                dependencies(c).touched_by(event.name, props) for c in automation.watched(run.node)
-            ):
+            if tick.watches(run, event.name, props):
                 tick.plan(run)
-    tick.drain()
+    tick.settle()
 
 
 def confirmation_requests(
@@ -68,3 +67,8 @@ def confirmation_requests(
             }
         )
     return out
+
+
+def from_engine(event: Any) -> bool:
+    """Written by an engine tick (whose `settle` already woke the runs it concerns)."""
+    return event.kind == "system" and (event.context or {}).get("source") == "automation"

@@ -17,7 +17,7 @@ from conveyor.domain.automations.nodes.actions import ContactRules
 from conveyor.domain.automations.run import Done, RunState, advance
 from conveyor.domain.contacts import SubscriptionStatus
 from conveyor.domain.errors import InvalidInput
-from conveyor.domain.evaluation import Evaluator, Snapshot, event_names
+from conveyor.domain.evaluation import Evaluator, EventFact, RunFact, Snapshot, event_names
 from conveyor.services import snapshots
 from conveyor.services.conditions import ConditionContext
 from conveyor.services.contact_writer import Catalog, ContactWriter
@@ -40,6 +40,7 @@ class Tick:
         self.evaluator = Evaluator(ctx.conditions)
         catalog = Catalog(tx, ctx.workspace.id, field_rows=ctx.field_rows, list_rows=ctx.list_rows)
         self.writer = ContactWriter(tx, ctx.workspace, now, source="automation", catalog=catalog)
+        self.writer.observer = self.observed
         self.rules = ContactRules(
             ctx.fields,
             {row.key: row.double_opt_in for row in ctx.list_rows},
@@ -64,6 +65,8 @@ class Tick:
         self.steps: list[tuple[LiveRun | None, dict[str, Any]]] = []
         self.messages: list[tuple[LiveRun, int, dict[str, Any]]] = []
         self.running: LiveRun | None = None
+        self.origins: list[tuple[int, int, LiveRun]] = []  # events [start, end) a run recorded
+        self.settled = 0  # events of this tick whose wake-ups are done
 
     # --- loading -----------------------------------------------------------------------------
 
@@ -89,6 +92,20 @@ class Tick:
             run = self.known[row.id] = LiveRun.from_row(row)
             self.inside.setdefault(run.contact_id, []).append(run)
         return run
+
+    def observed(self, contact_id: int, name: str, properties: dict[str, Any]) -> None:
+        """An event this tick records: conditions of later steps count it, as they would after
+        reading it back from the log."""
+        facts = self.facts.get(contact_id)
+        if facts is None:
+            return
+        if name in self.names:
+            facts.events.append(EventFact(name, self.now, properties, "system"))
+        key = properties.get("automation")
+        if name == "automation.entered" and key:  # active or queued, as snapshots count them
+            facts.runs.append(RunFact(key, self.now))
+        elif name in ("automation.completed", "automation.exited") and key:
+            facts.runs[:] = [r for r in facts.runs if r.automation != key]
 
     def refs(self, contact_id: int) -> list[RunRef]:
         out = []
@@ -210,6 +227,40 @@ class Tick:
             run.advanced += 1
             self.advance(run)
 
+    def settle(self) -> None:
+        """Advance everything on the agenda; then wake the contacts' waiting runs that the
+        events this tick recorded concern (a tag added by one run may be another's goal), and
+        again, until nothing moves. A run is not woken by its own events: it saw its changes
+        as it went. Events written by a tick need no wake-up pass of the log consumer."""
+        while True:
+            self.drain()
+            events = self.writer.recorded(self.settled)
+            first, self.settled = self.settled, self.settled + len(events)
+            for offset, (contact_id, name, props) in enumerate(events):
+                origin = self._origin(first + offset)
+                for run in self.inside.get(contact_id or 0, ()):
+                    if run is origin or run.status != "active":
+                        continue
+                    if self.watches(run, name, props):
+                        self.plan(run)
+            if not self.agenda:
+                return
+
+    def watches(self, run: LiveRun, name: str, properties: dict[str, Any]) -> bool:
+        """Whether an event can change what a run at its node is waiting for."""
+        return any(d.touched_by(name, properties) for d in self.engine.watched(self, run))
+
+    def _position(self) -> int:
+        return self.writer.position
+
+    def _origin(self, position: int) -> LiveRun | None:
+        for start, end, run in reversed(self.origins):
+            if start <= position < end:
+                return run
+            if end <= position:
+                return None
+        return None
+
     def advance(self, run: LiveRun) -> None:
         self.load({run.contact_id})
         facts = self.facts.get(run.contact_id)
@@ -221,6 +272,7 @@ class Tick:
             run.entered_at, run.trigger,
         )  # fmt: skip
         self.running = run
+        start = self._position()
         try:
             result = advance(automation, state, facts, self.now, self.evaluator, self.rules)
             for step in result.logged:
@@ -229,6 +281,7 @@ class Tick:
                 self.carry_out(run, automation, done)
         finally:
             self.running = None
+            self.origins.append((start, self._position(), run))
         run.node, run.state, run.steps, run.wake_at = (
             result.node, result.state, result.steps, result.wake_at,
         )  # fmt: skip
@@ -361,9 +414,7 @@ class Tick:
         touched = list(self.touched.values())
         new = [r for r in touched if r.new]
         ids = self.tx.automations.add_runs([r.insert_row(self.workspace.id) for r in new])
-        self.tx.automations.save_runs(
-            [{**r.columns(), "id": r.id} for r in touched if not r.new]
-        )
+        self.tx.automations.save_runs([{**r.columns(), "id": r.id} for r in touched if not r.new])
         for run, run_id in zip(new, ids, strict=True):
             run.id, run.new = run_id, False
             self.known[run_id] = run
