@@ -8,6 +8,7 @@ bulk statements in the caller's transaction. Runs entered in a tick advance in t
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -254,11 +255,10 @@ class Tick:
         return self.writer.position
 
     def _origin(self, position: int) -> LiveRun | None:
-        for start, end, run in reversed(self.origins):
-            if start <= position < end:
-                return run
-            if end <= position:
-                return None
+        """The run whose advance recorded the event at `position`, if one did."""
+        i = bisect_right(self.origins, position, key=lambda window: window[0]) - 1
+        if i >= 0 and position < self.origins[i][1]:
+            return self.origins[i][2]
         return None
 
     def advance(self, run: LiveRun) -> None:
