@@ -16,10 +16,12 @@
    `/v1/track` calls (one new user each; `--batch K`: K per `/v1/batch`) paced at a steady
    rate. Latency is `steps.at` of each run's first step minus its event's `received_at`, both
    from the database (both are stamped when their transaction starts, so the commit of the
-   engine's tick comes on top).
+   engine's tick comes on top). Beside it, the HTTP response times the senders saw, and how
+   many requests failed ("database is locked" among them); `--serve-arg` is passed to `serve`.
 
     .venv/bin/python benchmarks/engine.py [--contacts 100000] [--dialect sqlite|postgresql|both]
         [--rate 500] [--seconds 15] [--batch 1] [--part engine|latency|both] [--no-vacuum]
+        [--serve-arg=--no-worker]
 
 Databases: a temp-dir SQLite file, or `conveyor_bench_engine_*` on 127.0.0.1:5432 (dropped).
 """
@@ -172,12 +174,12 @@ def engine_bench(dialect: str, contacts: int, vacuum: bool) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def server(env: dict[str, str]) -> Iterator[tuple[str, str]]:
+def server(env: dict[str, str], serve_args: list[str]) -> Iterator[tuple[str, str]]:
     """Run `conveyor serve` on a free port; yield its URL and the admin key it prints once."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    command = [f"{BIN}/conveyor", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    command = [f"{BIN}/conveyor", "serve", "--host", "127.0.0.1", "--port", str(port), *serve_args]
     env = {**os.environ, **env, "COLUMNS": "200"}
     proc = subprocess.Popen(
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -205,11 +207,15 @@ def server(env: dict[str, str]) -> Iterator[tuple[str, str]]:
         proc.wait(timeout=30)
 
 
-def paced(url: str, key: str, rate: float, count: int, batch: int, threads: int = 8) -> float:
+def paced(
+    url: str, key: str, rate: float, count: int, batch: int, threads: int = 8
+) -> dict[str, Any]:
     """Send `count` track calls on a fixed schedule (open loop): one per `/v1/track` request,
-    or `batch` per `/v1/batch` request. Returns the achieved calls/s."""
+    or `batch` per `/v1/batch` request. Returns the achieved calls/s, the HTTP response times
+    and the failed requests (counted, not fatal: "database is locked" is what to look for)."""
     headers = {"Authorization": f"Bearer {key}"}
     failures: list[str] = []
+    took: list[float] = []
 
     def call(n: int) -> dict[str, Any]:
         return {"type": "track", "userId": f"lat-{n}", "event": "lat_go", "messageId": f"lat-{n}"}
@@ -220,14 +226,15 @@ def paced(url: str, key: str, rate: float, count: int, batch: int, threads: int 
                 delay = start + n / rate - time.perf_counter()
                 if delay > 0:
                     time.sleep(delay)
+                sent = time.perf_counter()
                 if batch == 1:
                     response = client.post("/v1/track", json=call(n))
                 else:
                     group = [call(i) for i in range(n, min(n + batch, count))]
                     response = client.post("/v1/batch", json={"batch": group})
+                took.append(time.perf_counter() - sent)
                 if response.status_code != 200:
                     failures.append(f"{response.status_code} {response.text[:300]}")
-                    return
 
     start = time.perf_counter() + 0.2
     pool = [threading.Thread(target=sender, args=(i, start)) for i in range(threads)]
@@ -235,18 +242,30 @@ def paced(url: str, key: str, rate: float, count: int, batch: int, threads: int 
         thread.start()
     for thread in pool:
         thread.join()
+    achieved = count / (time.perf_counter() - start)
     if failures:
-        raise SystemExit(f"track failed: {failures[0]}")
-    return count / (time.perf_counter() - start)
+        log.print(f"{len(failures)} requests failed, the first: {failures[0]}", highlight=False)
+    cuts = quantiles(sorted(t * 1000 for t in took), n=100, method="inclusive")
+    return dict(
+        calls_per_s=achieved,
+        requests=len(took),
+        http_p50=cuts[49],
+        http_p99=cuts[98],
+        http_max=max(took) * 1000,
+        failed=len(failures),
+        locked=sum("locked" in f for f in failures),
+    )
 
 
-def latency_bench(dialect: str, rate: float, seconds: float, batch: int) -> dict[str, Any]:
+def latency_bench(
+    dialect: str, rate: float, seconds: float, batch: int, serve_args: list[str]
+) -> dict[str, Any]:
     count = int(rate * seconds)
-    with database(dialect, "latency") as (db_url, env), server(env) as (url, key):
+    with database(dialect, "latency") as (db_url, env), server(env, serve_args) as (url, key):
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}) as admin:
             admin.post("/automations", json=LATENCY_AUTOMATION).raise_for_status()
             admin.patch("/automations/latency", json={"status": "active"}).raise_for_status()
-        achieved = paced(url, key, rate, count, batch)
+        http = paced(url, key, rate, count, batch)
         reader = bootstrap(Settings(database_url=db_url))
         first = select(steps.c.run_id, func.min(steps.c.id).label("id")).group_by(steps.c.run_id)
         sub = first.subquery()
@@ -267,7 +286,7 @@ def latency_bench(dialect: str, rate: float, seconds: float, batch: int) -> dict
         reader.close()
     ms = sorted((at - received).total_seconds() * 1000 for received, at in rows)
     cuts = quantiles(ms, n=100, method="inclusive")
-    return dict(sent=count, calls_per_s=achieved, runs=len(ms), p50=cuts[49], p99=cuts[98])
+    return dict(sent=count, runs=len(ms), p50=cuts[49], p99=cuts[98]) | http
 
 
 def machine() -> str:
@@ -289,6 +308,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1, help=">1: send via /v1/batch")
     parser.add_argument("--no-vacuum", action="store_true", help="no VACUUM ANALYZE (PG)")
     parser.add_argument("--part", choices=["engine", "latency", "both"], default="both")
+    parser.add_argument(
+        "--serve-arg", action="append", default=[], help="passed on to `conveyor serve`"
+    )
     args = parser.parse_args()
     dialects = ["sqlite", "postgresql"] if args.dialect == "both" else [args.dialect]
     facts_before = machine()
@@ -300,7 +322,9 @@ def main() -> None:
                     engine_bench, (dialect, args.contacts, not args.no_vacuum)
                 )
         if args.part != "engine":
-            results[dialect] |= latency_bench(dialect, args.rate, args.seconds, args.batch)
+            results[dialect] |= latency_bench(
+                dialect, args.rate, args.seconds, args.batch, args.serve_arg
+            )
 
     n, via = args.contacts, "/v1/track" if args.batch == 1 else f"/v1/batch x {args.batch}"
     rows = [  # label, result key, format
@@ -323,6 +347,12 @@ def main() -> None:
         ("trigger latency: runs measured", "runs"),
         ("trigger latency p50 ms", "p50"),
         ("trigger latency p99 ms (target < 250)", "p99"),
+        ("HTTP requests", "requests"),
+        ("HTTP response p50 ms", "http_p50"),
+        ("HTTP response p99 ms", "http_p99"),
+        ("HTTP response max ms", "http_max"),
+        ("HTTP requests failed", "failed"),
+        ("  of them 'database is locked'", "locked"),
     ]
     table = Table(title=f"Conveyor engine benchmark, {n:,} contacts")
     table.add_column("measurement")
