@@ -3,7 +3,7 @@ template, channel."""
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -17,7 +17,8 @@ from conveyor.bootstrap import Conveyor, bootstrap
 from conveyor.domain.errors import ConveyorError
 from conveyor.services.imports import parse_mapping
 from conveyor.settings import Settings
-from conveyor.worker.loop import BackgroundLoop
+from conveyor.worker.loop import BackgroundLoop, Role
+from conveyor.worker.process import run_worker
 
 app = typer.Typer(help="Conveyor: self-hosted marketing automation.", no_args_is_help=True)
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
@@ -105,14 +106,28 @@ def serve(
         loop.stop()
 
 
+def _log_to_stderr() -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)-8s %(name)s[%(process)d]: %(message)s"))
+    logger = logging.getLogger("conveyor")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
 @app.command()
-def worker() -> None:
-    """Run the background loop alone: triggers, runs, segment membership. Start as many as you
-    like on PostgreSQL; they share the work without doing a step twice."""
-    conveyor = _open()
-    err.print("worker running; Ctrl-C stops it")
-    with contextlib.suppress(KeyboardInterrupt):
-        BackgroundLoop(conveyor).run()
+def worker(
+    role: Annotated[
+        Role, typer.Option(help="all: the engine and delivery; or only one of them")
+    ] = Role.ALL,
+    parent: Annotated[
+        int | None, typer.Option(hidden=True, help="stop when this process (serve) is gone")
+    ] = None,
+) -> None:
+    """Run the background work: the engine (triggers, runs, segment membership, date and segment
+    sweeps) and delivery (the outbox). Start as many as you like on PostgreSQL; they share the
+    work without doing a step twice. SIGTERM or Ctrl-C stops it after the current transaction."""
+    _log_to_stderr()
+    run_worker(_open(), role, parent=parent)
 
 
 @db_app.command("upgrade")
