@@ -25,16 +25,18 @@ class Role(enum.StrEnum):
 
 
 def engine_round(conveyor: Conveyor, *, sweep_dates: bool, sweep_segments: bool) -> int:
-    """The engine's work that is due now, once; how much it did (0: nothing was waiting).
+    """The engine's work that is due now, once; how much of the log and the runs it handled
+    (0: nothing was waiting).
 
     The only code that calls the engine's services: swap it for the engine's single entry
-    point when it has one.
+    point when it has one. The log comes first, so a sweep that keeps failing holds up no event.
     """
+    done = conveyor.segments.process_log() + conveyor.engine.dispatch() + conveyor.engine.execute()
     if sweep_dates:
         conveyor.engine.sweep_dates()
     if sweep_segments:
         conveyor.segments.sweep()
-    return conveyor.segments.process_log() + conveyor.engine.dispatch() + conveyor.engine.execute()
+    return done
 
 
 class BackgroundLoop:
