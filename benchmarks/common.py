@@ -111,12 +111,13 @@ class Server:
 
 
 @contextlib.contextmanager
-def server(env: dict[str, str]) -> Iterator[Server]:
-    """Run `conveyor serve` (API and background loop in one process) on a free port."""
+def server(env: dict[str, str], serve_args: Sequence[str] = ()) -> Iterator[Server]:
+    """Run `conveyor serve` (the API, and the worker process it starts) on a free port;
+    `serve_args` go to `serve` (e.g. `--no-worker`)."""
     port = free_port()
     path = os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
     proc = subprocess.Popen(
-        [f"{BIN}/conveyor", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        [f"{BIN}/conveyor", "serve", "--host", "127.0.0.1", "--port", str(port), *serve_args],
         env={**os.environ, **env, "PYTHONPATH": path, "COLUMNS": "200"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -171,11 +172,14 @@ def paced(
     count: int,
     batch: int,
     threads: int = 8,
-) -> float:
+) -> dict[str, Any]:
     """Send calls 0..count-1 on a fixed schedule (open loop: call n is due at n / rate), one per
-    `/v1/track` request, or `batch` per `/v1/batch` request. Returns the achieved calls/s."""
+    `/v1/track` request, or `batch` per `/v1/batch` request. Returns the achieved calls/s, the
+    HTTP response times the senders saw, and the failed requests (counted, not fatal: "database
+    is locked" is what to look for)."""
     headers = {"Authorization": f"Bearer {key}"}
     failures: list[str] = []
+    took: list[float] = []
 
     def sender(slot: int, start: float) -> None:
         with httpx.Client(base_url=url, headers=headers, timeout=60) as client:
@@ -183,14 +187,15 @@ def paced(
                 delay = start + n / rate - time.perf_counter()
                 if delay > 0:
                     time.sleep(delay)
+                began = time.perf_counter()
                 if batch == 1:
                     response = client.post("/v1/track", json=make_call(n))
                 else:
                     group = [make_call(i) for i in range(n, min(n + batch, count))]
                     response = client.post("/v1/batch", json={"batch": group})
+                took.append(time.perf_counter() - began)
                 if response.status_code != 200:
                     failures.append(f"{response.status_code} {response.text[:300]}")
-                    return
 
     start = time.perf_counter() + 0.2
     pool = [threading.Thread(target=sender, args=(i, start)) for i in range(threads)]
@@ -198,9 +203,17 @@ def paced(
         thread.start()
     for thread in pool:
         thread.join()
+    achieved = count / (time.perf_counter() - start)
     if failures:
-        raise SystemExit(f"tracking call failed: {failures[0]}")
-    return count / (time.perf_counter() - start)
+        log.print(f"{len(failures)} requests failed, the first: {failures[0]}", highlight=False)
+    cuts = quantiles(took, n=100, method="inclusive") if len(took) > 1 else [0.0] * 99
+    return {
+        "calls_per_s": achieved,
+        "http_p50": cuts[49] * 1000,
+        "http_p99": cuts[98] * 1000,
+        "http_max": max(took, default=0.0) * 1000,
+        "failed": len(failures),
+    }
 
 
 def trigger_latency(
@@ -213,6 +226,7 @@ def trigger_latency(
     batch: int,
     wait: float = 120.0,
     purpose: str = "latency",
+    serve_args: Sequence[str] = (),
 ) -> dict[str, Any]:
     """`conveyor serve` (real clock) on a fresh database, `automation` applied and activated over
     the HTTP API, then `event` tracked for a new user each, paced at `rate` for `seconds`.
@@ -229,14 +243,16 @@ def trigger_latency(
     def make_call(n: int) -> dict[str, Any]:
         return {"type": "track", "userId": f"lat-{n}", "event": event, "messageId": f"lat-{n}"}
 
-    with database(dialect, purpose) as (db_url, env), server(env) as live:
+    if "--no-worker" in serve_args:
+        wait = 0.0  # the API alone: nobody runs the engine
+    with database(dialect, purpose) as (db_url, env), server(env, serve_args) as live:
         with httpx.Client(base_url=live.url, headers={"Authorization": f"Bearer {live.key}"}) as c:
             c.post("/automations", json=automation).raise_for_status()
             c.patch(
                 f"/automations/{automation['key']}", json={"status": "active"}
             ).raise_for_status()
         load_before = load_1min()
-        achieved = paced(live.url, live.key, make_call, rate, count, batch)
+        http = paced(live.url, live.key, make_call, rate, count, batch)
         sent_at = time.monotonic()
         reader = bootstrap(Settings(database_url=db_url))
         position = select(log_cursors.c.position).where(log_cursors.c.name == "engine")
@@ -279,9 +295,8 @@ def trigger_latency(
     ms = sorted(((at or now) - got).total_seconds() * 1000 for got, at in rows)
     cuts = quantiles(ms, n=100, method="inclusive")
     ran = sum(at is not None for _, at in rows)
-    return {
+    return http | {
         "sent": count,
-        "calls_per_s": achieved,
         "runs": ran,
         "unfinished": count - ran,
         "p50": cuts[49],

@@ -17,9 +17,13 @@
    rate. Latency is `steps.at` of each run's first step minus its event's `received_at`, both
    from the database (both are stamped when their transaction starts, so the commit of the
    engine's tick comes on top); see `common.trigger_latency`, which benchmarks/lead.py shares.
+   Beside it, the HTTP response times the senders saw, and how many requests failed ("database
+   is locked" among them); `--serve-arg` is passed to `serve` (`--serve-arg=--no-worker`: the
+   API alone).
 
     .venv/bin/python benchmarks/engine.py [--contacts 100000] [--dialect sqlite|postgresql|both]
         [--rate 500] [--seconds 15] [--batch 1] [--part engine|latency|both] [--no-vacuum]
+        [--serve-arg=--no-worker]
 
 Databases: a temp-dir SQLite file, or `conveyor_bench_{engine,latency}_<pid>` on 127.0.0.1:5432
 (dropped).
@@ -141,6 +145,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1, help=">1: send via /v1/batch")
     parser.add_argument("--no-vacuum", action="store_true", help="no VACUUM ANALYZE (PG)")
     parser.add_argument("--part", choices=["engine", "latency", "both"], default="both")
+    parser.add_argument(
+        "--serve-arg", action="append", default=[], help="passed to serve (e.g. --no-worker)"
+    )
     args = parser.parse_args()
     facts_before = machine()
     results: dict[str, dict[str, Any]] = {d: {} for d in dialects(args.dialect)}
@@ -158,6 +165,7 @@ def main() -> None:
                 rate=args.rate,
                 seconds=args.seconds,
                 batch=args.batch,
+                serve_args=args.serve_arg,
             )
 
     n, via = args.contacts, "/v1/track" if args.batch == 1 else f"/v1/batch x {args.batch}"
@@ -181,6 +189,10 @@ def main() -> None:
         ("trigger latency: runs started (if fewer: the rest count as waited so far)", "runs"),
         ("trigger latency p50 ms", "p50"),
         ("trigger latency p99 ms (target < 250)", "p99"),
+        ("HTTP response p50 ms", "http_p50"),
+        ("HTTP response p99 ms", "http_p99"),
+        ("HTTP response max ms", "http_max"),
+        ("HTTP requests failed", "failed"),
     ]
     title = f"Conveyor engine benchmark, {n:,} contacts"
     print_table(title, rows, results, facts_before)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import socket
 import subprocess
@@ -23,15 +22,6 @@ def run(env, *args, check=True):
     if check and result.returncode != 0:
         raise AssertionError(f"conveyor {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result
-
-
-@pytest.fixture
-def env(database_url, tmp_path):
-    return {
-        **os.environ,
-        "CONVEYOR_DATABASE_URL": database_url,
-        "CONVEYOR_DATA_DIR": str(tmp_path / "data"),
-    }
 
 
 def free_port():

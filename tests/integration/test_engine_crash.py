@@ -54,8 +54,13 @@ PATH = [
 
 
 def start_worker(env: dict[str, str]) -> subprocess.Popen:
+    # The engine alone: delivery would add its own steps (sent, failed) to the paths checked here;
+    # its crash safety has its own test (test_a_worker_that_died_holding_messages_loses_nothing).
     return subprocess.Popen(
-        [CONVEYOR, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [CONVEYOR, "worker", "--role", "engine"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
 

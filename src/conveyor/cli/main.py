@@ -3,9 +3,12 @@ template, channel."""
 
 from __future__ import annotations
 
-import contextlib
+import logging
+import os
+import signal
 import sys
 from pathlib import Path
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -17,7 +20,8 @@ from conveyor.bootstrap import Conveyor, bootstrap
 from conveyor.domain.errors import ConveyorError
 from conveyor.services.imports import parse_mapping
 from conveyor.settings import Settings
-from conveyor.worker.loop import BackgroundLoop
+from conveyor.worker.loop import Role
+from conveyor.worker.process import run_worker
 
 app = typer.Typer(help="Conveyor: self-hosted marketing automation.", no_args_is_help=True)
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
@@ -65,18 +69,30 @@ def _workspace(conveyor: Conveyor, name: str | None):  # type: ignore[no-untyped
 def serve(
     host: Annotated[str | None, typer.Option(help="interface to listen on")] = None,
     port: Annotated[int | None, typer.Option(help="port to listen on")] = None,
+    workers: Annotated[
+        int, typer.Option(min=0, help="worker processes to run beside the API (>1: PostgreSQL)")
+    ] = 1,
+    no_worker: Annotated[
+        bool, typer.Option("--no-worker", help="the API alone; run `conveyor worker` elsewhere")
+    ] = False,
 ) -> None:
-    """Run the API (migrating the database first). Creates the default workspace on first start."""
+    """Run the API (migrating the database first) and, in worker processes it starts, restarts
+    and stops, the engine and delivery. Creates the default workspace on first start."""
     import uvicorn
 
     from conveyor.api.app import create_app
+    from conveyor.worker.supervisor import Supervisor
 
     settings = Settings()
     if host:
         settings.host = host
     if port:
         settings.port = port
+    workers = 0 if no_worker else workers
     conveyor = bootstrap(settings)
+    if workers > 1 and conveyor.store.db.is_sqlite:
+        _fail("SQLite has one writer at a time: more than one worker process needs PostgreSQL")
+    _log_to_stderr()
     conveyor.upgrade_schema()
     new_key = conveyor.workspaces.ensure_default(settings.default_workspace)
     url = settings.base_url()
@@ -85,15 +101,23 @@ def serve(
         f"Database: {conveyor.store.db.engine.url.render_as_string(hide_password=True)}",
         highlight=False,
     )
+    if not workers:
+        out.print("No worker: run `conveyor worker` for triggers, runs and delivery.")
     if new_key is not None:
         out.print(
             f"Created workspace '{new_key.workspace}'. Its admin API key, shown only this once:"
         )
         out.print(f"  {new_key.secret}", highlight=False)
     sys.stdout.flush()
-    loop = BackgroundLoop(conveyor)
-    loop.start()
+    # The worker builds tracking and unsubscribe links from the same host and port.
+    env = {**os.environ, "CONVEYOR_HOST": settings.host, "CONVEYOR_PORT": str(settings.port)}
+    command = [sys.executable, "-m", "conveyor.cli.main", "worker", "--parent", str(os.getpid())]
+    supervisor = Supervisor(command, workers, env=env)
+    # uvicorn re-raises SIGTERM after its graceful shutdown; exit through `finally` instead of
+    # dying on it, so the workers are stopped rather than left to notice serve is gone.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
+        supervisor.start()
         uvicorn.run(
             create_app(conveyor),
             host=settings.host,
@@ -102,17 +126,35 @@ def serve(
             access_log=False,
         )
     finally:
-        loop.stop()
+        supervisor.stop()
+
+
+def _exit_on_signal(_signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
+def _log_to_stderr() -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)-8s %(name)s[%(process)d]: %(message)s"))
+    logger = logging.getLogger("conveyor")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
 
 @app.command()
-def worker() -> None:
-    """Run the background loop alone: triggers, runs, segment membership. Start as many as you
-    like on PostgreSQL; they share the work without doing a step twice."""
-    conveyor = _open()
-    err.print("worker running; Ctrl-C stops it")
-    with contextlib.suppress(KeyboardInterrupt):
-        BackgroundLoop(conveyor).run()
+def worker(
+    role: Annotated[
+        Role, typer.Option(help="all: the engine and delivery; or only one of them")
+    ] = Role.ALL,
+    parent: Annotated[
+        int | None, typer.Option(hidden=True, help="stop when this process (serve) is gone")
+    ] = None,
+) -> None:
+    """Run the background work: the engine (triggers, runs, segment membership, date and segment
+    sweeps) and delivery (the outbox). Start as many as you like on PostgreSQL; they share the
+    work without doing a step twice. SIGTERM or Ctrl-C stops it after the current transaction."""
+    _log_to_stderr()
+    run_worker(_open(), role, parent=parent)
 
 
 @db_app.command("upgrade")

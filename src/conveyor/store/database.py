@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import random
 import threading
 import time
@@ -17,6 +18,11 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 
 from conveyor.domain.errors import InvalidInput
+
+try:
+    import fcntl
+except ImportError:  # Windows: processes meet SQLite's busy handler
+    fcntl = None  # type: ignore[assignment]
 
 T = TypeVar("T")
 log = logging.getLogger("conveyor.store")
@@ -95,17 +101,51 @@ def _configure_sqlite(engine: Engine) -> None:
             conn.exec_driver_sql(f"BEGIN {mode}")
 
 
+class WriterQueue:
+    """Where SQLite writers wait for their turn: threads on a lock, processes on an flock of a
+    file beside the database. SQLite's own busy handler polls with sleeps of up to 100 ms, so a
+    process that writes back to back (the engine) starves the others; the kernel hands a
+    released flock to a waiter at once."""
+
+    def __init__(self, database: str | None) -> None:
+        self._threads = threading.Lock()
+        in_memory = not database or database == ":memory:" or "mode=memory" in database
+        self._path = None if in_memory or fcntl is None else f"{database}-writer"
+        self._fd: int | None = None
+
+    def __enter__(self) -> None:
+        self._threads.acquire()
+        if self._path is None:
+            return
+        try:
+            if self._fd is None:
+                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._threads.release()
+            raise
+
+    def __exit__(self, *_exc: object) -> None:
+        try:
+            if self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._threads.release()
+
+    def close(self) -> None:
+        with self._threads:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+
 class Database:
     """The engine plus the rules for write transactions on each dialect."""
 
     def __init__(self, url: str, **engine_kwargs: Any) -> None:
         self.engine = make_engine(url, **engine_kwargs)
         self.dialect = self.engine.dialect.name
-        # SQLite has one writer at a time; queueing writers here is fairer and faster than
-        # letting them spin in SQLite's busy handler. Other processes still meet busy_timeout.
-        self._write_lock: contextlib.AbstractContextManager[Any] = (
-            threading.Lock() if self.dialect == "sqlite" else contextlib.nullcontext()
-        )
+        self._writers = WriterQueue(self.engine.url.database) if self.is_sqlite else None
 
     @property
     def is_sqlite(self) -> bool:
@@ -124,7 +164,7 @@ class Database:
         newest id with a fresh snapshot, lets go, and then holds it shared like any writer, all
         in one statement and without a transaction of its own.
         """
-        with self._write_lock, self.engine.connect() as conn:
+        with self._writers or contextlib.nullcontext(), self.engine.connect() as conn:
             if self.is_sqlite:
                 conn.execution_options(conveyor_begin="IMMEDIATE")
             with conn.begin():
@@ -170,3 +210,5 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._writers is not None:
+            self._writers.close()

@@ -1,7 +1,6 @@
-"""The background loops `conveyor serve` runs beside the API (and `conveyor worker` runs alone):
-one follows the event log (segment membership, then triggers and wake-ups), advances due runs
-and sweeps time-based segments; the other delivers the outbox, so a slow provider never holds
-up the engine.
+"""The background loops of a `conveyor worker` process: the engine's (follow the event log,
+advance due runs, sweep date triggers and time-based segments) and delivery's (drain the
+outbox, so a slow provider never holds up the engine), each in its own thread.
 
 Polling keeps it correct; everything it does is a transaction that also moves its cursor, so a
 killed process resumes where it stopped.
@@ -9,6 +8,7 @@ killed process resumes where it stopped.
 
 from __future__ import annotations
 
+import enum
 import logging
 import threading
 import time
@@ -18,69 +18,98 @@ from conveyor.bootstrap import Conveyor
 log = logging.getLogger("conveyor.worker")
 
 
+class Role(enum.StrEnum):
+    ALL = "all"
+    ENGINE = "engine"
+    DELIVERY = "delivery"
+
+
+def engine_round(conveyor: Conveyor, *, sweep_dates: bool, sweep_segments: bool) -> int:
+    """The engine's work that is due now, once; how much of the log and the runs it handled
+    (0: nothing was waiting).
+
+    The only code that calls the engine's services. `engine.dispatch` is one pass over the log
+    for segment membership and the engine together (one read, one transaction); `execute`
+    advances runs whose timer is due. The log comes first, so a sweep that keeps failing holds
+    up no event.
+    """
+    done = conveyor.engine.dispatch() + conveyor.engine.execute()
+    if sweep_dates:
+        conveyor.engine.sweep_dates()
+    if sweep_segments:
+        conveyor.segments.sweep()
+    return done
+
+
 class BackgroundLoop:
+    """The loops of one role, in threads; `stop` lets each finish its current transaction."""
+
     def __init__(
-        self, conveyor: Conveyor, *, poll_seconds: float = 0.5, sweep_seconds: float = 300
+        self,
+        conveyor: Conveyor,
+        role: Role = Role.ALL,
+        *,
+        poll_seconds: float = 0.5,
+        dates_seconds: float = 60,
+        sweep_seconds: float = 300,
     ) -> None:
         self.conveyor = conveyor
+        self.role = role
         self.poll_seconds = poll_seconds
+        self.dates_seconds = dates_seconds
         self.sweep_seconds = sweep_seconds
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._delivery: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
 
-    def run_once(self) -> int:
-        """Work through everything pending in the log; how many events that was."""
-        total = 0
+    def run_engine(self) -> None:
+        next_dates = next_sweep = time.monotonic()
         while not self._stop.is_set():
-            done = (
-                self.conveyor.segments.process_log()
-                + self.conveyor.engine.dispatch()
-                + self.conveyor.engine.execute()
-            )
-            total += done
-            if done == 0:
-                return total
-        return total
-
-    def run(self) -> None:
-        next_sweep = next_dates = time.monotonic()
-        while not self._stop.is_set():
+            done = 0
             try:
-                self.run_once()
-                if time.monotonic() >= next_dates:
-                    self.conveyor.engine.sweep_dates()
-                    next_dates = time.monotonic() + 60
-                if time.monotonic() >= next_sweep:
-                    self.conveyor.segments.sweep()
-                    next_sweep = next_dates = time.monotonic() + self.sweep_seconds
-            except Exception:  # keep the loop alive; the work is retried on the next tick
-                log.exception("background loop failed; retrying")
-            self._stop.wait(self.poll_seconds)
+                now = time.monotonic()
+                dates, sweep = now >= next_dates, now >= next_sweep
+                done = engine_round(self.conveyor, sweep_dates=dates, sweep_segments=sweep)
+                if dates:
+                    next_dates = now + self.dates_seconds
+                if sweep:
+                    next_sweep = now + self.sweep_seconds
+            except Exception:  # keep the loop alive; the work is retried on the next round
+                log.exception("engine round failed; retrying")
+            if not done:
+                self._stop.wait(self.poll_seconds)
 
-    def deliver(self) -> None:
+    def run_delivery(self) -> None:
         delivery = self.conveyor.delivery
-        while not self._stop.is_set():
-            try:
-                while delivery.deliver() and not self._stop.is_set():
-                    pass
-            except Exception:  # the claimed messages come back when their lease runs out
-                log.exception("delivery failed; retrying")
-            self._stop.wait(self.poll_seconds)
-        delivery.close()
+        try:
+            while not self._stop.is_set():
+                done = 0
+                try:
+                    done = delivery.deliver()
+                except Exception:  # the claimed messages come back when their lease runs out
+                    log.exception("delivery failed; retrying")
+                if not done:
+                    self._stop.wait(self.poll_seconds)
+        finally:
+            delivery.close()
 
     def start(self) -> None:
-        if self._thread is not None:
+        if self._threads:
             raise RuntimeError("the background loop is running already")
-        self._thread = threading.Thread(target=self.run, name="conveyor-worker", daemon=True)
-        self._delivery = threading.Thread(
-            target=self.deliver, name="conveyor-delivery", daemon=True
-        )
-        self._thread.start()
-        self._delivery.start()
+        targets = {Role.ENGINE: self.run_engine, Role.DELIVERY: self.run_delivery}
+        for role, target in targets.items():
+            if self.role in (Role.ALL, role):
+                thread = threading.Thread(target=target, name=f"conveyor-{role}", daemon=True)
+                self._threads.append(thread)
+                thread.start()
 
-    def stop(self) -> None:
+    def request_stop(self) -> None:
         self._stop.set()
-        for thread in (self._thread, self._delivery):
-            if thread is not None:
-                thread.join(30)
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for a stop request; whether there was one."""
+        return self._stop.wait(timeout)
+
+    def stop(self, timeout: float = 30) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout)
