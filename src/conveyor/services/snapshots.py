@@ -39,11 +39,10 @@ def load(
 ) -> Loaded:
     """The contacts' facts, with the events named `names`; `lock_runs` locks their unfinished
     runs for this transaction (PostgreSQL), for a caller that will change them."""
-    rows = tx.contacts.by_ids(ctx.workspace.id, list(contact_ids))
+    rows, tags, subs = tx.contacts.with_relations(ctx.workspace.id, list(contact_ids))
     ids = [row.id for row in rows]
     if not ids:
         return Loaded()
-    tags, subs = tx.contacts.relations_of(ids)
     history: dict[int, list[EventFact]] = defaultdict(list)
     for e in tx.segments.contact_events(ids, names):
         history[e.contact_id].append(EventFact(e.name, e.timestamp, e.properties or {}, e.kind))

@@ -128,6 +128,11 @@ class AutomationQueries:
         bulk.insert(self.conn, runs, [{**row, "id": i} for row, i in zip(rows, ids, strict=True)])
         return ids
 
+    def any_due(self, now: datetime) -> bool:
+        """Whether any run's timer is due (an unlocked look)."""
+        stmt = select(runs.c.id).where(runs.c.status == "active", runs.c.wake_at <= now).limit(1)
+        return self.conn.execute(stmt).first() is not None
+
     def claim_due(self, now: datetime, limit: int) -> list[Any]:
         """Due runs, locked for this transaction; other workers skip them (PostgreSQL)."""
         stmt = (

@@ -8,16 +8,15 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     Connection,
-    Integer,
     Select,
-    String,
     bindparam,
     delete,
+    func,
     insert,
-    literal,
     select,
-    union_all,
+    type_coerce,
     update,
 )
 
@@ -144,33 +143,41 @@ class ContactQueries:
                 found[contact_id][list_id] = status
         return found
 
-    def relations_of(
-        self, contact_ids: Iterable[int]
-    ) -> tuple[dict[int, set[str]], dict[int, dict[int, str]]]:
-        """Tags and list statuses of these contacts, in one statement."""
-        tags: dict[int, set[str]] = defaultdict(set)
-        subs: dict[int, dict[int, str]] = defaultdict(dict)
-        for chunk in _chunks(contact_ids):
-            stmt = union_all(
-                select(
-                    contact_tags.c.contact_id,
-                    contact_tags.c.tag.label("tag"),
-                    literal(None, Integer).label("list_id"),
-                    literal(None, String).label("status"),
-                ).where(contact_tags.c.contact_id.in_(chunk)),
-                select(
-                    subscriptions.c.contact_id,
-                    literal(None, String).label("tag"),
-                    subscriptions.c.list_id,
-                    subscriptions.c.status,
-                ).where(subscriptions.c.contact_id.in_(chunk)),
-            )
-            for contact_id, tag, list_id, status in self.conn.execute(stmt):
-                if list_id is None:
-                    tags[contact_id].add(tag)
-                else:
-                    subs[contact_id][list_id] = status
-        return tags, subs
+    def with_relations(
+        self, workspace_id: int, ids: Iterable[int]
+    ) -> tuple[list[ContactRecord], dict[int, set[str]], dict[int, dict[int, str]]]:
+        """Contacts with their tags and list statuses, in one statement (the engine's load)."""
+        sqlite = self.conn.dialect.name == "sqlite"
+        tag_list = func.json_group_array if sqlite else func.json_agg
+        status_map = func.json_group_object if sqlite else func.json_object_agg
+        tags = (
+            select(tag_list(contact_tags.c.tag))
+            .where(contact_tags.c.contact_id == contacts.c.id)
+            .scalar_subquery()
+        )
+        statuses = (
+            select(status_map(subscriptions.c.list_id, subscriptions.c.status))
+            .where(subscriptions.c.contact_id == contacts.c.id)
+            .scalar_subquery()
+        )
+        records, tag_sets, subs = [], {}, {}
+        width = len(contacts.c)
+        for chunk in _chunks(ids):
+            stmt = select(
+                contacts,
+                type_coerce(tags, JSON).label("relation_tags"),
+                type_coerce(statuses, JSON).label("relation_lists"),
+            ).where(contacts.c.workspace_id == workspace_id, contacts.c.id.in_(chunk))
+            if self.lock_rows:
+                stmt = stmt.order_by(contacts.c.id).with_for_update(of=contacts)
+            for row in self.conn.execute(stmt):
+                record = ContactRecord.from_row(row[:width])
+                records.append(record)
+                tag_sets[record.id] = {t for t in row.relation_tags or () if t is not None}
+                subs[record.id] = {
+                    int(k): v for k, v in (row.relation_lists or {}).items() if v is not None
+                }
+        return records, tag_sets, subs
 
     # --- writes -----------------------------------------------------------------------------
 

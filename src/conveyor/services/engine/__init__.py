@@ -53,6 +53,9 @@ class Engine:
 
     def execute(self, limit: int | None = None) -> int:
         """Advance up to `limit` runs whose timer is due; how many were claimed."""
+        with self.store.peek() as tx:  # no write transaction (nor SQLite's writer lock) when idle
+            if not tx.automations.any_due(self.clock.now()):
+                return 0
         return self.store.transact(lambda tx: self._execute(tx, limit or self.batch))
 
     def run_until_idle(self, max_rounds: int = 10_000) -> None:
