@@ -130,6 +130,9 @@ class Delivery:
         """One round: claim, prepare, send, record. How many messages it handled."""
         now = self.clock.now()
         limit = limit or self.settings.delivery_batch
+        with self.store.peek() as tx:  # no write transaction (nor SQLite's writer lock) when idle
+            if not tx.messages.any_due(now):
+                return 0
         claimed: list[int] = []
 
         def claim(tx: Tx) -> list[MessageRecord]:

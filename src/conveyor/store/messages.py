@@ -20,6 +20,10 @@ class MessageQueries:
         self.conn = conn
         self.dialect = dialect
 
+    def any_due(self, now: datetime) -> bool:
+        """Whether any message is due (an unlocked look)."""
+        return self.conn.execute(select(outbox.c.id).where(_due(now)).limit(1)).first() is not None
+
     def claim(self, now: datetime, limit: int, lease: timedelta) -> list[MessageRecord]:
         """Due messages (pending and due, or claimed by a worker whose lease ran out), marked
         `sending` until `now + lease` for this worker. Higher priority first, then oldest due.
@@ -27,13 +31,9 @@ class MessageQueries:
         A worker that dies between sending and recording leaves its rows `sending`; once the
         lease runs out another worker sends them again (at-least-once, same idempotency key).
         """
-        due = or_(
-            and_(outbox.c.status == "pending", outbox.c.send_after <= now),
-            and_(outbox.c.status == "sending", outbox.c.lease_until <= now),
-        )
         stmt = (
             select(outbox.c.id)
-            .where(due)
+            .where(_due(now))
             .order_by(outbox.c.priority.desc(), outbox.c.send_after, outbox.c.id)
             .limit(limit)
         )
@@ -336,3 +336,11 @@ class MessageQueries:
                 stmt.order_by(suppressions.c.address, suppressions.c.channel).limit(limit)
             )
         ]
+
+
+def _due(now: datetime) -> Any:
+    """Pending and due, or claimed by a worker whose lease ran out."""
+    return or_(
+        and_(outbox.c.status == "pending", outbox.c.send_after <= now),
+        and_(outbox.c.status == "sending", outbox.c.lease_until <= now),
+    )
