@@ -34,8 +34,13 @@ def _sqlite_time(value: datetime | None) -> str | None:
         return None
     if value.tzinfo is None:
         raise ValueError("naive datetime given to the store; pass an aware UTC datetime")
-    # SQLAlchemy's SQLite DATETIME storage format, so both paths read back alike.
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    # SQLAlchemy's SQLite DATETIME storage format (years < 1000 zero-padded too, which
+    # strftime's %Y does not do), so both paths read back alike.
+    v = value.astimezone(UTC)
+    return (
+        f"{v.year:04d}-{v.month:02d}-{v.day:02d} "
+        f"{v.hour:02d}:{v.minute:02d}:{v.second:02d}.{v.microsecond:06d}"
+    )
 
 
 def _pg_time(value: datetime | None) -> datetime | None:
