@@ -14,6 +14,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
+from conveyor.domain.automations import ContactChange
 from conveyor.domain.contacts import (
     Contact,
     ListInfo,
@@ -454,6 +455,29 @@ class ContactWriter:
         )
         self._touch(state)
         return status
+
+    def apply_change(self, state: ContactState, change: ContactChange) -> None:
+        """Carry out an automation's change to the contact (validated like any other)."""
+        if change.action == "add_tag":
+            self.add_tags(state, [change.target])  # type: ignore[list-item]
+        elif change.action == "remove_tag":
+            self.remove_tags(state, [change.target])  # type: ignore[list-item]
+        elif change.action in ("set_field", "clear_field"):
+            value = None if change.action == "clear_field" else change.value
+            self.apply(state, self.prepare({change.target: value}))
+        elif change.action == "increment_field":
+            current = state.fields.get(change.target) or 0
+            self.apply(state, self.prepare({change.target: current + change.value}))
+        elif change.action in ("subscribe", "unsubscribe"):
+            info = self.catalog.list_named(change.target, "list")  # type: ignore[arg-type]
+            status = (
+                SubscriptionStatus.SUBSCRIBED
+                if change.action == "subscribe"
+                else SubscriptionStatus.UNSUBSCRIBED
+            )
+            self.set_subscription(state, info, status)
+        elif change.action == "adjust_score":
+            self.set_score(state, state.score + int(change.value))
 
     def set_score(self, state: ContactState, score: int) -> bool:
         if not -(2**31) <= score < 2**31:

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from conveyor.domain.automations import Send
+
 
 @dataclass(eq=False)
 class LiveRun:
@@ -58,6 +60,23 @@ class LiveRun:
             "outcome": self.outcome,
             "entered_at": self.entered_at,
             "finished_at": self.finished_at,
+        }
+
+    def message(self, send: Send, node: str, now: datetime, priority: int) -> dict[str, Any]:
+        """The outbox row a send step of this run makes (its id and key come at flush)."""
+        return {
+            "channel": send.channel,
+            "template": send.template,
+            "contact_id": self.contact_id,
+            "automation_id": self.automation_id,
+            "version": self.version,
+            "node": node,
+            "message_class": send.message_class,
+            "payload": {"config": send.config, "trigger": self.trigger},
+            "status": "pending",
+            "created_at": now,
+            "send_after": now,
+            "priority": priority,
         }
 
     def insert_row(self, workspace_id: int) -> dict[str, Any]:

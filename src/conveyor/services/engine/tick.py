@@ -16,7 +16,6 @@ from conveyor.domain.automations import Automation, ContactChange, EndOther, Enr
 from conveyor.domain.automations.entry import Decision, RunRef, decide, releasable
 from conveyor.domain.automations.nodes.actions import ContactRules
 from conveyor.domain.automations.run import Done, RunState, advance
-from conveyor.domain.contacts import SubscriptionStatus
 from conveyor.domain.errors import InvalidInput
 from conveyor.domain.evaluation import Evaluator, EventFact, RunFact, Snapshot, event_names
 from conveyor.services import snapshots
@@ -292,25 +291,13 @@ class Tick:
     def carry_out(self, run: LiveRun, automation: Automation, done: Done) -> None:
         effect = done.effect
         if isinstance(effect, Send):
-            message = {
-                "workspace_id": self.workspace.id,
-                "channel": effect.channel,
-                "template": effect.template,
-                "contact_id": run.contact_id,
-                "automation_id": run.automation_id,
-                "version": run.version,
-                "node": done.node,
-                "message_class": effect.message_class,
-                "payload": {"config": effect.config, "trigger": run.trigger},
-                "status": "pending",
-                "created_at": self.now,
-                "send_after": self.now,
-                "priority": automation.level,
-            }
-            self.messages.append((run, done.step, message))
+            message = run.message(effect, done.node, self.now, automation.level)
+            self.messages.append((run, done.step, {**message, "workspace_id": self.workspace.id}))
         elif isinstance(effect, ContactChange):
             try:
-                self.change(run.contact_id, effect)
+                state = self.writer.by_id(run.contact_id)
+                if state is not None:
+                    self.writer.apply_change(state, effect)
             except InvalidInput as exc:
                 self.step(run, done.node, "failed", {"why": exc.detail})
         elif isinstance(effect, Record):
@@ -325,31 +312,6 @@ class Tick:
             for other in list(self.inside.get(run.contact_id, ())):
                 if row is not None and other.automation_id == row.id:
                     self.finish(other, "ended")
-
-    def change(self, contact_id: int, change: ContactChange) -> None:
-        writer, state = self.writer, self.writer.by_id(contact_id)
-        if state is None:
-            return
-        if change.action == "add_tag":
-            writer.add_tags(state, [change.target])  # type: ignore[list-item]
-        elif change.action == "remove_tag":
-            writer.remove_tags(state, [change.target])  # type: ignore[list-item]
-        elif change.action in ("set_field", "clear_field"):
-            value = None if change.action == "clear_field" else change.value
-            writer.apply(state, writer.prepare({change.target: value}))
-        elif change.action == "increment_field":
-            current = state.fields.get(change.target) or 0
-            writer.apply(state, writer.prepare({change.target: current + change.value}))
-        elif change.action in ("subscribe", "unsubscribe"):
-            info = writer.catalog.list_named(change.target, "list")  # type: ignore[arg-type]
-            status = (
-                SubscriptionStatus.SUBSCRIBED
-                if change.action == "subscribe"
-                else SubscriptionStatus.UNSUBSCRIBED
-            )
-            writer.set_subscription(state, info, status)
-        elif change.action == "adjust_score":
-            writer.set_score(state, state.score + int(change.value))
 
     def finish(self, run: LiveRun, outcome: str, because: dict[str, Any] | None = None) -> None:
         """A run ended: its event, then the entries queued behind it that may now go in."""
