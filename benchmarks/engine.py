@@ -35,7 +35,7 @@ import argparse
 import multiprocessing
 import resource
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -77,17 +77,29 @@ def scalar(conveyor: Any, stmt: Any) -> int:
         return conn.execute(stmt).scalar_one()
 
 
-def engine_bench(dialect: str, contacts: int, vacuum: bool) -> dict[str, Any]:
-    """Runs in a fresh (spawned) process, so that its RSS is the worker's alone."""
+def _worker(url: str, now: datetime, batch: int, start: Any) -> None:
+    """One of `--workers N` engine processes: the same clock moment, then until idle."""
+    conveyor = bootstrap(Settings(database_url=url, engine_batch=batch), clock=SimulatedClock(now))
+    start.wait()
+    conveyor.engine.run_until_idle(max_rounds=10**7)
+    conveyor.close()
+
+
+def engine_bench(
+    dialect: str, contacts: int, vacuum: bool, workers: int = 1, batch: int = 1000
+) -> dict[str, Any]:
+    """Runs in a fresh (spawned) process, so that its RSS is the worker's alone; with
+    `workers` > 1 the timed work runs in that many processes of its own, side by side."""
     with database(dialect, "engine") as (url, _):
         clock = SimulatedClock()
-        conveyor = bootstrap(Settings(database_url=url), clock=clock)
+        conveyor = bootstrap(Settings(database_url=url, engine_batch=batch), clock=clock)
         conveyor.upgrade_schema()
         workspace, _ = conveyor.workspaces.create("bench")
         conveyor.catalog.declare_field(workspace, "visits", "number", None, None)
         conveyor.automations.apply(workspace, AUTOMATION)
         conveyor.automations.set_status(workspace, "bench", "active")
         out: dict[str, Any] = {"contacts": contacts, "seconds": 0.0, "rss_base": rss_mb()}
+        out["workers"], out["batch"] = workers, batch
 
         def enroll(lo: int, hi: int) -> None:  # not timed: the ingest path
             for start in range(lo, hi, 1000):
@@ -102,9 +114,24 @@ def engine_bench(dialect: str, contacts: int, vacuum: bool) -> dict[str, Any]:
                 with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
                     conn.execute("VACUUM ANALYZE")
             before = scalar(conveyor, select(func.count()).select_from(steps))
-            started = time.perf_counter()
-            conveyor.engine.run_until_idle(max_rounds=10**7)
-            seconds = time.perf_counter() - started
+            if workers == 1:
+                started = time.perf_counter()
+                conveyor.engine.run_until_idle(max_rounds=10**7)
+                seconds = time.perf_counter() - started
+            else:  # wait until all have started up; time from the go to the last one done
+                spawn = multiprocessing.get_context("spawn")
+                go = spawn.Barrier(workers + 1)
+                procs = [
+                    spawn.Process(target=_worker, args=(url, clock.now(), batch, go))
+                    for _ in range(workers)
+                ]
+                for proc in procs:
+                    proc.start()
+                go.wait()
+                started = time.perf_counter()
+                for proc in procs:
+                    proc.join()
+                seconds = time.perf_counter() - started
             done = scalar(conveyor, select(func.count()).select_from(steps)) - before
             out["seconds"] += seconds
             out[f"rate_{name}"] = done / seconds
@@ -145,6 +172,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1, help=">1: send via /v1/batch")
     parser.add_argument("--no-vacuum", action="store_true", help="no VACUUM ANALYZE (PG)")
     parser.add_argument("--part", choices=["engine", "latency", "both"], default="both")
+    parser.add_argument("--workers", type=int, default=1, help="engine processes side by side")
+    parser.add_argument("--engine-batch", type=int, default=1000, help="events/runs per tick")
     parser.add_argument(
         "--serve-arg", action="append", default=[], help="passed to serve (e.g. --no-worker)"
     )
@@ -153,10 +182,12 @@ def main() -> None:
     results: dict[str, dict[str, Any]] = {d: {} for d in dialects(args.dialect)}
     for dialect in results:
         if args.part != "latency":
-            with multiprocessing.get_context("spawn").Pool(1) as pool:
-                results[dialect] |= pool.apply(
-                    engine_bench, (dialect, args.contacts, not args.no_vacuum)
-                )
+            bench = (dialect, args.contacts, not args.no_vacuum, args.workers, args.engine_batch)
+            if args.workers > 1:  # a pool's process may not start processes of its own
+                results[dialect] |= engine_bench(*bench)
+            else:
+                with multiprocessing.get_context("spawn").Pool(1) as pool:
+                    results[dialect] |= pool.apply(engine_bench, bench)
         if args.part != "engine":
             results[dialect] |= trigger_latency(
                 dialect,
@@ -168,10 +199,14 @@ def main() -> None:
                 serve_args=args.serve_arg,
             )
 
+    for result in results.values():
+        if "workers" in result:
+            result["workers_batch"] = f"{result['workers']} / {result['batch']:,}"
     n, via = args.contacts, "/v1/track" if args.batch == 1 else f"/v1/batch x {args.batch}"
     rows = [  # label, result key, format
         (f"contacts through the 10-node automation ({STEPS_PER_CONTACT} steps each)", "contacts"),
         ("contact-steps (rows in `steps`)", "steps"),
+        ("engine processes side by side / events or runs per tick", "workers_batch"),
         ("engine seconds (dispatch + execute until idle)", "seconds", "{:,.1f}"),
         ("contact-steps/s, all phases (target >= 20,000)", "steps_per_s"),
         ("  steps/s: enroll first 10% (4 steps each)", "rate_enroll_10"),
