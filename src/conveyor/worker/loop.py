@@ -63,6 +63,7 @@ class BackgroundLoop:
 
     def run_engine(self) -> None:
         next_dates = next_sweep = time.monotonic()
+        pause = 0.0
         while not self._stop.is_set():
             done = 0
             try:
@@ -76,7 +77,12 @@ class BackgroundLoop:
             except Exception:  # keep the loop alive; the work is retried on the next round
                 log.exception("engine round failed; retrying")
             if not done:
-                self._stop.wait(self.poll_seconds)
+                # Busy a moment ago: look again soon (an event arriving now waits for this pause,
+                # and a look costs one unlocked statement). Idle: back off to `poll_seconds`.
+                pause = min(max(pause * 2, 0.01), self.poll_seconds)
+                self._stop.wait(pause)
+            else:
+                pause = 0.0
 
     def run_delivery(self) -> None:
         delivery = self.conveyor.delivery
