@@ -27,13 +27,7 @@ def _wait(node: Node, run: RunView, snap: Snapshot, now: datetime, ev: Evaluator
     until = state_time(run, "until") or now + timedelta(seconds=node.config["for"])
     if now >= until:
         return Result("next", "waited", f"waited {human(node.config['for'])}", next=node.next)
-    return Result(
-        "wait",
-        "waiting",
-        f"until {format_datetime(until)}",
-        until=until,
-        state={"until": format_datetime(until)},
-    )
+    return _until(until)
 
 
 def _check_wait(config: dict[str, Any], condition: Condition | None, path: str) -> None:
@@ -63,13 +57,13 @@ def _wait_until(node: Node, run: RunView, snap: Snapshot, now: datetime, ev: Eva
         return Result("next", "skipped", f"{node.config.get('field')} is not set", next=node.next)
     if now >= moment:
         return Result("next", "reached", f"at {format_datetime(moment)}", next=node.next)
-    return Result(
-        "wait",
-        "waiting",
-        f"until {format_datetime(moment)}",
-        until=moment,
-        state={"until": format_datetime(moment)},
-    )
+    return _until(moment)
+
+
+def _until(moment: datetime) -> Result:
+    """Waiting for a moment: the run sleeps until then (the moment is kept in its state)."""
+    shown = format_datetime(moment)
+    return Result("wait", "waiting", f"until {shown}", until=moment, state={"until": shown})
 
 
 def _moment(node: Node, snap: Snapshot, now: datetime) -> datetime | None:
