@@ -59,7 +59,7 @@ def _action(node: Node, run: RunView, snap: Snapshot, now: datetime, ev: Evaluat
     else:
         value = render_value(c.get("value"), run.trigger)
     change = ContactChange(node.type, subject, value)
-    shown = f"{node.type} {subject or ''} {'' if value is None else value}".strip()
+    shown = " ".join(str(p) for p in (node.type, subject, value) if p not in (None, ""))
     return Result("next", "done", shown, next=node.next, effects=(change,))
 
 
