@@ -41,15 +41,6 @@ class AutomationQueries:
             for row in self.conn.execute(select(automations).where(automations.c.id.in_(list(ids))))
         }
 
-    def active(self, workspace_id: int) -> list[Any]:
-        return list(
-            self.conn.execute(
-                select(automations).where(
-                    automations.c.workspace_id == workspace_id, automations.c.status == "active"
-                )
-            )
-        )
-
     def active_everywhere(self) -> list[Any]:
         """Active automations of every workspace (for the date-trigger sweep)."""
         return list(self.conn.execute(select(automations).where(automations.c.status == "active")))
@@ -169,22 +160,6 @@ class AutomationQueries:
             out += self.conn.execute(stmt).all()
         return out
 
-    def any_unfinished(self, contact_ids: Iterable[int]) -> bool:
-        """Whether any of these contacts is inside an automation (active or queued)."""
-        ids = list(contact_ids)
-        for start in range(0, len(ids), 500):
-            found = self.conn.execute(
-                select(runs.c.id)
-                .where(
-                    runs.c.contact_id.in_(ids[start : start + 500]),
-                    runs.c.status.in_(("active", "queued")),
-                )
-                .limit(1)
-            ).first()
-            if found is not None:
-                return True
-        return False
-
     def entries_of(self, contact_ids: Iterable[int], automation_ids: Iterable[int]) -> list[Any]:
         """(automation_id, contact_id, entered_at) of every run of these contacts in these
         automations, finished or not: what repeat rules and daily limits count."""
@@ -217,14 +192,6 @@ class AutomationQueries:
                 if isinstance(row.trigger, dict) and row.trigger.get("date"):
                     found.add((row.contact_id, row.trigger["date"]))
         return found
-
-    def wake(self, run_ids: list[int], now: datetime) -> None:
-        for start in range(0, len(run_ids), 500):
-            self.conn.execute(
-                update(runs)
-                .where(runs.c.id.in_(run_ids[start : start + 500]), runs.c.status == "active")
-                .values(wake_at=now)
-            )
 
     def node_counts(self, automation_id: int) -> list[Any]:
         """Per node: runs waiting there now."""

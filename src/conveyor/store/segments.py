@@ -1,4 +1,4 @@
-"""SQL for segments, their stored members, and event-log cursors."""
+"""SQL for segments, their stored members, and the events their conditions count."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 
 from conveyor.store.records import SegmentRecord
-from conveyor.store.schema import events, log_cursors, segment_members, segments
+from conveyor.store.schema import events, segment_members, segments
 
 
 class SegmentQueries:
@@ -109,57 +109,7 @@ class SegmentQueries:
                 )
             )
 
-    # --- the event log, for consumers --------------------------------------------------------
-
-    def cursor(self, name: str) -> int | None:
-        """The consumer's position, locked until the transaction ends; None when another
-        process holds it (PostgreSQL), so that consumer skips this round instead of queueing."""
-        if (
-            self.conn.execute(select(log_cursors.c.name).where(log_cursors.c.name == name)).first()
-            is None
-        ):
-            insert_stmt = insert(log_cursors).values(name=name, position=0)
-            if self.dialect == "postgresql":
-                from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-                insert_stmt = (
-                    pg_insert(log_cursors).values(name=name, position=0).on_conflict_do_nothing()
-                )
-            self.conn.execute(insert_stmt)
-        stmt = select(log_cursors.c.position).where(log_cursors.c.name == name)
-        if self.dialect == "postgresql":
-            stmt = stmt.with_for_update(skip_locked=True)
-        return self.conn.execute(stmt).scalar()
-
-    def behind(self, name: str) -> bool:
-        """Whether the log holds events past this consumer's cursor (a cheap, unlocked look)."""
-        position = self.conn.execute(
-            select(log_cursors.c.position).where(log_cursors.c.name == name)
-        ).scalar()
-        latest = self.conn.execute(select(func.max(events.c.id))).scalar()
-        return latest is not None and (position is None or latest > position)
-
-    def move_cursor(self, name: str, position: int) -> None:
-        self.conn.execute(
-            update(log_cursors).where(log_cursors.c.name == name).values(position=position)
-        )
-
-    def events_after(self, position: int, up_to: int, limit: int) -> list[Any]:
-        return list(
-            self.conn.execute(
-                select(
-                    events.c.id,
-                    events.c.workspace_id,
-                    events.c.contact_id,
-                    events.c.kind,
-                    events.c.name,
-                    events.c.properties,
-                )
-                .where(events.c.id > position, events.c.id <= up_to)
-                .order_by(events.c.id)
-                .limit(limit)
-            )
-        )
+    # --- events, for the evaluator -----------------------------------------------------------
 
     def contact_events(self, contact_ids: list[int], names: set[str]) -> list[Any]:
         """Events of these names for these contacts: what the evaluator needs, nothing more."""
