@@ -40,7 +40,7 @@ class LogConsumer:
         positions = tx.events.cursors(self.names)  # locked; absent when another process has it
         if not positions:
             return 0
-        batch = tx.events.after(min(positions.values()), tx.high_water, limit)
+        batch = tx.events.after(min(positions.values()), tx.high_water(), limit)
         if not batch:
             return 0
         now = self.clock.now()

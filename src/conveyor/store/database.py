@@ -153,28 +153,34 @@ class Database:
 
     @contextlib.contextmanager
     def write_connection(self, *, follow_log: bool = False) -> Iterator[Connection]:
-        """A write transaction. `follow_log`: for a consumer of the event log, which learns the
-        committed high-water mark first (`conn.info["high_water"]`; None on SQLite, where one
-        writer at a time means everything it can see is committed).
+        """A write transaction. `follow_log`: a consumer of the event log's, which does not hold
+        the writers' advisory lock from the start (PostgreSQL): it takes it with
+        `high_water` once it knows it has work (see there)."""
+        with self._writers or contextlib.nullcontext(), self.engine.connect() as conn:
+            if self.is_sqlite:
+                conn.execution_options(conveyor_begin="IMMEDIATE")
+            with conn.begin():
+                if not self.is_sqlite and not follow_log:
+                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock_shared({LOG_LOCK})")
+                yield conn
+
+    def high_water(self, conn: Connection) -> int | None:
+        """For a consumer of the event log, in its `follow_log` transaction: the id below which
+        every event is committed (None on SQLite, where one writer at a time means everything
+        the transaction can see is).
 
         Ids come from a sequence: on PostgreSQL a transaction can commit id 11 while id 10 is
         still in flight, and a consumer that moved its cursor past 11 would never see 10. Every
         write transaction holds an advisory lock shared; `conveyor_follow_log` (migration 0006)
         takes it exclusively for an instant — so every writer in flight has finished — reads the
         newest id with a fresh snapshot, lets go, and then holds it shared like any writer, all
-        in one statement and without a transaction of its own.
+        in one statement. A consumer asks only once it holds its cursors: one that would find
+        them taken by a peer does not queue for the lock behind that peer's whole tick (and
+        every writer after it).
         """
-        with self._writers or contextlib.nullcontext(), self.engine.connect() as conn:
-            if self.is_sqlite:
-                conn.execution_options(conveyor_begin="IMMEDIATE")
-            with conn.begin():
-                conn.info["high_water"] = None
-                if not self.is_sqlite and follow_log:
-                    high = conn.exec_driver_sql(f"SELECT conveyor_follow_log({LOG_LOCK})")
-                    conn.info["high_water"] = high.scalar_one()
-                elif not self.is_sqlite:
-                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock_shared({LOG_LOCK})")
-                yield conn
+        if self.is_sqlite:
+            return None
+        return conn.exec_driver_sql(f"SELECT conveyor_follow_log({LOG_LOCK})").scalar_one()
 
     @contextlib.contextmanager
     def read_connection(self) -> Iterator[Connection]:

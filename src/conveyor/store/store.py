@@ -27,12 +27,12 @@ class Tx:
 
     Its connection is the store's own: callers go through the query objects, never SQL."""
 
-    def __init__(self, conn: Connection, *, writing: bool, dialect: str) -> None:
+    def __init__(
+        self, conn: Connection, *, writing: bool, dialect: str, db: Database | None = None
+    ) -> None:
         self._conn = conn
+        self._db = db
         self.writing = writing
-        # For a consumer of the event log: the id below which every event is committed (None:
-        # all it can see is; see Database.write_connection).
-        self.high_water: int | None = conn.info.get("high_water")
         self.dialect = dialect
         self.workspaces = WorkspaceQueries(conn)
         self.catalog = CatalogQueries(conn)
@@ -43,6 +43,11 @@ class Tx:
         self.messages = MessageQueries(conn, dialect)
         self.templates = TemplateQueries(conn)
         self.audiences = AudienceQueries(conn, dialect)
+
+    def high_water(self) -> int | None:
+        """In an event-log consumer's transaction: see `Database.high_water`."""
+        assert self._db is not None, "a consumer's transaction comes from Store.write"
+        return self._db.high_water(self._conn)
 
 
 class Store:
@@ -56,7 +61,7 @@ class Store:
     @contextlib.contextmanager
     def write(self, *, follow_log: bool = False) -> Iterator[Tx]:
         with refusals(), self.db.write_connection(follow_log=follow_log) as conn:
-            yield Tx(conn, writing=True, dialect=self.dialect)
+            yield Tx(conn, writing=True, dialect=self.dialect, db=self.db)
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Tx]:
