@@ -40,9 +40,7 @@ def _wait_until(node: Node, run: RunView, snap: Snapshot, now: datetime, ev: Eva
         verdict = ev.evaluate(node.condition, snap, now)
         if verdict.ok:
             return Result("next", "met", verdict.as_dict(), next=node.next)
-        deadline = state_time(run, "deadline")
-        if deadline is None and "timeout" in node.config:
-            deadline = now + timedelta(seconds=node.config["timeout"])
+        deadline = _deadline(node, run, now)
         if deadline is not None and now >= deadline:
             return Result(
                 "next",
@@ -64,6 +62,14 @@ def _until(moment: datetime) -> Result:
     """Waiting for a moment: the run sleeps until then (the moment is kept in its state)."""
     shown = format_datetime(moment)
     return Result("wait", "waiting", f"until {shown}", until=moment, state={"until": shown})
+
+
+def _deadline(node: Node, run: RunView, now: datetime) -> datetime | None:
+    """When a condition wait (or a waiting goal) times out: set on arrival, kept in the state."""
+    deadline = state_time(run, "deadline")
+    if deadline is None and "timeout" in node.config:
+        deadline = now + timedelta(seconds=node.config["timeout"])
+    return deadline
 
 
 def _moment(node: Node, snap: Snapshot, now: datetime) -> datetime | None:
@@ -153,9 +159,7 @@ def _goal(node: Node, run: RunView, snap: Snapshot, now: datetime, ev: Evaluator
         return Result("next", "goal_skipped", verdict.as_dict(), next=node.next)
     if otherwise == "end":
         return Result("end", "goal_skipped", verdict.as_dict())
-    deadline = state_time(run, "deadline")
-    if deadline is None and "timeout" in node.config:
-        deadline = now + timedelta(seconds=node.config["timeout"])
+    deadline = _deadline(node, run, now)
     if deadline is not None and now >= deadline:
         return Result(
             "end",
