@@ -47,6 +47,7 @@ from conveyor.bootstrap import bootstrap
 from conveyor.clock import SimulatedClock
 from conveyor.settings import Settings
 from conveyor.store.schema import runs, steps
+from conveyor.worker.process import tune_gc
 
 AUTOMATION = yaml.safe_load("""
 key: bench
@@ -80,6 +81,7 @@ def scalar(conveyor: Any, stmt: Any) -> int:
 def _worker(url: str, now: datetime, batch: int, start: Any) -> None:
     """One of `--workers N` engine processes: the same clock moment, then until idle."""
     conveyor = bootstrap(Settings(database_url=url, engine_batch=batch), clock=SimulatedClock(now))
+    tune_gc()  # as `conveyor worker` does
     start.wait()
     conveyor.engine.run_until_idle(max_rounds=10**7)
     conveyor.close()
@@ -93,6 +95,7 @@ def engine_bench(
     with database(dialect, "engine") as (url, _):
         clock = SimulatedClock()
         conveyor = bootstrap(Settings(database_url=url, engine_batch=batch), clock=clock)
+        tune_gc()  # as `conveyor worker` does
         conveyor.upgrade_schema()
         workspace, _ = conveyor.workspaces.create("bench")
         conveyor.catalog.declare_field(workspace, "visits", "number", None, None)

@@ -3,6 +3,7 @@ transaction), or until the `conveyor serve` that started it is gone."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -13,6 +14,19 @@ from conveyor.worker.loop import BackgroundLoop, Role
 
 log = logging.getLogger("conveyor.worker")
 PARENT_CHECK_SECONDS = 1.0
+# A tick allocates tens of thousands of short-lived rows, dicts and records, nearly none of them
+# in reference cycles; at CPython's default threshold (700 allocations) the cyclic collector
+# runs hundreds of times per tick, each pass walking every object the tick holds. Measured on
+# the engine benchmark: 25-35 % of a worker's CPU. Refcounting still frees everything at once.
+GC_THRESHOLD = (100_000, 10, 10)
+
+
+def tune_gc() -> None:
+    """Fewer cyclic-GC passes for a process that runs engine ticks; the objects alive at
+    start-up (modules, the parsed catalog) are frozen out of every later pass."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD)
 
 
 def run_worker(conveyor: Conveyor, role: Role = Role.ALL, *, parent: int | None = None) -> None:
@@ -21,6 +35,7 @@ def run_worker(conveyor: Conveyor, role: Role = Role.ALL, *, parent: int | None 
     `parent`: the pid of the serve that started this worker. If it dies, even by SIGKILL, this
     process is handed to another parent; noticing that is how a worker never outlives serve.
     """
+    tune_gc()
     loop = BackgroundLoop(conveyor, role)
     stopping = False
 

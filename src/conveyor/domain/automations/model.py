@@ -96,7 +96,8 @@ class Automation:
 
     def goals_after(self, node_id: str) -> tuple[Node, ...]:
         """The goals after this node in the file's order: where a run there may jump to."""
-        return self._goals_after.get(node_id, tuple(self.goals()))
+        found = self._goals_after.get(node_id)
+        return tuple(self.goals()) if found is None else found
 
     @cached_property
     def _goals_after(self) -> dict[str, tuple[Node, ...]]:
