@@ -88,6 +88,10 @@ def clock() -> SimulatedClock:
 
 @pytest.fixture
 def conveyor(database_url: str, tmp_path: Path, clock: SimulatedClock) -> Iterator[Conveyor]:
-    app = bootstrap(Settings(database_url=database_url, data_dir=tmp_path), clock=clock)
+    # The tests' peers (SMTP sink, Twilio stand-in, webhook receivers) live on loopback, which
+    # the address guard refuses unless the operator allows it: these tests' operator does.
+    # test_outbound_guard.py shows what happens without.
+    settings = Settings(database_url=database_url, data_dir=tmp_path, webhook_allow="127.0.0.1/32")
+    app = bootstrap(settings, clock=clock)
     yield app
     app.close()

@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     webhook_allow: str = ""
     delivery_max_attempts: int = 12
     delivery_batch: int = 200
+    # Messages sent (or being sent) and not yet recorded, at most: what a killed worker may send
+    # twice. Outcomes are committed a few at a time as sends finish.
+    delivery_in_flight: int = 16
     engine_batch: int = 1_000  # events per pass over the log, due runs per claim
 
     def resolved_database_url(self) -> str:

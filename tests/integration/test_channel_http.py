@@ -82,6 +82,7 @@ def test_scenario_12_webhook_to_a_crm_that_is_down_arrives_once_signed(
 
 
 def test_webhooks_refuse_private_addresses_unless_allowed(client, tenant, conveyor, peer):
+    conveyor.settings.webhook_allow = ""  # the default: no internal address allowed
     activate(client, tenant, {
         "key": "hook", "triggers": [{"tag_added": "go"}],
         "nodes": [{"id": "call", "type": "webhook", "url": f"{peer.url}/x"}]})

@@ -63,6 +63,16 @@ class DeliveryError(Exception):
         self.detail = detail or {}
 
 
+SHORT = 160  # characters of a remote server's words that a tenant may read
+
+
+def short(text: str) -> str:
+    """A remote answer as a short status line: its first line, printable, cut at SHORT."""
+    line = next((part for part in text.splitlines() if part.strip()), "").strip()
+    line = "".join(ch if ch.isprintable() else "?" for ch in line)
+    return line if len(line) <= SHORT else line[: SHORT - 1] + "…"
+
+
 class EmailProvider(Protocol):
     async def send(self, email: Email) -> Receipt: ...
 

@@ -5,6 +5,10 @@ Sends are at least once: a timeout after Twilio took the message leads to a retr
 carries the message's idempotency key as `I-Twilio-Idempotency-Token` (the idempotency header
 Twilio sets on its own webhook calls) so a retry can be told apart from a second message; the
 Messages API does not document deduplicating on it, so a retry after a timeout may send twice.
+
+A workspace may point `base_url` at a Twilio-compatible API: its requests then go through the
+address guard (`conveyor.channels.guard`, never an internal address unless allowed), only over
+http(s), and what that server answers reaches the tenant as a short status line.
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from conveyor.channels.base import DeliveryError, Receipt, Sms
+from conveyor.channels.base import DeliveryError, Receipt, Sms, short
+from conveyor.channels.guard import AddressGuard
+from conveyor.channels.pinned import PinnedTransport
 from conveyor.domain.errors import InvalidInput
 from conveyor.domain.sms import segments
 
@@ -46,18 +52,29 @@ class TwilioSms:
         status_callback: str | None = None,
         base_url: str = TWILIO_API,
         timeout: float = 10.0,
+        guard: AddressGuard | None = None,
     ) -> None:
         if not (from_number or messaging_service_sid):
             raise ValueError("TwilioSms needs a from_number or a messaging_service_sid")
+        self.base_problem = base_url_problem(base_url)
         self.account_sid = account_sid
         self.from_number = from_number
         self.messaging_service_sid = messaging_service_sid
         self.status_callback = status_callback
         self.url = f"{base_url.rstrip('/')}/2010-04-01/Accounts/{account_sid}/Messages.json"
+        pinned = (
+            {}
+            if guard is None
+            else {
+                "transport": PinnedTransport(guard, httpx.create_ssl_context(trust_env=False)),
+                "trust_env": False,
+            }
+        )
         self._client = httpx.AsyncClient(
             auth=httpx.BasicAuth(account_sid, auth_token),
             timeout=timeout,
             headers={"Accept": "application/json"},
+            **pinned,  # type: ignore[arg-type]
         )
 
     def form(self, sms: Sms) -> dict[str, str]:
@@ -73,12 +90,16 @@ class TwilioSms:
         return fields
 
     async def send(self, sms: Sms) -> Receipt:
+        if self.base_problem is not None:
+            raise DeliveryError(f"SMS base_url {self.base_problem}", transient=False)
         try:
             response = await self._client.post(
                 self.url,
                 data=self.form(sms),
                 headers={"I-Twilio-Idempotency-Token": sms.idempotency_key},
             )
+        except (httpx.UnsupportedProtocol, httpx.InvalidURL, httpx.LocalProtocolError) as exc:
+            raise DeliveryError(f"cannot send to the SMS API: {exc}", transient=False) from exc
         except httpx.TimeoutException as exc:
             raise DeliveryError(f"Twilio timed out: {exc!r}", transient=True) from exc
         except httpx.TransportError as exc:
@@ -89,6 +110,19 @@ class TwilioSms:
 
     async def close(self) -> None:
         await self._client.aclose()
+
+
+def base_url_problem(base_url: str) -> str | None:
+    """What is wrong with an SMS API base URL (None: nothing)."""
+    try:
+        url = httpx.URL(base_url)
+    except httpx.InvalidURL:
+        return "is not a valid URL"
+    if url.scheme not in ("http", "https"):
+        return f"must be http or https, not {url.scheme or 'no scheme'!r}"
+    if not url.host:
+        return "has no host"
+    return None
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:
@@ -125,12 +159,14 @@ def _error(response: httpx.Response) -> DeliveryError:
     status = response.status_code
     data = _json(response)
     code = data.get("code")
-    message = data.get("message") or response.reason_phrase or "no message"
+    if code is not None and not isinstance(code, int):
+        code = short(str(code))
+    message = short(str(data.get("message") or response.reason_phrase or "no message"))
     detail: dict[str, Any] = {"http_status": status}
     if code is not None:
         detail["code"] = code
     if data.get("more_info"):
-        detail["more_info"] = data["more_info"]
+        detail["more_info"] = short(str(data["more_info"]))
     retry_after = response.headers.get("Retry-After", "")
     if retry_after.isdigit():
         detail["retry_after"] = int(retry_after)

@@ -1,6 +1,11 @@
 """Email over SMTP (any provider): a small pool of reused connections, STARTTLS or implicit
 TLS, AUTH, an optional rate limit, and SMTP replies sorted into retry-later and never-again.
 
+A workspace's own SMTP server is reached through the address guard (`conveyor.channels.guard`):
+never an internal address unless the operator allows it; the server's own (CONVEYOR_SMTP_URL) is
+the operator's choice and connects directly. What a server answers reaches a tenant only as a
+short status line (`short`): a port that is not SMTP must not leak its banner.
+
 Replies: 2xx sent; 4xx transient (greylisting, mailbox busy, rate limits); 5xx permanent, and a
 hard bounce when the server refused the recipient (550-553). A dropped connection, a refused
 connection or a timeout is transient: the message waits in the outbox and goes later.
@@ -15,7 +20,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
 
-from conveyor.channels.base import DeliveryError, Email, Receipt
+from conveyor.channels.base import DeliveryError, Email, Receipt, short
+from conveyor.channels.guard import AddressGuard, connect
 from conveyor.channels.ratelimit import TokenBucket
 
 SECURITY = ("starttls", "tls", "none")
@@ -54,8 +60,9 @@ class SmtpConfig:
 
 
 class SmtpProvider:
-    def __init__(self, config: SmtpConfig) -> None:
+    def __init__(self, config: SmtpConfig, guard: AddressGuard | None = None) -> None:
         self.config = config
+        self.guard = guard  # set for a server a workspace chose
         self._idle: list[aiosmtplib.SMTP] = []
         self._slots = asyncio.Semaphore(config.max_connections)
         self._bucket = TokenBucket(config.rate_per_second) if config.rate_per_second else None
@@ -86,7 +93,7 @@ class SmtpProvider:
                 # A reply to MAIL or DATA: the connection is still usable, the message is not.
                 self._keep(client)
                 raise DeliveryError(
-                    f"SMTP {exc.code}: {exc.message}",
+                    f"SMTP {exc.code}: {short(exc.message)}",
                     transient=400 <= exc.code < 500,
                     detail={"code": exc.code},
                 ) from None
@@ -94,7 +101,7 @@ class SmtpProvider:
                 await _quietly_close(client)
                 raise DeliveryError(
                     f"SMTP server {self.config.host}:{self.config.port} unreachable: "
-                    f"{exc or type(exc).__name__}",
+                    f"{short(str(exc)) or type(exc).__name__}",
                     transient=True,
                 ) from None
             self._keep(client)
@@ -105,9 +112,14 @@ class SmtpProvider:
 
     async def _connect(self) -> aiosmtplib.SMTP:
         c = self.config
+        where = (
+            {"port": c.port}
+            if self.guard is None
+            else {"sock": await connect(self.guard, c.host, c.port, c.timeout)}
+        )  # with a socket, TLS still verifies the certificate for `hostname`
         client = aiosmtplib.SMTP(
             hostname=c.host,
-            port=c.port,
+            **where,
             use_tls=c.security == "tls",
             start_tls=c.security == "starttls",
             username=c.username,
@@ -134,7 +146,7 @@ class SmtpProvider:
 
 def _refused(reply: aiosmtplib.SMTPRecipientRefused | None) -> DeliveryError:
     code = reply.code if reply is not None else 550
-    text = f"SMTP {code}: {reply.message if reply is not None else 'recipient refused'}"
+    text = f"SMTP {code}: {short(reply.message) if reply is not None else 'recipient refused'}"
     if 400 <= code < 500:
         return DeliveryError(text, transient=True, bounce="soft", detail={"code": code})
     return DeliveryError(text, transient=False, bounce="hard", detail={"code": code})

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import email.utils
 import math
+import re
 import ssl
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -120,6 +121,7 @@ class WebhookSender:
         if self._closed:
             raise RuntimeError("this WebhookSender is closed")
         url = _checked_url(call.url)
+        _check_headers(call.headers)
         headers = httpx.Headers({"User-Agent": USER_AGENT})
         headers.update(call.headers)
         headers["Idempotency-Key"] = call.idempotency_key
@@ -183,6 +185,25 @@ class WebhookSender:
             if retry_after is not None:
                 detail["retry_after"] = retry_after
         raise DeliveryError(f"HTTP {status} from {url.host}", transient=transient, detail=detail)
+
+
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 field names
+
+
+def _check_headers(headers: dict[str, str]) -> None:
+    """Headers HTTP can carry (rendered from contact data, they may hold anything): visible
+    ASCII, spaces and tabs. Anything else will not change on a retry: a permanent failure."""
+    for name, value in headers.items():
+        if not _TOKEN.fullmatch(name):
+            raise DeliveryError(
+                f"header name {name!r} is not a valid HTTP header name", transient=False
+            )
+        bad = next((ch for ch in value if not (" " <= ch <= "~" or ch == "\t")), None)
+        if bad is not None:
+            raise DeliveryError(
+                f"header {name}: character U+{ord(bad):04X} cannot be sent in an HTTP header",
+                transient=False,
+            )
 
 
 def _checked_url(raw: str) -> httpx.URL:

@@ -14,6 +14,7 @@ from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 
+from conveyor.channels.sms import base_url_problem
 from conveyor.channels.smtp import SmtpConfig
 from conveyor.clock import Clock
 from conveyor.domain.errors import InvalidInput, NotFound
@@ -60,6 +61,10 @@ def check_channel_settings(channel: str, raw: Any) -> dict[str, Any]:
                 raise InvalidInput(key, "an SMS account needs account_sid and auth_token")
         if "from" not in out and "messaging_service_sid" not in out:
             raise InvalidInput("from", "a sender number (E.164) or a messaging_service_sid")
+        if "base_url" in out:
+            problem = base_url_problem(out["base_url"])
+            if problem is not None:
+                raise InvalidInput("base_url", problem)
     return out
 
 

@@ -1,13 +1,15 @@
 """Delivery: drains the outbox. Each round claims due messages under a lease (one short
 transaction), prepares them from one read, sends them concurrently through the providers, and
-records every outcome with its events and step-log entries (one transaction).
+records outcomes with their events and step-log entries as they come, a few per transaction, with
+at most `delivery_in_flight` messages sent and not yet recorded at any moment.
 
 Outcomes: sent; skipped (suppressed: an explicit decision, never retried); failed (the provider
 or the message itself said never: a hard bounce, a 4xx, no address); retried with exponential
 backoff and jitter on transient errors, and dead after `delivery_max_attempts` with the reason
 kept (`POST /messages/{id}/retry` sends it again). A worker killed after sending but before
 recording leaves the row claimed; when the lease runs out the message is sent again with the
-same idempotency key and Message-ID (at-least-once towards providers, never lost).
+same idempotency key and Message-ID (at-least-once towards providers, never lost): at most
+`delivery_in_flight` messages per killed worker.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from conveyor.channels.base import DeliveryError, Email, Receipt, Sms, WebhookCall
+from conveyor.channels.guard import AddressGuard
 from conveyor.channels.sms import OPTED_OUT, TwilioSms
 from conveyor.channels.smtp import SmtpConfig, SmtpProvider
 from conveyor.channels.webhook import WebhookSender
@@ -66,7 +69,12 @@ class Providers:
         url, _sender = email_setup(workspace, self.settings)
         if not url:
             return None
-        return self._get(("email", url), lambda: SmtpProvider(SmtpConfig.from_url(url)))
+        # A server the workspace chose goes through the address guard; the operator's own not.
+        chosen = bool(channel_settings(workspace, "email").get("smtp_url"))
+        return self._get(
+            ("email", url, str(chosen)),
+            lambda: SmtpProvider(SmtpConfig.from_url(url), self.guard() if chosen else None),
+        )
 
     def sms(self, workspace: Workspace) -> Any | None:
         if "sms" in self.overrides:
@@ -83,8 +91,13 @@ class Providers:
                 from_number=own.get("from"),
                 messaging_service_sid=own.get("messaging_service_sid"),
                 **({"base_url": own["base_url"]} if own.get("base_url") else {}),
+                guard=self.guard(),
             ),
         )
+
+    def guard(self) -> AddressGuard:
+        """The check every connection a workspace setting points somewhere goes through."""
+        return AddressGuard(self.settings.webhook_allow_list())
 
     def webhook(self) -> Any:
         if "webhook" in self.overrides:
@@ -145,8 +158,10 @@ class Delivery:
             return claimed[0] if claimed else 0
         with self.store.read() as tx:
             jobs = self._prepare(tx, rows, now)
+        unsent = [j for j in jobs if j.payload is None]  # skipped, failed, deferred: no send
+        if unsent:
+            self.store.transact(lambda tx: self._record(tx, unsent, self.clock.now()))
         self._run(self._send_all([j for j in jobs if j.payload is not None]))
-        self.store.transact(lambda tx: self._record(tx, jobs, self.clock.now()))
         return len(rows)
 
     def run_until_idle(self, max_rounds: int = 1000) -> int:
@@ -234,10 +249,39 @@ class Delivery:
     # --- sending ---------------------------------------------------------------------------
 
     async def _send_all(self, jobs: list[Job]) -> None:
+        """Send, and record outcomes as they come (whatever finished while the last group was
+        being recorded goes in the next): at most `delivery_in_flight` messages are ever sent
+        and not yet recorded, so a worker killed at any instant sends at most that many again."""
         for provider in {id(p): p for p in map(self._provider, jobs)}.values():
             if hasattr(provider, "new_round"):
                 provider.new_round()
-        await asyncio.gather(*(self._send(job) for job in jobs))
+        room = asyncio.Semaphore(self.settings.delivery_in_flight)
+        finished: list[Job] = []
+        arrived = asyncio.Event()
+
+        async def send(job: Job) -> None:
+            await room.acquire()  # released once its outcome is committed
+            await self._send(job)
+            finished.append(job)
+            arrived.set()
+
+        async def record() -> None:
+            left = len(jobs)
+            while left:
+                await arrived.wait()
+                arrived.clear()
+                group, finished[:] = list(finished), []
+                if not group:
+                    continue
+                await asyncio.to_thread(
+                    self.store.transact,
+                    lambda tx, group=group: self._record(tx, group, self.clock.now()),
+                )
+                left -= len(group)
+                for _ in group:
+                    room.release()
+
+        await asyncio.gather(record(), *(send(job) for job in jobs))
 
     async def _send(self, job: Job) -> None:
         provider = self._provider(job)

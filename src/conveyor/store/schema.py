@@ -359,9 +359,7 @@ templates = Table(
 template_versions = Table(
     "template_versions",
     metadata,
-    Column(
-        "template_id", Integer, ForeignKey("templates.id", ondelete="CASCADE"), nullable=False
-    ),
+    Column("template_id", Integer, ForeignKey("templates.id", ondelete="CASCADE"), nullable=False),
     Column("version", Integer, nullable=False),
     Column("content", Json, nullable=False),  # subject, preheader, html, text, mjml, body, …
     Column("created_at", UTCDateTime, nullable=False),
