@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     # Messages sent (or being sent) and not yet recorded, at most: what a killed worker may send
     # twice. Outcomes are committed a few at a time as sends finish.
     delivery_in_flight: int = 16
+    # How long a claimed message stays a worker's: a worker killed holding it, its messages go
+    # again after this (the same idempotency key and Message-ID).
+    delivery_lease_seconds: float = 300.0
     engine_batch: int = 1_000  # events per pass over the log, due runs per claim
 
     def resolved_database_url(self) -> str:

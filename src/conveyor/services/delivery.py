@@ -41,7 +41,6 @@ from conveyor.settings import Settings
 from conveyor.store.records import MessageRecord
 from conveyor.store.store import Store, Tx
 
-LEASE = timedelta(minutes=5)
 BACKOFF_BASE = 60.0  # seconds before the first retry; doubles each time
 BACKOFF_CAP = 3600.0  # never wait more than an hour between tries
 
@@ -149,7 +148,9 @@ class Delivery:
         claimed: list[int] = []
 
         def claim(tx: Tx) -> list[MessageRecord]:
-            found = tx.messages.claim(now, limit, LEASE)
+            found = tx.messages.claim(
+                now, limit, timedelta(seconds=self.settings.delivery_lease_seconds)
+            )
             claimed[:] = [len(found)]
             return self.policies.apply(tx, found, now) if found else found
 
