@@ -6,7 +6,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from conveyor import __version__
-from conveyor.api import problems
+from conveyor.api import contract, problems
 from conveyor.api.limits import BodyLimit
 from conveyor.api.routes import (
     automations,
@@ -34,9 +34,15 @@ Basic auth with the key as username, or `writeKey` in the body). Errors are RFC 
 
 
 def create_app(conveyor: Conveyor) -> FastAPI:
-    app = FastAPI(title="Conveyor", version=__version__, description=DESCRIPTION)
+    app = FastAPI(
+        title="Conveyor",
+        version=__version__,
+        description=DESCRIPTION,
+        generate_unique_id_function=contract.unique_id,
+    )
     app.state.conveyor = conveyor
     problems.install(app)
+    contract.install(app)
     for router in (
         tracking.router,
         contacts.router,

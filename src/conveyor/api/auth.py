@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from conveyor.bootstrap import Conveyor
 from conveyor.domain.errors import Forbidden, Unauthorized
@@ -41,7 +43,19 @@ def principal(request: Request, body_key: str | None = None) -> Principal:
     return conveyor_of(request).workspaces.authenticate(key)
 
 
-def admin_workspace(request: Request) -> Workspace:
+# Declares the admin key in the OpenAPI document (security scheme `bearer`); the key itself is
+# read by `principal`, which also takes Segment's Basic form.
+bearer = HTTPBearer(
+    scheme_name="bearer",
+    description="An API key: `Authorization: Bearer cvk_…`",
+    auto_error=False,
+)
+
+
+def admin_workspace(
+    request: Request,
+    _declared: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)] = None,
+) -> Workspace:
     """Dependency of every admin route: the key's workspace, if the key is an admin key."""
     who = principal(request)
     if who.kind is not KeyKind.ADMIN:

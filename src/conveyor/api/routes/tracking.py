@@ -35,6 +35,8 @@ _MODELS = {
 def _body_schema(model: Any) -> dict[str, Any]:
     schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
     schema.pop("$defs", None)
+    # The endpoint says the type: the body may leave it out.
+    schema["required"] = [name for name in schema.get("required", []) if name != "type"]
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
