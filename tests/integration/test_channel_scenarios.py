@@ -98,6 +98,8 @@ def test_scenario_1_welcome_series_is_delivered_tracked_and_unsubscribable(
     html, text = first.part("html"), first.part("plain")
     assert "Hello Ada," in html and "Three things to try this week" in html  # MJML + preheader
     assert "Hello Ada," in text and "<" not in text.replace("<http", "")  # text derived from HTML
+    assert "https://shop.example/guide" in text and "/u/" in text  # links, unsubscribe too
+    assert "Thanks for subscribing to Acme Shop" in text  # the sender's name, not "default"
     tracked = [u for u in links_in(html) if "/t/c/" in u]
     assert len(tracked) == 2  # the guide and the button; the unsubscribe link is left as is
     assert "https://shop.example/guide" not in html
@@ -391,3 +393,22 @@ def test_leaving_the_list_stops_the_welcome_series_without_extra_configuration(
     skipped = [s for s in timeline(client, tenant, cid) if s["outcome"] == "skipped"]
     assert [s["node"] for s in skipped] == ["tips", "offer"]
     assert skipped[0]["reason"]["why"] == "not subscribed to newsletter (unsubscribed)"
+
+
+def test_the_workspace_display_name_is_the_brand_in_templates(client, tenant, mail):
+    cid = client.post("/contacts", headers=tenant.admin,
+                      json={"email": "brand@example.com", "first_name": "Bo"}).json()["id"]
+
+    def preview() -> str:
+        r = client.post("/templates/welcome-1/preview", headers=tenant.admin,
+                        json={"contact_id": cid})
+        assert r.status_code == 200, r.text
+        return r.json()["text"]
+
+    assert "Thanks for subscribing to Acme Shop" in preview()  # the sender's name by default
+    r = client.patch("/workspace/settings", headers=tenant.admin,
+                     json={"display_name": "Acme Outdoor"})
+    assert r.status_code == 200 and r.json()["settings"]["display_name"] == "Acme Outdoor"
+    assert "Thanks for subscribing to Acme Outdoor" in preview()
+    r = client.patch("/workspace/settings", headers=tenant.admin, json={"display_name": ""})
+    assert r.status_code == 422 and r.json()["field"] == "display_name"

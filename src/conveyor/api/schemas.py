@@ -200,6 +200,12 @@ class SettingsPatch(Strict):
     timezone: str | None = Field(
         default=None, description="IANA zone for contacts without one (dates, send windows)"
     )
+    display_name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="the brand contacts know you by: `{{ workspace.display_name }}` in templates",
+    )
     template_vars: dict[str, str] | None = Field(
         default=None, description="`workspace.*` values templates can use (company, address…)"
     )

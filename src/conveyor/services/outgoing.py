@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
+from email.utils import parseaddr
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,6 +18,7 @@ from conveyor.domain.contacts import Contact
 from conveyor.domain.signatures import sign
 from conveyor.domain.sms import segments
 from conveyor.domain.workspaces import Workspace
+from conveyor.services.channel_config import email_setup
 from conveyor.services.contacts import confirm_url
 from conveyor.services.rendering import (
     Envelope,
@@ -108,6 +110,17 @@ class Setup:
     now: datetime
 
 
+def workspace_vars(workspace: Workspace, sender: str | None) -> dict[str, Any]:
+    """`workspace.*` in templates: its `template_vars`, its internal `name`, and
+    `display_name`, the brand contacts know it by: the setting, else the name the email sender
+    goes by ("Acme" of "Acme <news@acme.example>"), else the internal name."""
+    settings = workspace.settings
+    brand = (
+        settings.get("display_name") or (parseaddr(sender)[0] if sender else "") or workspace.name
+    )
+    return {"name": workspace.name, "display_name": brand, **(settings.get("template_vars") or {})}
+
+
 def prepare(
     job: Job,
     template: CurrentTemplate | None,
@@ -123,9 +136,7 @@ def prepare(
     trigger = (row.payload or {}).get("trigger", {})
     workspace = job.workspace
     ctx = context_for(
-        contact_context(contact),
-        trigger,
-        {"name": workspace.name, **(workspace.settings.get("template_vars") or {})},
+        contact_context(contact), trigger, workspace_vars(workspace, setup.email_from)
     )
     if template is not None:
         job.content["template_version"] = template.version
@@ -359,7 +370,7 @@ def render_preview(
     ctx = context_for(
         contact_context(contact),
         event,
-        {"name": workspace.name, **(workspace.settings.get("template_vars") or {})},
+        workspace_vars(workspace, email_setup(workspace, settings)[1]),
         {"unsubscribe_url": f"{settings.base_url().rstrip('/')}/u/preview", "timeline_url": ""},
     )
     if channel in ("email", "team"):

@@ -24,6 +24,7 @@ from typing import Any
 import css_inline
 import mrml
 from inscriptis import get_text
+from inscriptis.model.config import ParserConfig
 from liquid import Environment, Undefined
 from liquid.exceptions import LiquidError
 
@@ -183,6 +184,24 @@ def with_preheader(html: str, preheader: str) -> str:
     return html[: opening.end()] + hidden + html[opening.end() :] if opening else hidden + html
 
 
+_TEXT_CONFIG = ParserConfig(display_links=True)
+_TEXT_LINK = re.compile(r"\[([^\]\n]*)\]\(([^)\s]+)\)")
+
+
+def html_to_text(html: str) -> str:
+    """The plain-text part: the HTML's text with each link's address after it, "our shop
+    (https://…)" — a reader of plain text can still follow links, the unsubscribe one included.
+    Only web and mail addresses are shown."""
+
+    def link(match: re.Match[str]) -> str:
+        label, url = match.group(1).strip(), match.group(2)
+        if not url.lower().startswith(("http://", "https://", "mailto:")):
+            return label
+        return url if not label or label == url else f"{label} ({url})"
+
+    return _TEXT_LINK.sub(link, get_text(html, _TEXT_CONFIG)).strip() + "\n"
+
+
 @dataclass(frozen=True)
 class EmailParts:
     subject: str
@@ -206,7 +225,7 @@ def email_parts(content: dict[str, Any], context: dict[str, Any], links: Links) 
     text = render(content.get("text"), context) if content.get("text") else None
     if html is not None:
         if text is None:  # from the HTML before its CSS is inlined: the same text, faster
-            text = get_text(html).strip() + "\n"
+            text = html_to_text(html)
         html = css_inline.inline(html)
         html = track_links(with_preheader(html, preheader), links)
     return EmailParts(subject, html, text or "", list(links.seen))
@@ -255,7 +274,7 @@ def compose(parts: EmailParts, envelope: Envelope) -> bytes:
         body = ""
     else:
         boundary = f"=_conveyor_{secrets.token_hex(12)}"
-        lines.append(f'Content-Type: multipart/alternative; boundary="{boundary}"')
+        lines.append(f'Content-Type: multipart/alternative;\r\n boundary="{boundary}"')
         html = _part("text/html", parts.html)
         body = (
             f"\r\n--{boundary}\r\n"
@@ -282,8 +301,32 @@ def _part(content_type: str, content: str) -> list[str]:
 def _text_header(value: str, name: str) -> str:
     value = " ".join(str(value).split())  # no line breaks smuggled into headers
     if value.isascii():
-        return value
+        return _fold(value, len(name) + 2)
     return Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
+
+
+def _fold(value: str, used: int, width: int = 78) -> str:
+    """An ASCII header value folded at spaces into lines of at most `width` characters where
+    words allow (RFC 5322 2.2.3; a line may never pass 998): `used` is the "Name: " before it."""
+    lines: list[str] = []
+    line = ""
+    for word in value.split(" "):
+        room = width - (used if not lines else 1)
+        if line and len(line) + 1 + len(word) > room:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    lines.append(line)
+    return "\r\n ".join(_split_long(part, 998 - used) for part in lines)
+
+
+def _split_long(part: str, limit: int) -> str:
+    """A word longer than a line may be is broken with encoded-word-free folding: rare (a
+    1,000-character token), but never a line past 998."""
+    if len(part) <= limit:
+        return part
+    return "\r\n ".join(part[i : i + limit] for i in range(0, len(part), limit))
 
 
 def _addresses(value: str) -> str:
