@@ -15,7 +15,10 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
 
+from conveyor import __version__
 from conveyor.bootstrap import Conveyor, bootstrap
 from conveyor.domain.errors import ConveyorError
 from conveyor.services.imports import parse_mapping
@@ -50,10 +53,42 @@ WorkspaceOpt = Annotated[
 ]
 
 
-def _open() -> Conveyor:
-    conveyor = bootstrap(Settings())
-    conveyor.upgrade_schema()
+def _open(settings: Settings | None = None) -> Conveyor:
+    """Conveyor on the configured database, migrated; one clear line if it cannot be reached."""
+    settings = settings or Settings()
+    try:
+        conveyor = bootstrap(settings)
+        conveyor.upgrade_schema()
+    except (DBAPIError, ArgumentError, OSError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        _fail(f"cannot use the database {_shown(settings.database_url)}: {reason}")
     return conveyor
+
+
+def _shown(url: str | None) -> str:
+    """A database URL without its password."""
+    if not url:
+        return "(the default SQLite file)"
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(an unreadable CONVEYOR_DATABASE_URL)"
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"conveyor {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="print the version"),
+    ] = False,
+) -> None:
+    """Conveyor: self-hosted marketing automation."""
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -89,11 +124,10 @@ def serve(
     if port:
         settings.port = port
     workers = 0 if no_worker else workers
-    conveyor = bootstrap(settings)
+    conveyor = _open(settings)
     if workers > 1 and conveyor.store.db.is_sqlite:
         _fail("SQLite has one writer at a time: more than one worker process needs PostgreSQL")
     _log_to_stderr()
-    conveyor.upgrade_schema()
     new_key = conveyor.workspaces.ensure_default(settings.default_workspace)
     url = settings.base_url()
     out.print(f"Conveyor {url}  (API docs: {url}/docs)", highlight=False)
