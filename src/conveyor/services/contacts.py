@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,7 @@ from conveyor.domain.errors import Conflict, FieldError, InvalidInput, NotFound
 from conveyor.domain.fields import STANDARD_FIELDS, normalize_email
 from conveyor.domain.workspaces import Workspace
 from conveyor.services.contact_writer import ContactState, ContactWriter, Prepared
+from conveyor.services.exports import FORMATS, ContactExport
 from conveyor.store.records import ContactRecord
 from conveyor.store.store import Store, Tx
 
@@ -295,6 +297,18 @@ class Contacts:
         """Contacts by id, with tags and lists, read in `tx` (missing ids are left out)."""
         rows = tx.contacts.by_ids(workspace.id, ids)
         return {c.id: c for c in self._views(tx, workspace, rows)}
+
+    def export(self, workspace: Workspace, fmt: str = "csv") -> Iterator[str]:
+        """Every contact of the workspace as CSV or NDJSON (see services/exports), streamed."""
+        if fmt not in FORMATS:
+            raise InvalidInput("format", f"one of {', '.join(FORMATS)}")
+        with self.store.read() as tx:
+            fields = [row.key for row in tx.catalog.fields(workspace.id)]
+            lists = [row.key for row in tx.catalog.lists(workspace.id)]
+        exporter = ContactExport(fields, lists)
+        return exporter.stream(
+            lambda cursor: self.page(workspace, cursor=cursor, limit=PAGE_MAX), fmt
+        )
 
     def _views(self, tx: Tx, workspace: Workspace, rows: list[ContactRecord]) -> list[Contact]:
         ids = [row.id for row in rows]

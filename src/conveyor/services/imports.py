@@ -1,15 +1,23 @@
-"""CSV import of contacts: good rows in, bad rows reported by line, re-running changes nothing."""
+"""CSV import of contacts: good rows in, bad rows reported by line, re-running changes nothing.
+
+Files come as users have them: `,` `;` tab or `|` separated (the header line decides), with the
+column names of Mailchimp, ActiveCampaign and HubSpot exports ("Email Address", "Phone Number",
+"TAGS" with quoted tags, "Status"/"Email Marketing Status"), and Conveyor's own export
+(`list:KEY` columns with each list's status) — so an export imports back unchanged.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import itertools
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from conveyor.clock import Clock
-from conveyor.domain.contacts import ListInfo, normalize_tag, parse_status
+from conveyor.domain.contacts import ListInfo, SubscriptionStatus, normalize_tag, parse_status
 from conveyor.domain.errors import Conflict, InvalidInput
 from conveyor.domain.fields import STANDARD_FIELDS
 from conveyor.domain.messages import trait_key
@@ -19,7 +27,35 @@ from conveyor.services.contact_writer import ContactWriter, Prepared
 from conveyor.store.store import Store, Tx
 
 CHUNK = 500
-SPECIAL_TARGETS = ("tags", "score")
+SPECIAL_TARGETS = ("tags", "score", "status")
+DELIMITERS = (",", ";", "\t", "|")
+EXPORT_ONLY = ("id", "created_at", "updated_at")  # written by the export, not imported
+# Column names of other tools' exports (lower case, spaces and dashes as _) → our attribute.
+ALIASES = {
+    "e_mail": "email", "email_address": "email", "e_mail_address": "email",
+    "emailaddress": "email",
+    "phone_number": "phone", "mobile": "phone", "mobile_phone": "phone",
+    "mobile_number": "phone", "phonenumber": "phone", "cell_phone": "phone",
+    "firstname": "first_name", "first": "first_name", "given_name": "first_name",
+    "lastname": "last_name", "last": "last_name", "surname": "last_name",
+    "family_name": "last_name",
+    "tag": "tags", "time_zone": "timezone",
+    "user_id": "external_id", "userid": "external_id",
+    "email_marketing_status": "status", "subscription_status": "status",
+    "member_status": "status", "marketing_status": "status",
+}  # fmt: skip
+# Other tools' subscription states → ours; None: no subscription to set for this row.
+STATUSES: dict[str, SubscriptionStatus | None] = {
+    "active": SubscriptionStatus.SUBSCRIBED, "opted_in": SubscriptionStatus.SUBSCRIBED,
+    "pending": SubscriptionStatus.UNCONFIRMED, "cleaned": SubscriptionStatus.BOUNCED,
+    "bounce": SubscriptionStatus.BOUNCED, "spam": SubscriptionStatus.COMPLAINED,
+    "opted_out": SubscriptionStatus.UNSUBSCRIBED,
+    "non_subscribed": None, "nonsubscribed": None, "transactional": None, "": None,
+}  # fmt: skip
+
+
+class _DryRun(Exception):
+    """Rolls a dry run's chunk back after counting what it would do."""
 
 
 @dataclass
@@ -72,6 +108,37 @@ class _Row:
     values: dict[str, Any]
     tags: list[str]
     score: int | None
+    status: SubscriptionStatus | None = None  # for the --list list, when the file says
+    lists: list[tuple[ListInfo, SubscriptionStatus]] = field(default_factory=list)  # list:KEY
+    no_subscription: bool = False  # the file says this row is not subscribed to anything
+
+
+def sniff_delimiter(header: str) -> str:
+    """The separator the header line uses most, outside quotes (a lone column: `,`)."""
+    outside = re.sub(r'"[^"]*"', "", header)
+    counts = {d: outside.count(d) for d in DELIMITERS}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] else ","
+
+
+def _status(
+    cell: str, line: int, field_name: str
+) -> tuple[SubscriptionStatus | None, RowError | None]:
+    key = re.sub(r"[\s-]+", "_", cell.strip().lower())
+    if key in STATUSES:
+        return STATUSES[key], None
+    try:
+        return SubscriptionStatus(key), None
+    except ValueError:
+        allowed = ", ".join(s.value for s in SubscriptionStatus)
+        return None, RowError(
+            line, field_name, f"'{cell[:30]}' is not a status; use one of {allowed}"
+        )
+
+
+def _tags(cell: str) -> list[str]:
+    """Tags separated by , or ; each perhaps in quotes (Mailchimp: "VIP","Customer")."""
+    return [t for t in (part.strip().strip('"').strip() for part in re.split(r"[;,]", cell)) if t]
 
 
 class Imports:
@@ -89,27 +156,53 @@ class Imports:
         list_key: str | None = None,
         status: str = "subscribed",
         progress: Callable[[int], None] | None = None,
+        dry_run: bool = False,
     ) -> ImportReport:
+        """Import; with `dry_run`, count what would change and write nothing (each chunk is
+        rolled back; a contact created in one chunk and met again in another counts twice)."""
         report = ImportReport()
         list_status = parse_status(status)
-        reader = csv.reader(iter(text))
-        try:
-            header = next(reader)
-        except StopIteration:
+        lines = iter(text)
+        first = next(lines, None)
+        if first is None:
             raise InvalidInput(
                 "file", "the CSV file is empty; the first line must name the columns"
-            ) from None
+            )
+        reader = csv.reader(itertools.chain([first], lines), delimiter=sniff_delimiter(first))
+        header = next(reader)
         columns = self._columns(workspace, header, mapping or {}, report)
+        lists = self._list_columns(workspace, header, report)
         info: ListInfo | None = None
         if list_key is not None:
             info, report.list_created = self.catalog.ensure_list(workspace, list_key)
-        for chunk in _chunks(_rows(reader, columns, report), CHUNK):
-            self.store.transact(
-                lambda tx, c=chunk: self._chunk(tx, workspace, c, info, list_status, report)
-            )
+        elif "status" in columns.values():
+            raise InvalidInput("list", "the file has a status column: name its list with --list")
+        for chunk in _chunks(_rows(reader, columns, lists, report), CHUNK):
+            with contextlib.suppress(_DryRun):
+                self.store.transact(
+                    lambda tx, c=chunk: self._chunk(
+                        tx, workspace, c, info, list_status, report, dry_run=dry_run
+                    )
+                )
             if progress is not None:
                 progress(len(chunk))
         return report
+
+    def _list_columns(
+        self, workspace: Workspace, header: list[str], report: ImportReport
+    ) -> dict[int, ListInfo]:
+        """`list:KEY` columns (as Conveyor's export writes them): each list's status."""
+        found: dict[int, ListInfo] = {}
+        known = {info.key: info for info, _counts in self.catalog.lists(workspace)}
+        for index, name in enumerate(header):
+            if name.strip().lower().startswith("list:"):
+                key = name.strip()[5:]
+                if key not in known:
+                    raise InvalidInput(
+                        "file", f"column '{name}': no list '{key}' in this workspace"
+                    )
+                found[index] = known[key]
+        return found
 
     def _columns(
         self, workspace: Workspace, header: list[str], mapping: dict[str, str], report: ImportReport
@@ -136,9 +229,13 @@ class Imports:
                         f"{', '.join(sorted(known))}",
                     )
             else:
+                if name.strip().lower().startswith("list:") or name.strip() in EXPORT_ONLY:
+                    continue  # list:KEY: see _list_columns; the export's own read-only columns
                 plain = re.sub(r"[\s-]+", "_", name.strip()).lower()
-                guess = plain if plain in known else trait_key(plain) if plain else None
-                guess = {"e_mail": "email", "email_address": "email"}.get(guess or "", guess)
+                guess = ALIASES.get(plain) or (
+                    plain if plain in known else trait_key(plain) if plain else None
+                )
+                guess = ALIASES.get(guess or "", guess)
                 if guess not in known:
                     if name.strip():
                         report.ignored_columns.append(name)
@@ -161,6 +258,8 @@ class Imports:
         info: ListInfo | None,
         status: Any,
         report: ImportReport,
+        *,
+        dry_run: bool = False,
     ) -> None:
         writer = ContactWriter(tx, workspace, self.clock.now(), source="import")
         # Counted on a copy: a retried transaction must not count twice.
@@ -202,21 +301,32 @@ class Imports:
                 state = writer.create()
             changed = bool(writer.apply(state, values))
             changed |= bool(writer.add_tags(state, tags))
-            if info is not None:
-                changed |= writer.set_subscription(state, info, status, confirmed=True) is not None
+            if info is not None and not row.no_subscription:
+                wanted = row.status or status
+                changed |= writer.set_subscription(state, info, wanted, confirmed=True) is not None
+            for listed, listed_status in row.lists:
+                changed |= (
+                    writer.set_subscription(state, listed, listed_status, confirmed=True)
+                    is not None
+                )
             if row.score is not None:
                 changed |= writer.set_score(state, row.score)
             tally["created" if created else "updated" if changed else "unchanged"] += 1
-        writer.flush()
+        if not dry_run:
+            writer.flush()
         report.rows += len(rows)
         report.created += tally["created"]
         report.updated += tally["updated"]
         report.unchanged += tally["unchanged"]
         report.errors += errors
         report.errors.sort(key=lambda e: e.line)
+        if dry_run:
+            raise _DryRun  # roll back what preparing the chunk locked or read
 
 
-def _rows(reader: Any, columns: dict[int, str], report: ImportReport) -> Iterator[_Row]:
+def _rows(
+    reader: Any, columns: dict[int, str], lists: dict[int, ListInfo], report: ImportReport
+) -> Iterator[_Row]:
     line = reader.line_num + 1
     for cells in reader:
         start, line = line, reader.line_num + 1
@@ -225,7 +335,17 @@ def _rows(reader: Any, columns: dict[int, str], report: ImportReport) -> Iterato
         values: dict[str, Any] = {}
         tags: list[str] = []
         score: int | None = None
+        status: SubscriptionStatus | None = None
+        no_subscription = False
+        listed: list[tuple[ListInfo, SubscriptionStatus]] = []
         bad: RowError | None = None
+        for index, info in lists.items():
+            cell = cells[index].strip() if index < len(cells) else ""
+            if cell:
+                found, problem = _status(cell, start, f"list:{info.key}")
+                bad = problem or bad
+                if found is not None:
+                    listed.append((info, found))
         for index, target in columns.items():
             cell = cells[index].strip() if index < len(cells) else ""
             if not cell:
@@ -234,7 +354,11 @@ def _rows(reader: Any, columns: dict[int, str], report: ImportReport) -> Iterato
                 bad = RowError(start, target, "contains a NUL character")
                 continue
             if target == "tags":
-                tags = [t for t in re.split(r"[;,]", cell) if t.strip()]
+                tags = _tags(cell)
+            elif target == "status":
+                status, problem = _status(cell, start, "status")
+                bad = problem or bad
+                no_subscription = status is None and problem is None
             elif target == "score":
                 try:
                     score = int(cell)
@@ -246,7 +370,7 @@ def _rows(reader: Any, columns: dict[int, str], report: ImportReport) -> Iterato
             report.rows += 1
             report.errors.append(bad)
             continue
-        yield _Row(start, values, tags, score)
+        yield _Row(start, values, tags, score, status, listed, no_subscription)
 
 
 def _chunks(rows: Iterator[_Row], size: int) -> Iterator[list[_Row]]:

@@ -9,8 +9,6 @@ last 30 days" loses members while nothing happens).
 
 from __future__ import annotations
 
-import csv
-import io
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import datetime
@@ -21,7 +19,6 @@ from conveyor.domain.conditions import Condition, find_cycle, segment_refs
 from conveyor.domain.contacts import Contact
 from conveyor.domain.errors import Conflict, InvalidInput, NotFound
 from conveyor.domain.evaluation import Evaluator, Snapshot, Verdict, event_names
-from conveyor.domain.fields import STANDARD_FIELDS
 from conveyor.domain.workspaces import Workspace
 from conveyor.services import snapshots
 from conveyor.services.conditions import (
@@ -31,6 +28,7 @@ from conveyor.services.conditions import (
     is_time_based,
 )
 from conveyor.services.contacts import Contacts, decode_cursor, encode_cursor
+from conveyor.services.exports import ContactExport
 from conveyor.services.log import LogConsumer
 from conveyor.services.workspaces import workspace_from_row
 from conveyor.store.store import Store, Tx
@@ -161,30 +159,13 @@ class Segments:
         return items, encode_cursor(rows[-1].id) if more else None
 
     def export_csv(self, workspace: Workspace, key: str) -> Iterator[str]:
-        """The audience as CSV, streamed page by page."""
-        columns = ["id", *STANDARD_FIELDS, "score", "tags"]
+        """The audience as CSV (the contacts export's columns), streamed page by page."""
         with self.store.read() as tx:
-            custom = sorted(row.key for row in tx.catalog.fields(workspace.id))
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(columns + custom)
-        cursor: str | None = None
-        while True:
-            items, cursor = self.members(workspace, key, cursor=cursor, limit=500)
-            for c in items:
-                values = [
-                    c.id,
-                    *(getattr(c, name) for name in STANDARD_FIELDS),
-                    c.score,
-                    ";".join(c.tags),
-                ]
-                values += [_cell(c.fields.get(k)) for k in custom]
-                writer.writerow(values)
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
-            if cursor is None:
-                return
+            fields = [row.key for row in tx.catalog.fields(workspace.id)]
+            lists = [row.key for row in tx.catalog.lists(workspace.id)]
+        return ContactExport(fields, lists).stream(
+            lambda cursor: self.members(workspace, key, cursor=cursor, limit=500)
+        )
 
     def explain(
         self,
@@ -324,9 +305,3 @@ def _mentions_segment(definition: Any, key: str) -> bool:
     elif isinstance(definition, list):
         return any(_mentions_segment(item, key) for item in definition)
     return False
-
-
-def _cell(value: Any) -> Any:
-    if isinstance(value, list):
-        return ";".join(str(v) for v in value)
-    return value

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import io
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from conveyor.api.auth import admin_workspace, conveyor_of
@@ -96,6 +97,7 @@ async def import_contacts(
     ] = None,  # noqa: A002
     status: Status = "subscribed",
     map: Annotated[list[str], Query(description="COLUMN=field, repeatable")] = [],  # noqa: A002, B006
+    dry_run: Annotated[bool, Query(description="report what would change; write nothing")] = False,
 ) -> ImportOut:
     """Import contacts from a CSV body (first line names the columns). Rows match existing
     contacts by external_id, then email; empty cells change nothing; bad rows come back with
@@ -113,8 +115,29 @@ async def import_contacts(
         mapping=mapping,
         list_key=list,
         status=status,
+        dry_run=dry_run,
     )
     return ImportOut(**report.as_dict())
+
+
+@router.get(
+    "/export",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}, "application/x-ndjson": {}}}},
+)
+def export_contacts(
+    workspace: Admin,
+    request: Request,
+    format: Annotated[Literal["csv", "ndjson"], Query(description="csv or ndjson")] = "csv",  # noqa: A002
+) -> StreamingResponse:
+    """Every contact: standard attributes, score, tags, each list's status, created_at and
+    every custom field. The CSV imports back into the same workspace without changes."""
+    chunks = conveyor_of(request).contacts.export(workspace, format)
+    media = "text/csv" if format == "csv" else "application/x-ndjson"
+    name = f"contacts.{format}"
+    return StreamingResponse(
+        chunks, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'}
+    )
 
 
 @router.get("/{contact_id}", response_model=ContactOut)
