@@ -15,14 +15,13 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from conveyor import __version__
 from conveyor.bootstrap import Conveyor, bootstrap
 from conveyor.domain.errors import ConveyorError
 from conveyor.services.imports import parse_mapping
 from conveyor.settings import Settings
+from conveyor.store.database import connection_problem, shown_url
 from conveyor.worker.loop import Role
 from conveyor.worker.process import run_worker
 
@@ -59,20 +58,12 @@ def _open(settings: Settings | None = None) -> Conveyor:
     try:
         conveyor = bootstrap(settings)
         conveyor.upgrade_schema()
-    except (DBAPIError, ArgumentError, OSError) as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        _fail(f"cannot use the database {_shown(settings.database_url)}: {reason}")
+    except Exception as exc:
+        reason = connection_problem(exc)
+        if reason is None:
+            raise
+        _fail(f"cannot use the database {shown_url(settings.database_url)}: {reason}")
     return conveyor
-
-
-def _shown(url: str | None) -> str:
-    """A database URL without its password."""
-    if not url:
-        return "(the default SQLite file)"
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "(an unreadable CONVEYOR_DATABASE_URL)"
 
 
 def _version(value: bool) -> None:

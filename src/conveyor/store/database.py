@@ -15,7 +15,14 @@ from typing import Any, TypeVar
 import orjson
 from sqlalchemy import Connection, create_engine, event
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DataError,
+    DBAPIError,
+    IntegrityError,
+    NoSuchModuleError,
+    OperationalError,
+)
 
 from conveyor.domain.errors import InvalidInput
 
@@ -218,3 +225,22 @@ class Database:
         self.engine.dispose()
         if self._writers is not None:
             self._writers.close()
+
+
+def connection_problem(exc: BaseException) -> str | None:
+    """One line saying why the database cannot be used, when `exc` is about that (a driver
+    or URL error); None for anything else."""
+    if isinstance(exc, DBAPIError | ArgumentError | NoSuchModuleError):
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        return reason[0] if reason else type(exc).__name__
+    return None
+
+
+def shown_url(url: str | None) -> str:
+    """A database URL as it may be shown: without its password."""
+    if not url:
+        return "(the default SQLite file)"
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(an unreadable CONVEYOR_DATABASE_URL)"
