@@ -76,7 +76,7 @@ def bootstrap(
         workspaces=workspaces,
         contacts=contacts,
         catalog=catalog,
-        ingest=Ingest(store, clock),
+        ingest=Ingest(store, clock, max_depth=settings.max_json_depth),
         imports=Imports(store, clock, catalog),
         segments=segments,
         automations=Automations(store, clock),

@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     max_import_bytes: int = 50_000_000
     max_batch_items: int = 1_000
     max_event_bytes: int = 32_768
+    # Objects and arrays nested deeper than this in a call (or a hook body) are refused.
+    max_json_depth: int = 32
     default_workspace: str = "default"
     # Delivery. A workspace's own channel settings (PUT /channels/email) take precedence.
     smtp_url: str | None = None  # smtp://user:pass@host:587?security=starttls
