@@ -55,8 +55,13 @@ def _json(value: Any) -> str:
 
 TEXT = _Environment()
 HTML = _Environment(autoescape=True)  # contact data in HTML is escaped: no markup injection
+# A tenant's template cannot name another file: there is no template loader to reach, and
+# `include`/`render` made `analyze()` raise at save time. Without the tags they do not parse.
+_NO_LOADER = ("include", "render")
 for _env in (TEXT, HTML):
     _env.filters["json"] = _json
+    for _tag in _NO_LOADER:
+        _env.tags.pop(_tag, None)
 
 
 def check_source(source: Any, path: str, *, html: bool = False) -> None:
@@ -67,7 +72,10 @@ def check_source(source: Any, path: str, *, html: bool = False) -> None:
     try:
         template = env.from_string(source)
     except LiquidError as exc:
-        raise InvalidInput(path, _located(exc, source)) from None
+        reason = _located(exc, source)
+        if any(f"unexpected tag '{tag}'" in reason for tag in _NO_LOADER):
+            reason += " (a template cannot include another: there is nothing to include from)"
+        raise InvalidInput(path, reason) from None
     unknown = [name for name in template.analyze().filters if name not in env.filters]
     if unknown:
         spans = template.analyze().filters[unknown[0]]
