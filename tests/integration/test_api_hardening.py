@@ -24,3 +24,30 @@ def test_a_template_that_includes_another_is_refused_on_save(client, tenant, sou
         "key": "inc", "channel": "email", "content": {"subject": "Hi", "html": f"<p>{source}</p>"}})
     assert_problem(r, 422, "content.html", "include")
     assert client.get("/templates/inc", headers=tenant.admin).status_code == 404
+
+
+LONE = "\\ud800"  # as JSON spells it: one half of a surrogate pair, which UTF-8 cannot encode
+
+
+@pytest.mark.parametrize(("path", "body", "field"), [
+    ("/contacts", '{"email": "a@example.com", "first_name": "Ann%s"}', "first_name"),
+    ("/templates", '{"key": "t", "channel": "sms", "content": {"body": "Hi %s"}}', "content.body"),
+    ("/templates", '{"key": "t", "channel": "sms", "name": "%s", "content": {"body": "x"}}', "name"),
+    ("/segments", '{"key": "s", "name": "S%s", "condition": {"tag": "vip"}}', "name"),
+    ("/lists", '{"key": "news", "name": "%s"}', "name"),
+])
+def test_a_lone_surrogate_anywhere_in_a_json_body_is_a_422_naming_the_field(
+    client, tenant, path, body, field
+):
+    headers = {**tenant.admin, "Content-Type": "application/json"}
+    for lone in (LONE, "\\uDFFF"):
+        assert_problem(client.post(path, headers=headers, content=body % lone), 422, field,
+                       "surrogate")
+    # The same character as the bytes UTF-8 would give it (Python's json reads them).
+    raw = (body % "\ud800").encode("utf-8", "surrogatepass")
+    assert_problem(client.post(path, headers=headers, content=raw), 422, field)
+    # A proper pair (an emoji) is fine.
+    r = client.post(path, headers=headers, content=body % "\\ud83d\\ude00")
+    assert r.status_code in (200, 201), r.text
+    assert client.get(path, headers=tenant.admin).status_code == 200
+

@@ -1,13 +1,21 @@
-"""Request body limits (413 past them) and gzip request bodies, as Segment's API accepts them."""
+"""Request body limits (413 past them), gzip request bodies as Segment's API accepts them, and
+JSON text no database can store (a lone surrogate: 422 naming the field, for every route)."""
 
 from __future__ import annotations
 
+import json
+import re
 import zlib
 from typing import Any
 
 import orjson
 
+from conveyor.domain.payloads import lone_surrogate
+
 Scope = dict[str, Any]
+# A surrogate spelled as a JSON escape, or as the bytes UTF-8 would give one (which Python's
+# json reads with 'surrogatepass'). Only bodies with one are parsed here; a pair is fine.
+_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
 
 
 class BodyLimit:
@@ -59,6 +67,10 @@ class BodyLimit:
                 ]
                 + [(b"content-length", str(len(data)).encode())],
             }
+        bad = _lone_surrogate(data)
+        if bad is not None:
+            await _reply(send, 422, "text with a lone UTF-16 surrogate cannot be stored", bad)
+            return
         delivered = False
 
         async def replay() -> dict[str, Any]:
@@ -71,16 +83,33 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
 
-async def _reply(send: Any, status: int, detail: str) -> None:
-    title = {400: "Bad Request", 413: "Payload too large"}[status]
-    body = orjson.dumps(
-        {
-            "type": "/problems/payload-too-large" if status == 413 else "about:blank",
-            "title": title,
-            "status": status,
-            "detail": detail,
-        }
-    )
+def _lone_surrogate(data: bytes) -> str | None:
+    """The field of a JSON body that holds a lone surrogate ("body" at the top), or None."""
+    if not _SURROGATE.search(data):
+        return None
+    try:
+        parsed = json.loads(data)
+    except (ValueError, RecursionError):
+        return None  # not JSON: the route says so
+    path = lone_surrogate(parsed)
+    return None if path is None else path or "body"
+
+
+_KINDS = {
+    400: ("about:blank", "Bad Request"),
+    413: ("/problems/payload-too-large", "Payload too large"),
+    422: ("/problems/invalid-input", "Invalid input"),
+}
+
+
+async def _reply(send: Any, status: int, detail: str, field: str | None = None) -> None:
+    kind, title = _KINDS[status]
+    problem: dict[str, Any] = {"type": kind, "title": title, "status": status, "detail": detail}
+    if field is not None:
+        problem["detail"] = f"{field}: {detail}"
+        problem["field"] = field
+        problem["errors"] = [{"field": field, "detail": detail}]
+    body = orjson.dumps(problem)
     await send(
         {
             "type": "http.response.start",
