@@ -51,3 +51,27 @@ def test_a_lone_surrogate_anywhere_in_a_json_body_is_a_422_naming_the_field(
     assert r.status_code in (200, 201), r.text
     assert client.get(path, headers=tenant.admin).status_code == 200
 
+
+def nested_condition(levels: int) -> dict:
+    condition: dict = {"tag": "vip"}
+    for i in range(levels - 1):
+        condition = {"not": condition} if i % 2 else {"all": [condition]}
+    return condition
+
+
+def test_conditions_nested_too_deep_are_refused_naming_where(client, tenant):
+    fine = nested_condition(32)
+    r = client.post("/segments", headers=tenant.admin,
+                    json={"key": "fine", "name": "Fine", "condition": fine})
+    assert r.status_code == 201, r.text
+    assert client.get("/segments/fine/count", headers=tenant.admin).json() == {"count": 0}
+    for levels in (33, 300):
+        deep = nested_condition(levels)
+        r = client.post("/segments", headers=tenant.admin,
+                        json={"key": "deep", "name": "Deep", "condition": deep})
+        problem = assert_problem(r, 422, r.json().get("field"), "at most 32 levels")
+        steps = problem["field"].split(".")
+        assert steps[0] == "condition" and steps.count("all") + steps.count("not") == 32
+        r = client.post("/segments/count", headers=tenant.admin, json={"condition": deep})
+        assert r.status_code == 422, r.text
+    assert client.get("/segments/deep", headers=tenant.admin).status_code == 404
