@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from conveyor.domain.errors import InvalidInput, PayloadTooLarge
 from conveyor.domain.payloads import lone_surrogate
 
 Scope = dict[str, Any]
@@ -19,12 +20,21 @@ _SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
 
 
 class BodyLimit:
-    """Buffers request bodies up to a per-path limit; decompresses `Content-Encoding: gzip`."""
+    """Buffers request bodies up to a per-path limit; decompresses `Content-Encoding: gzip`.
+    Paths in `streamed` (a CSV import of up to 50 MB) are not buffered: the route reads the
+    body as it comes, and reading past the limit raises PayloadTooLarge (413)."""
 
-    def __init__(self, app: Any, default: int, per_path: dict[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        app: Any,
+        default: int,
+        per_path: dict[str, int] | None = None,
+        streamed: frozenset[str] = frozenset(),
+    ) -> None:
         self.app = app
         self.default = default
         self.per_path = per_path or {}
+        self.streamed = streamed
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
@@ -35,6 +45,19 @@ class BodyLimit:
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await _reply(send, 413, f"the request body is over the limit of {limit} bytes")
+            return
+        if scope["path"] in self.streamed:
+            gzipped = headers.get(b"content-encoding", b"").lower() == b"gzip"
+            if gzipped:
+                scope = {
+                    **scope,
+                    "headers": [
+                        (k, v)
+                        for k, v in scope["headers"]
+                        if k not in (b"content-encoding", b"content-length")
+                    ],
+                }
+            await self.app(scope, _counted(receive, limit, gzipped), send)
             return
         body = bytearray()
         while True:
@@ -81,6 +104,32 @@ class BodyLimit:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+def _counted(receive: Any, limit: int, gzipped: bool) -> Any:
+    """`receive` for a streamed body: inflated when gzip, refused once past `limit` bytes."""
+    seen = 0
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzipped else None
+
+    async def counted() -> dict[str, Any]:
+        nonlocal seen
+        message = await receive()
+        if message["type"] != "http.request":
+            return message
+        chunk = message.get("body", b"")
+        if inflater is not None:
+            try:
+                chunk = inflater.decompress(chunk, limit - seen + 1)
+            except zlib.error:
+                raise InvalidInput("body", "says Content-Encoding: gzip but is not gzip") from None
+            if inflater.unconsumed_tail:
+                seen = limit  # more than fits: refused just below
+        seen += len(chunk)
+        if seen > limit:
+            raise PayloadTooLarge(f"the request body is over the limit of {limit} bytes")
+        return {**message, "body": chunk}
+
+    return counted
 
 
 def _lone_surrogate(data: bytes) -> str | None:
