@@ -81,7 +81,7 @@ def bootstrap(
         segments=segments,
         automations=Automations(store, clock),
         engine=Engine(store, clock, segments, batch=settings.engine_batch),
-        templates=Templates(store, clock),
+        templates=Templates(store, clock, max_bytes=settings.max_template_bytes),
         delivery=Delivery(
             store, clock, settings, contacts, policies, Providers(settings, providers)
         ),

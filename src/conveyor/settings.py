@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     max_event_bytes: int = 32_768
     # Objects and arrays nested deeper than this in a call (or a hook body) are refused.
     max_json_depth: int = 32
+    # Each Liquid part of a template (an email's html, its text, ...), in UTF-8 bytes. Gmail clips
+    # an email's HTML past 102 KB; a parsed template holds ~35 bytes per character.
+    max_template_bytes: int = 256_000
     default_workspace: str = "default"
     # Delivery. A workspace's own channel settings (PUT /channels/email) take precedence.
     smtp_url: str | None = None  # smtp://user:pass@host:587?security=starttls

@@ -121,3 +121,18 @@ def test_an_import_over_the_limit_is_a_413_even_when_streamed(client, tenant, co
     r = client.post("/contacts/import", headers={**tenant.admin, "Content-Type": "text/csv"},
                     content=body())
     assert r.status_code == 413, r.text
+
+
+def test_a_template_part_over_the_size_limit_is_refused_naming_it(client, tenant, conveyor):
+    limit = conveyor.settings.max_template_bytes
+    body = "<p>{{ contact.first_name }}</p>" * (limit // 30 + 1)
+    r = client.post("/templates", headers=tenant.admin, json={
+        "key": "big", "channel": "email", "content": {"subject": "Hi", "html": body}})
+    assert_problem(r, 422, "content.html", f"at most {limit} bytes")
+    r = client.post("/templates", headers=tenant.admin, json={
+        "key": "big", "channel": "webhook", "content": {"body": "{}", "headers": {"X-A": body}}})
+    assert_problem(r, 422, "content.headers.X-A", f"at most {limit} bytes")
+    assert client.get("/templates/big", headers=tenant.admin).status_code == 404
+    r = client.post("/templates", headers=tenant.admin, json={
+        "key": "big", "channel": "email", "content": {"subject": "Hi", "html": body[:limit]}})
+    assert r.status_code == 200, r.text
