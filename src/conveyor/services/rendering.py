@@ -189,12 +189,43 @@ _BODY_OPEN = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
 _BODY_CLOSE = re.compile(r"</body\s*>", re.IGNORECASE)
 
 
+# Schemes that run code or smuggle a document when a link is followed. Browsers ignore ASCII
+# whitespace and control characters anywhere in a scheme ("java\tscript:") and case.
+UNSAFE_SCHEMES = ("javascript:", "data:", "vbscript:")
+_IGNORED_IN_SCHEME = re.compile(r"[\x00-\x20\x7f]+")
+_ANY_HREF = re.compile(
+    r"""(<[a-z][^>]*?\bhref\s*=\s*)(?:(["'])(.*?)\2|([^\s"'>]+))""", re.IGNORECASE | re.DOTALL
+)
+
+
+def unsafe_url(url: str) -> bool:
+    """Whether following `url` would run script or open an inline document: a contact's
+    "website" of `javascript:…` rendered into an href is a stored XSS in every mail client
+    that follows it (and in the click redirect, were it tracked)."""
+    plain = _IGNORED_IN_SCHEME.sub("", htmllib.unescape(url)).lower()
+    return plain.startswith(UNSAFE_SCHEMES)
+
+
+def neutralise_links(html: str) -> str:
+    """Every href with an unsafe scheme becomes `#` (quoted or not, in any tag)."""
+
+    def replace(match: re.Match[str]) -> str:
+        value = match.group(3) if match.group(2) else match.group(4)
+        if not unsafe_url(value):
+            return match.group(0)
+        return f'{match.group(1)}"#"'
+
+    return _ANY_HREF.sub(replace, html)
+
+
 def track_links(html: str, links: Links) -> str:
     """Point every http(s) link through the click redirect, remember the original URLs (the
     redirect goes only to those), and add the open pixel."""
 
     def replace(match: re.Match[str]) -> str:
         url = htmllib.unescape(match.group(3)).strip()
+        if unsafe_url(url):
+            return f'{match.group(1)}"#"'
         if links.click is None or not url.lower().startswith(("http://", "https://")):
             return match.group(0)
         if links.unsubscribe and url == links.unsubscribe:
@@ -258,7 +289,7 @@ def email_parts(content: dict[str, Any], context: dict[str, Any], links: Links) 
     if html is not None:
         if text is None:  # from the HTML before its CSS is inlined: the same text, faster
             text = get_text(html).strip() + "\n"
-        html = css_inline.inline(html)
+        html = neutralise_links(css_inline.inline(html))
         html = track_links(with_preheader(html, preheader), links)
     return EmailParts(subject, html, text or "", list(links.seen))
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 
+import pytest
+
 from conveyor.services import rendering
 
 
@@ -52,3 +54,44 @@ def test_the_cache_keeps_recently_used_templates_and_skips_huge_ones():
     assert cache.get(small[-1], False) is cache.get(small[-1], False)
     huge = "{{ a }}" * 100
     assert cache.get(huge, False) is not cache.get(huge, False)  # parsed, never kept
+
+
+UNSAFE = [
+    "javascript:alert(document.cookie)",
+    "JavaScript:alert(1)",
+    " javascript:alert(1)",
+    "java\tscript:alert(1)",
+    "java\nscript:alert(1)",
+    "&#106;avascript:alert(1)",
+    "data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==",
+    "vbscript:msgbox(1)",
+]
+
+
+@pytest.mark.parametrize("website", UNSAFE)
+def test_a_contact_value_with_an_unsafe_scheme_is_neutralised_and_not_tracked(website):
+    content = {
+        "subject": "Hi",
+        "html": '<p><a href="{{ contact.website }}">your site</a> '
+        "<a href={{ contact.website }}>unquoted</a> "
+        '<a href="https://shop.example/start">shop</a></p>',
+    }
+    links = rendering.Links(
+        click=lambda i: f"https://c.example/t/c/{i}", open_pixel=None, unsubscribe=None
+    )
+    parts = rendering.email_parts(content, {"contact": {"website": website}}, links)
+    assert parts.html is not None
+    lowered = parts.html.lower()
+    for scheme in ("javascript", "vbscript", "data:", "&#106;"):
+        assert scheme not in lowered.replace("\t", "").replace("\n", ""), parts.html
+    assert parts.links == ["https://shop.example/start"]
+    assert 'href="https://c.example/t/c/0"' in parts.html
+    assert '<a href="#">your site</a>' in parts.html
+
+
+def test_safe_links_are_kept():
+    links = rendering.Links(click=None, open_pixel=None, unsubscribe=None)
+    html = '<a href="mailto:a@example.com">m</a><a href="/path">p</a><a href="tel:+481">t</a>'
+    assert rendering.neutralise_links(html) == html
+    parts = rendering.email_parts({"subject": "s", "html": html}, {}, links)
+    assert "mailto:a@example.com" in parts.html and "tel:+481" in parts.html
