@@ -220,12 +220,11 @@ def neutralise_links(html: str) -> str:
 
 def track_links(html: str, links: Links) -> str:
     """Point every http(s) link through the click redirect, remember the original URLs (the
-    redirect goes only to those), and add the open pixel."""
+    redirect goes only to those), and add the open pixel. Links with an unsafe scheme, in any
+    tag, become `#` first: they are neither followed nor tracked."""
 
     def replace(match: re.Match[str]) -> str:
         url = htmllib.unescape(match.group(3)).strip()
-        if unsafe_url(url):
-            return f'{match.group(1)}"#"'
         if links.click is None or not url.lower().startswith(("http://", "https://")):
             return match.group(0)
         if links.unsubscribe and url == links.unsubscribe:
@@ -238,7 +237,7 @@ def track_links(html: str, links: Links) -> str:
         tracked = htmllib.escape(links.click(index), quote=True)
         return f"{match.group(1)}{match.group(2)}{tracked}{match.group(2)}"
 
-    html = _HREF.sub(replace, html)
+    html = _HREF.sub(replace, neutralise_links(html))
     if links.open_pixel:
         pixel = (
             f'<img src="{htmllib.escape(links.open_pixel, quote=True)}" width="1" height="1" '
@@ -289,7 +288,7 @@ def email_parts(content: dict[str, Any], context: dict[str, Any], links: Links) 
     if html is not None:
         if text is None:  # from the HTML before its CSS is inlined: the same text, faster
             text = get_text(html).strip() + "\n"
-        html = neutralise_links(css_inline.inline(html))
+        html = css_inline.inline(html)
         html = track_links(with_preheader(html, preheader), links)
     return EmailParts(subject, html, text or "", list(links.seen))
 
