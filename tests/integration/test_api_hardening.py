@@ -136,3 +136,18 @@ def test_a_template_part_over_the_size_limit_is_refused_naming_it(client, tenant
     r = client.post("/templates", headers=tenant.admin, json={
         "key": "big", "channel": "email", "content": {"subject": "Hi", "html": body[:limit]}})
     assert r.status_code == 200, r.text
+
+
+def test_an_inbound_hook_body_nested_too_deep_is_refused_and_stores_nothing(conveyor, tenant):
+    from conveyor.domain.errors import InvalidInput
+
+    body: dict = {"email": "deep@example.com"}
+    inner = body
+    for _ in range(40):
+        inner["more"] = {}
+        inner = inner["more"]
+    with pytest.raises(InvalidInput) as caught:
+        conveyor.ingest.hook(tenant.workspace, "welcome", body)
+    assert caught.value.field.startswith("more.more") and "levels deep" in caught.value.detail
+    with conveyor.store.read() as tx:
+        assert tx.contacts.by_emails(tenant.workspace.id, ["deep@example.com"]) == []
