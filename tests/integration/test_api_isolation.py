@@ -631,7 +631,7 @@ def test_a_non_ascii_token_finds_nothing_and_records_nothing(
 ) -> None:
     """Tokens are parsed and compared in one place; `int('²')` and comparing non-ASCII text
     with `hmac.compare_digest` used to answer 500 on every one of these routes."""
-    assert len(TOKEN_CASES) == 9
+    assert len(TOKEN_CASES) >= 9  # open, click, unsubscribe GET+POST, confirm, hook, 3 inbound
     good = world.values(case, world.a)["token"]
     variants = ["²", "é" * len(good), good + "é", "²" + good[1:], good[:2] + "²" + good[2:],
                 good[:-1] + "é", "١.٢.٣.x"]

@@ -5,7 +5,7 @@ header and 10,000 headers were accepted, all held in memory. `http_protocol` is 
 `conveyor serve` runs with: it counts a request's header bytes and fields as they are parsed
 and refuses past the limits, so a request can make the server hold no more than about one
 read (256 KB) beyond `max_bytes`. Without httptools, uvicorn's h11 parser is bounded instead
-(`h11_max_incomplete_event_size`, which answers 400).
+(`h11_max_incomplete_event_size`: header bytes only, answered 400).
 """
 
 from __future__ import annotations
