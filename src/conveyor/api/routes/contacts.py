@@ -116,15 +116,17 @@ async def import_contacts(
             raise InvalidInput("body", "the CSV must be UTF-8") from None
         spool.seek(0)
         text = io.TextIOWrapper(spool, encoding="utf-8-sig", newline="")
-        report = await run_in_threadpool(
-            conveyor_of(request).imports.run,
-            workspace,
-            text,
-            mapping=mapping,
-            list_key=list,
-            status=status,
-        )
-        text.detach()
+        try:
+            report = await run_in_threadpool(
+                conveyor_of(request).imports.run,
+                workspace,
+                text,
+                mapping=mapping,
+                list_key=list,
+                status=status,
+            )
+        finally:
+            text.detach()  # the spool is closed by its own `with`
     return ImportOut(**report.as_dict())
 
 
