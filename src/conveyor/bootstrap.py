@@ -76,12 +76,12 @@ def bootstrap(
         workspaces=workspaces,
         contacts=contacts,
         catalog=catalog,
-        ingest=Ingest(store, clock),
+        ingest=Ingest(store, clock, max_depth=settings.max_json_depth),
         imports=Imports(store, clock, catalog),
         segments=segments,
         automations=Automations(store, clock),
         engine=Engine(store, clock, segments, batch=settings.engine_batch),
-        templates=Templates(store, clock),
+        templates=Templates(store, clock, max_bytes=settings.max_template_bytes),
         delivery=Delivery(
             store, clock, settings, contacts, policies, Providers(settings, providers)
         ),

@@ -25,6 +25,14 @@ class Settings(BaseSettings):
     max_import_bytes: int = 50_000_000
     max_batch_items: int = 1_000
     max_event_bytes: int = 32_768
+    # Objects and arrays nested deeper than this in a call (or a hook body) are refused.
+    max_json_depth: int = 32
+    # A request's URL and header fields (431 past either): browsers send ~1-2 KB in ~15 fields.
+    max_header_bytes: int = 32_768
+    max_header_fields: int = 100
+    # Each Liquid part of a template (an email's html, its text, ...), in UTF-8 bytes. Gmail clips
+    # an email's HTML past 102 KB; a parsed template holds ~35 bytes per character.
+    max_template_bytes: int = 256_000
     default_workspace: str = "default"
     # Delivery. A workspace's own channel settings (PUT /channels/email) take precedence.
     smtp_url: str | None = None  # smtp://user:pass@host:587?security=starttls

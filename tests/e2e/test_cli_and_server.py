@@ -177,3 +177,25 @@ def test_segment_count_and_apply_from_a_file(env, tmp_path):
     broken.write_text("condition:\n  all: [\n")
     result = run(env, "segment", "count", str(broken), check=False)
     assert result.returncode == 1 and "broken.yaml:3" in result.stderr
+
+
+def test_serve_refuses_oversized_and_too_many_headers_with_431(env):
+    """uvicorn's default parser took a 1 MB header and 10,000 header fields."""
+    with serving(env) as (base, output):
+        assert "Uvicorn running" in output, output
+        with httpx.Client(base_url=base, timeout=30) as client:
+            for headers in (
+                {"X-Big": "a" * 1_000_000},
+                {"X-Big": "a" * 40_000},
+                {f"X-H{i}": "v" for i in range(10_000)},
+                {f"X-H{i}": "v" for i in range(101)},
+            ):
+                r = client.get("/health", headers=headers)
+                assert r.status_code == 431, r.text
+                assert r.headers["content-type"] == "application/problem+json"
+                assert r.json()["status"] == 431
+            # Ordinary requests, and ones near the limits, still work (on a new connection).
+            assert client.get("/health").status_code == 200
+            assert client.get("/health", headers={"X-Big": "a" * 20_000}).status_code == 200
+            many = {f"X-H{i}": "v" for i in range(80)}
+            assert client.get("/health", headers=many).status_code == 200

@@ -28,7 +28,7 @@ import itertools
 import shutil
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
@@ -620,3 +620,23 @@ def test_listings_show_only_their_own_workspace(world: World, client: httpx.Clie
     check_problem(client.get("/contacts", params={"list": LIST}, headers=world.b.admin), 422)
     cursor = base64.urlsafe_b64encode(b"c0").decode().rstrip("=")
     assert {c["id"] for c in get(world.b, "/contacts", cursor=cursor)["items"]} == theirs["contacts"]
+
+
+TOKEN_CASES = [c for c in CASES if c.access == PUBLIC and "{token}" in c.path]
+
+
+@pytest.mark.parametrize("case", TOKEN_CASES, ids=lambda c: c.id)
+def test_a_non_ascii_token_finds_nothing_and_records_nothing(
+    case: Case, world: World, client: httpx.Client
+) -> None:
+    """Tokens are parsed and compared in one place; `int('²')` and comparing non-ASCII text
+    with `hmac.compare_digest` used to answer 500 on every one of these routes."""
+    assert len(TOKEN_CASES) >= 9  # open, click, unsubscribe GET+POST, confirm, hook, 3 inbound
+    good = world.values(case, world.a)["token"]
+    variants = ["²", "é" * len(good), good + "é", "²" + good[1:], good[:2] + "²" + good[2:],
+                good[:-1] + "é", "١.٢.٣.x"]
+    before = snapshot(client, world)
+    for bad in variants:
+        response = send(client, world, replace(case, values={"token": bad}), {})
+        check(response, 404, note=f"token {bad!r}:")
+    assert snapshot(client, world) == before, f"{case.id}: a bad token changed workspace A"

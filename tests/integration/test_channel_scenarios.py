@@ -330,6 +330,39 @@ def test_unsubscribe_page_asks_before_it_acts(client, server, tenant, conveyor, 
 
 
 
+def test_replayed_unsubscribes_and_confirmations_log_one_event(
+    client, server, tenant, conveyor, mail
+):
+    """Mail providers and scanners replay RFC 8058 one-click POSTs and re-open links: the first
+    changes the contact and logs `email.unsubscribed`; replays change nothing and log nothing."""
+    client.post("/lists", headers=tenant.admin, json={"key": "newsletter"})
+    client.post("/lists", headers=tenant.admin, json={"key": "digest", "double_opt_in": True})
+    apply(client, tenant, "welcome-series")
+    cid = client.post("/contacts", headers=tenant.admin, json={
+        "email": "r@example.com",
+        "lists": {"newsletter": "subscribed", "digest": "subscribed"}}).json()["id"]
+    settle(conveyor)
+    received = mail.to("r@example.com")
+    confirm = next(w for m in received if "confirm" in m.message["Subject"]
+                   for w in m.part("plain").split() if "/confirm/" in w)
+    for _ in range(3):
+        assert client.get(local(confirm, server)).status_code == 200
+    subscribed = events(client, tenant, cid, "list.subscribed")
+    assert [e["properties"]["list"] for e in subscribed].count("digest") == 1
+    html = next(m for m in received if m.part("html")).part("html")
+    link = next(u for u in links_in(html) if "/u/" in u)
+    for _ in range(3):
+        r = client.post(local(link, server), data={"List-Unsubscribe": "One-Click"})
+        assert r.status_code == 200
+    assert len(events(client, tenant, cid, "email.unsubscribed")) == 1
+    assert client.post(local(link, server), data={"all": "1"}).status_code == 200
+    logged = len(events(client, tenant, cid, "email.unsubscribed"))
+    assert client.post(local(link, server), data={"all": "1"}).status_code == 200
+    assert len(events(client, tenant, cid, "email.unsubscribed")) == logged
+    assert client.get(f"/contacts/{cid}", headers=tenant.admin).json()["lists"] == {
+        "newsletter": "unsubscribed", "digest": "unsubscribed"}
+
+
 def test_double_opt_in_sends_the_confirmation_email_and_its_link_confirms(
     client, server, tenant, conveyor, mail
 ):

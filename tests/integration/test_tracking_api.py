@@ -405,3 +405,33 @@ def test_concurrent_batches_about_the_same_new_people(client, tenant, server):
         if not cursor:
             break
     assert seen == 4 * 5 * 26  # 26 of every 40 calls are tracks
+
+
+def _nested(levels: int) -> str:
+    """A JSON object `levels` deep, as text (orjson itself writes at most 254 levels)."""
+    return '{"a":' * (levels - 1) + "{}" + "}" * (levels - 1)
+
+
+def test_one_deeply_nested_call_is_reported_by_index_and_the_rest_are_stored(client, tenant):
+    for levels in (40, 300, 1000):
+        deep = f'{{"type":"track","userId":"u","event":"deep","properties":{_nested(levels)}}}'
+        body = (
+            '{"batch":[{"type":"track","userId":"u","event":"before"},'
+            f'{deep},{{"type":"track","userId":"u","event":"after"}}]}}'
+        )
+        r = client.post("/v1/batch", headers=tenant.write, content=body.encode())
+        assert r.status_code == 200, r.text
+        assert r.json()["accepted"] == 2
+        [error] = r.json()["errors"]
+        assert error["index"] == 1 and "levels deep" in error["detail"]
+        assert error["field"].startswith("properties.a.a")
+        single = client.post("/v1/track", headers=tenant.write, content=deep.encode())
+        assert single.status_code == 422 and "levels deep" in single.json()["detail"]
+    names = [e["name"] for e in log(client, tenant)]
+    assert sorted(names).count("before") == 3 and "deep" not in names
+
+
+def test_a_deep_shared_batch_context_is_refused_naming_it(client, tenant):
+    body = '{"batch":[{"type":"track","userId":"u","event":"e"}],"context":' + _nested(60) + "}"
+    r = client.post("/v1/batch", headers=tenant.write, content=body.encode())
+    assert r.status_code == 422 and r.json()["field"].startswith("context.a")

@@ -67,5 +67,6 @@ def create_app(conveyor: Conveyor) -> FastAPI:
         BodyLimit,
         default=settings.max_request_bytes,
         per_path={"/contacts/import": settings.max_import_bytes},
+        streamed=frozenset({"/contacts/import"}),
     )
     return app

@@ -107,6 +107,7 @@ def serve(
     import uvicorn
 
     from conveyor.api.app import create_app
+    from conveyor.api.headers import uvicorn_options
     from conveyor.worker.supervisor import Supervisor
 
     settings = Settings()
@@ -149,6 +150,7 @@ def serve(
             port=settings.port,
             log_level="info",
             access_log=False,
+            **uvicorn_options(settings.max_header_bytes, settings.max_header_fields),
         )
     finally:
         supervisor.stop()

@@ -250,6 +250,8 @@ def parse_duration(raw: Any, where: str) -> int:
 
 # --- parsing ---------------------------------------------------------------------------------
 
+MAX_DEPTH = 32  # levels of all/any/not
+
 
 class Parser:
     """Parses conditions for one workspace: its custom fields, lists and segments."""
@@ -266,9 +268,13 @@ class Parser:
         self.segments = segments
         self.automations = automations
 
-    def parse(self, raw: Any, path: str = "") -> Condition:
+    def parse(self, raw: Any, path: str = "", depth: int = 1) -> Condition:
         if not isinstance(raw, dict) or not raw:
             raise InvalidInput(path, 'a condition is an object such as {"all": [...]}')
+        if depth > MAX_DEPTH:
+            # Compiling to SQL and evaluating recurse once per level: ~300 levels exhausted the
+            # interpreter's stack (a 500). People nest three or four.
+            raise InvalidInput(path, f"conditions nest at most {MAX_DEPTH} levels of all/any/not")
         for group in ("all", "any"):
             if group in raw:
                 self._only(raw, {group}, path)
@@ -277,12 +283,13 @@ class Parser:
                 if not isinstance(items, list) or not items:
                     raise InvalidInput(where, f"'{group}' takes a non-empty list of conditions")
                 parsed = tuple(
-                    self.parse(item, _join(where, str(i))) for i, item in enumerate(items)
+                    self.parse(item, _join(where, str(i)), depth + 1)
+                    for i, item in enumerate(items)
                 )
                 return All(parsed) if group == "all" else AnyOf(parsed)
         if "not" in raw:
             self._only(raw, {"not"}, path)
-            return Not(self.parse(raw["not"], _join(path, "not")))
+            return Not(self.parse(raw["not"], _join(path, "not"), depth + 1))
         if "field" in raw:
             return self._field(raw, path)
         if "tag" in raw or "tags_any" in raw or "tags_all" in raw:

@@ -1,7 +1,9 @@
 """Webhook signatures, Stripe's scheme: `Conveyor-Signature: t=<unix>,v1=<hex HMAC-SHA256>` over
 `f"{t}." + body`, so a receiver can check who sent a call and that it is not a replay.
 
-Pure functions: the caller hands in the secret, the time and the raw body bytes.
+Pure functions: the caller hands in the secret, the time and the raw body bytes. Also the two
+checks every token from a URL goes through (`digits`, `same_secret`): such a token is any text
+a stranger typed, and a malformed one is simply not valid, never an error.
 """
 
 from __future__ import annotations
@@ -11,6 +13,20 @@ import hmac
 
 SIGNATURE_HEADER = "Conveyor-Signature"
 DEFAULT_TOLERANCE = 300  # seconds a signature stays valid, either side of `now` (clock skew)
+
+
+def digits(text: str, max_length: int = 18) -> bool:
+    """Whether `text` is a number written in ASCII digits: `str.isdigit` also accepts '²' and
+    '١', which `int()` then refuses."""
+    return text.isascii() and text.isdigit() and len(text) <= max_length
+
+
+def same_secret(given: str, expected: str) -> bool:
+    """Constant-time comparison of an untrusted token with the expected one. Compared as bytes:
+    `hmac.compare_digest` raises on non-ASCII text instead of answering False."""
+    return hmac.compare_digest(
+        given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
+    )
 
 
 def _digest(secret: bytes, timestamp: int, body: bytes) -> str:
@@ -35,13 +51,12 @@ def verify(
         if not sep:
             return False
         if key == "t":
-            if timestamp is not None or not value.isascii() or not value.isdigit():
+            if timestamp is not None or not digits(value):
                 return False
             timestamp = int(value)
         elif key == "v1":
             candidates.append(value)
     if timestamp is None or not candidates or abs(now - timestamp) > tolerance:
         return False
-    expected = _digest(secret, timestamp, body).encode()
-    # Bytes, not str: compare_digest refuses non-ASCII str, and a header is untrusted input.
-    return any(hmac.compare_digest(expected, c.encode()) for c in candidates)
+    expected = _digest(secret, timestamp, body)
+    return any(same_secret(c, expected) for c in candidates)

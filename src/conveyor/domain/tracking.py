@@ -13,6 +13,8 @@ import hmac
 import ipaddress
 from dataclasses import dataclass
 
+from conveyor.domain.signatures import digits, same_secret
+
 KINDS = ("open", "click", "unsubscribe")
 
 
@@ -34,15 +36,15 @@ def sign(
 def workspace_of(token: str) -> int | None:
     """The workspace a token claims to be from (unverified: only to find the secret)."""
     head = token.split(".", 1)[0]
-    return int(head) if head.isdigit() and len(head) < 12 else None
+    return int(head) if digits(head, 11) else None
 
 
 def verify(secret: str, kind: str, token: str) -> TokenData | None:
     parts = token.split(".")
-    if len(parts) not in (3, 4) or not all(p.isdigit() and len(p) < 19 for p in parts[:-1]):
+    if len(parts) not in (3, 4) or not all(digits(p) for p in parts[:-1]):
         return None
     body = ".".join(parts[:-1])
-    if not hmac.compare_digest(parts[-1], _mac(secret, kind, body)):
+    if not same_secret(parts[-1], _mac(secret, kind, body)):
         return None
     numbers = [int(p) for p in parts[:-1]]
     link = numbers[2] if len(numbers) == 3 else None

@@ -19,6 +19,7 @@ from conveyor.domain.contacts import (
 )
 from conveyor.domain.errors import Conflict, FieldError, InvalidInput, NotFound
 from conveyor.domain.fields import STANDARD_FIELDS, normalize_email
+from conveyor.domain.signatures import digits, same_secret
 from conveyor.domain.workspaces import Workspace
 from conveyor.services.contact_writer import ContactState, ContactWriter, Prepared
 from conveyor.services.exports import FORMATS, ContactExport
@@ -151,12 +152,11 @@ class Contacts:
 
     def confirm(self, workspace: Workspace, token: str) -> tuple[Contact, str]:
         """A contact confirmed a double opt-in subscription through its signed link."""
-        try:
-            ws_id, contact_id, list_id, _mac = token.split(".")
-            ids = int(ws_id), int(contact_id), int(list_id)
-        except ValueError:
-            raise NotFound("this confirmation link is not valid") from None
-        if ids[0] != workspace.id or not hmac.compare_digest(
+        parts = token.split(".")
+        if len(parts) != 4 or not all(digits(p) for p in parts[:3]):
+            raise NotFound("this confirmation link is not valid")
+        ids = int(parts[0]), int(parts[1]), int(parts[2])
+        if ids[0] != workspace.id or not same_secret(
             token, confirmation_token(workspace, ids[1], ids[2])
         ):
             raise NotFound("this confirmation link is not valid")

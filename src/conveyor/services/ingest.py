@@ -24,6 +24,7 @@ from conveyor.domain.messages import (
     parse_call,
     traits_to_values,
 )
+from conveyor.domain.payloads import MAX_DEPTH, check_depth
 from conveyor.domain.workspaces import Workspace
 from conveyor.services.contact_writer import ContactState, ContactWriter, Prepared
 from conveyor.store.store import Store, Tx
@@ -39,9 +40,10 @@ class IngestResult:
 
 
 class Ingest:
-    def __init__(self, store: Store, clock: Clock) -> None:
+    def __init__(self, store: Store, clock: Clock, *, max_depth: int = MAX_DEPTH) -> None:
         self.store = store
         self.clock = clock
+        self.max_depth = max_depth
 
     def calls(
         self, workspace: Workspace, items: list[Any], *, call_type: str | None = None
@@ -68,6 +70,7 @@ class Ingest:
     ) -> int:
         """An automation's inbound webhook: the JSON body becomes its trigger event, for the
         contact named by `userId`/`external_id` or `email` (created if new). Returns its id."""
+        check_depth(body, self.max_depth)
         external = body.get("userId") or body.get("user_id") or body.get("external_id")
         email = body.get("email")
         if not external and not email:

@@ -109,22 +109,26 @@ class Reactions:
             list_key = ((message.payload or {}).get("config") or {}).get("list")
             info = writer.catalog.lists.get(list_key) if list_key else None
             props = _props(tx, message)
+            # Providers and scanners replay one-click POSTs: only a change is logged, so a
+            # replay triggers no automation and counts in no report a second time.
             if info is not None and not everything:
-                writer.set_subscription(state, info, SubscriptionStatus.UNSUBSCRIBED)
-                writer.record(state, "email.unsubscribed", {**props, "list": info.key})
+                if writer.set_subscription(state, info, SubscriptionStatus.UNSUBSCRIBED):
+                    writer.record(state, "email.unsubscribed", {**props, "list": info.key})
                 writer.flush()
                 return Unsubscribed(info.name)
-            if state.standard.get("email"):
-                tx.messages.suppress(
-                    workspace.id,
-                    "email",
-                    state.standard["email"].lower(),
-                    "unsubscribed",
-                    f"unsubscribe link of message {message.id}",
-                    now,
-                )
+            suppressed = bool(state.standard.get("email")) and tx.messages.suppress(
+                workspace.id,
+                "email",
+                state.standard["email"].lower(),
+                "unsubscribed",
+                f"unsubscribe link of message {message.id}",
+                now,
+            )
+            _tags, lists = writer._relations(state)
+            listed = any(status in ("subscribed", "unconfirmed") for status in lists.values())
             mark_lists(writer, state, SubscriptionStatus.UNSUBSCRIBED)
-            writer.record(state, "email.unsubscribed", {**props, "list": None})
+            if suppressed or listed:
+                writer.record(state, "email.unsubscribed", {**props, "list": None})
             writer.flush()
             return Unsubscribed(None)
 

@@ -15,6 +15,7 @@ from conveyor.domain.workspaces import Workspace
 from conveyor.services.rendering import check_source
 from conveyor.store.store import Store, Tx
 
+DEFAULT_MAX_BYTES = 256_000
 KEY = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 # Per channel: the content keys, and which of them are Liquid in HTML (escaped) or in text.
@@ -51,8 +52,10 @@ class TemplateInfo:
     content: dict[str, Any]
 
 
-def check_content(channel: str, content: Any) -> dict[str, Any]:
-    """The content, validated for its channel; errors name the key and the Liquid line."""
+def check_content(channel: str, content: Any, max_bytes: int = DEFAULT_MAX_BYTES) -> dict[str, Any]:
+    """The content, validated for its channel; errors name the key and the Liquid line. Each
+    part holds at most `max_bytes` of UTF-8: what a template costs to parse, keep parsed and
+    render grows with its size."""
     if channel not in CONTENT:
         raise InvalidInput("channel", f"one of {', '.join(CONTENT)}")
     if not isinstance(content, dict):
@@ -75,6 +78,10 @@ def check_content(channel: str, content: Any) -> dict[str, Any]:
         if value is None:
             continue
         path = f"content.{key}"
+        for part, text in _texts(path, value):
+            size = len(text.encode("utf-8", "surrogatepass"))
+            if size > max_bytes:
+                raise InvalidInput(part, f"at most {max_bytes} bytes, this is {size}")
         if kind == "headers":
             if not isinstance(value, dict) or not all(
                 isinstance(k, str) and isinstance(v, str) for k, v in value.items()
@@ -103,10 +110,19 @@ def check_content(channel: str, content: Any) -> dict[str, Any]:
     return {k: v for k, v in content.items() if v is not None}
 
 
+def _texts(path: str, value: Any) -> list[tuple[str, str]]:
+    if isinstance(value, str):
+        return [(path, value)]
+    if isinstance(value, dict):
+        return [(f"{path}.{k}", v) for k, v in value.items() if isinstance(v, str)]
+    return []
+
+
 class Templates:
-    def __init__(self, store: Store, clock: Clock) -> None:
+    def __init__(self, store: Store, clock: Clock, *, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.store = store
         self.clock = clock
+        self.max_bytes = max_bytes
 
     def save(
         self, workspace: Workspace, key: str, channel: str, content: Any, name: str | None = None
@@ -114,7 +130,7 @@ class Templates:
         """Create the template or add a version when its content changed. Says which."""
         if not isinstance(key, str) or not KEY.match(key):
             raise InvalidInput("key", "1-64 of a-z, 0-9, - and _")
-        checked = check_content(channel, content)
+        checked = check_content(channel, content, self.max_bytes)
 
         def work(tx: Tx) -> tuple[TemplateInfo, str]:
             now = self.clock.now()

@@ -69,3 +69,17 @@ def test_malformed_headers_do_not_verify() -> None:
         good.upper(),
     ]:
         assert not verify(SECRET, header, BODY, now=T), header
+
+
+def test_tokens_from_urls_are_checked_without_raising():
+    from conveyor.domain import tracking
+    from conveyor.domain.signatures import digits, same_secret
+
+    assert digits("123") and not digits("²") and not digits("١٢") and not digits("1" * 19)
+    assert same_secret("abc", "abc") and not same_secret("é", "abc")
+    assert not same_secret("\ud800", "abc")
+    token = tracking.sign("s", "open", 1, 2)
+    assert tracking.verify("s", "open", token) == tracking.TokenData(1, 2)
+    for bad in ("²." + token[2:], token[:-1] + "é", "1.2.²", "١.٢.x"):
+        assert tracking.verify("s", "open", bad) is None
+    assert tracking.workspace_of("².1.x") is None

@@ -3,7 +3,6 @@ plus contact timelines (every step with its reason) and the outbox."""
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -13,6 +12,7 @@ from pydantic import BaseModel, Field
 from conveyor.api.auth import admin_workspace, conveyor_of
 from conveyor.api.schemas import MAX_ID, ContactPath, Strict
 from conveyor.domain.errors import NotFound
+from conveyor.domain.signatures import same_secret
 from conveyor.domain.workspaces import Workspace
 from conveyor.services.automations import AutomationInfo, hook_token
 
@@ -114,7 +114,7 @@ def inbound_webhook(
         expected = hook_token(workspace, key)
     except NotFound:
         raise NotFound("no such webhook") from None
-    if not hmac.compare_digest(token, expected):
+    if not same_secret(token, expected):
         raise NotFound("no such webhook")
     contact = conveyor.ingest.hook(workspace, key, body, request.headers.get("idempotency-key"))
     return {"accepted": True, "contact_id": contact}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import codecs
 import io
+import tempfile
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -102,21 +104,32 @@ async def import_contacts(
     """Import contacts from a CSV body (first line names the columns). Rows match existing
     contacts by external_id, then email; empty cells change nothing; bad rows come back with
     their line number; importing the same file again changes nothing."""
-    raw = await request.body()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise InvalidInput("body", "the CSV must be UTF-8") from None
     mapping = parse_mapping(map)
-    report = await run_in_threadpool(
-        conveyor_of(request).imports.run,
-        workspace,
-        io.StringIO(text, newline=""),
-        mapping=mapping,
-        list_key=list,
-        status=status,
-        dry_run=dry_run,
-    )
+    # Spooled to a file as it arrives, never held whole: a 50 MB CSV in memory was 50 MB of
+    # bytes, a copy, then up to 200 MB of text.
+    with tempfile.TemporaryFile() as spool:
+        utf8 = codecs.getincrementaldecoder("utf-8")()
+        try:
+            async for chunk in request.stream():
+                utf8.decode(chunk)
+                spool.write(chunk)
+            utf8.decode(b"", final=True)
+        except UnicodeDecodeError:
+            raise InvalidInput("body", "the CSV must be UTF-8") from None
+        spool.seek(0)
+        text = io.TextIOWrapper(spool, encoding="utf-8-sig", newline="")
+        try:
+            report = await run_in_threadpool(
+                conveyor_of(request).imports.run,
+                workspace,
+                text,
+                mapping=mapping,
+                list_key=list,
+                status=status,
+                dry_run=dry_run,
+            )
+        finally:
+            text.detach()  # the spool is closed by its own `with`
     return ImportOut(**report.as_dict())
 
 

@@ -7,7 +7,6 @@ Twilio, its request signature). A forged or altered token gets 404 and records n
 from __future__ import annotations
 
 import base64
-import hmac
 import html
 from typing import Any
 
@@ -18,6 +17,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from conveyor.api.auth import conveyor_of
 from conveyor.channels.sms import parse_inbound, parse_status, valid_twilio_signature
 from conveyor.domain.errors import InvalidInput, NotFound
+from conveyor.domain.signatures import same_secret
 from conveyor.domain.workspaces import Workspace
 from conveyor.services.channel_config import channel_settings, inbound_token
 from conveyor.services.reactions import EmailReport
@@ -113,7 +113,7 @@ def _inbound_workspace(request: Request, workspace: str, token: str, purpose: st
         found = conveyor_of(request).workspaces.get(workspace)
     except NotFound:
         found = None
-    if found is None or not hmac.compare_digest(token, inbound_token(found, purpose)):
+    if found is None or not same_secret(token, inbound_token(found, purpose)):
         raise NotFound("no such inbound URL")
     return found
 

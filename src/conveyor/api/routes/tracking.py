@@ -19,6 +19,8 @@ from conveyor.api.problems import from_error, problem
 from conveyor.api.schemas import TrackingOut
 from conveyor.domain.errors import FieldError, InvalidInput, ItemError, PayloadTooLarge
 from conveyor.domain.messages import Alias, Group, Identify, Page, Screen, Track
+from conveyor.domain.payloads import check_depth
+from conveyor.settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["tracking"])
 NUL = b"\\u0000"  # how JSON spells it; PostgreSQL refuses it in text and jsonb
@@ -52,18 +54,24 @@ def _errors(errors: list[ItemError]) -> list[dict[str, Any]]:
     return [e.as_dict() for e in errors]
 
 
+def _screen(call: Any, settings: Settings) -> None:
+    """What is checked on a call's JSON before it is parsed: its nesting depth (first: deeper
+    than 254 levels it cannot even be measured as JSON), its size and NUL characters."""
+    check_depth(call, settings.max_json_depth)
+    dumped = orjson.dumps(call)
+    if len(dumped) > settings.max_event_bytes:
+        raise PayloadTooLarge(f"a call is at most {settings.max_event_bytes} bytes")
+    if NUL in dumped:
+        raise InvalidInput("", "text with a NUL character (\\u0000) cannot be stored")
+
+
 async def _single(request: Request, call_type: str) -> JSONResponse:
     body = await _read(request)
     body_key = body.get("writeKey") if isinstance(body, dict) else None
     who = principal(request, body_key if isinstance(body_key, str) else None)
     if isinstance(body, dict):
         body = {k: v for k, v in body.items() if k != "writeKey"}
-    limit = conveyor_of(request).settings.max_event_bytes
-    dumped = orjson.dumps(body)
-    if len(dumped) > limit:
-        raise PayloadTooLarge(f"a call is at most {limit} bytes")
-    if NUL in dumped:
-        raise InvalidInput("", "text with a NUL character (\\u0000) cannot be stored")
+    _screen(body, conveyor_of(request).settings)
     result = await run_in_threadpool(
         conveyor_of(request).ingest.calls, who.workspace, [body], call_type=call_type
     )
@@ -137,27 +145,20 @@ async def batch(request: Request) -> JSONResponse:
             f"a batch holds at most {settings.max_batch_items} calls, this one {len(items)}"
         )
     shared_context = body.get("context") if isinstance(body.get("context"), dict) else None
+    if shared_context:
+        # Merged into every call's own context: one level below the call.
+        check_depth(shared_context, settings.max_json_depth - 1, "context")
     calls: list[Any] = []
     rejected: list[ItemError] = []
     positions: list[int] = []
     for index, item in enumerate(items):
-        dumped = orjson.dumps(item)
-        if NUL in dumped:
-            rejected.append(
-                ItemError(index, [FieldError("", "text with a NUL character cannot be stored")])
-            )
+        try:
+            _screen(item, settings)
+        except InvalidInput as exc:
+            rejected.append(ItemError(index, exc.errors))
             continue
-        if len(dumped) > settings.max_event_bytes:
-            rejected.append(
-                ItemError(
-                    index,
-                    [
-                        InvalidInput(
-                            "", f"a call is at most {settings.max_event_bytes} bytes"
-                        ).errors[0]
-                    ],
-                )
-            )
+        except PayloadTooLarge as exc:
+            rejected.append(ItemError(index, [FieldError("", exc.detail)]))
             continue
         if shared_context and isinstance(item, dict):
             item = {**item, "context": {**shared_context, **(item.get("context") or {})}}
