@@ -83,7 +83,7 @@ def bootstrap(
         engine=Engine(store, clock, segments, batch=settings.engine_batch),
         templates=Templates(store, clock, max_bytes=settings.max_template_bytes),
         delivery=Delivery(
-            store, clock, settings, contacts, policies, Providers(settings, providers)
+            store, clock, settings, contacts, policies, Providers(settings, providers, store)
         ),
         reactions=Reactions(store, clock),
         channels=Channels(store, clock, settings, workspaces),

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Protocol
+
+
+class Bucket(Protocol):
+    async def take(self) -> None:
+        """Wait until one more message may go."""
 
 
 class TokenBucket:

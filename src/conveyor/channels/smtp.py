@@ -22,7 +22,7 @@ import aiosmtplib
 
 from conveyor.channels.base import DeliveryError, Email, Receipt, short
 from conveyor.channels.guard import AddressGuard, connect
-from conveyor.channels.ratelimit import TokenBucket
+from conveyor.channels.ratelimit import Bucket, TokenBucket
 
 SECURITY = ("starttls", "tls", "none")
 
@@ -60,12 +60,21 @@ class SmtpConfig:
 
 
 class SmtpProvider:
-    def __init__(self, config: SmtpConfig, guard: AddressGuard | None = None) -> None:
+    def __init__(
+        self,
+        config: SmtpConfig,
+        guard: AddressGuard | None = None,
+        *,
+        bucket: Bucket | None = None,
+    ) -> None:
         self.config = config
         self.guard = guard  # set for a server a workspace chose
         self._idle: list[aiosmtplib.SMTP] = []
         self._slots = asyncio.Semaphore(config.max_connections)
-        self._bucket = TokenBucket(config.rate_per_second) if config.rate_per_second else None
+        # The rate: shared by every worker when the caller hands a bucket in, else this process's.
+        if bucket is None and config.rate_per_second:
+            bucket = TokenBucket(config.rate_per_second)
+        self._bucket = bucket
         self._closed = False
         # After a failed connection, the rest of the round fails fast instead of each message
         # waiting out its own connect timeout; they are all retried with backoff anyway.

@@ -35,6 +35,7 @@ from conveyor.services.contact_writer import ContactWriter
 from conveyor.services.contacts import Contacts
 from conveyor.services.outgoing import Job, Setup, prepare, render_preview, suppression_keys
 from conveyor.services.policies import SendPolicies
+from conveyor.services.ratelimits import SharedBucket
 from conveyor.services.rendering import RenderError
 from conveyor.services.workspaces import workspace_from_row
 from conveyor.settings import Settings
@@ -57,9 +58,15 @@ class Providers:
     connections belong to the delivery loop's event loop). `overrides` lets a test or an
     embedding application supply its own provider for a channel."""
 
-    def __init__(self, settings: Settings, overrides: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        overrides: dict[str, Any] | None = None,
+        store: Store | None = None,
+    ) -> None:
         self.settings = settings
         self.overrides = overrides or {}
+        self.store = store  # for rate limits shared by every worker
         self._made: dict[tuple[str, ...], Any] = {}
 
     def email(self, workspace: Workspace) -> Any | None:
@@ -70,10 +77,15 @@ class Providers:
             return None
         # A server the workspace chose goes through the address guard; the operator's own not.
         chosen = bool(channel_settings(workspace, "email").get("smtp_url"))
-        return self._get(
-            ("email", url, str(chosen)),
-            lambda: SmtpProvider(SmtpConfig.from_url(url), self.guard() if chosen else None),
-        )
+        return self._get(("email", url, str(chosen)), lambda: self._smtp(url, chosen))
+
+    def _smtp(self, url: str, chosen: bool) -> SmtpProvider:
+        config = SmtpConfig.from_url(url)
+        bucket = None
+        if config.rate_per_second and self.store is not None:  # one limit for all workers
+            account = f"smtp:{config.host}:{config.port}:{config.username or ''}"
+            bucket = SharedBucket(self.store, account, config.rate_per_second)
+        return SmtpProvider(config, self.guard() if chosen else None, bucket=bucket)
 
     def sms(self, workspace: Workspace) -> Any | None:
         if "sms" in self.overrides:
@@ -133,7 +145,7 @@ class Delivery:
         self.settings = settings
         self.contacts = contacts
         self.policies = policies
-        self.providers = providers or Providers(settings)
+        self.providers = providers or Providers(settings, store=store)
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # --- running -------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -390,4 +391,14 @@ contact_policies = Table(
     Column("workspace_id", Integer, nullable=False),
     Column("policy", Json, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# Rate limits shared by every worker process (an SMTP server's `rate=`): a token bucket per key,
+# refilled from the time each take says it is (seconds since the epoch, wall clock).
+rate_buckets = Table(
+    "rate_buckets",
+    metadata,
+    Column("key", String(200), primary_key=True),
+    Column("tokens", Float, nullable=False),
+    Column("stamp", Float, nullable=False),
 )
