@@ -224,6 +224,11 @@ def cursor(position: int) -> str:
 # Requests that answered 500 (found by the run above and by probing around what it found).
 # (label, method, path, JSON body or CSV text)
 SERVER_ERRORS: list[tuple[str, str, str, Any]] = [
+    # a send policy's caps or windows given as a list (found through the OpenAPI example)
+    ("policy caps as a list", "PUT", "/send-policy",
+     {"caps": [{"channel": "email", "max": 1, "per": "7 days"}]}),
+    ("contact policy windows as a list", "PUT", "/contacts/{contact_id}/send-policy",
+     {"windows": [{"from": "08:00", "to": "21:00"}]}),
     # null or blank ids in tracking calls (pydantic applies max_length to None: TypeError)
     ("null anonymousId", "POST", "/v1/track",
      {"userId": "u-ada", "event": "x", "anonymousId": None}),

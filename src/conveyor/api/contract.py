@@ -101,8 +101,9 @@ _TEMPLATE = {
     "content": {"subject": "Welcome, {{ contact.first_name }}", "html": "<p>Hello!</p>"},
 }
 _POLICY = {
-    "caps": [{"channel": "email", "max": 3, "per": "7 days"}],
-    "windows": {"sms": {"hours": "08:00-21:00"}},
+    "caps": {"email": [{"max": 1, "per": "16 hours"}, {"max": 3, "per": "7 days"}]},
+    "windows": {"sms": {"from": "08:00", "to": "21:00"}},
+    "repeat_within": "30 days",
 }
 _TRACK = {
     "userId": "u-ada",
@@ -149,7 +150,7 @@ EXAMPLES: dict[str, Any] = {
     "post_email_events": {"events": [{"type": "bounced", "email": "ada@example.com",
                                       "bounce": "hard", "reason": "550 no such user"}]},
     "put_send_policy": _POLICY,
-    "put_contact_policy": {"caps": [{"channel": "email", "max": 1, "per": "7 days"}]},
+    "put_contact_policy": {"caps": {"email": [{"max": 1, "per": "7 days"}]}},
     "update_settings": {"timezone": "Europe/Warsaw", "default_country": "PL"},
     "create_key": {"kind": "write", "name": "website"},
     "site_message_event": {"anonymousId": "anon-1"},

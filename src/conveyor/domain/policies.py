@@ -247,6 +247,9 @@ def parse_policy(raw: Any, path: str = "send_policy") -> Policy:
     extra = sorted(set(raw) - {"caps", "windows", "repeat_within"})
     if extra:
         raise InvalidInput(f"{path}.{extra[0]}", "a send policy has caps, windows, repeat_within")
+    for part in ("caps", "windows"):
+        if not isinstance(raw.get(part) or {}, dict):
+            raise InvalidInput(f"{path}.{part}", "a mapping by channel (email, sms)")
     caps: dict[str, tuple[Cap, ...]] = {}
     for channel, rules in (raw.get("caps") or {}).items():
         here = f"{path}.caps.{channel}"
