@@ -12,12 +12,15 @@ from conveyor.api.routes import (
     automations,
     catalog,
     contacts,
+    deals,
     links,
     messages,
+    pipelines,
     policies,
     public,
     segments,
     site,
+    team,
     templates,
     tracking,
     workspace,
@@ -50,6 +53,9 @@ def create_app(conveyor: Conveyor) -> FastAPI:
         public.router,
         links.router,
         site.router,
+        team.router,
+        pipelines.router,
+        deals.router,
     ):
         app.include_router(router)
     settings = conveyor.settings
