@@ -36,11 +36,11 @@ def apply(w: CrmWriter, contact_id: int, change: CrmChange) -> str | None:
         return f"deal {deal.id} now {new.stage}, {new.status}"
     if change.action == "assign_owner":
         of = v.get("of", "contact")
-        deal = _deal(w, contact_id, v) if of in ("deal", "both") else None
+        deal = _deal(w, contact_id, v, required=of != "contact")
         member = _owner(w, v["owner"], contact_id, deal)
         if of in ("contact", "both"):
             w.set_contact_owner(contact_id, member)
-        if deal is not None:
+        if deal is not None and of != "contact":
             w.update_deal(deal, {"owner_id": member.id})
         return f"owner {member.email}"
     if change.action == "create_task":
@@ -64,22 +64,29 @@ def apply(w: CrmWriter, contact_id: int, change: CrmChange) -> str | None:
 
 
 def team_recipients(w: CrmWriter, contact_id: int, trigger: dict[str, Any], send: Send) -> Send:
-    """`to: [contact_owner, deal_owner, sales@…]`: the owners as their email addresses."""
+    """`to: [contact_owner, deal_owner, sales@…]`: the owners as their email addresses. An
+    owner that is not there is left out; InvalidInput only when nobody is left."""
     to = send.config.get("to") or []
     if not any(a in ("contact_owner", "deal_owner") for a in to):
         return send
     out: list[str] = []
+    missing: InvalidInput | None = None
     for address in to:
         if address in ("contact_owner", "deal_owner"):
-            deal = (
-                _deal(w, contact_id, {"deal_id": trigger.get("deal_id")})
-                if address == "deal_owner"
-                else None
-            )
-            member = _owner(w, {address: True}, contact_id, deal)
-            address = member.email
+            try:
+                deal = (
+                    _deal(w, contact_id, {"deal_id": trigger.get("deal_id")})
+                    if address == "deal_owner"
+                    else None
+                )
+                address = _owner(w, {address: True}, contact_id, deal).email
+            except InvalidInput as exc:
+                missing = exc
+                continue
         if address not in out:
             out.append(address)
+    if not out and missing is not None:
+        raise missing
     return replace(send, config={**send.config, "to": out})
 
 

@@ -66,6 +66,10 @@ def _check(config: dict[str, Any], condition: Condition | None, path: str) -> No
             check_owner(config[key], f"{path}.{key}")
     if "stages" in config and "stage" in config:
         raise InvalidInput(f"{path}.stages", "give either stage or stages")
+    moves = config.get("stages", [])
+    for i, stage in enumerate(moves):
+        if stage in moves[:i] and moves[i - 1] != stage:
+            raise InvalidInput(f"{path}.stages.{i}", f"back to '{stage}': a cycle of moves")
     if config.get("lost_reason") is not None and config.get("status") != "lost":
         raise InvalidInput(f"{path}.lost_reason", "only with status: lost")
     value = config.get("value")
