@@ -111,6 +111,11 @@ def test_bad_crm_input_is_a_4xx_naming_the_field(client, tenant, other_tenant):
                         json={"title": "x", "assignee_id": theirs["id"]}), 422, "assignee_id")
     problem(client.post("/members", headers=tenant.admin,
                         json={"name": "A", "email": "ada@acme.example"}), 409, "email")
+    # A moment that exists in its own offset but not in UTC (year 1, an hour east).
+    problem(client.post("/tasks", headers=tenant.admin,
+                        json={"title": "x", "due_at": "0001-01-01T00:30:00+01:00"}), 422, "due_at")
+    problem(client.patch(f"/deals/{deal['id']}", headers=tenant.admin, json={"value": None}),
+            422, "value")
     assert ok(client.get("/deals", headers=tenant.admin)) == [
         ok(client.get(f"/deals/{deal['id']}", headers=tenant.admin)) | {"notes": None}]
 
