@@ -220,3 +220,47 @@ def test_bad_crm_nodes_are_refused_when_applied_naming_the_field(client, tenant)
     assert refused({"type": "update_deal", "pipeline": "sales", "stages": ["Won", "Nope"]}) == (
         "nodes.0.stages.1")
     assert refused({"type": "create_deal", "pipeline": "sales", "value": -1}) == "nodes.0.value"
+
+
+def test_deal_conditions_in_segments_and_in_a_run_see_deals_as_they_change(
+    client, tenant, conveyor
+):
+    sales(client, tenant)
+    ok(client.post("/segments", headers=tenant.admin, json={
+        "key": "big-open", "condition": {"deal": {"status": "open",
+                                                  "value": {"op": "gte", "value": 1000}}}}), 201)
+    activate(client, tenant, {
+        "key": "sized", "triggers": [{"event": "go"}], "entry": {"repeat": "every_time"},
+        "nodes": [
+            {"id": "deal", "type": "create_deal", "pipeline": "sales",
+             "value": "{{ event.total }}"},
+            {"id": "check", "type": "if",
+             "condition": {"deal": {"pipeline": "sales", "value": {"op": "gte", "value": 1000}}},
+             "then": "big", "else": "small"},
+            {"id": "big", "type": "add_tag", "tag": "big", "next": "end"},
+            {"id": "small", "type": "add_tag", "tag": "small"},
+        ]})
+    for who, total in (("a", 2000), ("b", 10)):
+        ok(client.post("/v1/identify", headers=tenant.write,
+                       json={"userId": who, "traits": {"email": f"{who}@example.com"}}))
+        ok(client.post("/v1/track", headers=tenant.write,
+                       json={"userId": who, "event": "go", "properties": {"total": total}}))
+    settle(conveyor)
+    a, b = (ok(client.get("/contacts/lookup", headers=tenant.admin, params={"external_id": w}))
+            for w in ("a", "b"))
+    assert (a["tags"], b["tags"]) == (["big"], ["small"])  # the run saw the deal it made
+
+    def members():
+        page = ok(client.get("/segments/big-open/members", headers=tenant.admin))
+        return {c["id"] for c in page["items"]}
+
+    assert members() == {a["id"]}
+    [deal] = ok(client.get("/deals", headers=tenant.admin, params={"contact": a["id"]}))
+    ok(client.patch(f"/deals/{deal['id']}", headers=tenant.admin,
+                    json={"status": "lost", "lost_reason": "budget"}))
+    settle(conveyor)
+    assert members() == set()
+    [other] = ok(client.get("/deals", headers=tenant.admin, params={"contact": b["id"]}))
+    ok(client.patch(f"/deals/{other['id']}", headers=tenant.admin, json={"value": 1000}))
+    settle(conveyor)
+    assert members() == {b["id"]}  # a value change alone (deal.updated) moves membership

@@ -209,6 +209,27 @@ class CrmQueries:
         rows = self.conn.execute(query.order_by(deals.c.id).limit(limit))
         return [DealRecord.from_row(r) for r in rows]
 
+    def deal_facts(self, contact_ids: list[int]) -> list[tuple[int, int, str, str, str, int]]:
+        """(contact id, deal id, pipeline key, stage, status, value in minor units) of the
+        deals these contacts are the main contact of."""
+        out: list[tuple[int, int, str, str, str, int]] = []
+        for start in range(0, len(contact_ids), 500):
+            rows = self.conn.execute(
+                select(
+                    deals.c.contact_id,
+                    deals.c.id,
+                    pipelines.c.key,
+                    deals.c.stage,
+                    deals.c.status,
+                    deals.c.value_minor,
+                )  # fmt: skip
+                .join(pipelines, pipelines.c.id == deals.c.pipeline_id)
+                .where(deals.c.contact_id.in_(contact_ids[start : start + 500]))
+                .order_by(deals.c.id)
+            )
+            out.extend(tuple(r) for r in rows)  # type: ignore[misc]
+        return out
+
     def open_deals(self, workspace_id: int) -> list[DealRecord]:
         return self.deals(workspace_id, status="open", limit=10**9)
 

@@ -13,7 +13,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from conveyor.domain import crm
+from conveyor.domain.automations.nodes.crm import UNSAVED
 from conveyor.domain.errors import InvalidInput, NotFound
+from conveyor.domain.evaluation import DealFact, Snapshot
 from conveyor.domain.fields import FieldDefinition, FieldType, coerce, parse_datetime
 from conveyor.services.contact_writer import ContactWriter
 from conveyor.store.records import DealRecord, MemberRecord, PipelineRecord, TaskRecord
@@ -219,6 +221,9 @@ class CrmWriter:
                     deal.contact_id, "deal.stage_changed", {**about, "from": here, "to": stage}
                 )
                 here = stage
+        quiet = ("title", "value_minor", "currency", "expected_close", "fields")
+        if any(getattr(new, k) != getattr(deal, k) for k in quiet):
+            self._record(deal.contact_id, "deal.updated", about)
         if new.owner_id != deal.owner_id:
             self._record(
                 deal.contact_id,
@@ -355,6 +360,24 @@ class CrmWriter:
     def overdue(self, task: TaskRecord) -> None:
         """The sweep claimed this task as overdue: its one event."""
         self._record(task.contact_id, "task.overdue", task_about(task))
+
+
+def keep_deal(facts: Snapshot, name: str, properties: dict[str, Any]) -> None:
+    """Bring a contact's deal facts up to date with a deal event recorded in this transaction
+    (later conditions of the same tick see the deal as it now is)."""
+    gone = {properties["deal_id"]} | ({UNSAVED} if name == "deal.created" else set())
+    facts.deals[:] = [d for d in facts.deals if d.id not in gone]
+    if name != "deal.deleted":
+        minor = crm.to_minor(properties.get("value", 0))
+        fact = DealFact(
+            properties["deal_id"],
+            str(properties.get("pipeline")),
+            str(properties.get("stage")),
+            str(properties.get("status")),
+            minor,
+        )
+        facts.deals.append(fact)
+        facts.deals.sort(key=lambda d: d.id)
 
 
 def moment(value: Any, field_name: str) -> datetime | None:

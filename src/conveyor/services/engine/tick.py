@@ -24,13 +24,14 @@ from conveyor.domain.automations import (
 from conveyor.domain.automations.entry import Decision, RunRef, decide, releasable
 from conveyor.domain.automations.nodes.actions import ContactRules
 from conveyor.domain.automations.run import Done, RunState, advance
+from conveyor.domain.conditions import DEAL_EVENTS
 from conveyor.domain.errors import InvalidInput
 from conveyor.domain.evaluation import Evaluator, EventFact, RunFact, Snapshot, event_names
 from conveyor.services import snapshots
 from conveyor.services.conditions import ConditionContext
 from conveyor.services.contact_writer import Catalog, ContactWriter
 from conveyor.services.crm import effects as crm_effects
-from conveyor.services.crm.writer import CrmWriter
+from conveyor.services.crm.writer import CrmWriter, keep_deal
 from conveyor.services.engine.runs import LiveRun
 from conveyor.store.store import Tx
 
@@ -112,6 +113,8 @@ class Tick:
             return
         if name in self.names:
             facts.events.append(EventFact(name, self.now, properties, "system"))
+        if name in DEAL_EVENTS and isinstance(properties.get("deal_id"), int):
+            keep_deal(facts, name, properties)
         key = properties.get("automation")
         if name == "automation.entered" and key:  # active or queued, as snapshots count them
             facts.runs.append(RunFact(key, self.now))

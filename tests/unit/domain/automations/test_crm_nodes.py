@@ -81,3 +81,20 @@ def test_bad_crm_nodes_are_refused_naming_the_field(node: str, field: str):
     with pytest.raises(InvalidInput) as caught:
         automation(f"key: t\ntriggers: [{{event: go}}]\nnodes:\n  - {node}\n")
     assert caught.value.field == field
+
+
+def test_later_conditions_of_the_same_run_see_a_deal_created_and_moved():
+    from conveyor.domain.automations.nodes.crm import UNSAVED, apply_deal_change
+    from conveyor.domain.evaluation import DealFact
+
+    snap = facts()
+    snap.deals.append(DealFact(3, "renewals", "Due", "open", 500))
+    apply_deal_change(CrmChange("create_deal", {"pipeline": "sales", "value": 1200}), snap)
+    assert snap.deals[-1] == DealFact(UNSAVED, "sales", "", "open", 120000)
+    apply_deal_change(
+        CrmChange("update_deal", {"pipeline": "sales", "stages": ["Qualified", "Won"],
+                                  "status": "won", "deal_id": None}), snap)
+    assert snap.deals == [DealFact(3, "renewals", "Due", "open", 500),
+                          DealFact(UNSAVED, "sales", "Won", "won", 120000)]
+    apply_deal_change(CrmChange("update_deal", {"deal_id": 3, "value": "oops"}), snap)
+    assert snap.deals[0].value_minor == 500  # a value the shell will refuse changes nothing

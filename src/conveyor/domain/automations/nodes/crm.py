@@ -12,6 +12,7 @@ Owners and assignees are written as one of:
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,9 +21,9 @@ from conveyor.domain.automations.model import Node
 from conveyor.domain.automations.nodes.actions import render_value
 from conveyor.domain.automations.nodes.base import NodeType, Result, RunView
 from conveyor.domain.conditions import Condition
-from conveyor.domain.crm import ROLES, STATUSES, TASK_TYPES
+from conveyor.domain.crm import ROLES, STATUSES, TASK_TYPES, to_minor
 from conveyor.domain.errors import InvalidInput
-from conveyor.domain.evaluation import Evaluator, Snapshot
+from conveyor.domain.evaluation import DealFact, Evaluator, Snapshot
 
 SPECIAL_OWNERS = ("contact_owner", "deal_owner")
 
@@ -99,6 +100,43 @@ def _change(node: Node, run: RunView, snap: Snapshot, now: datetime, ev: Evaluat
         if p not in (None, "")
     )
     return Result("next", "done", shown, next=node.next, effects=(change,))
+
+
+UNSAVED = 0  # the id of a deal this run created, until the shell has written it
+
+
+def apply_deal_change(change: CrmChange, snap: Snapshot) -> None:
+    """What a deal change does to the contact's facts, so later conditions of the same run see
+    it. The shell writes the change (and its events replace these facts with the stored deal);
+    a change it then refuses fails the step. A created deal without a stage has an unknown
+    one (the pipeline's first) until then."""
+    v = change.values
+    try:
+        value = to_minor(v["value"]) if "value" in v else None
+    except InvalidInput:
+        return
+    if change.action == "create_deal":
+        status = v.get("status", "open")
+        snap.deals.append(
+            DealFact(UNSAVED, str(v.get("pipeline")), v.get("stage") or "", status, value or 0)
+        )
+        return
+    if change.action != "update_deal":
+        return
+    mine = [d for d in snap.deals if d.id == v.get("deal_id")] or [
+        d for d in snap.deals if d.status == "open" and v.get("pipeline") in (None, d.pipeline)
+    ][-1:]
+    if not mine:
+        return
+    deal = mine[0]
+    moves = v.get("stages") or ([v["stage"]] if v.get("stage") else [])
+    new = replace(
+        deal,
+        stage=moves[-1] if moves else deal.stage,
+        status=v.get("status") or deal.status,
+        value_minor=deal.value_minor if value is None else value,
+    )
+    snap.deals[snap.deals.index(deal)] = new
 
 
 def _who(snap: Snapshot) -> str:
