@@ -113,7 +113,7 @@ class DealPatch(Strict):
 class DealOut(BaseModel):
     id: int
     title: str
-    value: float
+    value: int | float
     currency: str
     contact_id: int
     contacts: list[int]
