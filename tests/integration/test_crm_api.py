@@ -143,3 +143,20 @@ def test_contact_owner_and_an_overdue_task_recorded_once(client, tenant, conveyo
         "task.created", "task.overdue", "task.completed"]
     assert [n for n, _ in events(client, tenant, contact["id"], "contact.owner")] == [
         "contact.owner_changed"]
+
+
+def test_a_member_who_leaves_leaves_their_deals_and_contacts_unowned(client, tenant):
+    ada, contact = setup_sales(client, tenant)
+    ok(client.put(f"/contacts/{contact['id']}/owner", headers=tenant.admin,
+                  json={"member": ada["id"]}))
+    deal = ok(client.post("/deals", headers=tenant.admin, json={
+        "title": "T", "pipeline": "sales", "contact_id": contact["id"], "owner_id": ada["id"]}), 201)
+    task = ok(client.post("/tasks", headers=tenant.admin,
+                          json={"title": "Call", "deal_id": deal["id"], "assignee_id": ada["id"]}),
+              201)
+    assert task["contact_id"] == contact["id"]  # a deal's task is about the deal's contact
+    assert client.delete(f"/members/{ada['id']}", headers=tenant.admin).status_code == 204
+    assert ok(client.get(f"/deals/{deal['id']}", headers=tenant.admin))["owner_id"] is None
+    assert ok(client.get(f"/tasks/{task['id']}", headers=tenant.admin))["assignee_id"] is None
+    assert ok(client.get(f"/contacts/{contact['id']}/owner", headers=tenant.admin)) is None
+    assert client.get(f"/members/{ada['id']}", headers=tenant.admin).status_code == 404
