@@ -12,6 +12,7 @@ from conveyor.services.catalog import CatalogService
 from conveyor.services.channel_config import Channels
 from conveyor.services.contacts import Contacts
 from conveyor.services.crm import Crm
+from conveyor.services.crm.tasks import Tasks
 from conveyor.services.delivery import Delivery, Providers
 from conveyor.services.engine import Engine
 from conveyor.services.imports import Imports
@@ -45,6 +46,7 @@ class Conveyor:
     channels: Channels
     policies: SendPolicies
     crm: Crm
+    tasks: Tasks
 
     def upgrade_schema(self) -> None:
         migrate.upgrade(self.store.db.engine)
@@ -72,6 +74,7 @@ def bootstrap(
     workspaces = Workspaces(store, clock)
     policies = SendPolicies(store, clock, workspaces)
     crm = Crm(store, clock)
+    tasks = Tasks(store, clock)
     return Conveyor(
         settings=settings,
         clock=clock,
@@ -84,7 +87,7 @@ def bootstrap(
         segments=segments,
         automations=Automations(store, clock),
         engine=Engine(
-            store, clock, segments, batch=settings.engine_batch, sweeps=(crm.sweep_overdue,)
+            store, clock, segments, batch=settings.engine_batch, sweeps=(tasks.sweep_overdue,)
         ),
         templates=Templates(store, clock),
         delivery=Delivery(
@@ -94,4 +97,5 @@ def bootstrap(
         channels=Channels(store, clock, settings, workspaces),
         policies=policies,
         crm=crm,
+        tasks=tasks,
     )

@@ -20,6 +20,7 @@ from conveyor.api.routes import (
     public,
     segments,
     site,
+    tasks,
     team,
     templates,
     tracking,
@@ -56,6 +57,7 @@ def create_app(conveyor: Conveyor) -> FastAPI:
         team.router,
         pipelines.router,
         deals.router,
+        tasks.router,
     ):
         app.include_router(router)
     settings = conveyor.settings

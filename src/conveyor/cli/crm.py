@@ -160,7 +160,7 @@ def task_list(
     workspace: WorkspaceOpt = None,
 ) -> None:
     table = Table("id", "type", "title", "due", "assignee", "deal", "done", "overdue")
-    tasks = _do(workspace, lambda c, ws: c.crm.tasks(ws, done=False if open_only else None))
+    tasks = _do(workspace, lambda c, ws: c.tasks.all(ws, done=False if open_only else None))
     for t in tasks:
         table.add_row(
             str(t["id"]), t["type"], t["title"], str(t["due_at"] or ""),
@@ -172,5 +172,5 @@ def task_list(
 
 @task_app.command("done")
 def task_done(task_id: int, workspace: WorkspaceOpt = None) -> None:
-    task = _do(workspace, lambda c, ws: c.crm.update_task(ws, task_id, {"done": True}))
+    task = _do(workspace, lambda c, ws: c.tasks.update(ws, task_id, {"done": True}))
     _print(f"task {task['id']}: done")

@@ -1,5 +1,5 @@
-"""Admin endpoints for deals and their notes, and for tasks. Every change is an event in the
-contact's log (`deal.created`, `deal.stage_changed`, `task.completed`, …)."""
+"""Admin endpoints for deals and their notes. Every change is an event in the contact's log
+(`deal.created`, `deal.stage_changed`, `deal.won`, …)."""
 
 from __future__ import annotations
 
@@ -16,10 +16,6 @@ from conveyor.api.crm_schemas import (
     DealPath,
     DealStatus,
     NoteIn,
-    TaskIn,
-    TaskOut,
-    TaskPatch,
-    TaskPath,
 )
 from conveyor.api.schemas import MAX_ID
 from conveyor.domain.workspaces import Workspace
@@ -86,42 +82,3 @@ def delete_deal(deal_id: DealPath, workspace: Admin, request: Request) -> Respon
 @router.post("/deals/{deal_id}/notes", status_code=201)
 def add_note(deal_id: DealPath, body: NoteIn, workspace: Admin, request: Request) -> dict[str, Any]:
     return conveyor_of(request).crm.add_note(workspace, deal_id, body.body, body.author_id)
-
-
-@router.get("/tasks", response_model=list[TaskOut])
-def list_tasks(
-    workspace: Admin,
-    request: Request,
-    assignee: Member = None,
-    deal: Id = None,
-    contact: Id = None,
-    done: bool | None = None,
-) -> list[dict[str, Any]]:
-    return conveyor_of(request).crm.tasks(
-        workspace, assignee_id=assignee, deal_id=deal, contact_id=contact, done=done
-    )
-
-
-@router.post("/tasks", status_code=201, response_model=TaskOut)
-def create_task(body: TaskIn, workspace: Admin, request: Request) -> dict[str, Any]:
-    return conveyor_of(request).crm.create_task(workspace, body.model_dump())
-
-
-@router.get("/tasks/{task_id}", response_model=TaskOut)
-def get_task(task_id: TaskPath, workspace: Admin, request: Request) -> dict[str, Any]:
-    return conveyor_of(request).crm.task(workspace, task_id)
-
-
-@router.patch("/tasks/{task_id}", response_model=TaskOut)
-def update_task(
-    task_id: TaskPath, body: TaskPatch, workspace: Admin, request: Request
-) -> dict[str, Any]:
-    """`done: true` completes it (`task.completed`)."""
-    changes = body.model_dump(exclude_unset=True)
-    return conveyor_of(request).crm.update_task(workspace, task_id, changes)
-
-
-@router.delete("/tasks/{task_id}", status_code=204)
-def delete_task(task_id: TaskPath, workspace: Admin, request: Request) -> Response:
-    conveyor_of(request).crm.remove_task(workspace, task_id)
-    return Response(status_code=204)

@@ -1,5 +1,6 @@
-"""The engine's hand on the sales side: carry out a step's CrmChange, and address a team
-notification to the contact's or the deal's owner, inside the tick's transaction.
+"""The engine's hand on the sales side: carry out a step's CrmChange, address a team
+notification to the contact's or the deal's owner, and keep a tick's deal facts current,
+inside the tick's transaction.
 
 InvalidInput (an unknown stage, a member the field names who is not in the workspace, no deal
 to update) fails the step with that reason; nothing of the change is written."""
@@ -9,8 +10,11 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from conveyor.domain import crm
 from conveyor.domain.automations import CrmChange, Send
+from conveyor.domain.automations.nodes.crm import UNSAVED
 from conveyor.domain.errors import InvalidInput
+from conveyor.domain.evaluation import DealFact, Snapshot
 from conveyor.services.crm.writer import CrmWriter, DealDraft
 from conveyor.store.records import DealRecord, MemberRecord
 
@@ -128,3 +132,21 @@ def _owner(
         raise InvalidInput("owner", f"the contact's field '{spec['from_field']}' is empty")
     name = f"fields.{spec['from_field']}" if spec.get("from_field") else "owner"
     return w.member(spec.get("member"), name)
+
+
+def keep_deal(facts: Snapshot, name: str, properties: dict[str, Any]) -> None:
+    """Bring a contact's deal facts up to date with a deal event recorded in this transaction
+    (later conditions of the same tick see the deal as it now is)."""
+    gone = {properties["deal_id"]} | ({UNSAVED} if name == "deal.created" else set())
+    facts.deals[:] = [d for d in facts.deals if d.id not in gone]
+    if name != "deal.deleted":
+        minor = crm.to_minor(properties.get("value", 0))
+        fact = DealFact(
+            properties["deal_id"],
+            str(properties.get("pipeline")),
+            str(properties.get("stage")),
+            str(properties.get("status")),
+            minor,
+        )
+        facts.deals.append(fact)
+        facts.deals.sort(key=lambda d: d.id)

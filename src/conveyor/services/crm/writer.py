@@ -8,18 +8,21 @@ does — for the engine, with the step that made it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
+from conveyor.clock import Clock
 from conveyor.domain import crm
-from conveyor.domain.automations.nodes.crm import UNSAVED
 from conveyor.domain.errors import InvalidInput, NotFound
-from conveyor.domain.evaluation import DealFact, Snapshot
 from conveyor.domain.fields import FieldDefinition, FieldType, coerce, parse_datetime
+from conveyor.domain.workspaces import Workspace
 from conveyor.services.contact_writer import ContactWriter
 from conveyor.store.records import DealRecord, MemberRecord, PipelineRecord, TaskRecord
-from conveyor.store.store import Tx
+from conveyor.store.store import Store, Tx
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -28,6 +31,20 @@ class DealDraft:
 
     values: dict[str, Any]
     contacts: list[int] = field(default_factory=list)
+
+
+def write(
+    store: Store, clock: Clock, workspace: Workspace, work: Callable[[Tx, CrmWriter], T]
+) -> T:
+    """`work` in one write transaction with a CrmWriter, its events flushed at the end."""
+
+    def run(tx: Tx) -> T:
+        writer = ContactWriter(tx, workspace, clock.now(), source="api")
+        result = work(tx, CrmWriter(tx, writer))
+        writer.flush()
+        return result
+
+    return store.transact(run)
 
 
 def pipeline_of(record: PipelineRecord) -> crm.Pipeline:
@@ -360,24 +377,6 @@ class CrmWriter:
     def overdue(self, task: TaskRecord) -> None:
         """The sweep claimed this task as overdue: its one event."""
         self._record(task.contact_id, "task.overdue", task_about(task))
-
-
-def keep_deal(facts: Snapshot, name: str, properties: dict[str, Any]) -> None:
-    """Bring a contact's deal facts up to date with a deal event recorded in this transaction
-    (later conditions of the same tick see the deal as it now is)."""
-    gone = {properties["deal_id"]} | ({UNSAVED} if name == "deal.created" else set())
-    facts.deals[:] = [d for d in facts.deals if d.id not in gone]
-    if name != "deal.deleted":
-        minor = crm.to_minor(properties.get("value", 0))
-        fact = DealFact(
-            properties["deal_id"],
-            str(properties.get("pipeline")),
-            str(properties.get("stage")),
-            str(properties.get("status")),
-            minor,
-        )
-        facts.deals.append(fact)
-        facts.deals.sort(key=lambda d: d.id)
 
 
 def moment(value: Any, field_name: str) -> datetime | None:

@@ -31,7 +31,7 @@ from conveyor.services import snapshots
 from conveyor.services.conditions import ConditionContext
 from conveyor.services.contact_writer import Catalog, ContactWriter
 from conveyor.services.crm import effects as crm_effects
-from conveyor.services.crm.writer import CrmWriter, keep_deal
+from conveyor.services.crm.writer import CrmWriter
 from conveyor.services.engine.runs import LiveRun
 from conveyor.store.store import Tx
 
@@ -114,7 +114,7 @@ class Tick:
         if name in self.names:
             facts.events.append(EventFact(name, self.now, properties, "system"))
         if name in DEAL_EVENTS and isinstance(properties.get("deal_id"), int):
-            keep_deal(facts, name, properties)
+            crm_effects.keep_deal(facts, name, properties)
         key = properties.get("automation")
         if name == "automation.entered" and key:  # active or queued, as snapshots count them
             facts.runs.append(RunFact(key, self.now))
