@@ -264,3 +264,35 @@ def test_deal_conditions_in_segments_and_in_a_run_see_deals_as_they_change(
     ok(client.patch(f"/deals/{other['id']}", headers=tenant.admin, json={"value": 1000}))
     settle(conveyor)
     assert members() == {b["id"]}  # a value change alone (deal.updated) moves membership
+
+
+def test_a_won_deal_notifies_its_owner_and_an_overdue_call_its_contacts_owner(
+    client, tenant, conveyor, clock, smtp
+):
+    ok(client.put("/channels/email", headers=tenant.admin,
+                  json={"from": "robot@acme-shop.example", "smtp_url": smtp.url}))
+    sales(client, tenant)
+    ann, bob = (ok(client.post("/members", headers=tenant.admin,
+                               json={"name": n, "email": f"{n}@acme.example"}), 201)
+                for n in ("ann", "bob"))
+    activate(client, tenant, {
+        "key": "won", "triggers": [{"deal_won": "sales"}], "entry": {"repeat": "every_time"},
+        "nodes": [{"id": "tell", "type": "notify_team", "to": ["deal_owner"]}]})
+    activate(client, tenant, {
+        "key": "late", "triggers": [{"task_overdue": {"type": "call"}}],
+        "entry": {"repeat": "every_time"},
+        "nodes": [{"id": "tell", "type": "notify_team", "to": ["contact_owner"]}]})
+    lee = ok(client.post("/contacts", headers=tenant.admin, json={"email": "lee@example.com"}), 201)
+    ok(client.put(f"/contacts/{lee['id']}/owner", headers=tenant.admin, json={"member": bob["id"]}))
+    deal = ok(client.post("/deals", headers=tenant.admin, json={
+        "title": "T", "pipeline": "sales", "contact_id": lee["id"], "owner_id": ann["id"]}), 201)
+    ok(client.patch(f"/deals/{deal['id']}", headers=tenant.admin, json={"status": "won"}))
+    ok(client.post("/tasks", headers=tenant.admin, json={
+        "type": "call", "title": "Call Lee", "contact_id": lee["id"],
+        "due_at": (clock.now() + timedelta(hours=1)).isoformat()}), 201)
+    settle(conveyor)
+    assert [m.recipients for m in smtp.messages] == [["ann@acme.example"]]
+    clock.advance(timedelta(hours=2))
+    settle(conveyor)
+    settle(conveyor)  # a second sweep finds the task recorded already
+    assert [m.recipients for m in smtp.messages] == [["ann@acme.example"], ["bob@acme.example"]]
