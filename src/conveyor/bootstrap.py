@@ -11,6 +11,8 @@ from conveyor.services.automations import Automations
 from conveyor.services.catalog import CatalogService
 from conveyor.services.channel_config import Channels
 from conveyor.services.contacts import Contacts
+from conveyor.services.crm import Crm
+from conveyor.services.crm.tasks import Tasks
 from conveyor.services.delivery import Delivery, Providers
 from conveyor.services.engine import Engine
 from conveyor.services.imports import Imports
@@ -43,6 +45,8 @@ class Conveyor:
     reactions: Reactions
     channels: Channels
     policies: SendPolicies
+    crm: Crm
+    tasks: Tasks
 
     def upgrade_schema(self) -> None:
         migrate.upgrade(self.store.db.engine)
@@ -69,6 +73,8 @@ def bootstrap(
     segments = Segments(store, clock, contacts)
     workspaces = Workspaces(store, clock)
     policies = SendPolicies(store, clock, workspaces)
+    crm = Crm(store, clock)
+    tasks = Tasks(store, clock)
     return Conveyor(
         settings=settings,
         clock=clock,
@@ -80,7 +86,9 @@ def bootstrap(
         imports=Imports(store, clock, catalog),
         segments=segments,
         automations=Automations(store, clock),
-        engine=Engine(store, clock, segments, batch=settings.engine_batch),
+        engine=Engine(
+            store, clock, segments, batch=settings.engine_batch, sweeps=(tasks.sweep_overdue,)
+        ),
         templates=Templates(store, clock, max_bytes=settings.max_template_bytes),
         delivery=Delivery(
             store, clock, settings, contacts, policies, Providers(settings, providers, store)
@@ -88,4 +96,6 @@ def bootstrap(
         reactions=Reactions(store, clock),
         channels=Channels(store, clock, settings, workspaces),
         policies=policies,
+        crm=crm,
+        tasks=tasks,
     )

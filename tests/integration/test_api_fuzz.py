@@ -98,6 +98,21 @@ def seed(conveyor: Conveyor, client: httpx.Client, tenant: Tenant) -> dict[str, 
     response = client.post("/v1/track", headers=tenant.write, json={
         "userId": "u-ada", "anonymousId": "anon-ada", "event": "order_completed"})
     assert response.status_code == 200, response.text
+    # The sales side: a member, a pipeline, a deal field, a deal and a task to aim at.
+    member = client.post("/members", headers=tenant.admin,
+                         json={"name": "Max", "email": "max@acme.example"}).json()
+    for path, body in [
+        ("/pipelines", {"key": "sales", "stages": [{"name": "Lead", "probability": 10},
+                                                   {"name": "Won", "probability": 100}]}),
+        ("/deal-fields", {"key": "source", "type": "choice", "choices": ["web", "fair"]}),
+    ]:
+        response = client.post(path, json=body, headers=tenant.admin)
+        assert response.status_code in (200, 201), response.text
+    deal = client.post("/deals", headers=tenant.admin, json={
+        "title": "Big", "pipeline": "sales", "contact_id": contact["id"], "value": 10,
+        "owner_id": member["id"], "fields": {"source": "web"}}).json()
+    task = client.post("/tasks", headers=tenant.admin, json={
+        "title": "Call", "deal_id": deal["id"], "assignee_id": member["id"]}).json()
     spare = client.post("/keys", json={"kind": "write"}, headers=tenant.admin).json()
     digest = conveyor.catalog.list(tenant.workspace, "digest")[0]
     return {
@@ -109,6 +124,9 @@ def seed(conveyor: Conveyor, client: httpx.Client, tenant: Tenant) -> dict[str, 
         "workspace_name": tenant.workspace.name,
         "token": confirmation_token(tenant.workspace, contact["id"], digest.id),
         "hook_token": hook_token(tenant.workspace, "welcome"),
+        "member_id": member["id"],
+        "deal_id": deal["id"],
+        "task_id": task["id"],
     }
 
 
@@ -119,7 +137,7 @@ AUTOMATION = {
 }
 # What {key} is, by the path it is in.
 KEYS = {"/fields/": "plan", "/lists/": "newsletter", "/segments/": "vips", "/automations/": "welcome",
-        "/hooks/": "welcome"}
+        "/hooks/": "welcome", "/pipelines/": "sales"}
 
 
 def strategy(operation: APIOperation, real: dict[str, Any]) -> Any:

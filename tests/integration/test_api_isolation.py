@@ -125,6 +125,9 @@ TEMPLATE = {"channel": "email", "content": {
     "subject": "Welcome {{ contact.first_name }}",
     "html": '<p>Hi! <a href="https://shop.example/start">Start here</a></p>'}}
 B_CONTACT = {"contact_id": "{b_contact_id}"}
+MEMBER, DEAL, TASK = "/members/{member_id}", "/deals/{deal_id}", "/tasks/{task_id}"
+PIPELINE = {"key": "sales", "stages": [{"name": "Lead", "probability": 10},
+                                       {"name": "Qualified", "probability": 30}]}
 CASES = [
     *(_tracking(route) for route in [*TRACKING_CALLS, "batch"]),
     # Creating in B what exists in A is no conflict: uniqueness is per workspace.
@@ -231,6 +234,44 @@ CASES = [
     Case("POST", "/keys", ADMIN, 201, 201, body={"kind": "admin", "name": "intruder"}),
     Case("DELETE", "/keys/{key_id}", ADMIN, 404, 204),
     Case("GET", "/events", ADMIN, 200, 200, params={"name": "order_completed"}),
+    # The sales side: A's member, pipeline, deal and task are not B's to see or use.
+    Case("GET", "/members", ADMIN, 200, 200),
+    Case("POST", "/members", ADMIN, 201, 409, body={"name": "Max", "email": "max@example.com"}),
+    Case("GET", MEMBER, ADMIN, 404, 200),
+    Case("PATCH", MEMBER, ADMIN, 404, 200, body={"name": "Hacked"}),
+    Case("DELETE", MEMBER, ADMIN, 404, 204),
+    Case("GET", CONTACT + "/owner", ADMIN, 404, 200),
+    Case("PUT", CONTACT + "/owner", ADMIN, 404, 200, body={"member": "{member_id}"}),
+    Case("PUT", CONTACT + "/owner", ADMIN, 422, 404, body={"member": "{member_id}"},
+         values=B_CONTACT, variant="B's contact, A's member"),
+    Case("GET", "/pipelines", ADMIN, 200, 200),
+    Case("POST", "/pipelines", ADMIN, 200, 200, body=PIPELINE, cross_json={"result": "created"},
+         own_json={"result": "unchanged"}),
+    Case("GET", "/pipelines/{key}", ADMIN, 404, 200),
+    Case("PUT", "/pipelines/{key}", ADMIN, 200, 200, body={"stages": PIPELINE["stages"]},
+         cross_json={"result": "created"}, own_json={"result": "unchanged"}),
+    Case("DELETE", "/pipelines/{key}", ADMIN, 404, 409),  # A's has a deal
+    Case("GET", "/pipelines/{key}/board", ADMIN, 404, 200),
+    Case("GET", "/forecast", ADMIN, 200, 200),
+    Case("GET", "/forecast", ADMIN, 404, 200, params={"pipeline": "sales"}, variant="A's pipeline"),
+    Case("GET", "/deal-fields", ADMIN, 200, 200),
+    Case("POST", "/deal-fields", ADMIN, 201, 409, body={"key": "source", "type": "text"}),
+    Case("GET", "/deals", ADMIN, 200, 200, params={"contact": "{contact_id}"}),
+    Case("POST", "/deals", ADMIN, 422, 201,
+         body={"title": "T", "pipeline": "sales", "contact_id": "{contact_id}"}),
+    Case("POST", "/deals", ADMIN, 422, 422, body={"title": "T", "pipeline": "b-pipe",
+         "contact_id": "{b_contact_id}", "owner_id": "{member_id}"}, variant="A's member"),
+    Case("GET", DEAL, ADMIN, 404, 200),
+    Case("PATCH", DEAL, ADMIN, 404, 200, body={"stage": "Qualified", "value": 5}),
+    Case("DELETE", DEAL, ADMIN, 404, 204),
+    Case("POST", DEAL + "/notes", ADMIN, 404, 201, body={"body": "hacked"}),
+    Case("GET", "/tasks", ADMIN, 200, 200),
+    Case("POST", "/tasks", ADMIN, 422, 201, body={"title": "x", "contact_id": "{contact_id}"}),
+    Case("POST", "/tasks", ADMIN, 422, 201, body={"title": "x", "deal_id": "{deal_id}"},
+         variant="A's deal"),
+    Case("GET", TASK, ADMIN, 404, 200),
+    Case("PATCH", TASK, ADMIN, 404, 200, body={"done": True}),
+    Case("DELETE", TASK, ADMIN, 404, 204),
     Case("GET", "/health", PUBLIC, 200, 200),
     Case("GET", "/schemas/condition.json", PUBLIC, 200, 200),
     # A's confirmation link and webhook URL, presented under B's name, do nothing.
@@ -271,11 +312,14 @@ class World:
     revoked_key: str  # a key of A's that was revoked
     token: str  # A's double opt-in confirmation token for the contact
     message_id: int  # A's email, sent, with one tracked link
+    member_id: int  # A's member, owner of A's contact and deal
+    deal_id: int  # A's deal, in A's pipeline "sales"
+    task_id: int  # A's task about that deal
 
     def values(self, case: Case, acting: Tenant) -> dict[str, Any]:
         """What {placeholders} in the case's path and query stand for: A's things by default."""
         keys = {"/fields": FIELD, "/lists": LIST, "/segments": SEGMENT, "/automations": "welcome",
-                "/hooks": "welcome", "/templates": "welcome-1"}
+                "/hooks": "welcome", "/templates": "welcome-1", "/pipelines": "sales"}
         values = {
             "contact_id": self.contact_id,
             "b_contact_id": self.b_contact_id,
@@ -292,6 +336,9 @@ class World:
             "channel": "email",
             "address": "blocked@example.com",
             "event": "shown",
+            "member_id": self.member_id,
+            "deal_id": self.deal_id,
+            "task_id": self.task_id,
         }
         return values | {k: v.format(**values) for k, v in (case.values or {}).items()}
 
@@ -379,6 +426,8 @@ SNAPSHOT = (
     "/contacts?limit=500", "/events?limit=500", f"/segments/{SEGMENT}/members?limit=500",
     "/automations/welcome/stats", "/contacts/{contact_id}/timeline", "/templates",
     "/suppressions", "/channels", "/messages", "/send-policy", "/contacts/{contact_id}/send-policy",
+    "/members", "/pipelines", "/deals", "/tasks", "/deal-fields", "/forecast",
+    "/contacts/{contact_id}/owner", "/deals/{deal_id}",
 )
 
 
@@ -386,7 +435,8 @@ def snapshot(client: httpx.Client, world: World) -> dict[str, Any]:
     """All that A's admin can read about A (contacts carry their tags and lists)."""
     state = {}
     for path in SNAPSHOT:
-        response = client.get(path.format(contact_id=world.contact_id), headers=world.a.admin)
+        where = path.format(contact_id=world.contact_id, deal_id=world.deal_id)
+        response = client.get(where, headers=world.a.admin)
         check(response, 200)
         state[path] = response.json()
     return state
@@ -483,8 +533,30 @@ def world(shared: tuple[Conveyor, LiveServer], client: httpx.Client) -> World:
     items = client.get("/messages", headers=tenant.admin).json()["items"]
     [message] = [m for m in items if m["template"] == "welcome-1"]  # (and the DOI confirmation)
     assert message["status"] == "sent", message
+    # The sales side: each workspace has a member, a pipeline, a deal and a task of its own.
+    crm = {}
+    for headers, who, pipeline, contact_id, field in [
+        (tenant.admin, "max", "sales", contact["id"], "source"),
+        (b, "eve", "b-pipe", bob.json()["id"], "channel"),
+    ]:
+        member = client.post("/members", headers=headers,
+                             json={"name": who, "email": f"{who}@example.com"})
+        check(member, 201)
+        check(client.post("/pipelines", headers=headers, json={**PIPELINE, "key": pipeline}), 200)
+        check(client.post("/deal-fields", headers=headers,
+                          json={"key": field, "type": "text"}), 201)
+        check(client.put(f"/contacts/{contact_id}/owner", headers=headers,
+                         json={"member": member.json()["id"]}), 200)
+        deal = client.post("/deals", headers=headers, json={
+            "title": "Deal", "pipeline": pipeline, "contact_id": contact_id, "value": 100,
+            "owner_id": member.json()["id"]})
+        check(deal, 201)
+        task = client.post("/tasks", headers=headers, json={
+            "title": "Call", "deal_id": deal.json()["id"], "assignee_id": member.json()["id"]})
+        check(task, 201)
+        crm[who] = (member.json()["id"], deal.json()["id"], task.json()["id"])
     return World(tenant, other_tenant, contact["id"], bob.json()["id"], spare.json()["id"],
-                 old.json()["key"], token, message["id"])
+                 old.json()["key"], token, message["id"], *crm["max"])
 
 
 def app_routes(app: Any) -> set[tuple[str, str]]:
@@ -605,6 +677,9 @@ def test_listings_show_only_their_own_workspace(world: World, client: httpx.Clie
             "automations": {item["key"] for item in get(tenant, "/automations")},
             "outbox": {item["id"] for item in get(tenant, "/outbox")["items"]},
             "keys": {item["id"] for item in get(tenant, "/keys")},
+            "members": {item["id"] for item in get(tenant, "/members")},
+            "deals": {item["id"] for item in get(tenant, "/deals")},
+            "tasks": {item["id"] for item in get(tenant, "/tasks")},
         }
 
     mine, theirs = ids(world.a), ids(world.b)

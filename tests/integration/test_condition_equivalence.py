@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from sqlalchemy import insert, text
 
 from conveyor.domain.conditions import parse_condition
-from conveyor.domain.evaluation import Evaluator, EventFact, RunFact, Snapshot
+from conveyor.domain.evaluation import DealFact, Evaluator, EventFact, RunFact, Snapshot
 from conveyor.domain.fields import STANDARD_FIELDS, FieldType, define_field, format_datetime
 from conveyor.store.conditions import ConditionSQL
 from conveyor.store.database import make_engine
@@ -22,9 +22,11 @@ from conveyor.store.schema import (
     automations,
     contact_tags,
     contacts,
+    deals,
     events,
     lists,
     metadata,
+    pipelines,
     runs,
     subscriptions,
     workspaces,
@@ -53,6 +55,8 @@ STATUSES = ["subscribed", "unconfirmed", "unsubscribed", "bounced"]
 NAMES = ["order_completed", "page", "cart_updated"]
 AUTOMATIONS = {"onboarding": 1, "promo": 2}
 GOALS = ["ordered", "signed-up"]
+PIPELINES = {"sales": (1, ["Lead", "Qualified", "Won"]), "renewals": (2, ["Due", "Won"])}
+DEAL_VALUES = [0, 99_999, 100_000, 100_001, 150_050, 5_000_000]  # minor units, around 1000.00
 BASE = datetime(2026, 2, 27, 12, 0, tzinfo=UTC)  # near a month's end and a 29 February
 
 
@@ -61,7 +65,7 @@ BASE = datetime(2026, 2, 27, 12, 0, tzinfo=UTC)  # near a month's end and a 29 F
 
 def make_dataset(seed: int, now: datetime) -> tuple[list[dict], ...]:
     rnd = random.Random(seed)
-    people, tags, subs, log, journeys = [], [], [], [], []
+    people, tags, subs, log, journeys, sold = [], [], [], [], [], []
     for cid in range(1, 31):
         fields: dict = {}
         if rnd.random() < 0.7:
@@ -145,7 +149,30 @@ def make_dataset(seed: int, now: datetime) -> tuple[list[dict], ...]:
                 }
             )
         automation_history(rnd, cid, now, log, journeys)
-    return people, tags, subs, log, journeys
+        for _ in range(rnd.choice([0, 0, 1, 1, 2, 3])):
+            key = rnd.choice(list(PIPELINES))
+            pipeline_id, stages = PIPELINES[key]
+            sold.append(
+                {
+                    "id": len(sold) + 1,
+                    "workspace_id": 1,
+                    "pipeline_id": pipeline_id,
+                    "title": "d",
+                    "value_minor": rnd.choice(DEAL_VALUES),
+                    "currency": "EUR",
+                    "contact_id": cid,
+                    "owner_id": None,
+                    "stage": rnd.choice(stages),
+                    "status": rnd.choice(["open", "open", "won", "lost"]),
+                    "lost_reason": None,
+                    "expected_close": None,
+                    "fields": {},
+                    "created_at": now,
+                    "updated_at": now,
+                    "closed_at": None,
+                }
+            )
+    return people, tags, subs, log, journeys, sold
 
 
 def automation_history(rnd: random.Random, cid: int, now: datetime, log: list, journeys: list):
@@ -221,7 +248,7 @@ def automation_history(rnd: random.Random, cid: int, now: datetime, log: list, j
 
 
 def load(engine, data: tuple) -> None:
-    people, tags, subs, log, journeys = data
+    people, tags, subs, log, journeys, sold = data
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             conn.execute(
@@ -277,10 +304,21 @@ def load(engine, data: tuple) -> None:
             conn.execute(insert(events), log)
         if journeys:
             conn.execute(insert(runs), journeys)
+        conn.execute(
+            insert(pipelines),
+            [
+                {"id": i, "workspace_id": 1, "key": k, "name": k, "stages": [],
+                 "created_at": BASE, "updated_at": BASE}
+                for k, (i, _) in PIPELINES.items()
+            ],
+        )
+        if sold:
+            conn.execute(insert(deals), sold)
 
 
 def snapshots(data: tuple) -> dict[int, Snapshot]:
-    people, tags, subs, log, journeys = data
+    people, tags, subs, log, journeys, sold = data
+    pipeline_keys = {i: k for k, (i, _) in PIPELINES.items()}
     keys = {v: k for k, v in LISTS.items()}
     automation_keys = {v: k for k, v in AUTOMATIONS.items()}
     out = {}
@@ -304,6 +342,12 @@ def snapshots(data: tuple) -> dict[int, Snapshot]:
                 if r["contact_id"] == p["id"] and r["status"] in ("active", "queued")
             ],
             timezone=p["timezone"] or "UTC",
+            deals=[
+                DealFact(d["id"], pipeline_keys[d["pipeline_id"]], d["stage"], d["status"],
+                         d["value_minor"])
+                for d in sold
+                if d["contact_id"] == p["id"]
+            ],
         )
     return out
 
@@ -500,8 +544,32 @@ def automation_leaf() -> st.SearchStrategy[dict]:
     )
 
 
+def deal_leaf() -> st.SearchStrategy[dict]:
+    def build(pipeline, stage, status, op, value):
+        spec = {}
+        if pipeline:
+            spec["pipeline"] = pipeline
+        if stage:
+            spec["stage"] = stage
+        if status:
+            spec["status"] = status
+        if op:
+            spec["value"] = {"op": op, "value": value}
+        return {"deal": spec}
+
+    return st.builds(
+        build,
+        st.one_of(st.none(), st.sampled_from([*PIPELINES, "missing"])),
+        st.one_of(st.none(), st.sampled_from(["Lead", "Qualified", "Won", "Due"])),
+        st.one_of(st.none(), st.sampled_from(["open", "won", "lost"])),
+        st.one_of(st.none(), st.sampled_from(["eq", "ne", "gt", "gte", "lt", "lte"])),
+        st.sampled_from([0, 999.99, 1000, 1000.01, 1500.5, 50000]),
+    )
+
+
 leaves = st.one_of(
     field_leaf(),
+    deal_leaf(),
     event_leaf(),
     automation_leaf(),
     st.builds(lambda t: {"tag": t}, st.sampled_from(TAGS)),
@@ -584,3 +652,27 @@ def test_sql_and_evaluator_agree(databases, seed, offset, data):
 
 def test_field_types_in_the_fixture_are_the_ones_the_condition_language_knows():
     assert {d.type for d in FIELDS.values()} == set(FieldType)
+
+
+DEAL_CONDITIONS = [
+    {"deal": {}},
+    {"deal": {"pipeline": "sales", "stage": "Won"}},
+    {"deal": {"status": "open", "value": {"op": "gte", "value": 1000}}},
+    {"deal": {"pipeline": "renewals", "value": {"op": "lt", "value": 1000.01}}},
+    {"not": {"deal": {"status": "lost"}}},
+]
+
+
+@pytest.mark.parametrize("raw", DEAL_CONDITIONS, ids=lambda raw: str(raw))
+def test_deal_conditions_agree_and_split_the_contacts(databases, raw):
+    dataset = make_dataset(7, BASE)
+    for engine in databases.values():
+        load(engine, dataset)
+    condition = parse_condition(raw, FIELDS, set(LISTS))
+    expected = {
+        cid for cid, snap in snapshots(dataset).items()
+        if Evaluator().evaluate(condition, snap, BASE).ok
+    }
+    assert 0 < len(expected) < 30, "the condition splits the contacts"
+    for dialect, engine in databases.items():
+        assert members(engine, condition, BASE) == expected, dialect

@@ -1,6 +1,6 @@
 """Crash safety: worker processes SIGKILLed at random moments, again and again, then restarted;
 every run still takes exactly the steps its path requires, and no internal effect (tag, field,
-score, step log row, outbox row) is applied twice or lost."""
+score, deal, stage move, step log row, outbox row) is applied twice or lost."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from conveyor.store.schema import contact_tags, contacts, events, outbox, runs, steps
+from conveyor.store.schema import contact_tags, contacts, deals, events, outbox, runs, steps
 
 CONVEYOR = str(Path(sys.executable).with_name("conveyor"))
 CONTACTS = int(os.environ.get("CONVEYOR_CRASH_CONTACTS", "1000"))
@@ -28,10 +28,12 @@ AUTOMATION = {
         {"id": "tag-a", "type": "add_tag", "tag": "a"},
         {"id": "count", "type": "increment_field", "field": "visits", "by": 1},
         {"id": "score", "type": "adjust_score", "by": 5},
+        {"id": "deal", "type": "create_deal", "pipeline": "crash", "value": 10},
         {"id": "pause", "type": "wait", "for": "1 second"},
         {"id": "branch", "type": "if", "condition": {"tag": "a"}, "then": "tag-b", "else": "end"},
         {"id": "tag-b", "type": "add_tag", "tag": "b"},
         {"id": "count-again", "type": "increment_field", "field": "visits", "by": 1},
+        {"id": "move", "type": "update_deal", "stage": "B", "value": 20},
         {"id": "mail", "type": "send_email", "template": "crash"},
         {"id": "pause-2", "type": "wait", "for": "1 second"},
         {"id": "tag-c", "type": "add_tag", "tag": "c"},
@@ -41,11 +43,13 @@ PATH = [
     ("tag-a", "done"),
     ("count", "done"),
     ("score", "done"),
+    ("deal", "done"),
     ("pause", "waiting"),
     ("pause", "waited"),
     ("branch", "then"),
     ("tag-b", "done"),
     ("count-again", "done"),
+    ("move", "done"),
     ("mail", "queued"),
     ("pause-2", "waiting"),
     ("pause-2", "waited"),
@@ -84,6 +88,7 @@ def unfinished(conveyor) -> int:
 def test_killed_workers_lose_nothing_and_repeat_nothing(conveyor, database_url, tmp_path):
     workspace, _ = conveyor.workspaces.create("crashy")
     conveyor.catalog.declare_field(workspace, "visits", "number", None, None)
+    conveyor.crm.apply_pipeline(workspace, {"key": "crash", "stages": ["A", "B"]})
     conveyor.automations.apply(workspace, AUTOMATION)
     conveyor.automations.set_status(workspace, "crash", "active")
     for start in range(0, CONTACTS, 500):
@@ -160,3 +165,9 @@ def test_killed_workers_lose_nothing_and_repeat_nothing(conveyor, database_url, 
         assert names["score.changed"] == CONTACTS
         assert names["automation.entered"] == CONTACTS
         assert names["automation.completed"] == CONTACTS
+        # Deal effects: one deal per contact, moved once, its events once each.
+        made = list(conn.execute(select(deals.c.contact_id, deals.c.stage, deals.c.value_minor)))
+        assert len(made) == CONTACTS and {d.contact_id for d in made} == {p.id for p in people}
+        assert {(d.stage, d.value_minor) for d in made} == {("B", 2000)}
+        assert names["deal.created"] == CONTACTS
+        assert names["deal.stage_changed"] == CONTACTS

@@ -12,12 +12,16 @@ from conveyor.api.routes import (
     automations,
     catalog,
     contacts,
+    deals,
     links,
     messages,
+    pipelines,
     policies,
     public,
     segments,
     site,
+    tasks,
+    team,
     templates,
     tracking,
     workspace,
@@ -56,6 +60,10 @@ def create_app(conveyor: Conveyor) -> FastAPI:
         public.router,
         links.router,
         site.router,
+        team.router,
+        pipelines.router,
+        deals.router,
+        tasks.router,
     ):
         app.include_router(router)
     settings = conveyor.settings

@@ -1,5 +1,5 @@
 """`conveyor` commands: serve, worker, db, workspace, key, contacts, segment, automation,
-template, channel."""
+template, channel, and the sales side's member, pipeline, deal and task (in `cli.crm`)."""
 
 from __future__ import annotations
 
@@ -587,6 +587,13 @@ def policy_apply(
     except ConveyorError as exc:
         _fail(f"{file}: {exc.detail}")
     out.print_json(data=parse_policy(raw).as_dict())
+
+
+# The sales side's commands live in their own module; it uses the helpers above.
+from conveyor.cli.crm import APPS as CRM_APPS  # noqa: E402
+
+for _name, _sub in CRM_APPS.items():
+    app.add_typer(_sub, name=_name)
 
 
 def main() -> None:

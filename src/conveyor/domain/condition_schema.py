@@ -13,6 +13,8 @@ from conveyor.domain.conditions import (
     AUTOMATION_STATUSES,
     COMPARE_OPS,
     COUNT_OPS,
+    DEAL_OPS,
+    DEAL_STATUSES,
     MESSAGE_EVENTS,
     OPS_BY_TYPE,
     PROPERTY_OPS,
@@ -89,6 +91,7 @@ def condition_schema() -> dict[str, Any]:
                         "event",
                         "message",
                         "automation",
+                        "deal",
                         "segment",
                     )
                 ]
@@ -201,6 +204,33 @@ def condition_schema() -> dict[str, Any]:
                 },
                 # A goal is a goal reached: with it, a status other than goal_reached is wrong.
                 "dependentSchemas": {"goal": {"properties": {"status": {"const": "goal_reached"}}}},
+            },
+            "deal": {
+                "type": "object",
+                "required": ["deal"],
+                "additionalProperties": False,
+                "description": "The contact is the main contact of a deal in this pipeline, "
+                "stage and status, worth this much ({deal: {}}: any deal).",
+                "properties": {
+                    "deal": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "pipeline": {"type": "string", "minLength": 1},
+                            "stage": {"type": "string", "minLength": 1},
+                            "status": {"enum": list(DEAL_STATUSES)},
+                            "value": {
+                                "type": "object",
+                                "required": ["op", "value"],
+                                "additionalProperties": False,
+                                "properties": {
+                                    "op": {"enum": list(DEAL_OPS)},
+                                    "value": {"type": "number", "minimum": 0},
+                                },
+                            },
+                        },
+                    }
+                },
             },
             "segment": {
                 "type": "object",

@@ -123,6 +123,32 @@ class InSegment:
 
 
 @dataclass(frozen=True)
+class HasDeal:
+    """Is the main contact of a deal in this pipeline, stage and status (each optional), worth
+    `value_op value_minor` (minor units, so SQL and the evaluator compare integers)."""
+
+    pipeline: str | None = None
+    stage: str | None = None
+    status: str | None = None
+    value_op: str | None = None
+    value_minor: int | None = None
+
+
+DEAL_STATUSES = ("open", "won", "lost")
+DEAL_OPS = ("eq", "ne", "gt", "gte", "lt", "lte")
+# Every change to a deal records one of these for its contact: what a deal condition waits on.
+DEAL_EVENTS = (
+    "deal.created",
+    "deal.updated",
+    "deal.stage_changed",
+    "deal.won",
+    "deal.lost",
+    "deal.reopened",
+    "deal.deleted",
+)
+
+
+@dataclass(frozen=True)
 class Never:
     """Matches no one: what a saved condition becomes when a field or list it used is gone."""
 
@@ -130,7 +156,17 @@ class Never:
 
 
 Condition = (
-    All | AnyOf | Not | FieldIs | HasTags | InList | Performed | InAutomation | InSegment | Never
+    All
+    | AnyOf
+    | Not
+    | FieldIs
+    | HasTags
+    | InList
+    | Performed
+    | InAutomation
+    | InSegment
+    | HasDeal
+    | Never
 )
 
 # --- vocabulary --------------------------------------------------------------------------
@@ -302,6 +338,8 @@ class Parser:
             return self._message(raw, path)
         if "automation" in raw:
             return self._automation(raw, path)
+        if "deal" in raw:
+            return self._deal(raw, path)
         if "segment" in raw:
             self._only(raw, {"segment"}, path)
             key = raw["segment"]
@@ -310,7 +348,7 @@ class Parser:
             return InSegment(key)
         known = (
             "all, any, not, field, tag, tags_any, tags_all, list, event, message, automation, "
-            "segment"
+            "deal, segment"
         )
         raise InvalidInput(path, f"unknown condition {sorted(raw)}; use one of {known}")
 
@@ -568,6 +606,37 @@ class Parser:
                 raise InvalidInput(_join(path, "goal"), "names a goal node by its id")
         window = self._window(raw["within"], _join(path, "within")) if "within" in raw else None
         return InAutomation(key, status, goal, window)
+
+    def _deal(self, raw: dict[str, Any], path: str) -> HasDeal:
+        """{deal: {pipeline?, stage?, status?, value?: {op, value}}}: {deal: {}} is any deal."""
+        self._only(raw, {"deal"}, path)
+        spec, where = raw["deal"], _join(path, "deal")
+        if not isinstance(spec, dict):
+            raise InvalidInput(where, "{pipeline?, stage?, status?, value?: {op, value}}")
+        self._only(spec, {"pipeline", "stage", "status", "value"}, where)
+        for key in ("pipeline", "stage"):
+            if key in spec and (not isinstance(spec[key], str) or not spec[key]):
+                raise InvalidInput(_join(where, key), f"names a {key}")
+        status = spec.get("status")
+        if status is not None and status not in DEAL_STATUSES:
+            raise InvalidInput(_join(where, "status"), f"one of {', '.join(DEAL_STATUSES)}")
+        op = minor = None
+        if "value" in spec:
+            here = _join(where, "value")
+            value = spec["value"]
+            if not isinstance(value, dict) or set(value) != {"op", "value"}:
+                raise InvalidInput(here, "{op: gte, value: 1000}")
+            op, amount = value["op"], value["value"]
+            if op not in DEAL_OPS:
+                raise InvalidInput(_join(here, "op"), f"one of {', '.join(DEAL_OPS)}")
+            if (
+                not isinstance(amount, int | float)
+                or isinstance(amount, bool)
+                or not 0 <= amount < 10**13
+            ):
+                raise InvalidInput(_join(here, "value"), "a deal value: a number from 0")
+            minor = round(amount * 100)
+        return HasDeal(spec.get("pipeline"), spec.get("stage"), status, op, minor)
 
     def _where(self, raw: Any, path: str) -> tuple[PropertyIs, ...]:
         if not isinstance(raw, list):

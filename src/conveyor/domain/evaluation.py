@@ -22,10 +22,12 @@ from zoneinfo import ZoneInfo
 from conveyor.domain.conditions import (
     AUTOMATION_EVENTS,
     COMPLETED_OUTCOMES,
+    DEAL_EVENTS,
     All,
     AnyOf,
     Condition,
     FieldIs,
+    HasDeal,
     HasTags,
     InAutomation,
     InList,
@@ -55,6 +57,17 @@ class RunFact:
     entered_at: datetime
 
 
+@dataclass(frozen=True)
+class DealFact:
+    """A deal the contact is the main contact of, as deal conditions see it."""
+
+    id: int
+    pipeline: str
+    stage: str
+    status: str
+    value_minor: int
+
+
 @dataclass
 class Snapshot:
     """What the evaluator knows of one contact."""
@@ -70,6 +83,7 @@ class Snapshot:
     runs: list[RunFact] = field(default_factory=list)
     timezone: str = "UTC"  # the contact's, or the workspace's default
     entered_at: datetime | None = None  # when evaluated inside an automation run
+    deals: list[DealFact] = field(default_factory=list)  # loaded when a condition asks
 
 
 @dataclass
@@ -120,6 +134,8 @@ class Evaluator:
             return _performed(c, snap, now)
         if isinstance(c, InAutomation):
             return _in_automation(c, snap, now)
+        if isinstance(c, HasDeal):
+            return _has_deal(c, snap)
         if isinstance(c, Never):
             return Verdict(False, c.reason)
         if isinstance(c, InSegment):
@@ -442,6 +458,28 @@ def _in_automation(c: InAutomation, snap: Snapshot, now: datetime) -> Verdict:
     return Verdict(False, f"{label}: inside since {since}, not in the window")
 
 
+def deal_matches(c: HasDeal, deal: DealFact) -> bool:
+    return (
+        (c.pipeline is None or deal.pipeline == c.pipeline)
+        and (c.stage is None or deal.stage == c.stage)
+        and (c.status is None or deal.status == c.status)
+        and (c.value_op is None or _cmp(c.value_op, deal.value_minor, c.value_minor))
+    )
+
+
+def _has_deal(c: HasDeal, snap: Snapshot) -> Verdict:
+    parts = [
+        f"{k} {v}"
+        for k, v in (("in", c.pipeline), ("stage", c.stage), ("status", c.status))
+        if v is not None
+    ]
+    if c.value_op is not None:
+        parts.append(f"value {c.value_op} {(c.value_minor or 0) / 100:g}")
+    found = [d.id for d in snap.deals if deal_matches(c, d)]
+    label = f"a deal {' '.join(parts)}".strip()
+    return Verdict(bool(found), f"{label}: {f'deals {found}' if found else 'none'}")
+
+
 def _cmp(op: str, x: Any, v: Any) -> bool:
     if op == "gt":
         return x > v
@@ -482,6 +520,8 @@ def event_names(condition: Condition, segments: dict[str, Condition] | None = No
             return {c.name}
         if isinstance(c, InAutomation):
             return set(AUTOMATION_EVENTS.get(c.status, ()))  # `active` reads the runs
+        if isinstance(c, HasDeal):
+            return set(DEAL_EVENTS)  # (the snapshot then carries the contact's deals)
         return set()
 
     return _collect(condition, segments or {}, leaf)

@@ -18,6 +18,7 @@ from conveyor.domain.errors import Conflict, InvalidInput, NotFound
 from conveyor.domain.workspaces import Workspace
 from conveyor.services.conditions import ConditionContext
 from conveyor.services.contacts import decode_cursor, encode_cursor
+from conveyor.services.crm.checks import check_nodes
 from conveyor.store.store import Store, Tx
 
 TRANSITIONS = {
@@ -66,7 +67,9 @@ class Automations:
 
     def validate(self, workspace: Workspace, raw: Any) -> Automation:
         with self.store.read() as tx:
-            return parse_definition(tx, workspace, raw)
+            automation = parse_definition(tx, workspace, raw)
+            check_nodes(tx, workspace.id, automation)
+            return automation
 
     def apply(self, workspace: Workspace, raw: Any) -> tuple[AutomationInfo, str]:
         """Create the automation, or add a version when the definition changed.
@@ -77,6 +80,7 @@ class Automations:
 
         def work(tx: Tx) -> tuple[AutomationInfo, str]:
             automation = parse_definition(tx, workspace, raw)
+            check_nodes(tx, workspace.id, automation)
             now = self.clock.now()
             row = tx.automations.by_key(workspace.id, automation.key)
             if row is None:

@@ -13,10 +13,12 @@ from typing import Any
 
 from conveyor.domain.conditions import (
     AUTOMATION_CHANGES,
+    DEAL_EVENTS,
     All,
     AnyOf,
     Condition,
     FieldIs,
+    HasDeal,
     HasTags,
     InAutomation,
     InList,
@@ -107,6 +109,8 @@ def dependencies(condition: Condition, deps: Dependencies | None = None) -> Depe
         deps.automations.add(condition.automation)
     elif isinstance(condition, InSegment):
         deps.segments.add(condition.key)
+    elif isinstance(condition, HasDeal):
+        deps.events.update(DEAL_EVENTS)  # every change to a deal records one for its contact
     return deps
 
 

@@ -12,7 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from conveyor.domain.evaluation import EventFact, RunFact, Snapshot
+from conveyor.domain.conditions import DEAL_EVENTS
+from conveyor.domain.evaluation import DealFact, EventFact, RunFact, Snapshot
 from conveyor.domain.fields import STANDARD_FIELDS
 from conveyor.services.conditions import ConditionContext
 from conveyor.store.store import Tx
@@ -56,6 +57,10 @@ def load(
         key = ctx.automations.get(run.automation_id)
         if key is not None:
             inside[run.contact_id].append(RunFact(key, run.entered_at))
+    owned: dict[int, list[DealFact]] = defaultdict(list)
+    if names.intersection(DEAL_EVENTS):  # a condition asks about deals
+        for contact_id, *deal in tx.crm.deal_facts(ids):
+            owned[contact_id].append(DealFact(*deal))
     snapshots = {
         row.id: Snapshot(
             standard={name: getattr(row, name) for name in STANDARD_FIELDS},
@@ -72,6 +77,7 @@ def load(
             events=history.get(row.id, []),
             runs=inside.get(row.id, []),
             timezone=row.timezone or ctx.timezone,
+            deals=owned.get(row.id, []),
         )
         for row in rows
     }

@@ -42,6 +42,7 @@ from conveyor.domain.conditions import (
     AnyOf,
     Condition,
     FieldIs,
+    HasDeal,
     HasTags,
     InAutomation,
     InList,
@@ -60,7 +61,9 @@ from conveyor.store.schema import (
     automations,
     contact_tags,
     contacts,
+    deals,
     events,
+    pipelines,
     runs,
     subscriptions,
 )
@@ -161,6 +164,8 @@ class ConditionSQL:
             return self._performed(c)
         if isinstance(c, InAutomation):
             return self._in_automation(c)
+        if isinstance(c, HasDeal):
+            return self._has_deal(c)
         if isinstance(c, Never):
             return false()
         if isinstance(c, InSegment):
@@ -462,6 +467,21 @@ class ConditionSQL:
         if c.goal is not None:
             conditions.append(self._equal(("goal",), c.goal))
         return self._member(select(events.c.contact_id).where(*conditions))
+
+    def _has_deal(self, c: HasDeal) -> Expr:
+        found = select(deals.c.contact_id).where(deals.c.workspace_id == self.ws)
+        if c.pipeline is not None:
+            pipeline = select(pipelines.c.id).where(
+                pipelines.c.workspace_id == self.ws, pipelines.c.key == c.pipeline
+            )
+            found = found.where(deals.c.pipeline_id.in_(pipeline))
+        if c.stage is not None:
+            found = found.where(deals.c.stage == c.stage)
+        if c.status is not None:
+            found = found.where(deals.c.status == c.status)
+        if c.value_op is not None:
+            found = found.where(_cmp(c.value_op, deals.c.value_minor, c.value_minor))
+        return self._member(found)
 
     def _property(self, f: PropertyIs) -> Expr:
         column = events.c.properties

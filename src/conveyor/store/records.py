@@ -202,3 +202,74 @@ class SuppressionRecord(_FromRow):
     reason: str
     detail: str | None
     created_at: datetime
+
+
+# --- CRM -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRecord(_FromRow):
+    id: int
+    workspace_id: int
+    name: str
+    email: str
+    role: str
+    password_hash: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineRecord(_FromRow):
+    id: int
+    workspace_id: int
+    key: str
+    name: str
+    stages: list[dict[str, Any]]  # [{name, probability}], in order
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DealRecord(_FromRow):
+    id: int
+    workspace_id: int
+    pipeline_id: int
+    title: str
+    value_minor: int
+    currency: str
+    contact_id: int
+    owner_id: int | None
+    stage: str
+    status: str
+    lost_reason: str | None
+    expected_close: str | None
+    fields: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    closed_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class NoteRecord(_FromRow):
+    id: int
+    workspace_id: int
+    contact_id: int | None
+    deal_id: int | None
+    author_id: int | None
+    body: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRecord(_FromRow):
+    id: int
+    workspace_id: int
+    type: str
+    title: str
+    due_at: datetime | None
+    assignee_id: int | None
+    contact_id: int | None
+    deal_id: int | None
+    done_at: datetime | None
+    overdue_at: datetime | None
+    created_at: datetime

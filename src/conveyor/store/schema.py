@@ -401,4 +401,146 @@ rate_buckets = Table(
     Column("key", String(200), primary_key=True),
     Column("tokens", Float, nullable=False),
     Column("stamp", Float, nullable=False),
+# --- CRM: the team, pipelines, deals, tasks ---------------------------------------------------
+
+# The people of a workspace: owners of contacts and deals, assignees of tasks. `password_hash`
+# stays NULL until the web UI gives members a login.
+members = Table(
+    "members",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "workspace_id", Integer, ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("name", String(255), nullable=False),
+    Column("email", String(320), nullable=False),
+    Column("role", String(16), nullable=False),  # owner | admin | marketer | sales | viewer
+    Column("password_hash", String(255), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("workspace_id", "email", name="uq_members_workspace_email"),
+)
+
+# A contact's owner: its own table, so the contact row (read by every engine tick) stays as is.
+contact_owners = Table(
+    "contact_owners",
+    metadata,
+    Column("contact_id", BigId, ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True),
+    Column("workspace_id", Integer, nullable=False),
+    Column("member_id", Integer, ForeignKey("members.id", ondelete="CASCADE"), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# Where the next round-robin assignment over a role's members starts.
+rotations = Table(
+    "rotations",
+    metadata,
+    Column(
+        "workspace_id", Integer, ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("role", String(16), nullable=False),
+    Column("last_member_id", Integer, nullable=False),
+    PrimaryKeyConstraint("workspace_id", "role", name="pk_rotations"),
+)
+
+# A pipeline's stages are ordered [{name, probability}] in its row: a deal names its stage.
+pipelines = Table(
+    "pipelines",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "workspace_id", Integer, ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("key", String(64), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("stages", Json, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("workspace_id", "key", name="uq_pipelines_workspace_key"),
+)
+
+# Custom deal fields, typed like contact fields.
+deal_fields = Table(
+    "deal_fields",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "workspace_id", Integer, ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("key", String(64), nullable=False),
+    Column("type", String(16), nullable=False),
+    Column("label", String(255), nullable=True),
+    Column("choices", Json, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("workspace_id", "key", name="uq_deal_fields_workspace_key"),
+)
+
+# Money in minor units (cents): exact on both dialects, no float rounding in forecasts.
+deals = Table(
+    "deals",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column(
+        "workspace_id", Integer, ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("pipeline_id", Integer, ForeignKey("pipelines.id", ondelete="CASCADE"), nullable=False),
+    Column("title", String(255), nullable=False),
+    Column("value_minor", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("contact_id", BigInteger, ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False),
+    Column("owner_id", Integer, ForeignKey("members.id", ondelete="SET NULL"), nullable=True),
+    Column("stage", String(64), nullable=False),
+    Column("status", String(8), nullable=False),  # open | won | lost
+    Column("lost_reason", String(500), nullable=True),
+    Column("expected_close", String(10), nullable=True),  # YYYY-MM-DD
+    Column("fields", Json, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("closed_at", UTCDateTime, nullable=True),
+    Index("ix_deals_workspace_pipeline", "workspace_id", "pipeline_id", "status"),
+    Index("ix_deals_contact_id", "contact_id"),
+)
+
+# More contacts of a deal besides its main one.
+deal_contacts = Table(
+    "deal_contacts",
+    metadata,
+    Column("deal_id", BigInteger, ForeignKey("deals.id", ondelete="CASCADE"), nullable=False),
+    Column("contact_id", BigInteger, ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False),
+    PrimaryKeyConstraint("deal_id", "contact_id", name="pk_deal_contacts"),
+)
+
+notes = Table(
+    "notes",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column(
+        "workspace_id", Integer, ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("contact_id", BigInteger, ForeignKey("contacts.id", ondelete="CASCADE"), nullable=True),
+    Column("deal_id", BigInteger, ForeignKey("deals.id", ondelete="CASCADE"), nullable=True),
+    Column("author_id", Integer, ForeignKey("members.id", ondelete="SET NULL"), nullable=True),
+    Column("body", String(10000), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_notes_deal_id", "deal_id"),
+    Index("ix_notes_contact_id", "contact_id"),
+)
+
+# `overdue_at`: when the sweep recorded task.overdue (once; NULL until then).
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column(
+        "workspace_id", Integer, ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("type", String(8), nullable=False),  # call | email | meeting | todo
+    Column("title", String(255), nullable=False),
+    Column("due_at", UTCDateTime, nullable=True),
+    Column("assignee_id", Integer, ForeignKey("members.id", ondelete="SET NULL"), nullable=True),
+    Column("contact_id", BigInteger, ForeignKey("contacts.id", ondelete="CASCADE"), nullable=True),
+    Column("deal_id", BigInteger, ForeignKey("deals.id", ondelete="CASCADE"), nullable=True),
+    Column("done_at", UTCDateTime, nullable=True),
+    Column("overdue_at", UTCDateTime, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_tasks_workspace_due", "workspace_id", "done_at", "overdue_at", "due_at"),
 )

@@ -12,6 +12,7 @@ from conveyor.store.automations import AutomationQueries
 from conveyor.store.catalog import CatalogQueries
 from conveyor.store.conditions import AudienceQueries
 from conveyor.store.contacts import ContactQueries
+from conveyor.store.crm import CrmQueries
 from conveyor.store.database import Database, refusals
 from conveyor.store.events import EventQueries
 from conveyor.store.messages import MessageQueries
@@ -45,6 +46,7 @@ class Tx:
         self.templates = TemplateQueries(conn)
         self.audiences = AudienceQueries(conn, dialect)
         self.rate_limits = RateLimitQueries(conn, dialect)
+        self.crm = CrmQueries(conn, dialect)
 
     def high_water(self) -> int | None:
         """In an event-log consumer's transaction: see `Database.high_water`."""

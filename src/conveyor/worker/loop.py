@@ -36,6 +36,7 @@ def engine_round(conveyor: Conveyor, *, sweep_dates: bool, sweep_segments: bool)
     done = conveyor.engine.dispatch() + conveyor.engine.execute()
     if sweep_dates:
         conveyor.engine.sweep_dates()
+        conveyor.tasks.sweep_overdue()
     if sweep_segments:
         conveyor.segments.sweep()
     return done

@@ -18,6 +18,12 @@ TABLES = [
     (records.TemplateVersionRecord, schema.template_versions),
     (records.MessageRecord, schema.outbox),
     (records.SuppressionRecord, schema.suppressions),
+    (records.MemberRecord, schema.members),
+    (records.PipelineRecord, schema.pipelines),
+    (records.FieldRecord, schema.deal_fields),
+    (records.DealRecord, schema.deals),
+    (records.NoteRecord, schema.notes),
+    (records.TaskRecord, schema.tasks),
 ]
 
 

@@ -3,6 +3,7 @@ entry decisions and advancing runs. No I/O and no clock: the shell hands in `now
 
 from conveyor.domain.automations.effects import (
     ContactChange,
+    CrmChange,
     Effect,
     EndOther,
     Enroll,
@@ -29,6 +30,7 @@ __all__ = [
     "Automation",
     "AutomationParser",
     "ContactChange",
+    "CrmChange",
     "DateTrigger",
     "Effect",
     "EndOther",

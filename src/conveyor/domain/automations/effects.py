@@ -1,7 +1,7 @@
 """What a step does besides moving the run: frozen effects the shell carries out.
 
-Internal effects (ContactChange, Enroll, EndOther, Record) commit with the step; Send goes to the
-outbox, delivered later with an idempotency key.
+Internal effects (ContactChange, CrmChange, Enroll, EndOther, Record) commit with the step;
+Send goes to the outbox, delivered later with an idempotency key.
 """
 
 from __future__ import annotations
@@ -51,4 +51,16 @@ class Record:
     properties: dict[str, Any]
 
 
-Effect = ContactChange | Send | Enroll | EndOther | Record
+@dataclass(frozen=True)
+class CrmChange:
+    """An internal effect on the sales side (a deal, a task, a note, an owner): applied
+    atomically with the step, like a ContactChange.
+
+    `values` are the node's settings with the trigger's `{{ event.x }}` filled in; who a
+    member is (an email, a field's value, a role's next in rotation) the shell resolves."""
+
+    action: str  # create_deal, update_deal, assign_owner, create_task, add_note
+    values: dict[str, Any]
+
+
+Effect = ContactChange | CrmChange | Send | Enroll | EndOther | Record

@@ -116,6 +116,8 @@ def _presets(raw: dict[str, Any], path: str, parser: Parser, key: str) -> Trigge
             if src in value:
                 props[dst] = value[src]
         return one("field.changed", **props)
+    if kind in CRM_TRIGGERS:
+        return _crm_trigger(kind, value, here)
     if kind == "score_crossed":
         if not isinstance(value, dict) or not isinstance(value.get("threshold"), int | float):
             raise InvalidInput(here, "{threshold: N, direction: up|down}")
@@ -127,6 +129,34 @@ def _presets(raw: dict[str, Any], path: str, parser: Parser, key: str) -> Trigge
         )
         return Trigger("score.changed", where)
     raise InvalidInput(here, f"unknown trigger '{kind}'")
+
+
+CRM_TRIGGERS = {
+    "deal_created": ("deal.created", ("pipeline", "stage")),
+    "deal_stage_changed": ("deal.stage_changed", ("pipeline", "from", "to")),
+    "deal_won": ("deal.won", ("pipeline",)),
+    "deal_lost": ("deal.lost", ("pipeline",)),
+    "task_overdue": ("task.overdue", ("type",)),
+}
+
+
+def _crm_trigger(kind: str, value: Any, here: str) -> Trigger:
+    """`deal_won: sales` (a pipeline), `deal_stage_changed: {pipeline: sales, to: Qualified}`,
+    `task_overdue: {type: call}`, or `deal_created: {}` for any."""
+    name, allowed = CRM_TRIGGERS[kind]
+    if isinstance(value, str) and value and allowed[0] == "pipeline":
+        value = {"pipeline": value}
+    if value is None or value is True:
+        value = {}
+    if not isinstance(value, dict):
+        raise InvalidInput(here, f"{{{', '.join(f'{a}?: …' for a in allowed)}}}")
+    extra = sorted(set(value) - set(allowed))
+    if extra:
+        raise InvalidInput(f"{here}.{extra[0]}", f"this trigger takes {', '.join(allowed)}")
+    for key, given in value.items():
+        if not isinstance(given, str) or not given:
+            raise InvalidInput(f"{here}.{key}", "names it")
+    return Trigger(name, tuple(PropertyIs((k,), "eq", v) for k, v in value.items()))
 
 
 def _date_trigger(value: Any, here: str, parser: Parser) -> DateTrigger:

@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from conveyor.domain.automations.effects import ContactChange, Effect, Record
+from conveyor.domain.automations.effects import ContactChange, CrmChange, Effect, Record
 from conveyor.domain.automations.model import Automation, Node
 from conveyor.domain.automations.nodes import RunView, execute
 from conveyor.domain.automations.nodes.actions import ContactRules, apply_change
+from conveyor.domain.automations.nodes.crm import apply_deal_change
 from conveyor.domain.errors import InvalidInput
 from conveyor.domain.evaluation import Evaluator, Snapshot, Verdict
 
@@ -122,6 +123,8 @@ def advance(
                 except InvalidInput as exc:
                     out.log(out.node, "failed", {"why": exc.detail})
                     continue
+            elif isinstance(effect, CrmChange):
+                apply_deal_change(effect, facts)
             out.effects.append(Done(out.node, out.steps, effect))
         if result.kind == "wait":
             out.state, out.wake_at = result.state, result.until

@@ -11,6 +11,7 @@ internal effect. The decisions themselves are the domain's pure `entry.decide`/`
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -34,9 +35,16 @@ LOG_CONSUMER = "engine"
 
 class Engine:
     def __init__(
-        self, store: Store, clock: Clock, segments: Segments, *, batch: int = 1000
+        self,
+        store: Store,
+        clock: Clock,
+        segments: Segments,
+        *,
+        batch: int = 1000,
+        sweeps: tuple[Callable[[], int], ...] = (),
     ) -> None:
         self.store = store
+        self.sweeps = sweeps  # other timed work that records events (overdue tasks)
         self.clock = clock
         self.segments = segments
         self.batch = batch  # events per pass, due runs per claim: one transaction's worth
@@ -61,6 +69,8 @@ class Engine:
     def run_until_idle(self, max_rounds: int = 10_000) -> None:
         """Dispatch and execute until nothing is left to do now (for tests and the CLI)."""
         self.sweep_dates()
+        for sweep in self.sweeps:
+            sweep()
         for _ in range(max_rounds):
             if not self.dispatch() + self.execute():
                 return

@@ -12,15 +12,26 @@ from bisect import bisect_right
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from conveyor.domain.automations import Automation, ContactChange, EndOther, Enroll, Record, Send
+from conveyor.domain.automations import (
+    Automation,
+    ContactChange,
+    CrmChange,
+    EndOther,
+    Enroll,
+    Record,
+    Send,
+)
 from conveyor.domain.automations.entry import Decision, RunRef, decide, releasable
 from conveyor.domain.automations.nodes.actions import ContactRules
 from conveyor.domain.automations.run import Done, RunState, advance
+from conveyor.domain.conditions import DEAL_EVENTS
 from conveyor.domain.errors import InvalidInput
 from conveyor.domain.evaluation import Evaluator, EventFact, RunFact, Snapshot, event_names
 from conveyor.services import snapshots
 from conveyor.services.conditions import ConditionContext
 from conveyor.services.contact_writer import Catalog, ContactWriter
+from conveyor.services.crm import effects as crm_effects
+from conveyor.services.crm.writer import CrmWriter
 from conveyor.services.engine.runs import LiveRun
 from conveyor.store.store import Tx
 
@@ -41,6 +52,7 @@ class Tick:
         catalog = Catalog(tx, ctx.workspace.id, field_rows=ctx.field_rows, list_rows=ctx.list_rows)
         self.writer = ContactWriter(tx, ctx.workspace, now, source="automation", catalog=catalog)
         self.writer.observer = self.observed
+        self.crm = CrmWriter(tx, self.writer)
         self.rules = ContactRules(
             ctx.fields,
             {row.key: row.double_opt_in for row in ctx.list_rows},
@@ -101,6 +113,8 @@ class Tick:
             return
         if name in self.names:
             facts.events.append(EventFact(name, self.now, properties, "system"))
+        if name in DEAL_EVENTS and isinstance(properties.get("deal_id"), int):
+            crm_effects.keep_deal(facts, name, properties)
         key = properties.get("automation")
         if name == "automation.entered" and key:  # active or queued, as snapshots count them
             facts.runs.append(RunFact(key, self.now))
@@ -291,6 +305,14 @@ class Tick:
     def carry_out(self, run: LiveRun, automation: Automation, done: Done) -> None:
         effect = done.effect
         if isinstance(effect, Send):
+            if effect.channel == "team":
+                try:
+                    effect = crm_effects.team_recipients(
+                        self.crm, run.contact_id, run.trigger, effect
+                    )
+                except InvalidInput as exc:
+                    self.step(run, done.node, "failed", {"why": exc.detail, "field": exc.field})
+                    return
             message = run.message(effect, done.node, self.now, automation.level)
             self.messages.append((run, done.step, {**message, "workspace_id": self.workspace.id}))
         elif isinstance(effect, ContactChange):
@@ -300,6 +322,13 @@ class Tick:
                     self.writer.apply_change(state, effect)
             except InvalidInput as exc:
                 self.step(run, done.node, "failed", {"why": exc.detail})
+        elif isinstance(effect, CrmChange):
+            # A change that fails its checks writes no deal, task or note (only a round-robin
+            # turn it took may stay taken).
+            try:
+                crm_effects.apply(self.crm, run.contact_id, effect)
+            except InvalidInput as exc:
+                self.step(run, done.node, "failed", {"why": exc.detail, "field": exc.field})
         elif isinstance(effect, Record):
             self.record(run.contact_id, effect.name, effect.properties)
         elif isinstance(effect, Enroll):

@@ -33,7 +33,8 @@ def test_the_registry_covers_every_node_type_once():
         "wait", "wait_until", "if", "split", "goal", "end", "start_automation",
         "exit_automation", "add_tag", "remove_tag", "set_field", "clear_field",
         "increment_field", "subscribe", "unsubscribe", "adjust_score", "send_email",
-        "send_sms", "send_site_message", "notify_team", "webhook",
+        "send_sms", "send_site_message", "notify_team", "webhook", "create_deal",
+        "update_deal", "assign_owner", "create_task", "add_note",
     }  # fmt: skip
     for name, kind in REGISTRY.items():
         assert kind.name == name and kind.category in ("flow", "action", "send")

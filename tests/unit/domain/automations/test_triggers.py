@@ -46,3 +46,37 @@ def test_a_system_trigger_keeps_its_name():
         "event": "list.subscribed",
     }
     assert trigger_properties("order_completed", "track", {"total": 1}) == {"total": 1}
+
+
+def test_crm_triggers_match_deal_and_task_events_by_pipeline_and_stage():
+    def auto(key: str, trigger: str):
+        return automation(f"key: {key}\ntriggers: [{trigger}]\nnodes: [{{id: e, type: end}}]\n")
+
+    index = TriggerIndex([
+        (1, auto("qualified", "{deal_stage_changed: {pipeline: sales, to: Qualified}}")),
+        (2, auto("won", "{deal_won: sales}")),
+        (3, auto("any-deal", "{deal_created: {}}")),
+        (4, auto("late-calls", "{task_overdue: {type: call}}")),
+    ])  # fmt: skip
+
+    def refs(name, props):
+        return [ref for ref, _ in index.matching(name, props)]
+
+    assert refs("deal.stage_changed", {"pipeline": "sales", "from": "Lead", "to": "Qualified"}) == [1]
+    assert refs("deal.stage_changed", {"pipeline": "sales", "from": "Qualified", "to": "Won"}) == []
+    assert refs("deal.stage_changed", {"pipeline": "other", "to": "Qualified"}) == []
+    assert refs("deal.won", {"pipeline": "sales"}) == [2]
+    assert refs("deal.lost", {"pipeline": "sales"}) == []
+    assert refs("deal.created", {"pipeline": "x"}) == [3]
+    assert refs("task.overdue", {"type": "call"}) == [4]
+    assert refs("task.overdue", {"type": "email"}) == []
+
+
+def test_a_crm_trigger_with_an_unknown_key_is_refused_naming_it():
+    import pytest
+
+    from conveyor.domain.errors import InvalidInput
+
+    with pytest.raises(InvalidInput) as caught:
+        automation("key: k\ntriggers: [{deal_won: {stage: Won}}]\nnodes: [{id: e, type: end}]\n")
+    assert caught.value.field == "triggers.0.deal_won.stage"

@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 
 from conveyor.domain.automations.model import Node
-from conveyor.domain.automations.nodes import actions, flow, sends
+from conveyor.domain.automations.nodes import actions, crm, flow, sends
 from conveyor.domain.automations.nodes.base import NodeType, Result, RunView
 from conveyor.domain.evaluation import Evaluator, Snapshot
 
-REGISTRY: dict[str, NodeType] = {t.name: t for t in (*flow.TYPES, *actions.TYPES, *sends.TYPES)}
+REGISTRY: dict[str, NodeType] = {
+    t.name: t for t in (*flow.TYPES, *actions.TYPES, *crm.TYPES, *sends.TYPES)
+}
 SEND_TYPES = {t.name: t.channel for t in REGISTRY.values() if t.category == "send"}
 WAITING_TYPES = frozenset(t.name for t in REGISTRY.values() if t.waits)
 
