@@ -17,6 +17,7 @@ from conveyor.services.imports import Imports
 from conveyor.services.ingest import Ingest
 from conveyor.services.policies import SendPolicies
 from conveyor.services.reactions import Reactions
+from conveyor.services.scoring import Scoring
 from conveyor.services.segments import Segments
 from conveyor.services.templates import Templates
 from conveyor.services.workspaces import Workspaces
@@ -43,6 +44,7 @@ class Conveyor:
     reactions: Reactions
     channels: Channels
     policies: SendPolicies
+    scoring: Scoring
 
     def upgrade_schema(self) -> None:
         migrate.upgrade(self.store.db.engine)
@@ -69,6 +71,7 @@ def bootstrap(
     segments = Segments(store, clock, contacts)
     workspaces = Workspaces(store, clock)
     policies = SendPolicies(store, clock, workspaces)
+    scoring = Scoring(store, clock, batch=settings.engine_batch)
     return Conveyor(
         settings=settings,
         clock=clock,
@@ -80,7 +83,7 @@ def bootstrap(
         imports=Imports(store, clock, catalog),
         segments=segments,
         automations=Automations(store, clock),
-        engine=Engine(store, clock, segments, batch=settings.engine_batch),
+        engine=Engine(store, clock, segments, batch=settings.engine_batch, scoring=scoring),
         templates=Templates(store, clock),
         delivery=Delivery(
             store, clock, settings, contacts, policies, Providers(settings, providers)
@@ -88,4 +91,5 @@ def bootstrap(
         reactions=Reactions(store, clock),
         channels=Channels(store, clock, settings, workspaces),
         policies=policies,
+        scoring=scoring,
     )

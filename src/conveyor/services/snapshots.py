@@ -14,6 +14,7 @@ from typing import Any
 
 from conveyor.domain.evaluation import EventFact, RunFact, Snapshot
 from conveyor.domain.fields import STANDARD_FIELDS
+from conveyor.domain.scoring import ScoreState
 from conveyor.services.conditions import ConditionContext
 from conveyor.store.store import Tx
 
@@ -56,6 +57,14 @@ def load(
         key = ctx.automations.get(run.automation_id)
         if key is not None:
             inside[run.contact_id].append(RunFact(key, run.entered_at))
+    scores: dict[int, dict[str, ScoreState]] = defaultdict(dict)
+    if ctx.score_decays:
+        for record in tx.scoring.states(ctx.workspace.id, ids).values():
+            if record.score in ctx.score_decays:
+                decay = ctx.score_decays[record.score]
+                scores[record.contact_id][record.score] = ScoreState(
+                    record.norm, record.fixed, decay
+                )
     snapshots = {
         row.id: Snapshot(
             standard={name: getattr(row, name) for name in STANDARD_FIELDS},
@@ -72,6 +81,7 @@ def load(
             events=history.get(row.id, []),
             runs=inside.get(row.id, []),
             timezone=row.timezone or ctx.timezone,
+            scores=scores.get(row.id, {}),
         )
         for row in rows
     }

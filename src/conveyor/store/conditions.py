@@ -19,6 +19,7 @@ import orjson
 from sqlalchemy import (
     Boolean,
     Connection,
+    Double,
     Float,
     String,
     and_,
@@ -50,14 +51,17 @@ from conveyor.domain.conditions import (
     Not,
     Performed,
     PropertyIs,
+    ScoreIs,
     Window,
 )
 from conveyor.domain.errors import InvalidInput
 from conveyor.domain.evaluation import anniversary_days, local_today, local_window
 from conveyor.domain.fields import FieldType, format_datetime
+from conveyor.domain.scoring import Decay, factor
 from conveyor.store.records import ContactRecord
 from conveyor.store.schema import (
     automations,
+    contact_scores,
     contact_tags,
     contacts,
     events,
@@ -93,7 +97,9 @@ class ConditionSQL:
         lists: dict[str, int],
         segments: dict[str, Condition] | None = None,
         default_timezone: str = "UTC",
+        scores: dict[str, Decay | None] | None = None,
     ) -> None:
+        self.scores = scores or {}
         self.pg = dialect == "postgresql"
         self.ws = workspace_id
         self.now = now
@@ -161,6 +167,8 @@ class ConditionSQL:
             return self._performed(c)
         if isinstance(c, InAutomation):
             return self._in_automation(c)
+        if isinstance(c, ScoreIs):
+            return self._score(c)
         if isinstance(c, Never):
             return false()
         if isinstance(c, InSegment):
@@ -169,6 +177,27 @@ class ConditionSQL:
                 return false()
             return self._compile(inner, (*seen, c.key))
         raise TypeError(f"not a condition: {c!r}")
+
+    def _score(self, c: ScoreIs) -> Expr:
+        """A named score's value now: norm * factor + fixed, with the factor computed here (in
+        Python, as the evaluator does) and bound, so both compute the same double; 0 without a
+        row."""
+        f = factor(self.scores.get(c.score), self.now)
+        value = (
+            select(
+                contact_scores.c.norm * literal(f, Double()) + contact_scores.c.fixed
+            )
+            .where(
+                contact_scores.c.contact_id == contacts.c.id,
+                contact_scores.c.score == c.score,
+            )
+            .scalar_subquery()
+        )
+        x = func.coalesce(value, literal(0.0, Double()))
+        if c.op == "between":
+            low, high = c.value
+            return and_(x >= literal(low, Double()), x <= literal(high, Double()))
+        return _cmp(c.op, x, literal(c.value, Double()))
 
     # --- fields ----------------------------------------------------------------------------
 
@@ -508,6 +537,7 @@ class AudienceScope:
     lists: dict[str, int]
     segments: dict[str, Condition] = field(default_factory=dict)
     default_timezone: str = "UTC"
+    scores: dict[str, Decay | None] = field(default_factory=dict)  # named scores' decay
 
 
 class AudienceQueries:
@@ -525,6 +555,7 @@ class AudienceQueries:
             lists=scope.lists,
             segments=scope.segments,
             default_timezone=scope.default_timezone,
+            scores=scope.scores,
         )
 
     def count(self, scope: AudienceScope, condition: Condition) -> int:

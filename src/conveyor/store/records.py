@@ -202,3 +202,39 @@ class SuppressionRecord(_FromRow):
     reason: str
     detail: str | None
     created_at: datetime
+
+
+# --- lead scoring ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ScoringModelRecord(_FromRow):
+    workspace_id: int
+    definition: dict[str, Any]
+    version: int
+    epoch: datetime
+    armed: dict[str, list[float]]
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ContactScoreRecord(_FromRow):
+    contact_id: int
+    score: str
+    workspace_id: int
+    norm: float
+    fixed: float
+    checked_at: datetime
+    cross_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreAwardRecord(_FromRow):
+    id: int
+    contact_id: int
+    workspace_id: int
+    score: str
+    rule: str
+    event_id: int | None
+    at: datetime
+    points: float

@@ -18,6 +18,9 @@ TABLES = [
     (records.TemplateVersionRecord, schema.template_versions),
     (records.MessageRecord, schema.outbox),
     (records.SuppressionRecord, schema.suppressions),
+    (records.ScoringModelRecord, schema.scoring_models),
+    (records.ContactScoreRecord, schema.contact_scores),
+    (records.ScoreAwardRecord, schema.score_awards),
 ]
 
 
