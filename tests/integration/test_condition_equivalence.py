@@ -16,10 +16,12 @@ from sqlalchemy import insert, text
 from conveyor.domain.conditions import parse_condition
 from conveyor.domain.evaluation import Evaluator, EventFact, RunFact, Snapshot
 from conveyor.domain.fields import STANDARD_FIELDS, FieldType, define_field, format_datetime
+from conveyor.domain.scoring import Decay, ScoreState, factor
 from conveyor.store.conditions import ConditionSQL
 from conveyor.store.database import make_engine
 from conveyor.store.schema import (
     automations,
+    contact_scores,
     contact_tags,
     contacts,
     events,
@@ -54,6 +56,12 @@ NAMES = ["order_completed", "page", "cart_updated"]
 AUTOMATIONS = {"onboarding": 1, "promo": 2}
 GOALS = ["ordered", "signed-up"]
 BASE = datetime(2026, 2, 27, 12, 0, tzinfo=UTC)  # near a month's end and a 29 February
+# Named scores: one decaying (its epoch months before), one not; "gone" has no decay entry.
+DECAYS = {
+    "engagement": Decay(30 * 86400.0, BASE - timedelta(days=97, hours=5)),
+    "fit": None,
+}
+SCORE_VALUES = [0, 5, 12.5, 20, 50, 60]
 
 
 # --- data --------------------------------------------------------------------------------------
@@ -61,7 +69,7 @@ BASE = datetime(2026, 2, 27, 12, 0, tzinfo=UTC)  # near a month's end and a 29 F
 
 def make_dataset(seed: int, now: datetime) -> tuple[list[dict], ...]:
     rnd = random.Random(seed)
-    people, tags, subs, log, journeys = [], [], [], [], []
+    people, tags, subs, log, journeys, scored = [], [], [], [], [], []
     for cid in range(1, 31):
         fields: dict = {}
         if rnd.random() < 0.7:
@@ -145,7 +153,28 @@ def make_dataset(seed: int, now: datetime) -> tuple[list[dict], ...]:
                 }
             )
         automation_history(rnd, cid, now, log, journeys)
-    return people, tags, subs, log, journeys
+        for name, decay in [*DECAYS.items(), ("gone", None)]:
+            if rnd.random() < 0.3:
+                continue  # no row: the score is 0
+            fixed = rnd.choice([0.0, 0.0, 10.0, 25.0, -5.0])
+            if rnd.random() < 0.3:  # exactly at a threshold now (as near as doubles get)
+                norm = (rnd.choice(SCORE_VALUES) - fixed) / factor(decay, now)
+            else:
+                points = rnd.choice([0, 5, 10, 15, 40, 60, 100, -10])
+                earned = now - timedelta(days=rnd.randint(0, 90), hours=rnd.randint(0, 23))
+                norm = points * (1.0 if decay is None else decay.weight(earned))
+            scored.append(
+                {
+                    "contact_id": cid,
+                    "score": name,
+                    "workspace_id": 1,
+                    "norm": norm,
+                    "fixed": fixed,
+                    "checked_at": now,
+                    "cross_at": None,
+                }
+            )
+    return people, tags, subs, log, journeys, scored
 
 
 def automation_history(rnd: random.Random, cid: int, now: datetime, log: list, journeys: list):
@@ -221,7 +250,7 @@ def automation_history(rnd: random.Random, cid: int, now: datetime, log: list, j
 
 
 def load(engine, data: tuple) -> None:
-    people, tags, subs, log, journeys = data
+    people, tags, subs, log, journeys, scored = data
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             conn.execute(
@@ -277,10 +306,12 @@ def load(engine, data: tuple) -> None:
             conn.execute(insert(events), log)
         if journeys:
             conn.execute(insert(runs), journeys)
+        if scored:
+            conn.execute(insert(contact_scores), scored)
 
 
 def snapshots(data: tuple) -> dict[int, Snapshot]:
-    people, tags, subs, log, journeys = data
+    people, tags, subs, log, journeys, scored = data
     keys = {v: k for k, v in LISTS.items()}
     automation_keys = {v: k for k, v in AUTOMATIONS.items()}
     out = {}
@@ -304,6 +335,11 @@ def snapshots(data: tuple) -> dict[int, Snapshot]:
                 if r["contact_id"] == p["id"] and r["status"] in ("active", "queued")
             ],
             timezone=p["timezone"] or "UTC",
+            scores={
+                r["score"]: ScoreState(r["norm"], r["fixed"], DECAYS[r["score"]])
+                for r in scored
+                if r["contact_id"] == p["id"] and r["score"] in DECAYS
+            },
         )
     return out
 
@@ -500,8 +536,28 @@ def automation_leaf() -> st.SearchStrategy[dict]:
     )
 
 
+def score_leaf() -> st.SearchStrategy[dict]:
+    names = st.sampled_from([*DECAYS, "gone"])
+    values = st.sampled_from([*SCORE_VALUES, -5, 24.99])
+    return st.one_of(
+        st.builds(
+            lambda n, op, v: {"score": n, "op": op, "value": v},
+            names,
+            st.sampled_from(["eq", "ne", "gt", "gte", "lt", "lte"]),
+            values,
+        ),
+        st.builds(
+            lambda n, a, b: {"score": n, "op": "between", "value": sorted([a, b])},
+            names,
+            values,
+            values,
+        ),
+    )
+
+
 leaves = st.one_of(
     field_leaf(),
+    score_leaf(),
     event_leaf(),
     automation_leaf(),
     st.builds(lambda t: {"tag": t}, st.sampled_from(TAGS)),
@@ -545,7 +601,7 @@ def databases(tmp_path_factory, request):
 
 
 def members(engine, condition, now: datetime) -> set[int]:
-    sql = ConditionSQL(engine.dialect.name, 1, now, lists=LISTS)
+    sql = ConditionSQL(engine.dialect.name, 1, now, lists=LISTS, scores=DECAYS)
     with engine.connect() as conn:
         return {
             row.id for row in conn.execute(sql.members_query(condition, after_id=None, limit=None))

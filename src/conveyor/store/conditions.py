@@ -57,7 +57,7 @@ from conveyor.domain.conditions import (
 from conveyor.domain.errors import InvalidInput
 from conveyor.domain.evaluation import anniversary_days, local_today, local_window
 from conveyor.domain.fields import FieldType, format_datetime
-from conveyor.domain.scoring import Decay, factor
+from conveyor.domain.scoring import Decay, compare, factor
 from conveyor.store.records import ContactRecord
 from conveyor.store.schema import (
     automations,
@@ -182,11 +182,11 @@ class ConditionSQL:
         """A named score's value now: norm * factor + fixed, with the factor computed here (in
         Python, as the evaluator does) and bound, so both compute the same double; 0 without a
         row."""
-        f = factor(self.scores.get(c.score), self.now)
+        if c.score not in self.scores:  # not (or no longer) a score of the model: 0
+            return true() if compare(c.op, 0.0, c.value) else false()
+        f = factor(self.scores[c.score], self.now)
         value = (
-            select(
-                contact_scores.c.norm * literal(f, Double()) + contact_scores.c.fixed
-            )
+            select(contact_scores.c.norm * literal(f, Double()) + contact_scores.c.fixed)
             .where(
                 contact_scores.c.contact_id == contacts.c.id,
                 contact_scores.c.score == c.score,
