@@ -70,7 +70,8 @@ class ScoreState:
 
 @dataclass(frozen=True)
 class Cap:
-    """At most `points` from one rule in any `seconds` (rolling, by the events' timestamps)."""
+    """At most `points` from one rule in any `seconds` (rolling, by the events' timestamps:
+    an award counts what the rule gave within `seconds` of it, before or after)."""
 
     points: float
     seconds: int
@@ -417,9 +418,12 @@ class Scorer:
                     continue
                 points = rule.points
                 if rule.cap is not None:
-                    since = at - timedelta(seconds=rule.cap.seconds)
+                    # what was earned within a window of this moment, either side: events
+                    # may arrive out of timestamp order, and no window may exceed the cap
+                    span = timedelta(seconds=rule.cap.seconds)
                     history = self.earned.setdefault((contact_id, spec.name, rule.id), [])
-                    points = capped(points, rule.cap, sum(p for t, p in history if since < t <= at))
+                    near = sum(p for t, p in history if abs(t - at) < span)
+                    points = capped(points, rule.cap, near)
                 if points == 0:
                     continue
                 if rule.cap is not None:

@@ -203,6 +203,7 @@ class Scoring:
         if not capped:
             return
         since = min(e.timestamp for e in events) - timedelta(seconds=max(capped.values()))
+        # (awards after the batch's events count too: awards_since has no upper bound)
         keys = [f"{s}/{r}" for s, r in capped]
         for award in tx.scoring.awards_since(
             ctx.workspace.id, {e.contact_id for e in events}, keys, since
