@@ -246,3 +246,24 @@ def test_conditions_on_unknown_scores_are_refused(client, tenant, model):
         "key": "x", "triggers": [{"score_crossed": {"threshold": 5, "direction": "sideways"}}],
         "nodes": [{"id": "a", "type": "add_tag", "tag": "t"}]})
     assert r.status_code == 422 and r.json()["field"] == "triggers.0.score_crossed.direction"
+
+
+def test_a_merged_visitors_points_move_to_the_kept_contact(client, tenant, conveyor, model):
+    client.post("/v1/identify", headers=tenant.write,
+                json={"userId": "dee", "traits": {"email": "dee@example.com"}})
+    visit(client, tenant, "dee", "https://shop.example/pricing")
+    for _ in range(2):
+        r = client.post("/v1/page", headers=tenant.write, json={
+            "anonymousId": "anon-9", "properties": {"url": "https://shop.example/pricing"}})
+        assert r.status_code == 200, r.text
+    settle(conveyor)
+    client.post("/v1/identify", headers=tenant.write,
+                json={"userId": "dee", "anonymousId": "anon-9"})
+    settle(conveyor)
+    cid = client.get("/contacts/lookup", headers=tenant.admin,
+                     params={"external_id": "dee"}).json()["id"]
+    explained = scores(client, tenant, cid)["engagement"]
+    assert explained["value"] == 30
+    assert {r["rule"]: r["awards"] for r in explained["rules"]} == {"pricing-visit": 3}
+    contact = client.get(f"/contacts/{cid}", headers=tenant.admin).json()
+    assert contact["scores"] == {"engagement": 30.0, "fit": 0.0}

@@ -330,10 +330,8 @@ class Contacts:
         for r in tx.scoring.states(workspace.id, ids).values():
             by_contact.setdefault(r.contact_id, []).append((r.score, r.norm, r.fixed))
         now = self.clock.now()
-        return {
-            cid: {name: 0.0 for name in decays} | values_at(states, decays, now)
-            for cid, states in by_contact.items()
-        }
+        zero = {name: 0.0 for name in decays}
+        return {cid: zero | values_at(by_contact.get(cid, ()), decays, now) for cid in ids}
 
 
 def confirm_url(base_url: str, workspace: Workspace, contact_id: int, list_id: int) -> str:

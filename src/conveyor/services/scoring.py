@@ -91,14 +91,13 @@ class Scoring:
         """Store a new model and recompute every contact's scores from the log with it."""
         self.validate(workspace, raw)
         now = self.clock.now()
+        version = 0
 
-        def save(tx: Tx) -> int:
+        def save(tx: Tx) -> None:
+            nonlocal version
             version = tx.scoring.save_model(workspace.id, raw, now, now)
-            tx.scoring.clear(workspace.id)
-            return version
 
-        version = self.store.transact(save)
-        scored = self.recompute(workspace, progress, cleared=True)
+        scored = self.recompute(workspace, progress, first=save)
         return {"version": version, "contacts": scored}
 
     # --- recomputing ------------------------------------------------------------------------
@@ -108,16 +107,28 @@ class Scoring:
         workspace: Workspace,
         progress: Progress | None = None,
         *,
-        cleared: bool = False,
+        first: Callable[[Tx], None] | None = None,
         page: int = 1000,
     ) -> int:
-        """Every contact's scores again from the log (a page of contacts per transaction);
-        how many contacts have scores. Writes no `score.changed`: a recompute replays no
-        triggers. Events the scoring consumer has not reached yet are left to it."""
-        with self.store.read() as tx:
-            total = tx.scoring.contact_count(workspace.id)
-        if not cleared:
-            self.store.transact(lambda tx: tx.scoring.clear(workspace.id))
+        """Every contact's scores again from the log, a page of contacts per transaction; how
+        many contacts have scores. Writes no `score.changed`: a recompute replays no triggers.
+
+        The first transaction (which also saves a new model) takes over the log up to now
+        from the scoring consumer (its cursor moves there). Each page then locks that cursor,
+        forgets its contacts' scores and scores their events up to it; events past it are the
+        consumer's, with the new model. So each event counts once, whoever gets to it first."""
+
+        def start(tx: Tx) -> int:
+            if first is not None:
+                first(tx)
+            position, high = tx.events.position(LOG_CONSUMER), tx.high_water()
+            if high is None:  # SQLite: one writer at a time, so every event is committed
+                high = tx.events.latest_id()
+            if high > position:
+                tx.events.move_cursors([LOG_CONSUMER], high)
+            return tx.scoring.contact_count(workspace.id)
+
+        total = self.store.transact(start, follow_log=True)
         after, done, scored = 0, 0, 0
 
         def one_page(tx: Tx) -> tuple[list[int], int]:
@@ -125,6 +136,7 @@ class Scoring:
             if not ids:
                 return ids, 0
             up_to = tx.events.position(LOG_CONSUMER)
+            tx.scoring.clear_contacts(workspace.id, ids)
             ctx = ConditionContext(tx, workspace)
             return ids, self._rescore(tx, ctx, ids, up_to)
 
@@ -134,7 +146,7 @@ class Scoring:
                 break
             after, done, scored = ids[-1], done + len(ids), scored + n
             if progress is not None:
-                progress(done, total)
+                progress(done, max(total, done))
         return scored
 
     def _rescore(self, tx: Tx, ctx: ConditionContext, ids: list[int], up_to: int) -> int:
@@ -162,35 +174,39 @@ class Scoring:
         if not model.scores:
             return
         names = model.events()
-        scored = [r for r in rows if r.name in names or r.name == ADJUSTED]
+        # A merged contact's history is now the kept one's: it is scored again from the log
+        # (its events up to this batch's end), not from the batch.
+        merged = {r.contact_id for r in rows if r.name == "contact.merged"}
+        scored = [
+            r
+            for r in rows
+            if (r.name in names or r.name == ADJUSTED) and r.contact_id not in merged
+        ]
         changed = (
-            {r.contact_id for r in rows if r.name in CONTACT_CHANGES}
+            {r.contact_id for r in rows if r.name in CONTACT_CHANGES} - merged
             if model.has_field_rules()
             else set()
         )
-        merged = [r for r in rows if r.name == "contact.merged"]
-        if not scored and not changed:
-            return
         ws = ctx.workspace.id
-        contacts = {r.contact_id for r in scored} | changed
-        scorer = Scorer(model, _epoch(ctx), self._watched(tx, ctx), now)
-        for record in tx.scoring.states(ws, contacts).values():
-            scorer.load(
-                record.contact_id, record.score, record.norm, record.fixed, record.checked_at
-            )
-        self._caps(tx, ctx, scorer, scored)
-        for e in scored:
-            if e.name == ADJUSTED:
-                self._adjusted(scorer, e)
-            else:
-                scorer.on_event(e.contact_id, e.id, e.name, e.properties or {}, e.timestamp)
-        if changed:
-            self._fields(tx, ctx, scorer, sorted(changed), now)
-        self._write(tx, ctx, scorer, now)
-        for r in merged:  # the merged contact's history is now this one's: score it again
-            position = tx.events.position(LOG_CONSUMER)
-            tx.scoring.clear_contacts(ws, [r.contact_id])
-            self._rescore(tx, ctx, [r.contact_id], min(position, r.id))
+        if scored or changed:
+            contacts = {r.contact_id for r in scored} | changed
+            scorer = Scorer(model, _epoch(ctx), self._watched(tx, ctx), now)
+            for record in tx.scoring.states(ws, contacts).values():
+                scorer.load(
+                    record.contact_id, record.score, record.norm, record.fixed, record.checked_at
+                )
+            self._caps(tx, ctx, scorer, scored)
+            for e in scored:
+                if e.name == ADJUSTED:
+                    self._adjusted(scorer, e)
+                else:
+                    scorer.on_event(e.contact_id, e.id, e.name, e.properties or {}, e.timestamp)
+            if changed:
+                self._fields(tx, ctx, scorer, sorted(changed), now)
+            self._write(tx, ctx, scorer, now)
+        if merged:
+            tx.scoring.clear_contacts(ws, sorted(merged))
+            self._rescore(tx, ctx, sorted(merged), rows[-1].id)
 
     def _caps(self, tx: Tx, ctx: ConditionContext, scorer: Scorer, events: list[Any]) -> None:
         capped = {

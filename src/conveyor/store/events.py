@@ -125,6 +125,9 @@ class EventQueries:
             stmt = stmt.where(events.c.id <= up_to)
         return list(self.conn.execute(stmt))
 
+    def latest_id(self) -> int:
+        return int(self.conn.execute(select(func.max(events.c.id))).scalar_one() or 0)
+
     def position(self, name: str) -> int:
         """A cursor's position, locked until the transaction ends (a recompute's view of what
         its consumer has done)."""
