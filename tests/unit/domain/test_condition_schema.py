@@ -41,6 +41,9 @@ def test_example_segments_are_valid(path):
         {"automation": "onboarding"},
         {"automation": "cart", "status": "goal_reached", "goal": "ordered", "within": "30 days"},
         {"automation": "cart", "goal": "ordered"},
+        {"score": "engagement", "op": "gte", "value": 50},
+        {"score": "fit", "op": "between", "value": [10, 20.5]},
+        {"score": "score", "op": "gt", "value": 3},
     ],
 )
 def test_valid_conditions_pass_both(condition):
@@ -52,7 +55,8 @@ def test_valid_conditions_pass_both(condition):
     "condition",
     [{"all": []}, {"tag": "a", "list": "b"}, {"event": "x", "count": {"most": 3}}, {"colour": "red"},
      {"not": {"tag": "a"}, "extra": 1}, {"automation": "a", "status": "left"},
-     {"automation": "a", "status": "exited", "goal": "g"}],
+     {"automation": "a", "status": "exited", "goal": "g"},
+     {"score": "engagement", "op": "contains", "value": 1}, {"score": "e", "value": "high"}],
 )
 def test_invalid_conditions_fail_the_schema(condition):
     with pytest.raises(jsonschema.ValidationError):
