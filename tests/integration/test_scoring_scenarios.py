@@ -267,3 +267,19 @@ def test_a_merged_visitors_points_move_to_the_kept_contact(client, tenant, conve
     assert {r["rule"]: r["awards"] for r in explained["rules"]} == {"pricing-visit": 3}
     contact = client.get(f"/contacts/{cid}", headers=tenant.admin).json()
     assert contact["scores"] == {"engagement": 30.0, "fit": 0.0}
+
+
+@pytest.mark.parametrize(("automation", "field"), [
+    ({"triggers": [{"score_crossed": {"score": "nope", "threshold": 5}}],
+      "nodes": [{"id": "a", "type": "add_tag", "tag": "t"}]}, "triggers.0.score_crossed.score"),
+    ({"triggers": [{"event": "x"}],
+      "nodes": [{"id": "a", "type": "adjust_score", "score": "nope", "by": 5}]}, "nodes.0.score"),
+    ({"triggers": [{"event": "x"}],
+      "nodes": [{"id": "a", "type": "if", "condition": {"score": "nope", "value": 5},
+                 "then": "b", "else": "b"}, {"id": "b", "type": "end"}]},
+     "nodes.0.condition.score"),
+])
+def test_automations_naming_unknown_scores_are_refused(client, tenant, model, automation, field):
+    r = client.post("/automations", headers=tenant.admin, json={"key": "x", **automation})
+    assert r.status_code == 422, r.text
+    assert r.json()["field"] == field
