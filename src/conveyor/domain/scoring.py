@@ -371,6 +371,13 @@ class Scorer:
         self.awards: list[Award] = []
         self.changes: list[Change] = []
         self._decays = {name: spec.decay(epoch) for name, spec in model.scores.items()}
+        self._rules: dict[str, list[tuple[ScoreSpec, EventRule]]] = {}
+        for spec in model.scores.values():
+            for rule in spec.event_rules:
+                self._rules.setdefault(rule.on.name, []).append((spec, rule))
+        from conveyor.domain.automations.triggers import matches  # (it imports this module)
+
+        self._matches = matches
 
     def load(
         self, contact_id: int, score: str, norm: float, fixed: float, checked: datetime
@@ -409,26 +416,24 @@ class Scorer:
         properties: dict[str, Any],
         at: datetime,
     ) -> None:
-        from conveyor.domain.automations.triggers import matches
-
         at = min(at, self.now)  # a point earned "in the future" (a skewed clock) counts from now
-        for spec in self.model.scores.values():
-            for rule in spec.event_rules:
-                if rule.on.name != name or not matches(rule.on, name, properties):
-                    continue
-                points = rule.points
-                if rule.cap is not None:
-                    # what was earned within a window of this moment, either side: events
-                    # may arrive out of timestamp order, and no window may exceed the cap
-                    span = timedelta(seconds=rule.cap.seconds)
-                    history = self.earned.setdefault((contact_id, spec.name, rule.id), [])
-                    near = sum(p for t, p in history if abs(t - at) < span)
-                    points = capped(points, rule.cap, near)
-                if points == 0:
-                    continue
-                if rule.cap is not None:
-                    history.append((at, points))
-                self._award(contact_id, spec.name, rule.id, event_id, at, points)
+        for spec, rule in self._rules.get(name, ()):
+            filtered = rule.on.where or rule.on.url_pattern is not None
+            if filtered and not self._matches(rule.on, name, properties):
+                continue
+            points = rule.points
+            if rule.cap is not None:
+                # what was earned within a window of this moment, either side: events
+                # may arrive out of timestamp order, and no window may exceed the cap
+                span = timedelta(seconds=rule.cap.seconds)
+                history = self.earned.setdefault((contact_id, spec.name, rule.id), [])
+                near = sum(p for t, p in history if abs(t - at) < span)
+                points = capped(points, rule.cap, near)
+            if points == 0:
+                continue
+            if rule.cap is not None:
+                history.append((at, points))
+            self._award(contact_id, spec.name, rule.id, event_id, at, points)
 
     def adjust(
         self, contact_id: int, score: str, by: float, at: datetime, event_id: int | None

@@ -171,30 +171,32 @@ class ScoringQueries:
             out += [ScoreAwardRecord.from_row(row) for row in self.conn.execute(stmt)]
         return out
 
-    def events_of(self, contact_ids: Sequence[int], names: set[str], up_to: int) -> list[Any]:
-        """The events of these names for these contacts up to log position `up_to`, in log
-        order: what a recompute scores."""
-        out: list[Any] = []
-        ids = sorted(contact_ids)
-        for start in range(0, len(ids), _CHUNK):
-            stmt = (
-                select(
-                    events.c.id,
-                    events.c.contact_id,
-                    events.c.name,
-                    events.c.properties,
-                    events.c.timestamp,
-                )
-                .where(
-                    events.c.contact_id.in_(ids[start : start + _CHUNK]),
-                    events.c.name.in_(sorted(names)),
-                    events.c.id <= up_to,
-                )
-                .order_by(events.c.id)
+    def events_of(
+        self, workspace_id: int, contact_ids: Sequence[int], names: set[str], up_to: int
+    ) -> list[Any]:
+        """The events of these names for these contacts (a page of the workspace's contacts,
+        by id: read as the id range they span) up to log position `up_to`, in log order: what
+        a recompute scores."""
+        if not contact_ids:
+            return []
+        wanted = set(contact_ids)
+        stmt = (
+            select(
+                events.c.id,
+                events.c.contact_id,
+                events.c.name,
+                events.c.properties,
+                events.c.timestamp,
             )
-            out += self.conn.execute(stmt).all()
-        out.sort(key=lambda e: e.id)
-        return out
+            .where(
+                events.c.contact_id.between(min(wanted), max(wanted)),
+                events.c.workspace_id == workspace_id,
+                events.c.name.in_(sorted(names)),
+                events.c.id <= up_to,
+            )
+            .order_by(events.c.id)
+        )
+        return [row for row in self.conn.execute(stmt) if row.contact_id in wanted]
 
     def awards_of(self, workspace_id: int, contact_id: int) -> list[ScoreAwardRecord]:
         stmt = (
