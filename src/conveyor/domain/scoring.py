@@ -1,12 +1,17 @@
 """Lead scoring: a workspace's scoring model (named scores, rules, caps, decay) and the decay math.
 
-A score's value at `now` is a pure function of time: `norm * factor(now) + fixed`, where `fixed`
-holds the points of field rules (they hold while the field matches, and do not decay), `norm`
-the sum of every event point `p` awarded at `t` as `p * weight(t)`, and
-`weight(t) = 2 ** ((t - epoch) / half_life)`, `factor(now) = 2 ** (-(now - epoch) / half_life)`.
-So each point decays from the moment it was earned, the sum needs no per-award arithmetic at read
-time, and SQL computes the same double as Python (`norm * :factor + fixed`, factor bound once).
-Without decay both weight and factor are 1. The epoch is the moment the model was last applied.
+A score's value at `now` is a pure function of time: `exact(norm * factor(now) + fixed)`, where
+`fixed` holds the points of field rules (they hold while the field matches, and do not decay),
+`norm` the sum of every event point `p` earned at `t` as `p * weight(t)`, and with `d(t)` the
+whole days from the epoch to `t`: `weight(t) = 2 ** (d(t) * day / half_life)` and
+`factor(now) = 2 ** (-d(now) * day / half_life)`. So each point decays from the day it was
+earned, a day at a time (points earned the same day keep their face value together, so five
+clicks of +10 make 50 and cross 50), the sum needs no per-award arithmetic at read time, and SQL
+computes the same double as Python: `norm * :factor + fixed` with the factor computed once in
+Python and bound, then `exact` — rounding to 6 decimals as floor(x * 1e6 + 0.5) / 1e6, which
+each database and Python do alike and which absorbs the last-bit noise of 2^k * 2^-k. Without
+decay both weight and factor are 1. The epoch is midnight (UTC) of the day the model was last
+applied, moved forward by `rebase` before weights outgrow a double.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from conveyor.domain.conditions import Condition, Parser, parse_duration
@@ -26,23 +31,40 @@ if TYPE_CHECKING:
 
 DEFAULT_SCORE = "score"  # the contact's own `score` column: manual points, never decays
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
-# Beyond this many half-lives from the epoch a weight leaves a double's comfortable range;
-# recomputing moves the epoch to now (see `needs_rebase`).
-MAX_HALF_LIVES = 900
+STEP = 86400  # decay moves a day at a time
+# Weights grow by 2 every half-life from the epoch; past this many the epoch moves (`rebase`),
+# far below a double's 2**1023.
+MAX_HALF_LIVES = 400
+
+
+def exact(x: float) -> float:
+    """A value as conditions compare it: to 6 decimals, the same way SQL computes it."""
+    return math.floor(x * 1e6 + 0.5) / 1e6
+
+
+def epoch_of(moment: datetime) -> datetime:
+    """Decay's epoch for a model applied at `moment`: that day's midnight, UTC."""
+    return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 @dataclass(frozen=True)
 class Decay:
-    """Exponential decay: a point is worth half after `half_life` seconds."""
+    """Exponential decay a day at a time: a point is worth half after `half_life` seconds."""
 
-    half_life: float  # seconds
+    half_life: float  # seconds, at least a day
     epoch: datetime
 
+    def days(self, t: datetime) -> int:
+        return math.floor((t - self.epoch).total_seconds() / STEP)
+
     def factor(self, now: datetime) -> float:
-        return 2.0 ** (-(now - self.epoch).total_seconds() / self.half_life)
+        return 2.0 ** (-(self.days(now) * STEP) / self.half_life)
 
     def weight(self, at: datetime) -> float:
-        return 2.0 ** ((at - self.epoch).total_seconds() / self.half_life)
+        return 2.0 ** ((self.days(at) * STEP) / self.half_life)
+
+    def day_start(self, days: int) -> datetime:
+        return self.epoch + timedelta(seconds=days * STEP)
 
 
 def factor(decay: Decay | None, now: datetime) -> float:
@@ -51,6 +73,14 @@ def factor(decay: Decay | None, now: datetime) -> float:
 
 def weight(decay: Decay | None, at: datetime) -> float:
     return 1.0 if decay is None else decay.weight(at)
+
+
+def needs_rebase(decay: Decay | None, now: datetime) -> int:
+    """Whole days to move the epoch forward by (0: none), so weights stay small."""
+    if decay is None:
+        return 0
+    days = decay.days(now)
+    return days if days * STEP / decay.half_life > MAX_HALF_LIVES else 0
 
 
 @dataclass
@@ -62,7 +92,7 @@ class ScoreState:
     decay: Decay | None = None
 
     def value(self, now: datetime) -> float:
-        return self.norm * factor(self.decay, now) + self.fixed
+        return exact(self.norm * factor(self.decay, now) + self.fixed)
 
     def add(self, points: float, at: datetime) -> None:
         self.norm += points * weight(self.decay, at)
@@ -219,8 +249,8 @@ def _decay(raw: Any, here: str) -> float | None:
         if isinstance(value, int | float) and not isinstance(value, bool) and value <= 0:
             raise InvalidInput(f"{here}.half_life", "a half-life is a positive duration")
         seconds = parse_duration(value, f"{here}.half_life")
-        if seconds < 3600:
-            raise InvalidInput(f"{here}.half_life", "a half-life is at least 1 hour")
+        if seconds < STEP:
+            raise InvalidInput(f"{here}.half_life", "a half-life is at least 1 day")
         return float(seconds)
     if set(raw) != {"percent", "per"}:
         raise InvalidInput(here, "{half_life: 30 days} or {percent: 10, per: 30 days}")
@@ -229,8 +259,8 @@ def _decay(raw: Any, here: str) -> float | None:
         raise InvalidInput(f"{here}.percent", "a percentage lost per period, above 0 and below 100")
     per = parse_duration(raw["per"], f"{here}.per")
     half_life = per * math.log(0.5) / math.log(1 - percent / 100)
-    if half_life < 3600:
-        raise InvalidInput(here, "decays too fast: the half-life would be under 1 hour")
+    if half_life < STEP:
+        raise InvalidInput(here, "decays too fast: the half-life would be under 1 day")
     return half_life
 
 
@@ -265,25 +295,32 @@ def crossed(old: float, new: float, thresholds: Iterable[float]) -> list[tuple[f
 
 def next_crossing(state: ScoreState, thresholds: Iterable[float], now: datetime) -> datetime | None:
     """The first moment after `now` at which decay alone takes the value across a threshold
-    (strictly past it), or None. Decay moves a value towards `fixed`, never past it."""
-    if state.decay is None or state.norm == 0:
+    (strictly past it going down, onto or past it going up), or None. Decay moves a value
+    towards `fixed`, never past it, and a day at a time: the answer is a day's start."""
+    decay = state.decay
+    if decay is None or state.norm == 0:
         return None
     current = state.value(now)
     moving = current - state.fixed  # > 0: falling towards fixed; < 0: rising towards it
-    best: float | None = None
+    best: datetime | None = None
     for t in set(thresholds):
         falls_past = moving > 0 and state.fixed < t <= current
         rises_past = moving < 0 and current < t < state.fixed
         if not (falls_past or rises_past):
             continue
-        gap = t - state.fixed
-        # moving * 2 ** (-dt / h) == gap  →  dt = h * log2(moving / gap)
-        dt = state.decay.half_life * math.log2(moving / gap)
-        best = dt if best is None else min(best, dt)
-    if best is None:
-        return None
-    # one second past the exact moment, so that the value is strictly past the threshold then
-    return now + timedelta(seconds=math.floor(best) + 1)
+        # moving * 2 ** (-dt / h) == t - fixed  →  dt = h * log2(moving / (t - fixed))
+        dt = decay.half_life * math.log2(moving / (t - state.fixed))
+        days = max(
+            math.ceil(((now - decay.epoch).total_seconds() + dt) / STEP), decay.days(now) + 1
+        )
+        for _ in range(3):  # rounding may leave the value on the threshold that day
+            value = state.value(decay.day_start(days))
+            if (value < t) if falls_past else (value >= t):
+                break
+            days += 1
+        when = decay.day_start(days)
+        best = when if best is None else min(best, when)
+    return best
 
 
 def thresholds(definitions: Iterable[Any]) -> dict[str, set[float]]:

@@ -24,6 +24,8 @@ from conveyor.domain.scoring import (
     DEFAULT_SCORE,
     Scorer,
     ScoringModel,
+    epoch_of,
+    needs_rebase,
     parse_model,
     thresholds,
     weight,
@@ -95,7 +97,7 @@ class Scoring:
 
         def save(tx: Tx) -> None:
             nonlocal version
-            version = tx.scoring.save_model(workspace.id, raw, now, now)
+            version = tx.scoring.save_model(workspace.id, raw, epoch_of(now), now)
 
         scored = self.recompute(workspace, progress, first=save)
         return {"version": version, "contacts": scored}
@@ -312,7 +314,8 @@ class Scoring:
 
     def arm(self) -> int:
         """After automations changed which thresholds are watched: have every decaying score
-        of such a workspace looked at again (by `sweep`), from now on. How many were armed."""
+        of such a workspace looked at again (by `sweep`), from now on. How many were armed.
+        Also moves a model's epoch forward when its weights grew large (every few years)."""
         now = self.clock.now()
 
         def work(tx: Tx) -> int:
@@ -322,6 +325,13 @@ class Scoring:
                 if ws is None:
                     continue
                 ctx = self.contexts.get(tx, ws)
+                days = max((needs_rebase(d, now) for d in ctx.score_decays.values()), default=0)
+                if days:  # weights grow with time since the epoch: move it, scale the norms
+                    factors = {
+                        name: 1.0 if d is None else 2.0 ** (-(days * 86400) / d.half_life)
+                        for name, d in ctx.score_decays.items()
+                    }
+                    tx.scoring.rebase(row.workspace_id, factors, row.epoch + timedelta(days=days))
                 watched = {k: sorted(v) for k, v in self._watched(tx, ctx).items()}
                 if watched != {k: sorted(v) for k, v in (row.armed or {}).items()}:
                     armed += tx.scoring.rearm(row.workspace_id, now)

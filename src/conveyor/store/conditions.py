@@ -21,6 +21,7 @@ from sqlalchemy import (
     Connection,
     Double,
     Float,
+    Integer,
     String,
     and_,
     case,
@@ -185,8 +186,9 @@ class ConditionSQL:
         if c.score not in self.scores:  # not (or no longer) a score of the model: 0
             return true() if compare(c.op, 0.0, c.value) else false()
         f = factor(self.scores[c.score], self.now)
+        raw = contact_scores.c.norm * literal(f, Double()) + contact_scores.c.fixed
         value = (
-            select(contact_scores.c.norm * literal(f, Double()) + contact_scores.c.fixed)
+            select(self._exact(raw))
             .where(
                 contact_scores.c.contact_id == contacts.c.id,
                 contact_scores.c.score == c.score,
@@ -198,6 +200,15 @@ class ConditionSQL:
             low, high = c.value
             return and_(x >= literal(low, Double()), x <= literal(high, Double()))
         return _cmp(c.op, x, literal(c.value, Double()))
+
+    def _exact(self, x: Expr) -> Expr:
+        """floor(x * 1e6 + 0.5) / 1e6, as `conveyor.domain.scoring.exact` computes it (SQLite
+        may lack floor(): a cast truncates towards zero, one less below it)."""
+        y = x * literal(1e6, Double()) + literal(0.5, Double())
+        if self.pg:
+            return func.floor(y) / literal(1e6, Double())
+        whole = cast(y, Integer)
+        return (whole - case((y < whole, 1), else_=0)) / literal(1e6, Double())
 
     # --- fields ----------------------------------------------------------------------------
 

@@ -56,6 +56,24 @@ class ScoringQueries:
     def models(self) -> list[ScoringModelRecord]:
         return [ScoringModelRecord.from_row(r) for r in self.conn.execute(select(scoring_models))]
 
+    def rebase(self, workspace_id: int, factors: dict[str, float], epoch: datetime) -> None:
+        """Move decay's epoch to `epoch`, each score's norms scaled by its factor (values stay)."""
+        for score, k in factors.items():
+            if k != 1.0:
+                self.conn.execute(
+                    update(contact_scores)
+                    .where(
+                        contact_scores.c.workspace_id == workspace_id,
+                        contact_scores.c.score == score,
+                    )
+                    .values(norm=contact_scores.c.norm * k)
+                )
+        self.conn.execute(
+            update(scoring_models)
+            .where(scoring_models.c.workspace_id == workspace_id)
+            .values(epoch=epoch)
+        )
+
     def set_armed(self, workspace_id: int, armed: dict[str, list[float]]) -> None:
         self.conn.execute(
             update(scoring_models)

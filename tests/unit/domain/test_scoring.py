@@ -48,7 +48,7 @@ def scorer(now=T0, watched=None, emit=True):
 
 
 def test_a_point_halves_every_half_life_whatever_the_epoch():
-    for epoch in (T0 - 400 * DAY, T0, T0 + 50 * DAY):
+    for epoch in (T0 - 100 * DAY, T0, T0 + 50 * DAY):
         state = ScoreState(decay=Decay(30 * 86400, epoch))
         state.add(60, T0)
         assert state.value(T0) == pytest.approx(60)
@@ -76,16 +76,19 @@ def test_percent_per_period_is_a_half_life():
 
 
 def test_rules_match_events_and_their_filters_and_caps_cut_points_in_the_window():
-    s = scorer()
+    now = T0 + timedelta(hours=12)
+    s = scorer(now)
     for i in range(6):
-        s.on_event(1, i, "email.clicked", {}, T0 - timedelta(hours=i))
-    s.on_event(1, 10, "page", {"url": "https://x.example/pricing?p=1"}, T0)
-    s.on_event(1, 11, "page", {"url": "https://x.example/about"}, T0)
-    s.on_event(1, 12, "order_completed", {"total": 999}, T0)
-    s.on_event(1, 13, "order_completed", {"total": 1000}, T0)
+        s.on_event(1, i, "email.clicked", {}, now - timedelta(hours=i))
+    s.on_event(1, 10, "page", {"url": "https://x.example/pricing?p=1"}, now)
+    s.on_event(1, 11, "page", {"url": "https://x.example/about"}, now)
+    s.on_event(1, 12, "order_completed", {"total": 999}, now)
+    s.on_event(1, 13, "order_completed", {"total": 1000}, now)
     [(cid, name, state, checked, cross)] = s.rows()
     assert (cid, name) == (1, "engagement")
-    assert state.value(T0) == pytest.approx(20 + 10 + 25, abs=0.05)  # clicks hours old
+    assert state.value(now) == 20 + 10 + 25  # earned the same day: no decay between them yet
+    assert state.value(now + timedelta(hours=11)) == 55  # the day is not over
+    assert state.value(now + timedelta(hours=12)) == pytest.approx(55 * 2 ** (-1 / 30))
     assert [a.rule for a in s.awards] == ["click"] * 4 + ["pricing", "big-order"]
     assert cross is None  # nothing watched
 
@@ -109,8 +112,9 @@ def test_each_award_is_a_change_and_only_crossings_of_decay_are_recorded():
     assert (change.old, change.new) == (pytest.approx(48), pytest.approx(58))
     assert crossed(change.old, change.new, {50}) == [(50, "up")]
     [(_, _, state, _, cross)] = s.rows()
-    # 58 → 50 takes 30 * log2(58 / 50) days ≈ 6.42 days
-    assert cross is not None and timedelta(days=6.4) < cross - T0 < timedelta(days=6.5)
+    # 58 → 50 takes 30 * log2(58 / 50) days ≈ 6.42 days: below 50 from the 7th day's start
+    assert cross == T0 + 7 * DAY
+    assert state.value(cross) < 50 <= state.value(cross - timedelta(seconds=1))
 
     later = Scorer(s.model, T0 - 10 * DAY, {"engagement": {50}}, cross)
     later.load(1, "engagement", state.norm, state.fixed, T0)
@@ -128,11 +132,12 @@ def test_each_award_is_a_change_and_only_crossings_of_decay_are_recorded():
 def test_next_crossing_goes_towards_fixed_points_both_ways():
     decay = Decay(86400, T0)
     falling = ScoreState(norm=80, fixed=10, decay=decay)  # 90 now, falls towards 10
-    when = next_crossing(falling, {50, 5, 100}, T0)
-    assert when is not None and falling.value(when) < 50 <= falling.value(when - timedelta(seconds=2))
+    when = next_crossing(falling, {50, 5, 100}, T0)  # 50 exactly after a day: below it after 2
+    assert when == T0 + 2 * DAY
+    assert falling.value(when) < 50 <= falling.value(when - timedelta(seconds=1))
     rising = ScoreState(norm=-40, fixed=0, decay=decay)  # -40 now, rises towards 0
     when = next_crossing(rising, {-10, 0, 10}, T0)
-    assert when is not None and rising.value(when) >= -10 > rising.value(when - timedelta(seconds=2))
+    assert when is not None and rising.value(when) >= -10 > rising.value(when - timedelta(seconds=1))
     assert next_crossing(ScoreState(norm=5, fixed=0), {1}, T0) is None  # no decay, no crossing
 
 
@@ -241,3 +246,19 @@ def test_score_crossed_names_its_score_and_the_default_is_the_contacts_own():
     assert not matches(named, "score.changed", {**up, "score": "fit"})
     assert not matches(own, "score.changed", {"score": "engagement", "old": 55, "new": 45})
     assert matches(own, "score.changed", {"score": "score", "old": 55, "new": 45})
+
+
+def test_values_are_exact_to_six_decimals_and_the_epoch_moves_before_weights_grow_large():
+    from conveyor.domain.scoring import epoch_of, exact, needs_rebase
+
+    assert exact(49.99999999999999) == 50.0 and exact(-0.0000004) == 0.0
+    assert exact(2.0000014) == 2.000001 and exact(-2.0000014) == -2.000001
+    assert epoch_of(datetime(2026, 3, 1, 17, 5, tzinfo=UTC)) == datetime(2026, 3, 1, tzinfo=UTC)
+    decay = Decay(86400, T0)
+    assert needs_rebase(decay, T0 + 399 * DAY) == 0
+    assert needs_rebase(decay, T0 + 401 * DAY) == 401
+    assert needs_rebase(None, T0 + 9999 * DAY) == 0
+    state = ScoreState(decay=decay)
+    state.add(40, T0 + 300 * DAY)
+    moved = ScoreState(state.norm * 2.0 ** -401, 0, Decay(86400, T0 + 401 * DAY))
+    assert moved.value(T0 + 402 * DAY) == pytest.approx(state.value(T0 + 402 * DAY), abs=1e-6)
