@@ -205,8 +205,12 @@ def test_a_model_change_recomputes_from_the_log_and_adjust_score_names_a_score(
     assert r.status_code == 200, r.text
     assert r.json()["version"] == 2
     assert scores(client, tenant, cid)["engagement"]["value"] == 8  # 1 + the 7 adjusted
+    client.post("/v1/track", headers=tenant.write,  # the worker follows the new model too
+                json={"userId": "cy", "event": "email.clicked", "properties": {}})
+    settle(conveyor)
+    assert scores(client, tenant, cid)["engagement"]["value"] == 9
     clock.advance(timedelta(days=30))
-    assert scores(client, tenant, cid)["engagement"]["value"] == pytest.approx(4)
+    assert scores(client, tenant, cid)["engagement"]["value"] == pytest.approx(4.5)
 
 
 @pytest.mark.parametrize(("change", "field"), [
