@@ -18,7 +18,7 @@ from typing import Any
 
 from conveyor.clock import Clock
 from conveyor.domain.automations.triggers import matches
-from conveyor.domain.errors import InvalidInput, NotFound
+from conveyor.domain.errors import NotFound
 from conveyor.domain.evaluation import Evaluator
 from conveyor.domain.scoring import (
     DEFAULT_SCORE,
@@ -425,12 +425,6 @@ def _epoch(ctx: ConditionContext) -> datetime:
     return ctx.scoring_row.epoch
 
 
-def _all(conditions: Any) -> Any:
-    from conveyor.domain.conditions import All
-
-    return All(tuple(conditions))
-
-
 def _state_row(
     ctx: ConditionContext,
     contact_id: int,
@@ -462,4 +456,4 @@ def _award_row(ctx: ConditionContext, a: Any) -> dict[str, Any]:
     }
 
 
-__all__ = ["InvalidInput", "LOG_CONSUMER", "Scoring"]
+__all__ = ["LOG_CONSUMER", "Scoring"]
