@@ -276,8 +276,8 @@ class Scoring:
     # --- decay ------------------------------------------------------------------------------
 
     def sweep(self, limit: int | None = None) -> int:
-        """Record the threshold crossings decay has made by now (and arm the thresholds of
-        automations activated since the last look); how many scores were looked at."""
+        """Record the threshold crossings decay has made by now; how many scores were looked
+        at (0: none was due)."""
         now = self.clock.now()
         with self.store.peek() as tx:
             if not tx.scoring.any_due(now):
