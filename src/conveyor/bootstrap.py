@@ -19,6 +19,7 @@ from conveyor.services.imports import Imports
 from conveyor.services.ingest import Ingest
 from conveyor.services.policies import SendPolicies
 from conveyor.services.reactions import Reactions
+from conveyor.services.scoring import Scoring
 from conveyor.services.segments import Segments
 from conveyor.services.templates import Templates
 from conveyor.services.workspaces import Workspaces
@@ -47,6 +48,7 @@ class Conveyor:
     policies: SendPolicies
     crm: Crm
     tasks: Tasks
+    scoring: Scoring
 
     def upgrade_schema(self) -> None:
         migrate.upgrade(self.store.db.engine)
@@ -75,6 +77,7 @@ def bootstrap(
     policies = SendPolicies(store, clock, workspaces)
     crm = Crm(store, clock)
     tasks = Tasks(store, clock)
+    scoring = Scoring(store, clock, batch=settings.engine_batch)
     return Conveyor(
         settings=settings,
         clock=clock,
@@ -87,7 +90,12 @@ def bootstrap(
         segments=segments,
         automations=Automations(store, clock),
         engine=Engine(
-            store, clock, segments, batch=settings.engine_batch, sweeps=(tasks.sweep_overdue,)
+            store,
+            clock,
+            segments,
+            batch=settings.engine_batch,
+            sweeps=(tasks.sweep_overdue,),
+            scoring=scoring,
         ),
         templates=Templates(store, clock, max_bytes=settings.max_template_bytes),
         delivery=Delivery(
@@ -98,4 +106,5 @@ def bootstrap(
         policies=policies,
         crm=crm,
         tasks=tasks,
+        scoring=scoring,
     )

@@ -199,3 +199,24 @@ def test_serve_refuses_oversized_and_too_many_headers_with_431(env):
             assert client.get("/health", headers={"X-Big": "a" * 20_000}).status_code == 200
             many = {f"X-H{i}": "v" for i in range(80)}
             assert client.get("/health", headers=many).status_code == 200
+
+
+def test_scoring_apply_show_and_recompute(env, tmp_path):
+    run(env, "workspace", "create", "default")
+    csv = tmp_path / "people.csv"
+    csv.write_text("email\na@example.com\nb@example.com\n")
+    run(env, "contacts", "import", str(csv))
+    model = tmp_path / "scoring.yaml"
+    model.write_text(
+        "scores:\n  signup:\n    decay: {percent: 10, per: 30 days}\n    rules:\n"
+        "      - {id: joined, event: contact.created, points: 3}\n"
+    )
+    result = run(env, "scoring", "apply", str(model))
+    assert "scoring model version 1: 2 contacts scored" in result.stdout
+    shown = run(env, "scoring", "show").stdout
+    assert "version 1, 2 contact scores" in shown and "event: contact.created" in shown
+    assert "2 contacts scored" in run(env, "scoring", "recompute").stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("scores:\n  signup:\n    decay: {half_life: -3 days}\n")
+    result = run(env, "scoring", "apply", str(bad), check=False)
+    assert result.returncode == 1 and "scores.signup.decay.half_life" in result.stderr

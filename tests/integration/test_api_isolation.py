@@ -128,6 +128,10 @@ B_CONTACT = {"contact_id": "{b_contact_id}"}
 MEMBER, DEAL, TASK = "/members/{member_id}", "/deals/{deal_id}", "/tasks/{task_id}"
 PIPELINE = {"key": "sales", "stages": [{"name": "Lead", "probability": 10},
                                        {"name": "Qualified", "probability": 30}]}
+SCORING = {"scores": {"engagement": {"decay": {"half_life": "30 days"}, "rules": [
+    {"id": "orders", "event": "order_completed", "points": 5}]}}}
+SCORING_A_FIELD = {"scores": {"fit": {"rules": [  # A's field, which B does not have
+    {"id": "pro", "when": {"field": FIELD, "op": "eq", "value": "pro"}, "points": 10}]}}}
 CASES = [
     *(_tracking(route) for route in [*TRACKING_CALLS, "batch"]),
     # Creating in B what exists in A is no conflict: uniqueness is per workspace.
@@ -180,6 +184,16 @@ CASES = [
     Case("GET", SEGMENTS + "/explain", ADMIN, 404, 200, params={"contact": "{contact_id}"}),
     Case("GET", SEGMENTS + "/explain", ADMIN, 404, 404, params={"contact": "{contact_id}"},
          values={"key": "b-seg"}, variant="B's segment, A's contact"),
+    Case("POST", "/segments/count", ADMIN, 422, 200,
+         body={"condition": {"score": "engagement", "op": "gte", "value": 1}},
+         variant="A's score"),
+    # Scoring: B has no model; B's model is B's, and cannot use A's field.
+    Case("GET", "/scoring-model", ADMIN, 404, 200),
+    Case("PUT", "/scoring-model", ADMIN, 200, 200, body=SCORING,
+         cross_json={"version": 1, "contacts": 0}, own_json={"version": 2, "contacts": 1}),
+    Case("PUT", "/scoring-model", ADMIN, 422, 200, body=SCORING_A_FIELD, variant="A's field"),
+    Case("POST", "/scoring-model/validate", ADMIN, 200, 200, body=SCORING),
+    Case("GET", CONTACT + "/scores", ADMIN, 404, 200),
     Case("GET", "/automations", ADMIN, 200, 200),
     Case("POST", "/automations", ADMIN, 200, 200, body=AUTOMATION,
          cross_json={"result": "created", "version": 1}, own_json={"result": "unchanged"}),
@@ -428,6 +442,7 @@ SNAPSHOT = (
     "/suppressions", "/channels", "/messages", "/send-policy", "/contacts/{contact_id}/send-policy",
     "/members", "/pipelines", "/deals", "/tasks", "/deal-fields", "/forecast",
     "/contacts/{contact_id}/owner", "/deals/{deal_id}",
+    "/scoring-model", "/contacts/{contact_id}/scores",
 )
 
 
@@ -491,6 +506,7 @@ def world(shared: tuple[Conveyor, LiveServer], client: httpx.Client) -> World:
         ("/segments", {"key": SEGMENT, "condition": {"tag": TAG}}),
     ]:
         check(client.post(path, json=body, headers=tenant.admin), 201)
+    check(client.put("/scoring-model", json=SCORING, headers=tenant.admin), 200)
     contact = client.get("/contacts/lookup", params={"email": EMAIL}, headers=tenant.admin).json()
     assert contact["lists"] == {LIST: "subscribed", DOI_LIST: "unconfirmed"}
     calls = [{"type": r, **tracking_body(r, f"a-{r}")} for r in TRACKING_CALLS]

@@ -16,10 +16,12 @@ from sqlalchemy import insert, text
 from conveyor.domain.conditions import parse_condition
 from conveyor.domain.evaluation import DealFact, Evaluator, EventFact, RunFact, Snapshot
 from conveyor.domain.fields import STANDARD_FIELDS, FieldType, define_field, format_datetime
+from conveyor.domain.scoring import Decay, ScoreState, factor
 from conveyor.store.conditions import ConditionSQL
 from conveyor.store.database import make_engine
 from conveyor.store.schema import (
     automations,
+    contact_scores,
     contact_tags,
     contacts,
     deals,
@@ -58,6 +60,12 @@ GOALS = ["ordered", "signed-up"]
 PIPELINES = {"sales": (1, ["Lead", "Qualified", "Won"]), "renewals": (2, ["Due", "Won"])}
 DEAL_VALUES = [0, 99_999, 100_000, 100_001, 150_050, 5_000_000]  # minor units, around 1000.00
 BASE = datetime(2026, 2, 27, 12, 0, tzinfo=UTC)  # near a month's end and a 29 February
+# Named scores: one decaying (its epoch months before), one not; "gone" has no decay entry.
+DECAYS = {
+    "engagement": Decay(30 * 86400.0, BASE - timedelta(days=97, hours=5)),
+    "fit": None,
+}
+SCORE_VALUES = [0, 5, 12.5, 20, 50, 60]
 
 
 # --- data --------------------------------------------------------------------------------------
@@ -65,7 +73,7 @@ BASE = datetime(2026, 2, 27, 12, 0, tzinfo=UTC)  # near a month's end and a 29 F
 
 def make_dataset(seed: int, now: datetime) -> tuple[list[dict], ...]:
     rnd = random.Random(seed)
-    people, tags, subs, log, journeys, sold = [], [], [], [], [], []
+    people, tags, subs, log, journeys, sold, scored = [], [], [], [], [], [], []
     for cid in range(1, 31):
         fields: dict = {}
         if rnd.random() < 0.7:
@@ -172,7 +180,28 @@ def make_dataset(seed: int, now: datetime) -> tuple[list[dict], ...]:
                     "closed_at": None,
                 }
             )
-    return people, tags, subs, log, journeys, sold
+        for name, decay in [*DECAYS.items(), ("gone", None)]:
+            if rnd.random() < 0.3:
+                continue  # no row: the score is 0
+            fixed = rnd.choice([0.0, 0.0, 10.0, 25.0, -5.0])
+            if rnd.random() < 0.3:  # exactly at a threshold now (as near as doubles get)
+                norm = (rnd.choice(SCORE_VALUES) - fixed) / factor(decay, now)
+            else:
+                points = rnd.choice([0, 5, 10, 15, 40, 60, 100, -10])
+                earned = now - timedelta(days=rnd.randint(0, 90), hours=rnd.randint(0, 23))
+                norm = points * (1.0 if decay is None else decay.weight(earned))
+            scored.append(
+                {
+                    "contact_id": cid,
+                    "score": name,
+                    "workspace_id": 1,
+                    "norm": norm,
+                    "fixed": fixed,
+                    "checked_at": now,
+                    "cross_at": None,
+                }
+            )
+    return people, tags, subs, log, journeys, sold, scored
 
 
 def automation_history(rnd: random.Random, cid: int, now: datetime, log: list, journeys: list):
@@ -248,7 +277,7 @@ def automation_history(rnd: random.Random, cid: int, now: datetime, log: list, j
 
 
 def load(engine, data: tuple) -> None:
-    people, tags, subs, log, journeys, sold = data
+    people, tags, subs, log, journeys, sold, scored = data
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             conn.execute(
@@ -314,10 +343,12 @@ def load(engine, data: tuple) -> None:
         )
         if sold:
             conn.execute(insert(deals), sold)
+        if scored:
+            conn.execute(insert(contact_scores), scored)
 
 
 def snapshots(data: tuple) -> dict[int, Snapshot]:
-    people, tags, subs, log, journeys, sold = data
+    people, tags, subs, log, journeys, sold, scored = data
     pipeline_keys = {i: k for k, (i, _) in PIPELINES.items()}
     keys = {v: k for k, v in LISTS.items()}
     automation_keys = {v: k for k, v in AUTOMATIONS.items()}
@@ -348,6 +379,11 @@ def snapshots(data: tuple) -> dict[int, Snapshot]:
                 for d in sold
                 if d["contact_id"] == p["id"]
             ],
+            scores={
+                r["score"]: ScoreState(r["norm"], r["fixed"], DECAYS[r["score"]])
+                for r in scored
+                if r["contact_id"] == p["id"] and r["score"] in DECAYS
+            },
         )
     return out
 
@@ -567,9 +603,29 @@ def deal_leaf() -> st.SearchStrategy[dict]:
     )
 
 
+def score_leaf() -> st.SearchStrategy[dict]:
+    names = st.sampled_from([*DECAYS, "gone"])
+    values = st.sampled_from([*SCORE_VALUES, -5, 24.99])
+    return st.one_of(
+        st.builds(
+            lambda n, op, v: {"score": n, "op": op, "value": v},
+            names,
+            st.sampled_from(["eq", "ne", "gt", "gte", "lt", "lte"]),
+            values,
+        ),
+        st.builds(
+            lambda n, a, b: {"score": n, "op": "between", "value": sorted([a, b])},
+            names,
+            values,
+            values,
+        ),
+    )
+
+
 leaves = st.one_of(
     field_leaf(),
     deal_leaf(),
+    score_leaf(),
     event_leaf(),
     automation_leaf(),
     st.builds(lambda t: {"tag": t}, st.sampled_from(TAGS)),
@@ -613,7 +669,7 @@ def databases(tmp_path_factory, request):
 
 
 def members(engine, condition, now: datetime) -> set[int]:
-    sql = ConditionSQL(engine.dialect.name, 1, now, lists=LISTS)
+    sql = ConditionSQL(engine.dialect.name, 1, now, lists=LISTS, scores=DECAYS)
     with engine.connect() as conn:
         return {
             row.id for row in conn.execute(sql.members_query(condition, after_id=None, limit=None))

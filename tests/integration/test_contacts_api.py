@@ -182,7 +182,10 @@ def test_tags_lists_and_score_endpoints(client, tenant, setup_catalog):
         "score.changed",
     ]
     scores = [e["properties"] for e in events_of(client, tenant, cid, name="score.changed")]
-    assert scores == [{"old": 0, "new": 7}, {"old": 7, "new": 2}]
+    assert scores == [
+        {"score": "score", "old": 0, "new": 7},
+        {"score": "score", "old": 7, "new": 2},
+    ]
 
 
 def test_double_opt_in_waits_for_the_signed_link(client, tenant, setup_catalog, conveyor):

@@ -65,6 +65,10 @@ class ContactOut(BaseModel):
     anonymous_ids: list[str]
     created_at: datetime
     updated_at: datetime
+    scores: dict[str, float] = Field(
+        default_factory=dict,
+        description="Named scores of the scoring model, now (decayed); see /contacts/{id}/scores",
+    )
 
     @classmethod
     def of(cls, contact: Contact) -> ContactOut:

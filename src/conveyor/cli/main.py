@@ -1,5 +1,6 @@
 """`conveyor` commands: serve, worker, db, workspace, key, contacts, segment, automation,
-template, channel, and the sales side's member, pipeline, deal and task (in `cli.crm`)."""
+template, channel, policy, scoring, and the sales side's member, pipeline, deal and task
+(in `cli.crm`)."""
 
 from __future__ import annotations
 
@@ -43,7 +44,9 @@ app.add_typer(segment_app, name="segment")
 app.add_typer(automation_app, name="automation")
 app.add_typer(template_app, name="template")
 app.add_typer(channel_app, name="channel")
+scoring_app = typer.Typer(help="Lead scoring: the scoring model.", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
+app.add_typer(scoring_app, name="scoring")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -589,6 +592,68 @@ def policy_apply(
     out.print_json(data=parse_policy(raw).as_dict())
 
 
+def _rescoring(run):  # type: ignore[no-untyped-def]
+    """Run `run(progress)` under a progress bar of contacts rescored."""
+    with Progress(
+        TextColumn("scoring contacts"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("score", total=None)
+        return run(lambda done, total: bar.update(task, completed=done, total=total))
+
+
+@scoring_app.command("apply")
+def scoring_apply(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Set the workspace's scoring model from FILE ({scores: {...}}) and recompute every
+    contact's scores from the event log."""
+    conveyor = _open()
+    raw = _read_mapping(file, "a scoring model (a mapping with scores)")
+    try:
+        ws = _workspace(conveyor, workspace)
+        result = _rescoring(lambda progress: conveyor.scoring.apply(ws, raw, progress))
+    except ConveyorError as exc:
+        _fail(f"{file}: {exc.detail}")
+    out.print(
+        f"scoring model version {result['version']}: {result['contacts']} contacts scored",
+        highlight=False,
+    )
+
+
+@scoring_app.command("show")
+def scoring_show(workspace: WorkspaceOpt = None) -> None:
+    """The workspace's scoring model, as YAML."""
+    import yaml
+
+    conveyor = _open()
+    try:
+        model = conveyor.scoring.model(_workspace(conveyor, workspace))
+    except ConveyorError as exc:
+        _fail(exc.detail)
+    out.print(
+        f"# version {model['version']}, {model['contacts_scored']} contact scores",
+        highlight=False,
+    )
+    out.print(yaml.safe_dump(model["definition"], sort_keys=False), highlight=False)
+
+
+@scoring_app.command("recompute")
+def scoring_recompute(workspace: WorkspaceOpt = None) -> None:
+    """Recompute every contact's scores from the event log with the current model."""
+    conveyor = _open()
+    try:
+        ws = _workspace(conveyor, workspace)
+        conveyor.scoring.model(ws)  # a clear error without a model
+        scored = _rescoring(lambda progress: conveyor.scoring.recompute(ws, progress))
+    except ConveyorError as exc:
+        _fail(exc.detail)
+    out.print(f"{scored} contacts scored", highlight=False)
 # The sales side's commands live in their own module; it uses the helpers above.
 from conveyor.cli.crm import APPS as CRM_APPS  # noqa: E402
 

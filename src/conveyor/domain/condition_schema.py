@@ -18,6 +18,7 @@ from conveyor.domain.conditions import (
     MESSAGE_EVENTS,
     OPS_BY_TYPE,
     PROPERTY_OPS,
+    SCORE_OPS,
 )
 from conveyor.domain.contacts import SubscriptionStatus
 
@@ -93,6 +94,7 @@ def condition_schema() -> dict[str, Any]:
                         "automation",
                         "deal",
                         "segment",
+                        "score",
                     )
                 ]
             },
@@ -237,6 +239,28 @@ def condition_schema() -> dict[str, Any]:
                 "required": ["segment"],
                 "additionalProperties": False,
                 "properties": {"segment": {"type": "string"}},
+            },
+            "score": {
+                "type": "object",
+                "required": ["score"],
+                "additionalProperties": False,
+                "description": "A named score of the scoring model, its value now (decayed); "
+                "'score' is the contact's own score",
+                "properties": {
+                    "score": {"type": "string", "minLength": 1},
+                    "op": {"enum": sorted(SCORE_OPS), "default": "gte"},
+                    "value": {
+                        "oneOf": [
+                            {"type": "number"},
+                            {
+                                "type": "array",
+                                "items": {"type": "number"},
+                                "minItems": 2,
+                                "maxItems": 2,
+                            },
+                        ]
+                    },
+                },
             },
         },
     }

@@ -149,6 +149,15 @@ DEAL_EVENTS = (
 
 
 @dataclass(frozen=True)
+class ScoreIs:
+    """A named score of the scoring model (its value now, decayed) compared with a number."""
+
+    score: str
+    op: str  # eq ne gt gte lt lte between
+    value: Any = None
+
+
+@dataclass(frozen=True)
 class Never:
     """Matches no one: what a saved condition becomes when a field or list it used is gone."""
 
@@ -166,6 +175,7 @@ Condition = (
     | InAutomation
     | InSegment
     | HasDeal
+    | ScoreIs
     | Never
 )
 
@@ -213,6 +223,7 @@ PROPERTY_OPS = {"eq", "ne", "gt", "gte", "lt", "lte", "in", "contains", "exists"
 COUNT_OPS = {"gte", "lte", "eq"}
 AGGREGATES = {"sum", "avg", "min", "max"}
 COMPARE_OPS = {"eq", "ne", "gt", "gte", "lt", "lte"}
+SCORE_OPS = COMPARE_OPS | {"between"}
 
 # Standard attributes and their types; `email_domain` is derived from the email.
 STANDARD_TYPES: dict[str, FieldType] = {
@@ -298,11 +309,13 @@ class Parser:
         lists: set[str] | None = None,
         segments: set[str] | None = None,
         automations: set[str] | None = None,
+        scores: set[str] | None = None,
     ) -> None:
         self.fields = fields
         self.lists = lists
         self.segments = segments
         self.automations = automations
+        self.scores = scores  # the scoring model's score names (None: not checked)
 
     def parse(self, raw: Any, path: str = "", depth: int = 1) -> Condition:
         if not isinstance(raw, dict) or not raw:
@@ -340,6 +353,8 @@ class Parser:
             return self._automation(raw, path)
         if "deal" in raw:
             return self._deal(raw, path)
+        if "score" in raw:
+            return self._score(raw, path)
         if "segment" in raw:
             self._only(raw, {"segment"}, path)
             key = raw["segment"]
@@ -348,7 +363,7 @@ class Parser:
             return InSegment(key)
         known = (
             "all, any, not, field, tag, tags_any, tags_all, list, event, message, automation, "
-            "deal, segment"
+            "deal, segment, score"
         )
         raise InvalidInput(path, f"unknown condition {sorted(raw)}; use one of {known}")
 
@@ -441,6 +456,38 @@ class Parser:
         if moment is None:
             raise InvalidInput(where, "expects a date-time like 2026-05-17T09:00:00Z")
         return moment.replace(microsecond=0)  # stored date-time fields are to the second
+
+    def _score(self, raw: dict[str, Any], path: str) -> FieldIs | ScoreIs:
+        """`{score: NAME, op, value}`: a named score of the scoring model; `score: score` is
+        the contact's own score field."""
+        self._only(raw, {"score", "op", "value"}, path)
+        name = raw["score"]
+        if name == "score":
+            rest = {k: v for k, v in raw.items() if k != "score"}
+            return self._field({"field": "score", **rest}, path)
+        if not isinstance(name, str) or (self.scores is not None and name not in self.scores):
+            known = ", ".join(sorted(self.scores or ())) or "none yet: apply a scoring model"
+            raise InvalidInput(
+                _join(path, "score"), f"no score '{name}' in the scoring model ({known})"
+            )
+        op = raw.get("op", "gte")
+        if op not in SCORE_OPS:
+            raise InvalidInput(_join(path, "op"), f"one of {', '.join(sorted(SCORE_OPS))}")
+        value = raw.get("value")
+
+        def number(v: Any, where: str) -> float:
+            if not isinstance(v, int | float) or isinstance(v, bool) or v != v or abs(v) > 1e15:
+                raise InvalidInput(where, "expects a number")
+            return float(v)
+
+        if op == "between":
+            if not isinstance(value, list) or len(value) != 2:
+                raise InvalidInput(_join(path, "value"), "'between' takes [low, high]")
+            low, high = (number(v, _join(path, f"value.{i}")) for i, v in enumerate(value))
+            if low > high:
+                raise InvalidInput(_join(path, "value"), "'between' needs low <= high")
+            return ScoreIs(name, op, (low, high))
+        return ScoreIs(name, op, number(value, _join(path, "value")))
 
     # tags and lists ---------------------------------------------------------------------
 
@@ -703,8 +750,9 @@ def parse_condition(
     lists: set[str] | None = None,
     segments: set[str] | None = None,
     automations: set[str] | None = None,
+    scores: set[str] | None = None,
 ) -> Condition:
-    return Parser(fields, lists, segments, automations).parse(raw)
+    return Parser(fields, lists, segments, automations, scores).parse(raw)
 
 
 def segment_refs(condition: Condition) -> set[str]:

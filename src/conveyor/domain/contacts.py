@@ -100,3 +100,4 @@ class Contact:
     tags: list[str] = field(default_factory=list)
     lists: dict[str, str] = field(default_factory=dict)
     anonymous_ids: list[str] = field(default_factory=list)
+    scores: dict[str, float] = field(default_factory=dict)  # named scores now, rounded

@@ -36,9 +36,11 @@ from conveyor.domain.conditions import (
     Not,
     Performed,
     PropertyIs,
+    ScoreIs,
     Window,
 )
 from conveyor.domain.fields import FieldType, parse_datetime
+from conveyor.domain.scoring import ScoreState, compare
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,11 @@ class Snapshot:
     timezone: str = "UTC"  # the contact's, or the workspace's default
     entered_at: datetime | None = None  # when evaluated inside an automation run
     deals: list[DealFact] = field(default_factory=list)  # loaded when a condition asks
+    scores: dict[str, ScoreState] = field(default_factory=dict)  # named scores (0 when absent)
+
+    def score_value(self, name: str, now: datetime) -> float:
+        state = self.scores.get(name)
+        return 0.0 if state is None else state.value(now)
 
 
 @dataclass
@@ -136,6 +143,10 @@ class Evaluator:
             return _in_automation(c, snap, now)
         if isinstance(c, HasDeal):
             return _has_deal(c, snap)
+        if isinstance(c, ScoreIs):
+            x = snap.score_value(c.score, now)
+            want = list(c.value) if c.op == "between" else c.value
+            return Verdict(compare(c.op, x, c.value), f"score {c.score} {c.op} {want}: is {x:.2f}")
         if isinstance(c, Never):
             return Verdict(False, c.reason)
         if isinstance(c, InSegment):

@@ -45,19 +45,46 @@ def hook_token(workspace: Workspace, key: str) -> str:
     return mac.hexdigest()[:40]
 
 
-def parse_definition(tx: Tx, workspace: Workspace, raw: Any, key: str | None = None) -> Automation:
+def parse_definition(
+    tx: Tx, workspace: Workspace, raw: Any, key: str | None = None, *, saving: bool = False
+) -> Automation:
+    """`saving`: also check the scores it names against the scoring model (a stored version
+    is parsed without: the model may have changed since, and its scores then count 0)."""
     ctx = ConditionContext(tx, workspace)
     known = {row.key for row in tx.automations.all(workspace.id)} | ({key} if key else set())
     if isinstance(raw, dict) and isinstance(raw.get("key"), str):
         known.add(raw["key"])
-    parser = AutomationParser(_condition_parser(ctx, known), known)
-    return parser.parse(raw)
+    scores = set(ctx.scoring.scores) if saving else None
+    parser = AutomationParser(_condition_parser(ctx, known, scores), known)
+    automation = parser.parse(raw)
+    if saving:
+        _check_scores(raw, scores or set())
+    return automation
 
 
-def _condition_parser(ctx: ConditionContext, automations: set[str]) -> Any:
+def _check_scores(raw: dict[str, Any], scores: set[str]) -> None:
+    """Named scores of score_crossed triggers and adjust_score nodes exist in the model."""
+    known = ", ".join(sorted(scores)) or "none yet: apply a scoring model"
+    for i, trigger in enumerate(raw.get("triggers") or []):
+        spec = trigger.get("score_crossed") if isinstance(trigger, dict) else None
+        name = spec.get("score", "score") if isinstance(spec, dict) else "score"
+        if name != "score" and name not in scores:
+            raise InvalidInput(
+                f"triggers.{i}.score_crossed.score", f"no score '{name}' in the model ({known})"
+            )
+    for i, node in enumerate(raw.get("nodes") or []):
+        if isinstance(node, dict) and node.get("type") == "adjust_score":
+            name = node.get("score", "score")
+            if name != "score" and name not in scores:
+                raise InvalidInput(f"nodes.{i}.score", f"no score '{name}' in the model ({known})")
+
+
+def _condition_parser(
+    ctx: ConditionContext, automations: set[str], scores: set[str] | None = None
+) -> Any:
     from conveyor.domain.conditions import Parser
 
-    return Parser(ctx.fields, set(ctx.lists), set(ctx.rows), automations)
+    return Parser(ctx.fields, set(ctx.lists), set(ctx.rows), automations, scores)
 
 
 class Automations:
@@ -67,7 +94,7 @@ class Automations:
 
     def validate(self, workspace: Workspace, raw: Any) -> Automation:
         with self.store.read() as tx:
-            automation = parse_definition(tx, workspace, raw)
+            automation = parse_definition(tx, workspace, raw, saving=True)
             check_nodes(tx, workspace.id, automation)
             return automation
 
@@ -79,7 +106,7 @@ class Automations:
         """
 
         def work(tx: Tx) -> tuple[AutomationInfo, str]:
-            automation = parse_definition(tx, workspace, raw)
+            automation = parse_definition(tx, workspace, raw, saving=True)
             check_nodes(tx, workspace.id, automation)
             now = self.clock.now()
             row = tx.automations.by_key(workspace.id, automation.key)

@@ -8,7 +8,7 @@ the log look only at what an event can affect.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from conveyor.domain.conditions import (
@@ -25,11 +25,14 @@ from conveyor.domain.conditions import (
     InSegment,
     Never,
     Not,
+    Parser,
     Performed,
+    ScoreIs,
     parse_condition,
 )
 from conveyor.domain.errors import InvalidInput, NotFound
 from conveyor.domain.fields import FieldDefinition, FieldType
+from conveyor.domain.scoring import Decay, ScoringModel, parse_model
 from conveyor.domain.workspaces import Workspace
 from conveyor.store.conditions import AudienceScope
 from conveyor.store.store import Tx
@@ -57,6 +60,7 @@ class Dependencies:
     fields: set[str] = field(default_factory=set)
     segments: set[str] = field(default_factory=set)
     automations: set[str] = field(default_factory=set)
+    scores: set[str] = field(default_factory=set)  # named scores of the scoring model
     tags: bool = False
     lists: bool = False
     any_change: bool = False
@@ -71,7 +75,9 @@ class Dependencies:
         if name.startswith("list."):
             return self.lists or self.any_change
         if name == "score.changed":
-            return "score" in self.fields or self.any_change
+            if properties.get("score", "score") == "score":
+                return "score" in self.fields or self.any_change
+            return _names(properties, "score", self.scores)
         if name in ("segment.entered", "segment.exited"):
             return _names(properties, "segment", self.segments)
         if name in AUTOMATION_CHANGES:
@@ -111,6 +117,8 @@ def dependencies(condition: Condition, deps: Dependencies | None = None) -> Depe
         deps.segments.add(condition.key)
     elif isinstance(condition, HasDeal):
         deps.events.update(DEAL_EVENTS)  # every change to a deal records one for its contact
+    elif isinstance(condition, ScoreIs):
+        deps.scores.add(condition.score)
     return deps
 
 
@@ -127,6 +135,8 @@ def is_time_based(
         return condition.window is not None or condition.first_last is not None
     if isinstance(condition, InAutomation):
         return condition.window is not None
+    if isinstance(condition, ScoreIs):
+        return True  # a named score may decay: its value moves with the clock alone
     if isinstance(condition, InSegment):
         inner = segments.get(condition.key)
         return (
@@ -153,6 +163,21 @@ class ConditionContext:
         self.list_keys = {v: k for k, v in self.lists.items()}
         self.automation_rows = {row.id: row for row in tx.automations.all(workspace.id)}
         self.automations = {row.id: row.key for row in self.automation_rows.values()}
+        # The scoring model (before segments, whose conditions may use its scores).
+        self.scoring_row = tx.scoring.model(workspace.id)
+        self.scoring = ScoringModel()
+        self.scoring_error: str | None = None
+        if self.scoring_row is not None:
+            try:
+                self.scoring = parse_model(
+                    self.scoring_row.definition, Parser(self.fields, set(self.lists))
+                )
+            except InvalidInput as exc:  # a field or list it used was deleted since
+                self.scoring_error = f"{exc.field}: {exc.detail}"
+        epoch = self.scoring_row.epoch if self.scoring_row is not None else workspace_epoch()
+        self.score_decays: dict[str, Decay | None] = {
+            name: spec.decay(epoch) for name, spec in self.scoring.scores.items()
+        }
         self.rows = {row.key: row for row in tx.segments.all(workspace.id)}
         self.conditions: dict[str, Condition] = {}
         for key, row in self.rows.items():
@@ -172,6 +197,7 @@ class ConditionContext:
             set(self.lists) if strict else None,
             set(self.rows) if strict else None,
             set(self.automations.values()) if strict else None,
+            set(self.scoring.scores) if strict else None,
         )
 
     def scope(self, now: datetime) -> AudienceScope:
@@ -182,6 +208,7 @@ class ConditionContext:
             self.lists,
             self.conditions,
             default_timezone=self.timezone,
+            scores=self.score_decays,
         )
 
     def segment(self, key: str) -> Segment:
@@ -226,6 +253,11 @@ class Contexts:
         if row is None:
             raise NotFound(f"no workspace {workspace_id}")
         return self.get(tx, row)
+
+
+def workspace_epoch() -> datetime:
+    """Decay's epoch before a model is stored (never used for a value: no scores exist yet)."""
+    return datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def _workspace(row: Any) -> Workspace:

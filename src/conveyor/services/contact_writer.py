@@ -476,6 +476,9 @@ class ContactWriter:
                 else SubscriptionStatus.UNSUBSCRIBED
             )
             self.set_subscription(state, info, status)
+        elif change.action == "adjust_score" and change.target is not None:
+            # A named score of the scoring model: the scoring consumer applies it from the log.
+            self.record(state, "score.adjusted", {"score": change.target, "by": change.value})
         elif change.action == "adjust_score":
             self.set_score(state, state.score + int(change.value))
 
@@ -485,7 +488,7 @@ class ContactWriter:
         if score == state.score:
             return False
         old, state.score = state.score, score
-        self.record(state, SystemEvent.SCORE_CHANGED, {"old": old, "new": score})
+        self.record(state, SystemEvent.SCORE_CHANGED, {"score": "score", "old": old, "new": score})
         self._touch(state)
         return True
 

@@ -19,6 +19,7 @@ from conveyor.domain.contacts import (
 )
 from conveyor.domain.errors import Conflict, FieldError, InvalidInput, NotFound
 from conveyor.domain.fields import STANDARD_FIELDS, normalize_email
+from conveyor.domain.scoring import decays_of, values_at
 from conveyor.domain.signatures import digits, same_secret
 from conveyor.domain.workspaces import Workspace
 from conveyor.services.contact_writer import ContactState, ContactWriter, Prepared
@@ -316,6 +317,7 @@ class Contacts:
         subs = tx.contacts.subscriptions_of(ids)
         aliases = tx.contacts.aliases_of(ids)
         list_keys = {row.id: row.key for row in tx.catalog.lists(workspace.id)} if subs else {}
+        scores = self._scores(tx, workspace, ids)
         return [
             Contact(
                 id=row.id,
@@ -327,9 +329,23 @@ class Contacts:
                 tags=sorted(tags.get(row.id, ())),
                 lists={list_keys[lid]: st for lid, st in sorted(subs.get(row.id, {}).items())},
                 anonymous_ids=aliases.get(row.id, []),
+                scores=scores.get(row.id, {}),
             )
             for row in rows
         ]
+
+    def _scores(self, tx: Tx, workspace: Workspace, ids: list[int]) -> dict[int, dict[str, float]]:
+        """Named scores now, for contacts of a workspace that has a scoring model."""
+        model = tx.scoring.model(workspace.id) if ids else None
+        if model is None:
+            return {}
+        decays = decays_of(model.definition, model.epoch)
+        by_contact: dict[int, list[tuple[str, float, float]]] = {}
+        for r in tx.scoring.states(workspace.id, ids).values():
+            by_contact.setdefault(r.contact_id, []).append((r.score, r.norm, r.fixed))
+        now = self.clock.now()
+        zero = {name: 0.0 for name in decays}
+        return {cid: zero | values_at(by_contact.get(cid, ()), decays, now) for cid in ids}
 
 
 def confirm_url(base_url: str, workspace: Workspace, contact_id: int, list_id: int) -> str:

@@ -91,6 +91,7 @@ def contact_context(contact: Contact) -> dict[str, Any]:
         "locale": contact.locale,
         "external_id": contact.external_id,
         "score": contact.score,
+        "scores": dict(contact.scores),  # the scoring model's named scores, now
         "tags": list(contact.tags),
         "lists": dict(contact.lists),
         "fields": dict(contact.fields),

@@ -15,6 +15,7 @@ from typing import Any
 from conveyor.domain.conditions import DEAL_EVENTS
 from conveyor.domain.evaluation import DealFact, EventFact, RunFact, Snapshot
 from conveyor.domain.fields import STANDARD_FIELDS
+from conveyor.domain.scoring import ScoreState
 from conveyor.services.conditions import ConditionContext
 from conveyor.store.store import Tx
 
@@ -61,6 +62,14 @@ def load(
     if names.intersection(DEAL_EVENTS):  # a condition asks about deals
         for contact_id, *deal in tx.crm.deal_facts(ids):
             owned[contact_id].append(DealFact(*deal))
+    scores: dict[int, dict[str, ScoreState]] = defaultdict(dict)
+    if ctx.score_decays:
+        for record in tx.scoring.states(ctx.workspace.id, ids).values():
+            if record.score in ctx.score_decays:
+                decay = ctx.score_decays[record.score]
+                scores[record.contact_id][record.score] = ScoreState(
+                    record.norm, record.fixed, decay
+                )
     snapshots = {
         row.id: Snapshot(
             standard={name: getattr(row, name) for name in STANDARD_FIELDS},
@@ -78,6 +87,7 @@ def load(
             runs=inside.get(row.id, []),
             timezone=row.timezone or ctx.timezone,
             deals=owned.get(row.id, []),
+            scores=scores.get(row.id, {}),
         )
         for row in rows
     }

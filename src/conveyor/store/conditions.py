@@ -19,7 +19,9 @@ import orjson
 from sqlalchemy import (
     Boolean,
     Connection,
+    Double,
     Float,
+    Integer,
     String,
     and_,
     case,
@@ -51,14 +53,17 @@ from conveyor.domain.conditions import (
     Not,
     Performed,
     PropertyIs,
+    ScoreIs,
     Window,
 )
 from conveyor.domain.errors import InvalidInput
 from conveyor.domain.evaluation import anniversary_days, local_today, local_window
 from conveyor.domain.fields import FieldType, format_datetime
+from conveyor.domain.scoring import Decay, compare, factor
 from conveyor.store.records import ContactRecord
 from conveyor.store.schema import (
     automations,
+    contact_scores,
     contact_tags,
     contacts,
     deals,
@@ -96,7 +101,9 @@ class ConditionSQL:
         lists: dict[str, int],
         segments: dict[str, Condition] | None = None,
         default_timezone: str = "UTC",
+        scores: dict[str, Decay | None] | None = None,
     ) -> None:
+        self.scores = scores or {}
         self.pg = dialect == "postgresql"
         self.ws = workspace_id
         self.now = now
@@ -166,6 +173,8 @@ class ConditionSQL:
             return self._in_automation(c)
         if isinstance(c, HasDeal):
             return self._has_deal(c)
+        if isinstance(c, ScoreIs):
+            return self._score(c)
         if isinstance(c, Never):
             return false()
         if isinstance(c, InSegment):
@@ -174,6 +183,37 @@ class ConditionSQL:
                 return false()
             return self._compile(inner, (*seen, c.key))
         raise TypeError(f"not a condition: {c!r}")
+
+    def _score(self, c: ScoreIs) -> Expr:
+        """A named score's value now: norm * factor + fixed, with the factor computed here (in
+        Python, as the evaluator does) and bound, so both compute the same double; 0 without a
+        row."""
+        if c.score not in self.scores:  # not (or no longer) a score of the model: 0
+            return true() if compare(c.op, 0.0, c.value) else false()
+        f = factor(self.scores[c.score], self.now)
+        raw = contact_scores.c.norm * literal(f, Double()) + contact_scores.c.fixed
+        value = (
+            select(self._exact(raw))
+            .where(
+                contact_scores.c.contact_id == contacts.c.id,
+                contact_scores.c.score == c.score,
+            )
+            .scalar_subquery()
+        )
+        x = func.coalesce(value, literal(0.0, Double()))
+        if c.op == "between":
+            low, high = c.value
+            return and_(x >= literal(low, Double()), x <= literal(high, Double()))
+        return _cmp(c.op, x, literal(c.value, Double()))
+
+    def _exact(self, x: Expr) -> Expr:
+        """floor(x * 1e6 + 0.5) / 1e6, as `conveyor.domain.scoring.exact` computes it (SQLite
+        may lack floor(): a cast truncates towards zero, one less below it)."""
+        y = x * literal(1e6, Double()) + literal(0.5, Double())
+        if self.pg:
+            return func.floor(y) / literal(1e6, Double())
+        whole = cast(y, Integer)
+        return (whole - case((y < whole, 1), else_=0)) / literal(1e6, Double())
 
     # --- fields ----------------------------------------------------------------------------
 
@@ -528,6 +568,7 @@ class AudienceScope:
     lists: dict[str, int]
     segments: dict[str, Condition] = field(default_factory=dict)
     default_timezone: str = "UTC"
+    scores: dict[str, Decay | None] = field(default_factory=dict)  # named scores' decay
 
 
 class AudienceQueries:
@@ -545,18 +586,36 @@ class AudienceQueries:
             lists=scope.lists,
             segments=scope.segments,
             default_timezone=scope.default_timezone,
+            scores=scope.scores,
         )
 
     def count(self, scope: AudienceScope, condition: Condition) -> int:
         stmt = self._compiler(scope).count_query(condition)
         return int(self._conn.execute(stmt).scalar_one())
 
-    def member_ids(self, scope: AudienceScope, condition: Condition) -> set[int]:
+    def member_ids(
+        self, scope: AudienceScope, condition: Condition, among: list[int] | None = None
+    ) -> set[int]:
+        """Who meets it: everyone, or those of `among` (ids of the workspace's contacts)."""
         stmt = select(contacts.c.id).where(
             contacts.c.workspace_id == scope.workspace_id,
             self._compiler(scope).where(condition),
         )
-        return set(self._conn.execute(stmt).scalars())
+        if among is None:
+            return set(self._conn.execute(stmt).scalars())
+        wanted = set(among)
+        if not wanted:
+            return set()
+        low, high = min(wanted), max(wanted)
+        if high - low < 4 * len(wanted):  # dense (a page of contacts): the range they span
+            spanned = stmt.where(contacts.c.id.between(low, high))
+            return {cid for cid in self._conn.execute(spanned).scalars() if cid in wanted}
+        found: set[int] = set()
+        ids = sorted(wanted)
+        for start in range(0, len(ids), 1000):
+            chunk = stmt.where(contacts.c.id.in_(ids[start : start + 1000]))
+            found.update(self._conn.execute(chunk).scalars())
+        return found
 
     def members(
         self,

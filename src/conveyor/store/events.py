@@ -114,6 +114,7 @@ class EventQueries:
                 events.c.properties,
                 events.c.context,
                 workspaces.c.catalog_version,
+                events.c.timestamp,
             )
             .join(workspaces, workspaces.c.id == events.c.workspace_id)
             .where(events.c.id > position)
@@ -123,6 +124,18 @@ class EventQueries:
         if up_to is not None:
             stmt = stmt.where(events.c.id <= up_to)
         return list(self.conn.execute(stmt))
+
+    def latest_id(self) -> int:
+        return int(self.conn.execute(select(func.max(events.c.id))).scalar_one() or 0)
+
+    def position(self, name: str) -> int:
+        """A cursor's position, locked until the transaction ends (a recompute's view of what
+        its consumer has done)."""
+        self.cursors([name])
+        stmt = select(log_cursors.c.position).where(log_cursors.c.name == name)
+        if self.dialect == "postgresql":
+            stmt = stmt.with_for_update()
+        return int(self.conn.execute(stmt).scalar_one())
 
     def move_cursors(self, names: list[str], position: int) -> None:
         self.conn.execute(

@@ -226,6 +226,18 @@ class PipelineRecord(_FromRow):
     name: str
     stages: list[dict[str, Any]]  # [{name, probability}], in order
     created_at: datetime
+
+
+# --- lead scoring ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ScoringModelRecord(_FromRow):
+    workspace_id: int
+    definition: dict[str, Any]
+    version: int
+    epoch: datetime
+    armed: dict[str, list[float]]
     updated_at: datetime
 
 
@@ -273,3 +285,26 @@ class TaskRecord(_FromRow):
     done_at: datetime | None
     overdue_at: datetime | None
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ContactScoreRecord(_FromRow):
+    contact_id: int
+    score: str
+    workspace_id: int
+    norm: float
+    fixed: float
+    checked_at: datetime
+    cross_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreAwardRecord(_FromRow):
+    id: int
+    contact_id: int
+    workspace_id: int
+    score: str
+    rule: str
+    event_id: int | None
+    at: datetime
+    points: float

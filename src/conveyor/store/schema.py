@@ -11,6 +11,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Double,
     Float,
     ForeignKey,
     Index,
@@ -401,6 +402,8 @@ rate_buckets = Table(
     Column("key", String(200), primary_key=True),
     Column("tokens", Float, nullable=False),
     Column("stamp", Float, nullable=False),
+)
+
 # --- CRM: the team, pipelines, deals, tasks ---------------------------------------------------
 
 # The people of a workspace: owners of contacts and deals, assignees of tasks. `password_hash`
@@ -543,4 +546,52 @@ tasks = Table(
     Column("overdue_at", UTCDateTime, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Index("ix_tasks_workspace_due", "workspace_id", "done_at", "overdue_at", "due_at"),
+)
+
+# Lead scoring (see conveyor.domain.scoring): a workspace's model, each contact's named scores
+# (value at t = norm * 2^(-(t - epoch) / half_life) + fixed), and the points each rule awarded.
+scoring_models = Table(
+    "scoring_models",
+    metadata,
+    Column(
+        "workspace_id",
+        Integer,
+        ForeignKey("workspaces.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("definition", Json, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("epoch", UTCDateTime, nullable=False),  # decay's reference moment, set on recompute
+    # the score_crossed thresholds contacts' `cross_at` were computed for ({score: [t, …]})
+    Column("armed", Json, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+contact_scores = Table(
+    "contact_scores",
+    metadata,
+    Column("contact_id", BigId, ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False),
+    Column("score", String(40), nullable=False),
+    Column("workspace_id", Integer, nullable=False),
+    Column("norm", Double, nullable=False),
+    Column("fixed", Double, nullable=False),
+    Column("checked_at", UTCDateTime, nullable=False),  # crossings are settled up to here
+    Column("cross_at", UTCDateTime, nullable=True),  # when decay next crosses a threshold
+    PrimaryKeyConstraint("contact_id", "score", name="pk_contact_scores"),
+    Index("ix_contact_scores_workspace_score", "workspace_id", "score"),
+    Index("ix_contact_scores_cross_at", "cross_at"),
+)
+
+score_awards = Table(
+    "score_awards",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("contact_id", BigId, ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False),
+    Column("workspace_id", Integer, nullable=False),
+    Column("score", String(40), nullable=False),
+    Column("rule", String(64), nullable=False),
+    Column("event_id", BigInteger, nullable=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("points", Double, nullable=False),
+    Index("ix_score_awards_contact_score", "contact_id", "score", "rule", "at"),
 )

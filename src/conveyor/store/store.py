@@ -17,6 +17,7 @@ from conveyor.store.database import Database, refusals
 from conveyor.store.events import EventQueries
 from conveyor.store.messages import MessageQueries
 from conveyor.store.ratelimits import RateLimitQueries
+from conveyor.store.scoring import ScoringQueries
 from conveyor.store.segments import SegmentQueries
 from conveyor.store.templates import TemplateQueries
 from conveyor.store.workspaces import WorkspaceQueries
@@ -47,6 +48,7 @@ class Tx:
         self.audiences = AudienceQueries(conn, dialect)
         self.rate_limits = RateLimitQueries(conn, dialect)
         self.crm = CrmQueries(conn, dialect)
+        self.scoring = ScoringQueries(conn, dialect)
 
     def high_water(self) -> int | None:
         """In an event-log consumer's transaction: see `Database.high_water`."""

@@ -30,13 +30,15 @@ def engine_round(conveyor: Conveyor, *, sweep_dates: bool, sweep_segments: bool)
 
     The only code that calls the engine's services. `engine.dispatch` is one pass over the log
     for segment membership and the engine together (one read, one transaction); `execute`
-    advances runs whose timer is due. The log comes first, so a sweep that keeps failing holds
+    advances runs whose timer is due; `scoring.sweep` records the threshold crossings decay
+    made by now. The log comes first, so a sweep that keeps failing holds
     up no event.
     """
-    done = conveyor.engine.dispatch() + conveyor.engine.execute()
+    done = conveyor.engine.dispatch() + conveyor.scoring.sweep() + conveyor.engine.execute()
     if sweep_dates:
         conveyor.engine.sweep_dates()
         conveyor.tasks.sweep_overdue()
+        conveyor.scoring.arm()  # thresholds of automations activated since (once a minute)
     if sweep_segments:
         conveyor.segments.sweep()
     return done

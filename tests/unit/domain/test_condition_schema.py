@@ -44,6 +44,9 @@ def test_example_segments_are_valid(path):
         {"deal": {}},
         {"deal": {"pipeline": "sales", "stage": "Won", "status": "won",
                   "value": {"op": "gte", "value": 1000}}},
+        {"score": "engagement", "op": "gte", "value": 50},
+        {"score": "fit", "op": "between", "value": [10, 20.5]},
+        {"score": "score", "op": "gt", "value": 3},
     ],
 )
 def test_valid_conditions_pass_both(condition):
@@ -56,7 +59,8 @@ def test_valid_conditions_pass_both(condition):
     [{"all": []}, {"tag": "a", "list": "b"}, {"event": "x", "count": {"most": 3}}, {"colour": "red"},
      {"not": {"tag": "a"}, "extra": 1}, {"automation": "a", "status": "left"},
      {"automation": "a", "status": "exited", "goal": "g"}, {"deal": {"status": "maybe"}},
-     {"deal": {"value": {"op": "gte", "value": -1}}}, {"deal": {"owner": 1}}],
+     {"deal": {"value": {"op": "gte", "value": -1}}}, {"deal": {"owner": 1}},
+     {"score": "engagement", "op": "contains", "value": 1}, {"score": "e", "value": "high"}],
 )
 def test_invalid_conditions_fail_the_schema(condition):
     with pytest.raises(jsonschema.ValidationError):

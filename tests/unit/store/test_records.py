@@ -24,6 +24,9 @@ TABLES = [
     (records.DealRecord, schema.deals),
     (records.NoteRecord, schema.notes),
     (records.TaskRecord, schema.tasks),
+    (records.ScoringModelRecord, schema.scoring_models),
+    (records.ContactScoreRecord, schema.contact_scores),
+    (records.ScoreAwardRecord, schema.score_awards),
 ]
 
 

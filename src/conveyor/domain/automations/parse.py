@@ -119,15 +119,26 @@ def _presets(raw: dict[str, Any], path: str, parser: Parser, key: str) -> Trigge
     if kind in CRM_TRIGGERS:
         return _crm_trigger(kind, value, here)
     if kind == "score_crossed":
-        if not isinstance(value, dict) or not isinstance(value.get("threshold"), int | float):
-            raise InvalidInput(here, "{threshold: N, direction: up|down}")
-        t, up = value["threshold"], value.get("direction", "up") == "up"
+        if (
+            not isinstance(value, dict)
+            or set(value) - {"threshold", "direction", "score"}
+            or not isinstance(value.get("threshold"), int | float)
+            or isinstance(value.get("threshold"), bool)
+        ):
+            raise InvalidInput(here, "{threshold: N, direction: up|down, score?: NAME}")
+        direction = value.get("direction", "up")
+        if direction not in ("up", "down"):
+            raise InvalidInput(f"{here}.direction", "up or down")
+        score = value.get("score", "score")  # the contact's own score unless a named one
+        if not isinstance(score, str) or not score:
+            raise InvalidInput(f"{here}.score", "names a score of the scoring model")
+        t, up = value["threshold"], direction == "up"
         where = (
             (PropertyIs(("old",), "lt", t), PropertyIs(("new",), "gte", t))
             if up
             else (PropertyIs(("old",), "gte", t), PropertyIs(("new",), "lt", t))
         )
-        return Trigger("score.changed", where)
+        return Trigger("score.changed", (PropertyIs(("score",), "eq", score), *where))
     raise InvalidInput(here, f"unknown trigger '{kind}'")
 
 
@@ -157,6 +168,9 @@ def _crm_trigger(kind: str, value: Any, here: str) -> Trigger:
         if not isinstance(given, str) or not given:
             raise InvalidInput(f"{here}.{key}", "names it")
     return Trigger(name, tuple(PropertyIs((k,), "eq", v) for k, v in value.items()))
+def trigger_preset(raw: dict[str, Any], path: str, parser: Parser) -> Trigger:
+    """An event and its filters written as a trigger (scoring rules use the same presets)."""
+    return _presets(raw, path, parser, "")
 
 
 def _date_trigger(value: Any, here: str, parser: Parser) -> DateTrigger:

@@ -25,6 +25,8 @@ from conveyor.services.conditions import ConditionContext, Dependencies, depende
 from conveyor.services.engine import dates, dispatch
 from conveyor.services.engine.tick import Tick
 from conveyor.services.log import LogConsumer
+from conveyor.services.scoring import LOG_CONSUMER as SCORING
+from conveyor.services.scoring import Scoring
 from conveyor.services.segments import LOG_CONSUMER as SEGMENTS
 from conveyor.services.segments import Segments
 from conveyor.services.workspaces import workspace_from_row
@@ -42,17 +44,26 @@ class Engine:
         *,
         batch: int = 1000,
         sweeps: tuple[Callable[[], int], ...] = (),
+        scoring: Scoring | None = None,
     ) -> None:
         self.store = store
         self.sweeps = sweeps  # other timed work that records events (overdue tasks)
         self.clock = clock
         self.segments = segments
+        self.scoring = scoring or Scoring(store, clock, batch=batch)
         self.batch = batch  # events per pass, due runs per claim: one transaction's worth
         self._parsed: dict[tuple[int, int], Automation] = {}
         self._watched: dict[tuple[int, int, str | None], list[Dependencies]] = {}
-        # One read of each batch: segment membership first, then triggers and wake-ups.
+        # One read of each batch: scores first (segments and triggers in the same pass see
+        # them), then segment membership, then triggers and wake-ups.
         self.log = LogConsumer(
-            store, clock, [(SEGMENTS, segments.on_events), (LOG_CONSUMER, self.on_events)]
+            store,
+            clock,
+            [
+                (SCORING, self.scoring.on_events),
+                (SEGMENTS, segments.on_events),
+                (LOG_CONSUMER, self.on_events),
+            ],
         )
 
     def dispatch(self, limit: int | None = None) -> int:
@@ -71,8 +82,9 @@ class Engine:
         self.sweep_dates()
         for sweep in self.sweeps:
             sweep()
+        self.scoring.arm()
         for _ in range(max_rounds):
-            if not self.dispatch() + self.execute():
+            if not self.dispatch() + self.scoring.sweep() + self.execute():
                 return
         raise RuntimeError("the engine did not settle")
 

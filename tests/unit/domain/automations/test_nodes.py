@@ -147,6 +147,11 @@ def test_end_start_and_exit_other_automations():
             ContactChange("unsubscribe", "newsletter"),
         ),
         ("{id: n, type: adjust_score, by: 10}", ContactChange("adjust_score", None, 10)),
+        (
+            "{id: n, type: adjust_score, score: engagement, by: 7}",
+            ContactChange("adjust_score", "engagement", 7),
+        ),
+        ("{id: n, type: adjust_score, score: score, by: 2}", ContactChange("adjust_score", None, 2)),
     ],
 )
 def test_actions_become_contact_changes(node, change):
@@ -165,6 +170,7 @@ def test_applying_changes_to_the_facts():
         ContactChange("subscribe", "newsletter"),
         ContactChange("subscribe", "vip"),  # double opt-in: asked to confirm first
         ContactChange("adjust_score", None, 10),
+        ContactChange("adjust_score", "engagement", 99),  # the scoring consumer's to apply
         ContactChange("set_field", "phone", "+48 601 234 567"),
     ):
         apply_change(change, snap, RULES)

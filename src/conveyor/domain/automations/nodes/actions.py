@@ -51,7 +51,9 @@ def render_value(value: Any, trigger: dict[str, Any]) -> Any:
 
 def _action(node: Node, run: RunView, snap: Snapshot, now: datetime, ev: Evaluator) -> Result:
     c = node.config
-    subject = c.get("tag") or c.get("field") or c.get("list")
+    subject = c.get("tag") or c.get("field") or c.get("list") or c.get("score")
+    if subject == "score" and node.type == "adjust_score":
+        subject = None  # the contact's own score, as without a name
     if node.type == "adjust_score":
         value = c["by"]
     elif node.type == "increment_field":
@@ -97,6 +99,10 @@ def apply_change(change: ContactChange, snap: Snapshot, rules: ContactRules) -> 
             confirming = rules.double_opt_in[subject] and snap.lists.get(subject) != "subscribed"
             status = SubscriptionStatus.UNCONFIRMED if confirming else SubscriptionStatus.SUBSCRIBED
         snap.lists[subject] = str(status)  # type: ignore[index]
+    elif action == "adjust_score" and subject is not None:
+        # A named score: the scoring model's points, applied by the scoring consumer from the
+        # `score.adjusted` event this step records (conditions later in the run see the old value).
+        return
     elif action == "adjust_score":
         score = snap.score + int(change.value)
         if score not in SCORE_RANGE:
@@ -125,5 +131,5 @@ TYPES = (
     ),
     NodeType("subscribe", "action", {"list": "text!"}, _action),
     NodeType("unsubscribe", "action", {"list": "text!"}, _action),
-    NodeType("adjust_score", "action", {"by": "number!"}, _action),
+    NodeType("adjust_score", "action", {"by": "number!", "score": "text"}, _action),
 )
