@@ -226,6 +226,7 @@ class PipelineRecord(_FromRow):
     name: str
     stages: list[dict[str, Any]]  # [{name, probability}], in order
     created_at: datetime
+    updated_at: datetime
 
 
 # --- lead scoring ------------------------------------------------------------------------------
