@@ -67,6 +67,8 @@ def test_scenario_8_lead_scoring_clicks_visits_decay_and_one_notification(
     client, server, tenant, conveyor, clock, mail, model
 ):
     client.post("/lists", headers=tenant.admin, json={"key": "newsletter"})
+    pipeline = yaml.safe_load((EXAMPLES / "pipelines" / "sales.yaml").read_text())
+    assert client.post("/pipelines", headers=tenant.admin, json=pipeline).status_code == 200
     apply(client, tenant, "welcome-series")
     apply(client, tenant, "lead-scoring")
     activate(client, tenant, {  # decay taking the score back under 50 is a crossing too
@@ -110,6 +112,8 @@ def test_scenario_8_lead_scoring_clicks_visits_decay_and_one_notification(
     contact = client.get(f"/contacts/{cid}", headers=tenant.admin).json()
     assert "hot-lead" in contact["tags"] and "cooled" not in contact["tags"]
     assert crossings(client, tenant, cid, "engagement", 50) == ["up"]
+    [deal] = client.get("/deals", headers=tenant.admin, params={"contact": cid}).json()
+    assert (deal["pipeline"], deal["stage"], deal["status"]) == ("sales", "Qualified", "open")
 
     # 30 days later the score has halved; it went under 50 on the way, once.
     clock.advance(timedelta(days=30))
@@ -131,6 +135,7 @@ def test_scenario_8_lead_scoring_clicks_visits_decay_and_one_notification(
     settle(conveyor)
     assert crossings(client, tenant, cid, "engagement", 50) == ["up", "down", "up"]
     assert len(mail.to("sales@acme-shop.com")) == 1
+    assert len(client.get("/deals", headers=tenant.admin, params={"contact": cid}).json()) == 1
     steps = client.get(f"/contacts/{cid}/timeline", headers=tenant.admin,
                        params={"limit": 500}).json()["items"]
     skipped = [s for s in steps if s["automation"] == "lead-scoring"
