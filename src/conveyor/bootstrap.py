@@ -15,6 +15,7 @@ from conveyor.services.delivery import Delivery, Providers
 from conveyor.services.engine import Engine
 from conveyor.services.imports import Imports
 from conveyor.services.ingest import Ingest
+from conveyor.services.ops import Operations
 from conveyor.services.policies import SendPolicies
 from conveyor.services.reactions import Reactions
 from conveyor.services.segments import Segments
@@ -43,6 +44,7 @@ class Conveyor:
     reactions: Reactions
     channels: Channels
     policies: SendPolicies
+    ops: Operations
 
     def upgrade_schema(self) -> None:
         migrate.upgrade(self.store.db.engine)
@@ -88,4 +90,5 @@ def bootstrap(
         reactions=Reactions(store, clock),
         channels=Channels(store, clock, settings, workspaces),
         policies=policies,
+        ops=Operations(store, clock, settings),
     )

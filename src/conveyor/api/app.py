@@ -8,12 +8,14 @@ from fastapi.middleware.cors import CORSMiddleware
 from conveyor import __version__
 from conveyor.api import contract, problems
 from conveyor.api.limits import BodyLimit
+from conveyor.api.observe import Observe
 from conveyor.api.routes import (
     automations,
     catalog,
     contacts,
     links,
     messages,
+    ops,
     policies,
     public,
     segments,
@@ -56,6 +58,7 @@ def create_app(conveyor: Conveyor) -> FastAPI:
         public.router,
         links.router,
         site.router,
+        ops.router,
     ):
         app.include_router(router)
     settings = conveyor.settings
@@ -68,4 +71,5 @@ def create_app(conveyor: Conveyor) -> FastAPI:
         default=settings.max_request_bytes,
         per_path={"/contacts/import": settings.max_import_bytes},
     )
+    app.add_middleware(Observe)  # outermost: sees every answer, gives each request its id
     return app

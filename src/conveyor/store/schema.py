@@ -391,3 +391,14 @@ contact_policies = Table(
     Column("policy", Json, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
 )
+
+# One row per running worker process (host:pid), moved every few seconds by its loop: `/readyz`
+# and the metrics read from it whether the background work is alive.
+worker_heartbeats = Table(
+    "worker_heartbeats",
+    metadata,
+    Column("worker", String(128), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("beat_at", UTCDateTime, nullable=False),
+)

@@ -15,6 +15,7 @@ from conveyor.store.contacts import ContactQueries
 from conveyor.store.database import Database, refusals
 from conveyor.store.events import EventQueries
 from conveyor.store.messages import MessageQueries
+from conveyor.store.ops import OpsQueries
 from conveyor.store.segments import SegmentQueries
 from conveyor.store.templates import TemplateQueries
 from conveyor.store.workspaces import WorkspaceQueries
@@ -43,6 +44,7 @@ class Tx:
         self.messages = MessageQueries(conn, dialect)
         self.templates = TemplateQueries(conn)
         self.audiences = AudienceQueries(conn, dialect)
+        self.ops = OpsQueries(conn, dialect)
 
     def high_water(self) -> int | None:
         """In an event-log consumer's transaction: see `Database.high_water`."""
