@@ -71,6 +71,7 @@ def bootstrap(
     segments = Segments(store, clock, contacts)
     workspaces = Workspaces(store, clock)
     policies = SendPolicies(store, clock, workspaces)
+    engine = Engine(store, clock, segments, batch=settings.engine_batch)
     return Conveyor(
         settings=settings,
         clock=clock,
@@ -82,7 +83,7 @@ def bootstrap(
         imports=Imports(store, clock, catalog),
         segments=segments,
         automations=Automations(store, clock),
-        engine=Engine(store, clock, segments, batch=settings.engine_batch),
+        engine=engine,
         templates=Templates(store, clock),
         delivery=Delivery(
             store, clock, settings, contacts, policies, Providers(settings, providers)
@@ -90,5 +91,5 @@ def bootstrap(
         reactions=Reactions(store, clock),
         channels=Channels(store, clock, settings, workspaces),
         policies=policies,
-        ops=Operations(store, clock, settings),
+        ops=Operations(store, clock, settings, consumers=engine.log.names),
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -54,10 +54,14 @@ def worker_name() -> str:
 
 
 class Operations:
-    def __init__(self, store: Store, clock: Clock, settings: Settings) -> None:
+    def __init__(
+        self, store: Store, clock: Clock, settings: Settings, *, consumers: Sequence[str] = ()
+    ) -> None:
+        """`consumers`: the event log's consumers; one that has not started lags by the log."""
         self.store = store
         self.clock = clock
         self.settings = settings
+        self.consumers = list(consumers)
 
     # --- readiness -----------------------------------------------------------------------------
 
@@ -112,7 +116,7 @@ class Operations:
     def _event_log(self) -> Check:
         with self.store.peek() as tx:
             position = tx.ops.log_position()
-        lag = log_lag(position.head, position.cursors)
+        lag = log_lag(position.head, position.cursors, self.consumers)
         worst = max(lag.values(), default=position.head)
         limit = self.settings.ready_max_log_lag
         return Check(
@@ -140,8 +144,10 @@ class Operations:
         self.store.transact(lambda tx: tx.ops.forget(worker))
 
 
-def log_lag(head: int, cursors: dict[str, int]) -> dict[str, int]:
-    return {name: max(head - position, 0) for name, position in cursors.items()}
+def log_lag(head: int, cursors: dict[str, int], consumers: Sequence[str]) -> dict[str, int]:
+    """Events each consumer has still to handle (all of them, for one that has not started)."""
+    names = sorted(set(cursors) | set(consumers))
+    return {name: max(head - cursors.get(name, 0), 0) for name in names}
 
 
 def _brief(exc: Exception) -> str:
@@ -187,7 +193,7 @@ class StoreCollector(Collector):
             "Events not yet handled, by log consumer.",
             labels=["consumer"],
         )
-        for name, behind in sorted(log_lag(position.head, position.cursors).items()):
+        for name, behind in log_lag(position.head, position.cursors, self.ops.consumers).items():
             lag.add_metric([name], behind)
         yield lag
         runs = GaugeMetricFamily("conveyor_runs_due", "Active runs whose timer is due now.")
