@@ -25,7 +25,11 @@ request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 _KEY = re.compile(r"cvk_[A-Za-z0-9_\-]{6,}")
 _URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
 # LogRecord attributes that are not fields a caller added with `extra=`.
-_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "color_message",  # uvicorn's copy of the message with terminal colours
+}
 
 
 def redact(text: str) -> str:

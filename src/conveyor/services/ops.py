@@ -13,6 +13,7 @@ import socket
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily
@@ -20,6 +21,8 @@ from prometheus_client.registry import Collector
 
 from conveyor.clock import Clock
 from conveyor.settings import Settings
+from conveyor.store import backup as sqlite_backup
+from conveyor.store.backup import BackupSummary
 from conveyor.store.store import Store
 
 log = logging.getLogger("conveyor.ops")
@@ -215,3 +218,16 @@ class StoreCollector(Collector):
         for beat in beats:
             age.add_metric([beat.worker, beat.role], (now - beat.beat_at).total_seconds())
         yield age
+
+
+class Backups:
+    """`conveyor backup` / `restore` (SQLite; PostgreSQL has pg_dump)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def backup(self, target: Path) -> BackupSummary:
+        return sqlite_backup.backup(self.store.db, target)
+
+    def restore(self, source: Path, *, replace: bool = False) -> BackupSummary:
+        return sqlite_backup.restore(self.store.db, source, replace=replace)
