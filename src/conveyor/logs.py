@@ -40,6 +40,16 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
     return {k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}
 
 
+class StampRequestId(logging.Filter):
+    """Puts the current request id on the record when it is logged (in the request's context,
+    which FastAPI copies into the thread that runs a route)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "request_id", None) is None:
+            record.request_id = request_id.get()
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: ts, level, logger, pid, msg, request_id, the `extra` fields."""
 
@@ -56,7 +66,8 @@ class JsonFormatter(logging.Formatter):
         if rid:
             line["request_id"] = rid
         for key, value in _fields(record).items():
-            line[key] = redact(value) if isinstance(value, str) else value
+            if key != "request_id":
+                line[key] = redact(value) if isinstance(value, str) else value
         if record.exc_info:
             line["exc"] = redact(self.formatException(record.exc_info))
         return orjson.dumps(line, default=str).decode()
@@ -93,6 +104,7 @@ def configure(stream: TextIO | None = None, level: int = logging.INFO) -> loggin
     stream = stream or sys.stderr
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter() if wants_json(stream) else ReadableFormatter())
+    handler.addFilter(StampRequestId())
     for name in ("conveyor", "uvicorn"):  # uvicorn.error propagates to uvicorn
         logger = logging.getLogger(name)
         for old in [h for h in logger.handlers if getattr(h, "_conveyor", False)]:

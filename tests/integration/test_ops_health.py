@@ -3,6 +3,7 @@ worker, a stale heartbeat, the schema behind, the database gone) and the answer 
 
 from __future__ import annotations
 
+import logging
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -11,6 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, make_url, text
 
+from conveyor import logs
 from conveyor.bootstrap import Conveyor
 from tests.conftest import PG_SERVER
 
@@ -98,6 +100,21 @@ def test_not_ready_while_the_database_is_unreachable_then_recovers(
 ) -> None:
     beat(conveyor)
     assert readyz(client)[0] == 200
+    seen: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = seen.append  # type: ignore[method-assign]
+    handler.addFilter(logs.StampRequestId())
+    logging.getLogger("conveyor.ops").addHandler(handler)
+    try:
+        with unreachable(conveyor, database_url):
+            r = client.get("/readyz", headers={"X-Request-ID": "probe-db"})
+    finally:
+        logging.getLogger("conveyor.ops").removeHandler(handler)
+    assert r.status_code == 503
+    # The service's warning, logged in the route's worker thread, carries the request's id.
+    assert [(rec.getMessage().split(":")[0], rec.request_id) for rec in seen] == [
+        ("readiness check database failed", "probe-db")
+    ]
     with unreachable(conveyor, database_url):
         status, body = readyz(client)
         assert status == 503, body

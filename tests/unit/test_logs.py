@@ -51,7 +51,7 @@ def test_configure_routes_uvicorn_and_conveyor_lines_once(monkeypatch) -> None:
         logs.configure(stream)
         logs.configure(stream)  # twice (serve, then a worker in-process): still one handler
         logging.getLogger("conveyor.api").info("hello")
-        logging.getLogger("uvicorn.error").info("Uvicorn running", extra={"color_message": "\x1b"})
+        logging.getLogger("uvicorn.error").warning("Uvicorn running", extra={"color_message": "\x1b"})
         lines = [json.loads(line) for line in stream.getvalue().splitlines()]
         assert [line["msg"] for line in lines] == ["hello", "Uvicorn running"]
         assert "color_message" not in lines[1]
