@@ -34,6 +34,12 @@ DELIVERIES = Counter(
     "Delivery attempts recorded, by channel and outcome (sent, retry, failed, dead, skipped).",
     ["channel", "outcome"],
 )
+PROVIDER_SECONDS = Histogram(
+    "conveyor_delivery_provider_seconds",
+    "Time a provider took to take (or refuse) one message, by channel and result (ok, error).",
+    ["channel", "result"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
 DEFERRALS = Counter(
     "conveyor_send_policy_holds",
     "Messages the send policy held back, by channel and action (deferred or skipped).",

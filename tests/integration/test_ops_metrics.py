@@ -88,6 +88,12 @@ def test_a_seeded_workload_moves_the_metrics(client, tenant, conveyor, clock, sm
     }
     assert delivered == {"sent": len(smtp.messages), "failed": 1}, delivered
     assert len(smtp.messages) == 2  # one of two emails each (the cap), none to the refused address
+    timed = {
+        result: value(after, "conveyor_delivery_provider_seconds_count", channel="email", result=result)
+        - value(before, "conveyor_delivery_provider_seconds_count", channel="email", result=result)
+        for result in ("ok", "error")
+    }
+    assert timed == {"ok": 2, "error": 1}
     held = (value(after, "conveyor_send_policy_holds_total", channel="email", action="deferred")
             - value(before, "conveyor_send_policy_holds_total", channel="email", action="deferred"))
     assert held >= 2  # each person's second email waits 16 hours (the cap counts tries)
@@ -100,6 +106,9 @@ def test_a_seeded_workload_moves_the_metrics(client, tenant, conveyor, clock, sm
     assert value(after, "conveyor_outbox_messages", channel="email", state="failed") == 1
     assert value(after, "conveyor_outbox_messages", channel="email", state="pending") == held == 3
     assert value(after, "conveyor_database_up") == 1
+    assert value(after, "conveyor_db_pool_connections", state="open") >= 1
+    assert 0 <= value(after, "conveyor_db_pool_connections", state="in_use") <= value(
+        after, "conveyor_db_pool_connections", state="open")
 
     # Runs waiting on a timer show as due once their moment passes.
     activate(client, tenant, {"key": "later", "triggers": [{"event": "upgraded"}],

@@ -21,7 +21,8 @@ EXPOSED = {
     "conveyor_events_ingested_total", "conveyor_steps_total", "conveyor_deliveries_total",
     "conveyor_send_policy_holds_total", "conveyor_event_log_lag", "conveyor_event_log_head",
     "conveyor_runs_due", "conveyor_outbox_messages", "conveyor_worker_heartbeat_age_seconds",
-    "conveyor_database_up",
+    "conveyor_database_up", "conveyor_db_pool_connections",
+    "conveyor_delivery_provider_seconds_bucket",
 }  # fmt: skip
 
 
@@ -33,7 +34,8 @@ def test_the_exposed_names_are_the_ones_the_code_defines() -> None:
                                              telemetry.DEFERRALS)}
     gauges = set(re.findall(r'GaugeMetricFamily\(\s*"(conveyor_\w+)"',
                             (ROOT / "src/conveyor/services/ops.py").read_text()))
-    assert counters | gauges | {"conveyor_http_request_duration_seconds_bucket"} == EXPOSED
+    histograms = {f"{h._name}_bucket" for h in (telemetry.HTTP_SECONDS, telemetry.PROVIDER_SECONDS)}
+    assert counters | gauges | histograms == EXPOSED
 
 
 def test_the_dashboard_queries_only_exposed_metrics() -> None:

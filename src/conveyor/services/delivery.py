@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -290,12 +291,16 @@ class Delivery:
 
     async def _send(self, job: Job) -> None:
         provider = self._provider(job)
+        started = time.perf_counter()
         try:
             job.receipt = await provider.send(job.payload)
         except DeliveryError as exc:
             job.error = exc
         except Exception as exc:  # a provider bug must not lose the message: retry it
             job.error = DeliveryError(f"{type(exc).__name__}: {exc}", transient=True)
+        outcome = "ok" if job.error is None else "error"
+        seconds = time.perf_counter() - started
+        telemetry.PROVIDER_SECONDS.labels(job.channel, outcome).observe(seconds)
 
     # --- recording -------------------------------------------------------------------------
 

@@ -169,6 +169,15 @@ class StoreCollector(Collector):
         return []  # no reads at registration
 
     def collect(self) -> Iterator[Any]:
+        in_use, held = self.ops.store.db.pool_use()
+        pool = GaugeMetricFamily(
+            "conveyor_db_pool_connections",
+            "This process's database connections: in use, and open (in use + idle).",
+            labels=["state"],
+        )
+        pool.add_metric(["in_use"], in_use)
+        pool.add_metric(["open"], held)
+        yield pool
         up = GaugeMetricFamily("conveyor_database_up", "1 when the database answered this scrape.")
         try:
             families = list(self._families())

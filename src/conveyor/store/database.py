@@ -217,6 +217,12 @@ class Database:
         code = getattr(exc.orig, "sqlstate", None)
         return code in _RETRYABLE_PG
 
+    def pool_use(self) -> tuple[int, int]:
+        """(connections checked out now, connections the pool holds open) in this process."""
+        pool: Any = self.engine.pool
+        in_use = pool.checkedout() if hasattr(pool, "checkedout") else 0
+        return in_use, in_use + (pool.checkedin() if hasattr(pool, "checkedin") else 0)
+
     def dispose(self) -> None:
         self.engine.dispose()
         if self._writers is not None:
