@@ -17,6 +17,7 @@ from conveyor.services.delivery import Delivery, Providers
 from conveyor.services.engine import Engine
 from conveyor.services.imports import Imports
 from conveyor.services.ingest import Ingest
+from conveyor.services.ops import Operations
 from conveyor.services.policies import SendPolicies
 from conveyor.services.reactions import Reactions
 from conveyor.services.scoring import Scoring
@@ -49,6 +50,7 @@ class Conveyor:
     crm: Crm
     tasks: Tasks
     scoring: Scoring
+    ops: Operations
 
     def upgrade_schema(self) -> None:
         migrate.upgrade(self.store.db.engine)
@@ -78,6 +80,14 @@ def bootstrap(
     crm = Crm(store, clock)
     tasks = Tasks(store, clock)
     scoring = Scoring(store, clock, batch=settings.engine_batch)
+    engine = Engine(
+        store,
+        clock,
+        segments,
+        batch=settings.engine_batch,
+        sweeps=(tasks.sweep_overdue,),
+        scoring=scoring,
+    )
     return Conveyor(
         settings=settings,
         clock=clock,
@@ -89,14 +99,7 @@ def bootstrap(
         imports=Imports(store, clock, catalog),
         segments=segments,
         automations=Automations(store, clock),
-        engine=Engine(
-            store,
-            clock,
-            segments,
-            batch=settings.engine_batch,
-            sweeps=(tasks.sweep_overdue,),
-            scoring=scoring,
-        ),
+        engine=engine,
         templates=Templates(store, clock, max_bytes=settings.max_template_bytes),
         delivery=Delivery(
             store, clock, settings, contacts, policies, Providers(settings, providers, store)
@@ -107,4 +110,5 @@ def bootstrap(
         crm=crm,
         tasks=tasks,
         scoring=scoring,
+        ops=Operations(store, clock, settings, consumers=engine.log.names),
     )

@@ -49,6 +49,15 @@ class Settings(BaseSettings):
     # again after this (the same idempotency key and Message-ID).
     delivery_lease_seconds: float = 300.0
     engine_batch: int = 1_000  # events per pass over the log, due runs per claim
+    # Operations. `/readyz` fails when no worker beat within `ready_heartbeat_seconds` (unless
+    # `ready_require_workers` is off), or the log / due runs fall this far behind.
+    heartbeat_seconds: float = 10.0
+    ready_heartbeat_seconds: float = 60.0
+    ready_require_workers: bool = True
+    ready_max_log_lag: int = 100_000  # events not yet handled by some consumer
+    ready_max_due_runs: int = 100_000  # runs whose timer is due and not yet advanced
+    worker_metrics_port: int | None = None  # `conveyor worker` serves /metrics here when set
+    bootstrap_key_file: Path | None = None  # the first admin key goes here (0600), not stdout
 
     def resolved_database_url(self) -> str:
         if self.database_url:

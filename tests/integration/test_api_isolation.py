@@ -287,6 +287,9 @@ CASES = [
     Case("PATCH", TASK, ADMIN, 404, 200, body={"done": True}),
     Case("DELETE", TASK, ADMIN, 404, 204),
     Case("GET", "/health", PUBLIC, 200, 200),
+    Case("GET", "/healthz", PUBLIC, 200, 200),
+    Case("GET", "/readyz", PUBLIC, 503, 503),  # no worker has beaten in this test
+    Case("GET", "/metrics", PUBLIC, 200, 200),
     Case("GET", "/schemas/condition.json", PUBLIC, 200, 200),
     # A's confirmation link and webhook URL, presented under B's name, do nothing.
     Case("GET", "/confirm/{workspace}/{token}", PUBLIC, 404, 200),

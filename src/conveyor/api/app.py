@@ -8,6 +8,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from conveyor import __version__
 from conveyor.api import contract, problems
 from conveyor.api.limits import BodyLimit
+from conveyor.api.observe import Observe
 from conveyor.api.routes import (
     automations,
     catalog,
@@ -15,6 +16,7 @@ from conveyor.api.routes import (
     deals,
     links,
     messages,
+    ops,
     pipelines,
     policies,
     public,
@@ -66,6 +68,7 @@ def create_app(conveyor: Conveyor) -> FastAPI:
         pipelines.router,
         deals.router,
         tasks.router,
+        ops.router,
     ):
         app.include_router(router)
     settings = conveyor.settings
@@ -79,4 +82,5 @@ def create_app(conveyor: Conveyor) -> FastAPI:
         per_path={"/contacts/import": settings.max_import_bytes},
         streamed=frozenset({"/contacts/import"}),
     )
+    app.add_middleware(Observe)  # outermost: sees every answer, gives each request its id
     return app

@@ -40,7 +40,9 @@ def principal(request: Request, body_key: str | None = None) -> Principal:
     key = presented_key(request) or body_key
     if not key:
         raise Unauthorized("send an API key as 'Authorization: Bearer KEY'")
-    return conveyor_of(request).workspaces.authenticate(key)
+    who = conveyor_of(request).workspaces.authenticate(key)
+    request.state.workspace_id = who.workspace.id  # for the request's log line
+    return who
 
 
 # Declares the admin key in the OpenAPI document (security scheme `bearer`); the key itself is

@@ -4,7 +4,6 @@ template, channel, policy, scoring, and the sales side's member, pipeline, deal 
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import sys
@@ -17,8 +16,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from conveyor import __version__
+from conveyor import __version__, logs
 from conveyor.bootstrap import Conveyor, bootstrap
+from conveyor.cli import ops
 from conveyor.domain.errors import ConveyorError
 from conveyor.services.imports import parse_mapping
 from conveyor.settings import Settings
@@ -47,6 +47,8 @@ app.add_typer(channel_app, name="channel")
 scoring_app = typer.Typer(help="Lead scoring: the scoring model.", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
 app.add_typer(scoring_app, name="scoring")
+app.command()(ops.backup)
+app.command()(ops.restore)
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -122,6 +124,8 @@ def serve(
     conveyor = _open(settings)
     if workers > 1 and conveyor.store.db.is_sqlite:
         _fail("SQLite has one writer at a time: more than one worker process needs PostgreSQL")
+    if workers > 1 and settings.worker_metrics_port:
+        _fail("one CONVEYOR_WORKER_METRICS_PORT cannot serve several workers: run them yourself")
     _log_to_stderr()
     new_key = conveyor.workspaces.ensure_default(settings.default_workspace)
     url = settings.base_url()
@@ -132,7 +136,13 @@ def serve(
     )
     if not workers:
         out.print("No worker: run `conveyor worker` for triggers, runs and delivery.")
-    if new_key is not None:
+    if new_key is not None and settings.bootstrap_key_file:
+        ops.write_secret(settings.bootstrap_key_file, new_key.secret)
+        out.print(
+            f"Created workspace '{new_key.workspace}'. Its admin API key is in "
+            f"{settings.bootstrap_key_file} (readable by this user only)."
+        )
+    elif new_key is not None:
         out.print(
             f"Created workspace '{new_key.workspace}'. Its admin API key, shown only this once:"
         )
@@ -154,6 +164,7 @@ def serve(
             log_level="info",
             access_log=False,
             **uvicorn_options(settings.max_header_bytes, settings.max_header_fields),
+            log_config=None,  # uvicorn's lines go through Conveyor's handler (logs.configure)
         )
     finally:
         supervisor.stop()
@@ -164,11 +175,7 @@ def _exit_on_signal(_signum: int, _frame: FrameType | None) -> None:
 
 
 def _log_to_stderr() -> None:
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)-8s %(name)s[%(process)d]: %(message)s"))
-    logger = logging.getLogger("conveyor")
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
+    logs.configure()  # JSON lines when stderr is not a terminal
 
 
 @app.command()
@@ -179,12 +186,20 @@ def worker(
     parent: Annotated[
         int | None, typer.Option(hidden=True, help="stop when this process (serve) is gone")
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="serve this worker's Prometheus metrics on this port (CONVEYOR_HOST)"),
+    ] = None,
 ) -> None:
     """Run the background work: the engine (triggers, runs, segment membership, date and segment
     sweeps) and delivery (the outbox). Start as many as you like on PostgreSQL; they share the
     work without doing a step twice. SIGTERM or Ctrl-C stops it after the current transaction."""
     _log_to_stderr()
-    run_worker(_open(), role, parent=parent)
+    conveyor = _open()
+    port = metrics_port or conveyor.settings.worker_metrics_port
+    run_worker(
+        conveyor, role, parent=parent, metrics=(conveyor.settings.host, port) if port else None
+    )
 
 
 @db_app.command("upgrade")

@@ -15,12 +15,15 @@ same idempotency key and Message-ID (at-least-once towards providers, never lost
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from conveyor import telemetry
 from conveyor.channels.base import DeliveryError, Email, Receipt, Sms, WebhookCall
 from conveyor.channels.guard import AddressGuard
 from conveyor.channels.sms import OPTED_OUT, TwilioSms
@@ -41,6 +44,8 @@ from conveyor.services.workspaces import workspace_from_row
 from conveyor.settings import Settings
 from conveyor.store.records import MessageRecord
 from conveyor.store.store import Store, Tx
+
+log = logging.getLogger("conveyor.delivery")
 
 BACKOFF_BASE = 60.0  # seconds before the first retry; doubles each time
 BACKOFF_CAP = 3600.0  # never wait more than an hour between tries
@@ -298,12 +303,16 @@ class Delivery:
 
     async def _send(self, job: Job) -> None:
         provider = self._provider(job)
+        started = time.perf_counter()
         try:
             job.receipt = await provider.send(job.payload)
         except DeliveryError as exc:
             job.error = exc
         except Exception as exc:  # a provider bug must not lose the message: retry it
             job.error = DeliveryError(f"{type(exc).__name__}: {exc}", transient=True)
+        outcome = "ok" if job.error is None else "error"
+        seconds = time.perf_counter() - started
+        telemetry.PROVIDER_SECONDS.labels(job.channel, outcome).observe(seconds)
 
     # --- recording -------------------------------------------------------------------------
 
@@ -319,6 +328,7 @@ class Delivery:
             writer.preload(ids={j.row.contact_id for j in group if j.contact is not None})
             for job in group:
                 update, step = self._outcome(job, now, writer, tx)
+                _observe(job, update)
                 finished.append({"id": job.row.id, "claimed_attempts": job.row.attempts, **update})
                 if step is not None and job.row.run_id is not None and job.row.automation_id:
                     steps.append(_step(job, now, *step))
@@ -478,6 +488,28 @@ def mark_lists(writer: ContactWriter, state: Any, status: SubscriptionStatus) ->
 
 def _fits(template_channel: str, channel: str) -> bool:
     return template_channel == channel or (channel == "team" and template_channel == "email")
+
+
+def _observe(job: Job, update: dict[str, Any]) -> None:
+    """Count the outcome; log one that did not go out, with its context (ids and the provider's
+    reason: never the recipient's content)."""
+    outcome = "retry" if update["status"] == "pending" else update["status"]
+    telemetry.DELIVERIES.labels(job.channel, outcome).inc()
+    if outcome in ("retry", "failed", "dead"):
+        log.warning(
+            "%s message %d not sent (%s): %s",
+            job.channel,
+            job.row.id,
+            outcome,
+            update.get("error"),
+            extra={
+                "workspace_id": job.workspace.id,
+                "message_id": job.row.id,
+                "channel": job.channel,
+                "attempt": job.row.attempts,
+                "outcome": outcome,
+            },
+        )
 
 
 def _provider_kind(channel: str) -> str:

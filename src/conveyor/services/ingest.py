@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from conveyor import telemetry
 from conveyor.clock import Clock
 from conveyor.domain.automations import webhook_event
 from conveyor.domain.errors import Conflict, FieldError, InvalidInput, ItemError
@@ -59,6 +60,10 @@ class Ingest:
             return IngestResult(errors=errors)
         result = self.store.transact(lambda tx: _Batch(tx, workspace, self.clock).run(parsed))
         result.errors = sorted(errors + result.errors, key=lambda e: e.index)
+        failed = {e.index for e in result.errors}
+        telemetry.count(
+            telemetry.EVENTS_INGESTED, ((c.type,) for i, c in parsed if i not in failed)
+        )
         return result
 
     def hook(

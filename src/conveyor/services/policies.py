@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from conveyor import telemetry
 from conveyor.clock import Clock
 from conveyor.domain.errors import NotFound
 from conveyor.domain.policies import (
@@ -107,6 +108,9 @@ class SendPolicies:
                 history[row.contact_id].append(Sent(row.channel, row.template, now))
                 continue
             blocked.add(row.id)
+            telemetry.DEFERRALS.labels(
+                row.channel, "deferred" if decision.action == "defer" else "skipped"
+            ).inc()
             held.append(
                 {
                     "id": row.id,

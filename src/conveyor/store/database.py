@@ -64,6 +64,9 @@ def normalize_url(url: str) -> str:
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     url = normalize_url(url)
+    # Driver errors name the statement, never its values (message bodies, key hashes): they
+    # end up in logs.
+    kwargs.setdefault("hide_parameters", True)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -220,6 +223,12 @@ class Database:
             )
         code = getattr(exc.orig, "sqlstate", None)
         return code in _RETRYABLE_PG
+
+    def pool_use(self) -> tuple[int, int]:
+        """(connections checked out now, connections the pool holds open) in this process."""
+        pool: Any = self.engine.pool
+        in_use = pool.checkedout() if hasattr(pool, "checkedout") else 0
+        return in_use, in_use + (pool.checkedin() if hasattr(pool, "checkedin") else 0)
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -23,9 +23,16 @@ def alembic_config() -> Config:
     return config
 
 
+# Held (PostgreSQL) while migrating: processes that start together (API replicas, workers,
+# `conveyor db upgrade`) migrate one after the other; the later ones find the schema at head.
+MIGRATION_LOCK = 0x636F6E6D
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
     config = alembic_config()
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         config.attributes["connection"] = conn
         command.upgrade(config, revision)
 

@@ -595,3 +595,14 @@ score_awards = Table(
     Column("points", Double, nullable=False),
     Index("ix_score_awards_contact_score", "contact_id", "score", "rule", "at"),
 )
+
+# One row per running worker process (host:pid), moved every few seconds by its loop: `/readyz`
+# and the metrics read from it whether the background work is alive.
+worker_heartbeats = Table(
+    "worker_heartbeats",
+    metadata,
+    Column("worker", String(128), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("beat_at", UTCDateTime, nullable=False),
+)

@@ -16,6 +16,7 @@ from conveyor.store.crm import CrmQueries
 from conveyor.store.database import Database, refusals
 from conveyor.store.events import EventQueries
 from conveyor.store.messages import MessageQueries
+from conveyor.store.ops import OpsQueries
 from conveyor.store.ratelimits import RateLimitQueries
 from conveyor.store.scoring import ScoringQueries
 from conveyor.store.segments import SegmentQueries
@@ -49,6 +50,7 @@ class Tx:
         self.rate_limits = RateLimitQueries(conn, dialect)
         self.crm = CrmQueries(conn, dialect)
         self.scoring = ScoringQueries(conn, dialect)
+        self.ops = OpsQueries(conn, dialect)
 
     def high_water(self) -> int | None:
         """In an event-log consumer's transaction: see `Database.high_water`."""

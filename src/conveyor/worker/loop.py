@@ -14,6 +14,7 @@ import threading
 import time
 
 from conveyor.bootstrap import Conveyor
+from conveyor.services.ops import worker_name
 
 log = logging.getLogger("conveyor.worker")
 
@@ -63,6 +64,7 @@ class BackgroundLoop:
         self.sweep_seconds = sweep_seconds
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self.worker = worker_name()
 
     def run_engine(self) -> None:
         next_dates = next_sweep = time.monotonic()
@@ -78,7 +80,10 @@ class BackgroundLoop:
                 if sweep:
                     next_sweep = now + self.sweep_seconds
             except Exception:  # keep the loop alive; the work is retried on the next round
-                log.exception("engine round failed; retrying")
+                log.exception(
+                    "engine round failed; retrying",
+                    extra={"worker": self.worker, "loop": "engine"},
+                )
             if not done:
                 # Busy a moment ago: look again soon (an event arriving now waits for this pause,
                 # and a look costs one unlocked statement). Idle: back off to `poll_seconds`.
@@ -95,18 +100,53 @@ class BackgroundLoop:
                 try:
                     done = delivery.deliver()
                 except Exception:  # the claimed messages come back when their lease runs out
-                    log.exception("delivery failed; retrying")
+                    log.exception(
+                        "delivery round failed; its messages return when their lease ends",
+                        extra={"worker": self.worker, "loop": "delivery"},
+                    )
                 if not done:
                     self._stop.wait(self.poll_seconds)
         finally:
             delivery.close()
 
+    def run_heartbeat(self) -> None:
+        """Tell `/readyz` this worker is alive, every `heartbeat_seconds`; gone when it stops.
+
+        Its own thread: a beat says the process runs and reaches the database, not that a round
+        finished (a long tick must not read as a dead worker)."""
+        ops = self.conveyor.ops
+        started = self.conveyor.clock.now()
+        seconds = self.conveyor.settings.heartbeat_seconds
+        failing = False
+        while True:
+            try:
+                ops.beat(self.worker, str(self.role), started)
+                if failing:
+                    log.info("heartbeat recorded again", extra={"worker": self.worker})
+                failing = False
+            except Exception as exc:
+                if not failing:  # once per outage, not every beat
+                    log.warning(
+                        "heartbeat failed: %s", type(exc).__name__, extra={"worker": self.worker}
+                    )
+                failing = True
+            if self._stop.wait(seconds):
+                break
+        try:
+            ops.stopped(self.worker)
+        except Exception:
+            log.warning("could not remove the heartbeat of %s", self.worker)
+
     def start(self) -> None:
         if self._threads:
             raise RuntimeError("the background loop is running already")
-        targets = {Role.ENGINE: self.run_engine, Role.DELIVERY: self.run_delivery}
+        targets = {
+            Role.ENGINE: self.run_engine,
+            Role.DELIVERY: self.run_delivery,
+            "heartbeat": self.run_heartbeat,
+        }
         for role, target in targets.items():
-            if self.role in (Role.ALL, role):
+            if role == "heartbeat" or self.role in (Role.ALL, role):
                 thread = threading.Thread(target=target, name=f"conveyor-{role}", daemon=True)
                 self._threads.append(thread)
                 thread.start()

@@ -29,13 +29,26 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLD)
 
 
-def run_worker(conveyor: Conveyor, role: Role = Role.ALL, *, parent: int | None = None) -> None:
+def run_worker(
+    conveyor: Conveyor,
+    role: Role = Role.ALL,
+    *,
+    parent: int | None = None,
+    metrics: tuple[str, int] | None = None,
+) -> None:
     """Run the loops of `role` in this (main) thread's process until told to stop.
 
     `parent`: the pid of the serve that started this worker. If it dies, even by SIGKILL, this
     process is handed to another parent; noticing that is how a worker never outlives serve.
+    `metrics`: (host, port) to serve this process's Prometheus counters on (steps, deliveries,
+    deferrals happen here, not in the API process).
     """
     tune_gc()
+    if metrics is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics[1], addr=metrics[0])
+        log.info("worker metrics on http://%s:%d/metrics", *metrics)
     loop = BackgroundLoop(conveyor, role)
     stopping = False
 

@@ -12,6 +12,7 @@ from bisect import bisect_right
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from conveyor import telemetry
 from conveyor.domain.automations import (
     Automation,
     ContactChange,
@@ -397,6 +398,15 @@ class Tick:
         }
         self.steps.append((run, row))
 
+    def _step_labels(self, item: tuple[LiveRun | None, dict[str, Any]]) -> tuple[str, str]:
+        """A step's metric labels: its node's type ("entry" for a skipped entry) and outcome."""
+        row = item[1]
+        try:
+            node = self.automation(row["automation_id"], row["version"]).nodes.get(row["node"])
+        except Exception:  # counting never fails a tick
+            node = None
+        return (node.type if node is not None else "entry", row["outcome"])
+
     def record(self, contact_id: int, name: str, properties: dict[str, Any]) -> None:
         self.writer.record(self.writer.by_id(contact_id), name, properties)
 
@@ -412,6 +422,7 @@ class Tick:
         self.tx.automations.add_steps(
             [{**row, "run_id": run.id if run else None} for run, row in self.steps]
         )
+        telemetry.count(telemetry.STEPS, map(self._step_labels, self.steps))
         self.tx.automations.add_messages(
             [
                 {**row, "run_id": run.id, "idempotency_key": f"run:{run.id}:step:{step}"}

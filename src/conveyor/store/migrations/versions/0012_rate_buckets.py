@@ -1,7 +1,7 @@
 """Rate limits shared by all worker processes (an SMTP server's `rate=`).
 
 Revision ID: 0012
-Revises: 0008
+Revises: 0011
 Create Date: 2026-12-01 04:30:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012"
-down_revision = "0008"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 

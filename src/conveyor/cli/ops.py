@@ -1,0 +1,73 @@
+"""Operator commands: `conveyor backup` and `restore` (SQLite), and the first admin key written
+to a file instead of the terminal (containers keep stdout in their logs)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from conveyor.bootstrap import bootstrap
+from conveyor.domain.errors import ConveyorError
+from conveyor.services.ops import Backups
+from conveyor.settings import Settings
+from conveyor.store.backup import BackupSummary
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+def write_secret(path: Path, secret: str) -> None:
+    """Write `secret` to `path`, readable by its owner only (0600, also if it existed)."""
+    path = path.expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, (secret + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def _report(verb: str, summary: BackupSummary) -> None:
+    rows = ", ".join(f"{n} {table}" for table, n in summary.rows.items())
+    out.print(f"{verb} {summary.path} (schema {summary.revision}): {rows}", highlight=False)
+
+
+def backup(
+    file: Annotated[Path, typer.Argument(dir_okay=False, help="the new backup file")],
+) -> None:
+    """Back up the SQLite database to FILE while Conveyor runs (SQLite's online backup).
+    For PostgreSQL use pg_dump (see the README)."""
+    conveyor = bootstrap(Settings())
+    try:
+        summary = Backups(conveyor.store).backup(file)
+    except ConveyorError as exc:
+        err.print(f"[red]error:[/red] {exc.detail}", highlight=False)
+        raise typer.Exit(1) from None
+    finally:
+        conveyor.close()
+    _report("backed up to", summary)
+
+
+def restore(
+    file: Annotated[Path, typer.Argument(dir_okay=False, help="a file `conveyor backup` made")],
+    replace: Annotated[
+        bool, typer.Option("--replace", help="overwrite a database that holds data")
+    ] = False,
+) -> None:
+    """Restore the SQLite database from FILE, then bring its schema up to date. Stop serve and
+    the workers first. For PostgreSQL use pg_restore (see the README)."""
+    conveyor = bootstrap(Settings())
+    try:
+        summary = Backups(conveyor.store).restore(file, replace=replace)
+        conveyor.upgrade_schema()
+    except ConveyorError as exc:
+        err.print(f"[red]error:[/red] {exc.detail}", highlight=False)
+        raise typer.Exit(1) from None
+    finally:
+        conveyor.close()
+    _report("restored from", summary)
