@@ -18,6 +18,7 @@ from conveyor.services.ingest import Ingest
 from conveyor.services.policies import SendPolicies
 from conveyor.services.reactions import Reactions
 from conveyor.services.segments import Segments
+from conveyor.services.simulate import Simulator
 from conveyor.services.templates import Templates
 from conveyor.services.workspaces import Workspaces
 from conveyor.settings import Settings
@@ -43,6 +44,7 @@ class Conveyor:
     reactions: Reactions
     channels: Channels
     policies: SendPolicies
+    simulator: Simulator
 
     def upgrade_schema(self) -> None:
         migrate.upgrade(self.store.db.engine)
@@ -88,4 +90,5 @@ def bootstrap(
         reactions=Reactions(store, clock),
         channels=Channels(store, clock, settings, workspaces),
         policies=policies,
+        simulator=Simulator(store, clock, segments),
     )

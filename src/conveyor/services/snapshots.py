@@ -36,15 +36,22 @@ def load(
     names: set[str],
     *,
     lock_runs: bool = False,
+    up_to_id: int | None = None,
 ) -> Loaded:
     """The contacts' facts, with the events named `names`; `lock_runs` locks their unfinished
-    runs for this transaction (PostgreSQL), for a caller that will change them."""
+    runs for this transaction (PostgreSQL), for a caller that will change them; `up_to_id`
+    keeps only the events of the log up to that id (a replay's history before it starts)."""
     rows, tags, subs = tx.contacts.with_relations(ctx.workspace.id, list(contact_ids))
     ids = [row.id for row in rows]
     if not ids:
         return Loaded()
     history: dict[int, list[EventFact]] = defaultdict(list)
-    for e in tx.segments.contact_events(ids, names):
+    found = (
+        tx.segments.contact_events(ids, names)
+        if up_to_id is None
+        else tx.events.of_contacts(ids, names, up_to_id=up_to_id)
+    )
+    for e in found:
         history[e.contact_id].append(EventFact(e.name, e.timestamp, e.properties or {}, e.kind))
     runs = (
         tx.automations.of_contacts(ids, ("active", "queued"), lock=lock_runs)

@@ -195,6 +195,22 @@ class RecentSend(_FromRow):
 
 
 @dataclass(frozen=True, slots=True)
+class EventRecord(_FromRow):
+    """One event of the log, as a replay (the simulator) reads it."""
+
+    id: int
+    workspace_id: int
+    contact_id: int | None
+    kind: str
+    name: str
+    properties: dict[str, Any]
+    context: dict[str, Any] | None
+    message_id: str | None
+    timestamp: datetime
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class SuppressionRecord(_FromRow):
     workspace_id: int
     channel: str

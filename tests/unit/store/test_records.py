@@ -18,6 +18,7 @@ TABLES = [
     (records.TemplateVersionRecord, schema.template_versions),
     (records.MessageRecord, schema.outbox),
     (records.SuppressionRecord, schema.suppressions),
+    (records.EventRecord, schema.events),
 ]
 
 
