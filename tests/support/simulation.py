@@ -60,3 +60,15 @@ def simulated_messages(report: Report, contacts: list[int]) -> dict[int, list[An
             (m.automation, m.node, m.template, m.created_at, m.status, m.sent_at) for m in messages
         ]
     return out
+
+
+def live_entries(
+    conveyor: Conveyor, workspace_id: int, contacts: list[int]
+) -> dict[int, list[Any]]:
+    """(automation, entered at, queued) of each contact's runs, as the log recorded them."""
+    out: dict[int, list[Any]] = {c: [] for c in contacts}
+    with conveyor.store.read() as tx:
+        for e in tx.events.of_contacts(contacts, ["automation.entered"]):
+            props = e.properties
+            out[e.contact_id].append((props["automation"], e.timestamp, bool(props.get("queued"))))
+    return out

@@ -106,6 +106,7 @@ class Report:
         self.capped: dict[str, set[int]] = defaultdict(set)  # rule → contacts it held back
         self.collisions: Counter[tuple[str, str]] = Counter()  # (held back, by whose sends)
         self.paths: dict[int, list[PathStep]] = defaultdict(list)
+        self.entries: dict[int, list[tuple[str, datetime, bool]]] = defaultdict(list)
         self.outbox: dict[int, list[Message]] = defaultdict(list)
         self.senders: dict[int, list[tuple[datetime, str]]] = {}  # the outbox's (at, automation)
         self.notes: list[str] = []
@@ -146,6 +147,10 @@ class Report:
         if name == "automation.entered":
             (tally.queued if props.get("queued") else tally.entered)[self.day(now)] += 1
             tally.contacts.add(contact_id)
+            if self.watched(contact_id):
+                self.entries[contact_id].append(
+                    (props["automation"], now, bool(props.get("queued")))
+                )
         elif name == "automation.goal_reached":
             tally.goals[props.get("goal", "")] += 1
         elif name in ("automation.completed", "automation.exited"):
