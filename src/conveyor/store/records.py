@@ -192,6 +192,7 @@ class RecentSend(_FromRow):
     channel: str
     template: str | None
     sent_at: datetime
+    automation_id: int | None  # whose send it was (a simulation tells its own from others')
 
 
 @dataclass(frozen=True, slots=True)

@@ -194,7 +194,10 @@ class Simulator:
 
         tick.lookback = max(lookback([policy_of(workspace, None)]), 7 * 86400)
         outbox = Outbox(
-            policy_for, lambda c: contact_timezone(tick.facts.get(c), workspace), tick.sent
+            policy_for,
+            lambda c: contact_timezone(tick.facts.get(c), workspace),
+            tick.sent,
+            tick.later,
         )
         report = Report(
             {r.id: r.key for r in rows.values()},

@@ -55,10 +55,12 @@ class Outbox:
         policy_for: Callable[[int], Policy],
         timezone_for: Callable[[int], str],
         history: dict[int, list[Sent]],
+        later: dict[int, list[tuple[Sent, str]]],
     ) -> None:
         self.policy_for = policy_for
         self.timezone_for = timezone_for
         self.history = history  # sends the caps count, by contact (before the start, then ours)
+        self.later = later  # others' real sends in the period, latest first
         self.senders: dict[int, list[tuple[datetime, str]]] = {}  # (sent at, automation)
         self.queue: list[tuple[datetime, int, Message]] = []
         self._seq = 0
@@ -80,6 +82,11 @@ class Outbox:
                 message.status, message.sent_at = "sent", now
                 continue
             history = self.history.setdefault(message.contact_id, [])
+            later = self.later.get(message.contact_id)
+            while later and later[-1][0].at <= now:
+                sent, automation = later.pop()
+                history.append(sent)
+                self.senders.setdefault(message.contact_id, []).append((sent.at, automation))
             decision = decide(
                 outgoing(
                     message.channel,

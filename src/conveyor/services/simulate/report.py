@@ -61,6 +61,7 @@ class Tally:
     goals: Counter[str] = field(default_factory=Counter)
     messages: dict[date, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     sent: int = 0
+    sent_per_day: Counter[date] = field(default_factory=Counter)
     deferred: int = 0  # messages deferred at least once
     skipped: int = 0
     policy: Counter[tuple[str, str]] = field(default_factory=Counter)  # (defer|skip, rule)
@@ -80,6 +81,7 @@ class Tally:
             "conversion": round(sum(self.goals.values()) / entries, 4) if entries else None,
             "messages_per_day": {d.isoformat(): dict(c) for d, c in sorted(self.messages.items())},
             "messages": {"sent": self.sent, "deferred": self.deferred, "skipped": self.skipped},
+            "sent_per_day": {d.isoformat(): n for d, n in sorted(self.sent_per_day.items())},
             "policy": [
                 {"action": a, "rule": r, "messages": n} for (a, r), n in self.policy.most_common()
             ],
@@ -189,6 +191,7 @@ class Report:
             self._step(message.automation, message.contact_id, message.node, outcome, why, now)
         if message.status == "sent":
             tally.sent += 1
+            tally.sent_per_day[self.day(now)] += 1
             self.per_contact[message.contact_id] += 1
             week = (now - self.start) // timedelta(days=7)
             self.per_week[(message.contact_id, week)] += 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from conveyor.domain.contacts import SystemEvent
@@ -157,6 +157,9 @@ class SimTick(Tick):
         self.keys = {row.key for row in self.rows.values()}
         self.excluded: set[int] = set()
         self.sent: dict[int, list[Sent]] = {}  # marketing sends before the start, by contact
+        # Sends of automations not simulated, in the period: they count as their moment comes
+        # (latest first, so the next one is popped off the end).
+        self.later: dict[int, list[tuple[Sent, str]]] = {}
         self.timers: list[tuple[datetime, int, LiveRun]] = []
         self.recorded_events: list[tuple[int | None, str, dict[str, Any]]] = []
         self.flushed: list[Any] = []  # (steps, messages, runs finished) of each flush
@@ -209,14 +212,19 @@ class SimTick(Tick):
             if row.entered_at < self.start:
                 self.entries[(row.contact_id, by_real[row.automation_id])].append(row.entered_at)
         if self.lookback:
-            since = self.start.timestamp() - self.lookback
+            ours = set(self.real_ids.values())
             for contact_id in contact_ids:
-                self.sent[contact_id] = []
-            for s in self.tx.messages.recent_sends(
-                contact_ids, datetime.fromtimestamp(since, self.start.tzinfo), ()
-            ):
+                self.sent[contact_id], self.later[contact_id] = [], []
+            since = self.start - timedelta(seconds=self.lookback)
+            for s in self.tx.messages.recent_sends(contact_ids, since, ()):
+                sent = Sent(s.channel, s.template, s.sent_at)
                 if s.sent_at < self.start:
-                    self.sent[s.contact_id].append(Sent(s.channel, s.template, s.sent_at))
+                    self.sent[s.contact_id].append(sent)
+                elif s.automation_id not in ours:  # what others really sent in the period
+                    key = self.ctx.automations.get(s.automation_id or 0, "")
+                    self.later[s.contact_id].append((sent, key))
+            for contact_id in contact_ids:
+                self.later[contact_id].sort(key=lambda pair: pair[0].at, reverse=True)
 
     def _change(self, snap: Snapshot, event: EventRecord, *, undo: bool = False) -> None:
         state = self.writer.by_id(event.contact_id) if event.contact_id else None
