@@ -139,3 +139,147 @@ def test_a_backtest_of_the_abandoned_cart_equals_what_ran_live(
     promo = report.tallies["promo"]
     assert promo.policy == {("defer", "email cap 1 per 16 hours"): 1}
     assert report.collisions == {("promo", "abandoned-cart"): 1}
+
+
+def _history(client, tenant, clock, plan, hours):
+    """Tracked events hour by hour (nothing active: the log is all there is)."""
+    start = clock.now()
+    for hour in range(hours):
+        for user, event in plan.get(hour, []):
+            _track(client, tenant, user, event, total=10)
+        clock.advance(timedelta(hours=1))
+    return start
+
+
+def test_the_api_backtests_a_draft_and_shows_a_contacts_path(client, tenant, clock):
+    _contacts(client, tenant, "ada", "bob")
+    start = _history(
+        client,
+        tenant,
+        clock,
+        {2: [("ada", "cart_updated"), ("bob", "cart_updated")], 3: [("bob", "order_completed")]},
+        60,
+    )
+    ada = _id(client, tenant, "ada")
+    r = client.post(
+        "/automations/simulate",
+        headers=tenant.admin,
+        json={
+            "definition": _definition("abandoned-cart"),
+            "from": start.isoformat(),
+            "contact": ada,
+        },
+    )
+    assert r.status_code == 200, r.text
+    report = r.json()
+    cart = report["automations"]["abandoned-cart"]
+    assert cart["entries"] == 2 and cart["goals"] == {"ordered": 1} and cart["conversion"] == 0.5
+    assert cart["nodes"]["reminder"] == {"queued": 1}
+    assert cart["messages_per_day"] and cart["messages"]["sent"] == 2
+    assert report["messages_per_contact"] == {"0": 1, "2": 1}  # bob ordered; ada got both
+    steps = [(s["node"], s["outcome"]) for s in report["contact"]["steps"]]
+    assert steps == [
+        ("wait-for-order", "waiting"),
+        ("wait-for-order", "timeout"),
+        ("reminder", "queued"),
+        ("one-day", "waiting"),
+        ("one-day", "waited"),
+        ("second-reminder", "queued"),
+    ]
+    assert report["contact"]["steps"][0]["reason"]["why"].startswith("order_completed since entry")
+    # A draft is not stored by simulating it, and nothing ran.
+    assert client.get("/automations/abandoned-cart", headers=tenant.admin).status_code == 404
+    r = client.post(
+        "/automations/simulate",
+        headers=tenant.admin,
+        json={
+            "definition": {
+                "key": "x",
+                "triggers": [{"event": "a"}],
+                "nodes": [{"id": "n", "type": "wait"}],
+            }
+        },
+    )
+    assert r.status_code == 422 and r.json()["field"].startswith("nodes.0")
+    r = client.post(
+        "/automations/simulate",
+        headers=tenant.admin,
+        json={"definition": _definition("abandoned-cart"), "from": "2099-01-01"},
+    )
+    assert r.status_code == 422 and r.json()["field"] == "from"
+
+
+def test_one_contact_walks_through_a_draft_with_injected_events(client, tenant):
+    _contacts(client, tenant, "ada")
+    ada = _id(client, tenant, "ada")
+    draft = _definition("abandoned-cart")
+
+    def walk(events):
+        r = client.post(
+            f"/contacts/{ada}/simulate",
+            headers=tenant.admin,
+            json={"definition": draft, "events": events, "days": 3},
+        )
+        assert r.status_code == 200, r.text
+        return [(s["node"], s["outcome"]) for s in r.json()["contact"]["steps"]], r.json()
+
+    ordered, _ = walk(
+        [{"at": "now", "event": "cart_updated"}, {"at": "30 minutes", "event": "order_completed"}]
+    )
+    assert ordered == [("wait-for-order", "waiting"), ("ordered", "goal_reached")]
+    forgot, report = walk([{"at": "1 hour", "event": "cart_updated"}])
+    assert forgot[-1] == ("second-reminder", "queued")
+    at = {s["node"] + ":" + s["outcome"]: s["at"] for s in report["contact"]["steps"]}
+    assert at["second-reminder:queued"] > at["reminder:queued"]  # a day later: time skipped
+    assert [m["template"] for m in report["contact"]["messages"]] == [
+        "cart-reminder-1",
+        "cart-reminder-2",
+    ]
+    r = client.post(
+        "/contacts/999999/simulate", headers=tenant.admin, json={"definition": draft, "events": []}
+    )
+    assert r.status_code == 404
+    r = client.post(
+        f"/contacts/{ada}/simulate",
+        headers=tenant.admin,
+        json={"definition": draft, "events": [{"at": "soon", "event": "x"}]},
+    )
+    assert r.status_code == 422 and r.json()["field"] == "events.0.at"
+
+
+def test_the_forecast_names_the_automations_that_collide(client, tenant, clock):
+    client.put(
+        "/send-policy",
+        headers=tenant.admin,
+        json={"caps": {"email": [{"max": 1, "per": "16 hours"}]}},
+    )
+    for key in ("welcome", "upsell", "quiet"):
+        trigger = "signed_up" if key != "quiet" else "never_happens"
+        activate(
+            client,
+            tenant,
+            {
+                "key": key,
+                "triggers": [{"event": trigger}],
+                "nodes": [{"id": "mail", "type": "send_email", "template": f"{key}-1"}],
+            },
+        )
+    _contacts(client, tenant, "ada", "bob", "cy")
+    _history(
+        client,
+        tenant,
+        clock,
+        {5: [("ada", "signed_up"), ("bob", "signed_up")], 30: [("cy", "signed_up")]},
+        72,
+    )
+    r = client.post("/automations/forecast", headers=tenant.admin, json={"days": 7})
+    assert r.status_code == 200, r.text
+    report = r.json()
+    assert report["collisions"] == [{"held_back": "welcome", "by": "upsell", "messages": 3}]
+    assert report["capped"] == {"email cap 1 per 16 hours": 3}
+    assert report["automations"]["quiet"]["entries"] == 0
+    # Deferred, not lost: each got both within the week.
+    assert report["messages_per_contact_week"] == {"2": 3}
+    assert report["automations"]["welcome"]["policy"] == [
+        {"action": "defer", "rule": "email cap 1 per 16 hours", "messages": 3}
+    ]

@@ -17,6 +17,7 @@ from conveyor.api.routes import (
     policies,
     public,
     segments,
+    simulations,
     site,
     templates,
     tracking,
@@ -42,6 +43,7 @@ def create_app(conveyor: Conveyor) -> FastAPI:
         contacts.router,
         catalog.router,
         segments.router,
+        simulations.router,  # before automations: /automations/simulate is not a key
         automations.router,
         templates.router,
         messages.router,

@@ -1,5 +1,5 @@
-"""`conveyor` commands: serve, worker, db, workspace, key, contacts, segment, automation,
-template, channel."""
+"""`conveyor` commands: serve, worker, db, workspace, key, contacts, segment, automation
+(simulate, forecast, try: see cli/simulate.py), template, channel."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from conveyor.bootstrap import Conveyor, bootstrap
+from conveyor.cli import simulate
 from conveyor.domain.errors import ConveyorError
 from conveyor.services.imports import parse_mapping
 from conveyor.settings import Settings
@@ -446,6 +447,11 @@ def automation_status(key: str, status: str, workspace: WorkspaceOpt = None) -> 
     except ConveyorError as exc:
         _fail(exc.detail)
     out.print(f"{info.key}: {info.status}")
+
+
+automation_app.command("simulate")(simulate.simulate)
+automation_app.command("forecast")(simulate.forecast)
+automation_app.command("try")(simulate.try_contact)
 
 
 @template_app.command("apply")

@@ -15,6 +15,9 @@ from zoneinfo import ZoneInfo
 from conveyor.domain.policies import Decision
 from conveyor.services.simulate.replay import Message
 
+_SINCE = re.compile(
+    r" since \d{4}-\S+"
+)  # "already inside since <moment>": the rule, not the moment
 _WHEN = re.compile(r"\s*\(?(next allowed|quiet hours until|send at) [^;)]*\)?")
 
 
@@ -163,7 +166,8 @@ class Report:
     ) -> None:
         tally = self.tallies[key]
         if outcome == "entry_skipped":
-            tally.not_entered[str(reason.get("why", "")).removeprefix("not entered: ")] += 1
+            why = str(reason.get("why", "")).removeprefix("not entered: ")
+            tally.not_entered[_SINCE.sub("", why)] += 1
         else:
             tally.nodes[node][outcome] += 1
         if self.watched(contact_id):
