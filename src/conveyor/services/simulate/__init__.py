@@ -182,17 +182,13 @@ class Simulator:
             engine, tx, ctx, start, start_id,
             replayable=replayable, real_ids=real, admit=self._admit(tx, ctx, scope, start),
         )  # fmt: skip
-        policies: dict[int, Any] = {}
-        overrides: dict[int, Any] = {}
+        default = policy_of(workspace, None)
 
         def policy_for(contact_id: int) -> Any:
-            if contact_id not in policies:
-                if contact_id not in overrides:
-                    overrides.update(tx.messages.contact_policies([contact_id]))
-                policies[contact_id] = policy_of(workspace, overrides.get(contact_id))
-            return policies[contact_id]
+            override = tick.overrides.get(contact_id)  # read with the contact
+            return default if override is None else policy_of(workspace, override)
 
-        tick.lookback = max(lookback([policy_of(workspace, None)]), 7 * 86400)
+        tick.lookback = max(lookback([default]), 7 * 86400)
         outbox = Outbox(
             policy_for,
             lambda c: contact_timezone(tick.facts.get(c), workspace),

@@ -160,6 +160,7 @@ class SimTick(Tick):
         # Sends of automations not simulated, in the period: they count as their moment comes
         # (latest first, so the next one is popped off the end).
         self.later: dict[int, list[tuple[Sent, str]]] = {}
+        self.overrides: dict[int, Any] = {}  # contacts' own send policies
         self.timers: list[tuple[datetime, int, LiveRun]] = []
         self.recorded_events: list[tuple[int | None, str, dict[str, Any]]] = []
         self.flushed: list[Any] = []  # (steps, messages, runs finished) of each flush
@@ -207,6 +208,7 @@ class SimTick(Tick):
         for contact_id in contact_ids:
             for automation_id in self.rows:
                 self.entries[(contact_id, automation_id)] = []
+        self.overrides.update(self.tx.messages.contact_policies(contact_ids))
         by_real = {real: sim for sim, real in self.real_ids.items()}
         for row in self.tx.automations.entries_of(contact_ids, list(by_real)):
             if row.entered_at < self.start:
