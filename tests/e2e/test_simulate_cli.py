@@ -60,6 +60,19 @@ def test_simulate_try_and_forecast_on_a_seeded_workspace(env, tmp_path):
         "2",
     ).stdout
     assert "goal_reached" in walked and "reminder" not in walked
+    made_up = run(
+        env,
+        "automation",
+        "try",
+        CART,
+        "--as",
+        '{"email": "new@example.com"}',
+        "--event",
+        "cart_updated",
+        "--days",
+        "2",
+    ).stdout
+    assert "second-reminder" in made_up and "Contact -1" in made_up
     forecast = run(env, "automation", "forecast", "--days", "4").stdout
     assert "thanks-offer" in forecast and "Messages per contact per week" in forecast
     bad = run(env, "automation", "simulate", CART, "--from", "soon", check=False)

@@ -247,6 +247,59 @@ def test_one_contact_walks_through_a_draft_with_injected_events(client, tenant):
     assert r.status_code == 422 and r.json()["field"] == "events.0.at"
 
 
+def test_a_made_up_contact_walks_through_a_draft(client, tenant):
+    r = client.post("/fields", headers=tenant.admin, json={"key": "plan", "type": "text"})
+    assert r.status_code == 201, r.text
+    draft = {
+        "key": "upgrade",
+        "triggers": [{"event": "visited_pricing"}],
+        "nodes": [
+            {
+                "id": "pro",
+                "type": "if",
+                "condition": {"field": "plan", "op": "eq", "value": "pro"},
+                "then": "thanks",
+                "else": "pitch",
+            },
+            {"id": "pitch", "type": "send_email", "template": "go-pro", "next": "end"},
+            {"id": "thanks", "type": "add_tag", "tag": "happy"},
+        ],
+    }
+
+    def walk(contact):
+        r = client.post(
+            "/automations/try",
+            headers=tenant.admin,
+            json={
+                "definition": draft,
+                "contact": contact,
+                "events": [{"at": "1 day", "event": "visited_pricing"}],
+            },
+        )
+        assert r.status_code == 200, r.text
+        return r.json()["contact"]
+
+    pro = walk({"email": "p@example.com", "fields": {"plan": "pro"}})
+    assert [(s["node"], s["outcome"]) for s in pro["steps"]] == [
+        ("pro", "then"),
+        ("thanks", "done"),
+    ]
+    free = walk({"email": "f@example.com"})
+    assert [(s["node"], s["outcome"]) for s in free["steps"]] == [
+        ("pro", "else"),
+        ("pitch", "queued"),
+    ]
+    assert free["messages"][0]["template"] == "go-pro" and free["id"] == -1
+    r = client.post(
+        "/automations/try",
+        headers=tenant.admin,
+        json={"definition": draft, "contact": {"fields": {"nope": 1}}},
+    )
+    assert r.status_code == 422 and r.json()["field"] == "contact.fields.nope"
+    # Nothing was stored: no contact, no automation.
+    assert client.get("/contacts", headers=tenant.admin).json()["items"] == []
+
+
 def test_the_forecast_names_the_automations_that_collide(client, tenant, clock):
     client.put(
         "/send-policy",

@@ -3,6 +3,7 @@ same dictionary the API returns), and two backtests side by side."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,7 +13,7 @@ from rich.table import Table
 
 from conveyor.domain.errors import ConveyorError
 from conveyor.services.simulate import Scope
-from conveyor.services.simulate.inputs import injected, moment
+from conveyor.services.simulate.inputs import SYNTHETIC_ID, injected, moment
 
 AutomationFile = Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)]
 WorkspaceOpt = Annotated[
@@ -89,7 +90,11 @@ def forecast(
 
 def try_contact(
     file: AutomationFile,
-    contact: Annotated[int, typer.Option(help="a contact id")],
+    contact: Annotated[int | None, typer.Option(help="a contact id")] = None,
+    made_up: Annotated[
+        str | None,
+        typer.Option("--as", help='a made-up contact: \'{"email": "a@b.c", "tags": ["vip"]}\''),
+    ] = None,
     event: Annotated[
         list[str] | None,
         typer.Option(help="'email.opened@2 days' makes it happen then (repeatable)"),
@@ -100,6 +105,14 @@ def try_contact(
 ) -> None:
     """Walk one contact through the automation, step by step with the reasons."""
     cli = _cli()
+    if (contact is None) == (made_up is None):
+        cli._fail("give --contact ID or --as '{...}' (one of them)")
+    who: int | dict[str, Any] = contact if contact is not None else {}
+    if made_up is not None:
+        try:
+            who = json.loads(made_up)
+        except ValueError as exc:
+            cli._fail(f"--as: not JSON ({exc})")
     conveyor = cli._open()
     try:
         raw = []
@@ -107,11 +120,11 @@ def try_contact(
             name, _, at = item.partition("@")
             raw.append({"event": name, "at": at or "now"})
         report = conveyor.simulator.try_contact(
-            cli._workspace(conveyor, workspace), cli._load(file), contact, injected(raw), days
+            cli._workspace(conveyor, workspace), cli._load(file), who, injected(raw), days
         )
     except ConveyorError as exc:
         cli._fail(f"{file}: {exc.detail}")
-    data = report.as_dict(contact)
+    data = report.as_dict(contact if contact is not None else SYNTHETIC_ID)
     if as_json:
         cli.out.print_json(data=data)
         return

@@ -15,6 +15,7 @@ from typing import Any
 from conveyor.domain.evaluation import EventFact, RunFact, Snapshot
 from conveyor.domain.fields import STANDARD_FIELDS
 from conveyor.services.conditions import ConditionContext
+from conveyor.store.records import ContactRecord
 from conveyor.store.store import Tx
 
 
@@ -64,22 +65,39 @@ def load(
         if key is not None:
             inside[run.contact_id].append(RunFact(key, run.entered_at))
     snapshots = {
-        row.id: Snapshot(
-            standard={name: getattr(row, name) for name in STANDARD_FIELDS},
-            score=row.score,
-            fields=dict(row.fields or {}),
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            tags=set(tags.get(row.id, ())),
-            lists={
-                ctx.list_keys[lid]: st
-                for lid, st in subs.get(row.id, {}).items()
-                if lid in ctx.list_keys
-            },
-            events=history.get(row.id, []),
-            runs=inside.get(row.id, []),
-            timezone=row.timezone or ctx.timezone,
+        row.id: snapshot(
+            ctx,
+            row,
+            tags.get(row.id, ()),
+            subs.get(row.id, {}),
+            history.get(row.id, []),
+            inside.get(row.id, []),
         )
         for row in rows
     }
     return Loaded(rows, tags, subs, snapshots, runs)
+
+
+def snapshot(
+    ctx: ConditionContext,
+    row: ContactRecord,
+    tags: Iterable[str],
+    subscriptions: dict[int, str],
+    events: list[EventFact],
+    runs: list[RunFact],
+) -> Snapshot:
+    """One contact's facts from its row (stored, or made up for a simulation)."""
+    return Snapshot(
+        standard={name: getattr(row, name) for name in STANDARD_FIELDS},
+        score=row.score,
+        fields=dict(row.fields or {}),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        tags=set(tags),
+        lists={
+            ctx.list_keys[lid]: st for lid, st in subscriptions.items() if lid in ctx.list_keys
+        },
+        events=events,
+        runs=runs,
+        timezone=row.timezone or ctx.timezone,
+    )

@@ -12,7 +12,7 @@ from conveyor.api.auth import admin_workspace, conveyor_of
 from conveyor.api.schemas import MAX_ID, ContactPath, Strict
 from conveyor.domain.workspaces import Workspace
 from conveyor.services.simulate import Scope
-from conveyor.services.simulate.inputs import injected, moment
+from conveyor.services.simulate.inputs import SYNTHETIC_ID, injected, moment
 
 router = APIRouter(tags=["simulations"])
 Admin = Annotated[Workspace, Depends(admin_workspace)]
@@ -43,6 +43,13 @@ class TryIn(Strict):
         default_factory=list, description="[{at: '2 days', event: 'email.opened'}]"
     )
     days: int = Field(default=14, ge=1, le=365)
+
+
+class TryMadeUpIn(TryIn):
+    contact: dict[str, Any] = Field(
+        description="{email, first_name, …, fields: {plan: pro}, tags: [vip], "
+        "lists: {newsletter: subscribed}, score: 10}"
+    )
 
 
 @router.post("/automations/simulate")
@@ -78,3 +85,14 @@ def try_contact(
         workspace, body.definition, contact_id, events, body.days
     )
     return report.as_dict(contact_id)
+
+
+@router.post("/automations/try")
+def try_made_up(body: TryMadeUpIn, workspace: Admin, request: Request) -> dict[str, Any]:
+    """A contact made up for the test (nothing stored) through the draft, with these events made
+    to happen: each step with its reason. Its id in the report is -1."""
+    events = injected(body.events)
+    report = conveyor_of(request).simulator.try_contact(
+        workspace, body.definition, body.contact, events, body.days
+    )
+    return report.as_dict(SYNTHETIC_ID)

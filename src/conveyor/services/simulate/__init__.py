@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,6 +25,7 @@ from conveyor.services.engine import Engine
 from conveyor.services.engine.dispatch import from_engine
 from conveyor.services.policies import contact_timezone, lookback, policy_of
 from conveyor.services.segments import Segments
+from conveyor.services.simulate.inputs import SYNTHETIC_ID, Injected, made_up
 from conveyor.services.simulate.replay import Outbox, Replay
 from conveyor.services.simulate.report import Report
 from conveyor.services.simulate.world import SimRow, SimTick
@@ -34,15 +35,6 @@ from conveyor.store.store import Store, Tx
 
 DRAFT_ID = -1  # the draft's id when no stored automation has its key
 CHUNK = 5000  # events read per query: memory is bounded by contacts, not by events
-
-
-@dataclass(frozen=True)
-class Injected:
-    """An event a test of one contact makes happen: `name` at `after` from the start."""
-
-    after: timedelta
-    name: str
-    properties: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -94,20 +86,24 @@ class Simulator:
         self,
         workspace: Workspace,
         draft: dict[str, Any],
-        contact_id: int,
+        contact: int | dict[str, Any],
         events: list[Injected],
         days: int,
     ) -> Report:
-        """One real contact through the draft from now, as it is now, with these events made
-        to happen at their moments; time skips to each next timer."""
+        """One contact through the draft from now, with these events made to happen at their
+        moments; time skips to each next timer. `contact`: a real contact's id (as it is now),
+        or the fields, tags and lists of one made up for the test."""
         start = self.clock.now()
         end = start + timedelta(days=days)
+        contact_id = contact if isinstance(contact, int) else SYNTHETIC_ID
         scope = Scope(draft, watch=frozenset({contact_id}))
         with self.store.read() as tx:
-            if not tx.contacts.by_ids(workspace.id, [contact_id]):
-                raise NotFound(f"no contact {contact_id} in this workspace")
+            if isinstance(contact, int) and not tx.contacts.by_ids(workspace.id, [contact]):
+                raise NotFound(f"no contact {contact} in this workspace")
             start_id = tx.events.position_at(workspace.id, start + timedelta(microseconds=1))
             report, replay = self._prepare(tx, workspace, scope, start, end, start_id)
+            if not isinstance(contact, int):
+                replay.tick.synthetic[contact_id] = made_up(contact, replay.tick.ctx, start)
             replay.tick.load({contact_id})
             made = [
                 EventRecord(

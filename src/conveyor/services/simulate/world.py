@@ -161,6 +161,7 @@ class SimTick(Tick):
         # (latest first, so the next one is popped off the end).
         self.later: dict[int, list[tuple[Sent, str]]] = {}
         self.overrides: dict[int, Any] = {}  # contacts' own send policies
+        self.synthetic: dict[int, tuple[Any, set[str], dict[int, str]]] = {}
         self.timers: list[tuple[datetime, int, LiveRun]] = []
         self.recorded_events: list[tuple[int | None, str, dict[str, Any]]] = []
         self.flushed: list[Any] = []  # (steps, messages, runs finished) of each flush
@@ -173,6 +174,13 @@ class SimTick(Tick):
 
     def load(self, contact_ids: set[int]) -> None:
         wanted = {c for c in contact_ids if c not in self.inside and c not in self.excluded}
+        made = [c for c in wanted if c in self.synthetic]
+        for contact_id in made:  # a contact made up for `try`: as given, with no history
+            row, tags, subs = self.synthetic[contact_id]
+            self.writer.adopt([row], {contact_id: tags}, {contact_id: subs})
+            self.facts[contact_id] = snapshots.snapshot(self.ctx, row, tags, subs, [], [])
+            self.inside[contact_id] = []
+        wanted -= set(made)
         if not wanted:
             return
         loaded = snapshots.load(self.tx, self.ctx, wanted, self.names, up_to_id=self.start_id)
