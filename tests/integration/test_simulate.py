@@ -209,6 +209,47 @@ def test_the_api_backtests_a_draft_and_shows_a_contacts_path(client, tenant, clo
     assert r.status_code == 422 and r.json()["field"] == "from"
 
 
+def test_a_segment_is_taken_as_it_was_at_the_start_and_a_sample_is_a_sample(client, tenant, clock):
+    _contacts(client, tenant, "ada", "bob", "cy")
+    ada, bob = _id(client, tenant, "ada"), _id(client, tenant, "bob")
+    client.post(f"/contacts/{ada}/tags", headers=tenant.admin, json={"tags": ["vip"]})
+    r = client.post(
+        "/segments",
+        headers=tenant.admin,
+        json={"key": "vips", "name": "VIPs", "condition": {"tag": "vip"}},
+    )
+    assert r.status_code in (200, 201), r.text
+    clock.advance(timedelta(minutes=5))
+    start = clock.now()
+    # bob becomes a VIP only during the period; ada stops being one.
+    client.post(f"/contacts/{bob}/tags", headers=tenant.admin, json={"tags": ["vip"]})
+    client.delete(f"/contacts/{ada}/tags/vip", headers=tenant.admin)
+    _history(client, tenant, clock, {1: [(u, "cart_updated") for u in ("ada", "bob", "cy")]}, 30)
+
+    def backtest(**extra):
+        r = client.post(
+            "/automations/simulate",
+            headers=tenant.admin,
+            json={"definition": _definition("abandoned-cart"), "from": start.isoformat(), **extra},
+        )
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    assert backtest()["automations"]["abandoned-cart"]["entries"] == 3
+    vips = backtest(segment="vips", contact=ada)
+    assert vips["automations"]["abandoned-cart"]["entries"] == 1 and vips["contacts"] == 1
+    assert vips["contact"]["steps"]  # ada, who was a VIP at the start, not bob
+    sampled = backtest(sample=2)
+    assert sampled["automations"]["abandoned-cart"]["entries"] == 2
+    assert "a random sample of 2 contacts" in sampled["notes"]
+    r = client.post(
+        "/automations/simulate",
+        headers=tenant.admin,
+        json={"definition": _definition("abandoned-cart"), "segment": "nope"},
+    )
+    assert r.status_code == 404
+
+
 def test_one_contact_walks_through_a_draft_with_injected_events(client, tenant):
     _contacts(client, tenant, "ada")
     ada = _id(client, tenant, "ada")

@@ -197,19 +197,18 @@ class SimTick(Tick):
             snap.runs = [
                 r for r in snap.runs if r.entered_at < self.start and r.automation not in self.keys
             ]
-        for event in later:  # … and forward to where the replay stands
-            if event.id <= self.position and self.replayable(event):
-                self._change(facts[event.contact_id or 0], event)
-                witness(facts[event.contact_id or 0], event, self.names)
-        admitted = []
-        for contact_id, snap in loaded.snapshots.items():
-            if self.admit is not None and not self.admit(contact_id, snap):
+        if self.admit is not None:  # a segment or a sample: who was in it at the start
+            for contact_id in [c for c, snap in facts.items() if not self.admit(c, snap)]:
                 self.excluded.add(contact_id)
-                continue
+                del facts[contact_id]
+        for event in later:  # … and forward to where the replay stands
+            if event.contact_id in facts and event.id <= self.position and self.replayable(event):
+                self._change(facts[event.contact_id], event)
+                witness(facts[event.contact_id], event, self.names)
+        for contact_id, snap in facts.items():
             self.facts[contact_id] = snap
             self.inside[contact_id] = []
-            admitted.append(contact_id)
-        self._history(admitted)
+        self._history(list(facts))
 
     def _history(self, contact_ids: list[int]) -> None:
         """What entry rules and caps count from before the start: entries, sends."""
