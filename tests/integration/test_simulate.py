@@ -375,5 +375,5 @@ def test_the_forecast_names_the_automations_that_collide(client, tenant, clock):
     # Deferred, not lost: each got both within the week.
     assert report["messages_per_contact_week"] == {"2": 3}
     assert report["automations"]["welcome"]["policy"] == [
-        {"action": "defer", "rule": "email cap 1 per 16 hours", "messages": 3}
+        {"action": "defer", "rule": "email cap 1 per 16 hours", "decisions": 3}
     ]

@@ -192,9 +192,14 @@ def _automation(out: Console, key: str, t: dict[str, Any]) -> None:
         highlight=False,
     )
     if t["policy"]:
-        table = Table("action", "rule", "messages", title="Send policy")
+        table = Table(
+            "action",
+            "rule",
+            "decisions",
+            title="Send policy (a message deferred twice counts twice)",
+        )
         for p in t["policy"]:
-            table.add_row(p["action"], p["rule"], str(p["messages"]))
+            table.add_row(p["action"], p["rule"], str(p["decisions"]))
         out.print(table)
 
 

@@ -86,7 +86,7 @@ class Tally:
             "messages": {"sent": self.sent, "deferred": self.deferred, "skipped": self.skipped},
             "sent_per_day": {d.isoformat(): n for d, n in sorted(self.sent_per_day.items())},
             "policy": [
-                {"action": a, "rule": r, "messages": n} for (a, r), n in self.policy.most_common()
+                {"action": a, "rule": r, "decisions": n} for (a, r), n in self.policy.most_common()
             ],
         }
 
