@@ -22,6 +22,7 @@ from conveyor.services.policies import SendPolicies
 from conveyor.services.reactions import Reactions
 from conveyor.services.scoring import Scoring
 from conveyor.services.segments import Segments
+from conveyor.services.simulate import Simulator
 from conveyor.services.templates import Templates
 from conveyor.services.workspaces import Workspaces
 from conveyor.settings import Settings
@@ -51,6 +52,7 @@ class Conveyor:
     tasks: Tasks
     scoring: Scoring
     ops: Operations
+    simulator: Simulator
 
     def upgrade_schema(self) -> None:
         migrate.upgrade(self.store.db.engine)
@@ -111,4 +113,5 @@ def bootstrap(
         tasks=tasks,
         scoring=scoring,
         ops=Operations(store, clock, settings, consumers=engine.log.names),
+        simulator=Simulator(store, clock, segments),
     )

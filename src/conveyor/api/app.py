@@ -22,6 +22,7 @@ from conveyor.api.routes import (
     public,
     scoring,
     segments,
+    simulations,
     site,
     tasks,
     team,
@@ -55,6 +56,7 @@ def create_app(conveyor: Conveyor) -> FastAPI:
         contacts.router,
         catalog.router,
         segments.router,
+        simulations.router,  # before automations: /automations/simulate is not a key
         scoring.router,
         automations.router,
         templates.router,

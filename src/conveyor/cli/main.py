@@ -1,6 +1,6 @@
-"""`conveyor` commands: serve, worker, db, workspace, key, contacts, segment, automation,
-template, channel, policy, scoring, and the sales side's member, pipeline, deal and task
-(in `cli.crm`)."""
+"""`conveyor` commands: serve, worker, db, workspace, key, contacts, segment, automation
+(simulate, forecast, try: see cli/simulate.py), template, channel, policy, scoring, backup and
+restore (cli/ops.py), and the sales side's member, pipeline, deal and task (cli/crm.py)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from rich.table import Table
 
 from conveyor import __version__, logs
 from conveyor.bootstrap import Conveyor, bootstrap
-from conveyor.cli import ops
+from conveyor.cli import ops, simulate
 from conveyor.domain.errors import ConveyorError
 from conveyor.services.imports import parse_mapping
 from conveyor.settings import Settings
@@ -521,6 +521,11 @@ def automation_status(key: str, status: str, workspace: WorkspaceOpt = None) -> 
     except ConveyorError as exc:
         _fail(exc.detail)
     out.print(f"{info.key}: {info.status}")
+
+
+automation_app.command("simulate")(simulate.simulate)
+automation_app.command("forecast")(simulate.forecast)
+automation_app.command("try")(simulate.try_contact)
 
 
 @template_app.command("apply")

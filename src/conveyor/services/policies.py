@@ -7,6 +7,7 @@ skipped when its node says so; either way the contact's timeline says which rule
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -44,6 +45,39 @@ def contact_timezone(row: ContactRecord | None, workspace: Workspace) -> str:
     return zone or "UTC"
 
 
+def policy_of(workspace: Workspace, override: dict[str, Any] | None) -> Policy:
+    """The policy a contact's marketing messages follow: the workspace's, with its override."""
+    return parse_policy(merge(workspace_policy(workspace), override))
+
+
+def lookback(policies: Iterable[Policy]) -> int:
+    """How far back (seconds) a contact's sends can matter to these policies."""
+    return max(
+        [c.seconds for p in policies for caps in p.caps.values() for c in caps]
+        + [p.repeat_within or 0 for p in policies]
+        + [0]
+    )
+
+
+def outgoing(
+    channel: str,
+    template: str | None,
+    message_class: str,
+    config: dict[str, Any],
+    created_at: datetime | None,
+) -> Outgoing:
+    """What the policy is asked about one message (by delivery, and by the simulator)."""
+    return Outgoing(
+        channel=channel,
+        template=template,
+        message_class=message_class,
+        on_cap=config.get("on_cap", "defer"),
+        allow_repeat=bool(config.get("allow_repeat")),
+        send_at=config.get("send_at"),
+        created_at=created_at,
+    )
+
+
 class SendPolicies:
     def __init__(self, store: Store, clock: Clock, workspaces: Workspaces) -> None:
         self.store = store
@@ -67,14 +101,9 @@ class SendPolicies:
                 people[row.id] = row
         workspace_of = {r.contact_id: workspaces[r.workspace_id] for r in policed}
         policies: dict[int, Policy] = {
-            cid: parse_policy(merge(workspace_policy(ws), overrides.get(cid)))
-            for cid, ws in workspace_of.items()
+            cid: policy_of(ws, overrides.get(cid)) for cid, ws in workspace_of.items()
         }
-        longest = max(
-            [c.seconds for p in policies.values() for caps in p.caps.values() for c in caps]
-            + [p.repeat_within or 0 for p in policies.values()]
-            + [0]
-        )
+        longest = lookback(policies.values())
         history: dict[int, list[Sent]] = defaultdict(list)
         claimed = {r.id for r in rows}
         for sent in tx.messages.recent_sends(
@@ -90,15 +119,7 @@ class SendPolicies:
             config = (row.payload or {}).get("config", {})
             ws = workspaces[row.workspace_id]
             decision = decide(
-                Outgoing(
-                    channel=row.channel,
-                    template=row.template,
-                    message_class=row.message_class,
-                    on_cap=config.get("on_cap", "defer"),
-                    allow_repeat=bool(config.get("allow_repeat")),
-                    send_at=config.get("send_at"),
-                    created_at=row.created_at,
-                ),
+                outgoing(row.channel, row.template, row.message_class, config, row.created_at),
                 history[row.contact_id],
                 policies[row.contact_id],
                 now,

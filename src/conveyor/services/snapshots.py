@@ -17,6 +17,7 @@ from conveyor.domain.evaluation import DealFact, EventFact, RunFact, Snapshot
 from conveyor.domain.fields import STANDARD_FIELDS
 from conveyor.domain.scoring import ScoreState
 from conveyor.services.conditions import ConditionContext
+from conveyor.store.records import ContactRecord
 from conveyor.store.store import Tx
 
 
@@ -38,15 +39,22 @@ def load(
     names: set[str],
     *,
     lock_runs: bool = False,
+    up_to_id: int | None = None,
 ) -> Loaded:
     """The contacts' facts, with the events named `names`; `lock_runs` locks their unfinished
-    runs for this transaction (PostgreSQL), for a caller that will change them."""
+    runs for this transaction (PostgreSQL), for a caller that will change them; `up_to_id`
+    keeps only the events of the log up to that id (a replay's history before it starts)."""
     rows, tags, subs = tx.contacts.with_relations(ctx.workspace.id, list(contact_ids))
     ids = [row.id for row in rows]
     if not ids:
         return Loaded()
     history: dict[int, list[EventFact]] = defaultdict(list)
-    for e in tx.segments.contact_events(ids, names):
+    found = (
+        tx.segments.contact_events(ids, names)
+        if up_to_id is None
+        else tx.events.of_contacts(ids, names, up_to_id=up_to_id)
+    )
+    for e in found:
         history[e.contact_id].append(EventFact(e.name, e.timestamp, e.properties or {}, e.kind))
     runs = (
         tx.automations.of_contacts(ids, ("active", "queued"), lock=lock_runs)
@@ -71,24 +79,46 @@ def load(
                     record.norm, record.fixed, decay
                 )
     snapshots = {
-        row.id: Snapshot(
-            standard={name: getattr(row, name) for name in STANDARD_FIELDS},
-            score=row.score,
-            fields=dict(row.fields or {}),
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            tags=set(tags.get(row.id, ())),
-            lists={
-                ctx.list_keys[lid]: st
-                for lid, st in subs.get(row.id, {}).items()
-                if lid in ctx.list_keys
-            },
-            events=history.get(row.id, []),
-            runs=inside.get(row.id, []),
-            timezone=row.timezone or ctx.timezone,
+        row.id: snapshot(
+            ctx,
+            row,
+            tags.get(row.id, ()),
+            subs.get(row.id, {}),
+            history.get(row.id, []),
+            inside.get(row.id, []),
             deals=owned.get(row.id, []),
             scores=scores.get(row.id, {}),
         )
         for row in rows
     }
     return Loaded(rows, tags, subs, snapshots, runs)
+
+
+def snapshot(
+    ctx: ConditionContext,
+    row: ContactRecord,
+    tags: Iterable[str],
+    subscriptions: dict[int, str],
+    events: list[EventFact],
+    runs: list[RunFact],
+    *,
+    deals: list[DealFact] | None = None,
+    scores: dict[str, ScoreState] | None = None,
+) -> Snapshot:
+    """One contact's facts from its row (stored, or made up for a simulation)."""
+    return Snapshot(
+        standard={name: getattr(row, name) for name in STANDARD_FIELDS},
+        score=row.score,
+        fields=dict(row.fields or {}),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        tags=set(tags),
+        lists={
+            ctx.list_keys[lid]: st for lid, st in subscriptions.items() if lid in ctx.list_keys
+        },
+        events=events,
+        runs=runs,
+        timezone=row.timezone or ctx.timezone,
+        deals=deals or [],
+        scores=scores or {},
+    )

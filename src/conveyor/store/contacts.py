@@ -143,6 +143,11 @@ class ContactQueries:
                 found[contact_id][list_id] = status
         return found
 
+    def ids(self, workspace_id: int) -> list[int]:
+        """Every contact id of the workspace, ascending (a simulation draws its sample)."""
+        stmt = select(contacts.c.id).where(contacts.c.workspace_id == workspace_id)
+        return list(self.conn.execute(stmt.order_by(contacts.c.id)).scalars())
+
     def with_relations(
         self, workspace_id: int, ids: Iterable[int]
     ) -> tuple[list[ContactRecord], dict[int, set[str]], dict[int, dict[int, str]]]:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
 
 from conveyor.store import bulk
+from conveyor.store.records import EventRecord
 from conveyor.store.schema import events, log_cursors, workspaces
 
 
@@ -141,3 +143,58 @@ class EventQueries:
         self.conn.execute(
             update(log_cursors).where(log_cursors.c.name.in_(names)).values(position=position)
         )
+
+    # --- replaying (the simulator reads the log; it never moves a cursor) --------------------
+
+    def position_at(self, workspace_id: int, moment: datetime) -> int:
+        """The id of the workspace's last event received before `moment` (0: none): where a
+        replay from `moment` starts."""
+        found = self.conn.execute(
+            select(func.max(events.c.id)).where(
+                events.c.workspace_id == workspace_id, events.c.received_at < moment
+            )
+        ).scalar()
+        return int(found or 0)
+
+    def replay(
+        self, workspace_id: int, after_id: int, up_to_id: int, limit: int
+    ) -> list[EventRecord]:
+        """The workspace's events in (after_id, up_to_id], oldest first, at most `limit`: one
+        chunk of a replay (the caller asks again from the last id it got)."""
+        stmt = (
+            select(events)
+            .where(
+                events.c.workspace_id == workspace_id,
+                events.c.id > after_id,
+                events.c.id <= up_to_id,
+            )
+            .order_by(events.c.id)
+            .limit(limit)
+        )
+        return [EventRecord.from_row(row) for row in self.conn.execute(stmt)]
+
+    def of_contacts(
+        self,
+        contact_ids: Iterable[int],
+        names: Iterable[str],
+        *,
+        after_id: int | None = None,
+        up_to_id: int | None = None,
+    ) -> list[EventRecord]:
+        """These contacts' events of these names, in log order, optionally within (after_id,
+        up_to_id]: a contact's history before a replay starts, or its changes since."""
+        ids, wanted = sorted(set(contact_ids)), sorted(set(names))
+        out: list[EventRecord] = []
+        if not ids or not wanted:
+            return out
+        for start in range(0, len(ids), 500):
+            stmt = select(events).where(
+                events.c.contact_id.in_(ids[start : start + 500]), events.c.name.in_(wanted)
+            )
+            if after_id is not None:
+                stmt = stmt.where(events.c.id > after_id)
+            if up_to_id is not None:
+                stmt = stmt.where(events.c.id <= up_to_id)
+            out += [EventRecord.from_row(row) for row in self.conn.execute(stmt)]
+        out.sort(key=lambda e: e.id)
+        return out

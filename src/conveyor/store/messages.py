@@ -117,6 +117,7 @@ class MessageQueries:
                         outbox.c.channel,
                         outbox.c.template,
                         outbox.c.sent_at,
+                        outbox.c.automation_id,
                     ).where(
                         outbox.c.contact_id.in_(ids[start : start + _CHUNK]),
                         outbox.c.message_class == "marketing",

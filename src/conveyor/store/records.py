@@ -192,6 +192,23 @@ class RecentSend(_FromRow):
     channel: str
     template: str | None
     sent_at: datetime
+    automation_id: int | None  # whose send it was (a simulation tells its own from others')
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord(_FromRow):
+    """One event of the log, as a replay (the simulator) reads it."""
+
+    id: int
+    workspace_id: int
+    contact_id: int | None
+    kind: str
+    name: str
+    properties: dict[str, Any]
+    context: dict[str, Any] | None
+    message_id: str | None
+    timestamp: datetime
+    received_at: datetime
 
 
 @dataclass(frozen=True, slots=True)

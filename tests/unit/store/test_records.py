@@ -27,6 +27,7 @@ TABLES = [
     (records.ScoringModelRecord, schema.scoring_models),
     (records.ContactScoreRecord, schema.contact_scores),
     (records.ScoreAwardRecord, schema.score_awards),
+    (records.EventRecord, schema.events),
 ]
 
 

@@ -88,6 +88,11 @@ class Engine:
                 return
         raise RuntimeError("the engine did not settle")
 
+    def prepared(self, automation_id: int, version: int, automation: Automation) -> None:
+        """Take a definition parsed elsewhere for this (id, version): the simulator's draft,
+        which is not stored."""
+        self._parsed[(automation_id, version)] = automation
+
     def automation(
         self, tx: Tx, ctx: ConditionContext, automation_id: int, version: int
     ) -> Automation:
@@ -105,7 +110,12 @@ class Engine:
         messages = []
         if any(r.name == "list.confirmation_requested" for r in rows):
             messages = dispatch.confirmation_requests(ctx, rows, now)
-        tick = Tick(self, tx, ctx, now)
+        self.react(Tick(self, tx, ctx, now), rows)
+        tx.automations.add_messages(messages)
+
+    def react(self, tick: Tick, rows: list[Any]) -> None:
+        """A batch of the log through a tick: enroll, wake, advance, flush (live, and the
+        simulator's in-memory tick)."""
         index, wakes = self.index(tick), self.wakes(tick)
         # Only events that trigger something or may wake a waiting run need their contacts
         # loaded. Events a tick wrote itself woke what they concern in that tick (`settle`).
@@ -118,7 +128,6 @@ class Engine:
         if relevant:
             dispatch.on_events(tick, relevant, index)
             tick.flush()
-        tx.automations.add_messages(messages)
 
     def watched(self, tick: Tick, run: Any) -> list[Dependencies]:
         """What can wake a run at its node, as dependencies (kept per version and node)."""

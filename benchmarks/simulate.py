@@ -1,0 +1,129 @@
+"""Backtest benchmark: 30 days of a generated shop's history × N contacts through a 10-node draft.
+
+Each dialect runs in a fresh (spawned) process so its RSS is the simulation's alone. Not timed:
+N contacts and their month of events (history.py: cart updates, orders, page views; about 4.5
+events a contact) ingested hour by hour on a simulated clock, nothing active; on PostgreSQL a
+VACUUM ANALYZE, as autovacuum would. Timed: one `Simulator.backtest` of the draft over the
+30 days — events streamed from the store in chunks, contacts read once, every step through the
+engine's Tick, every message through the send policy (the workspace has caps). Reported:
+seconds, events and steps per second, RSS before and after (memory grows with contacts, not
+events), and the simulated counts as a sanity check.
+
+    .venv/bin/python benchmarks/simulate.py [--contacts 100000] [--days 30]
+        [--dialect sqlite|postgresql|both]
+
+Databases: a temp-dir SQLite file, or `conveyor_bench_simulate_<pid>` on 127.0.0.1:5432
+(dropped).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import resource
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import history
+import psycopg
+import yaml
+from common import database, dialects, log, machine, print_table, rss_mb
+
+from conveyor.bootstrap import bootstrap
+from conveyor.clock import SimulatedClock
+from conveyor.services.simulate import Scope
+from conveyor.settings import Settings
+
+DRAFT = yaml.safe_load("""
+key: cart-rescue
+triggers: [{event: cart_updated}]
+entry: {repeat: every_time}
+nodes:
+  - {id: wait-for-order, type: wait_until, condition: {event: order_completed, within: since_entry},
+     timeout: 1 hour, on_timeout: big-cart, next: ordered}
+  - {id: big-cart, type: if, then: tag,
+     condition: {event: cart_updated, where: [{property: total, op: gte, value: 50}]},
+     else: reminder}
+  - {id: tag, type: add_tag, tag: big-cart}
+  - {id: reminder, type: send_email, template: cart-reminder-1}
+  - {id: one-day, type: wait, for: 1 day}
+  - {id: still, type: if, condition: {event: order_completed, within: since_entry}, then: ordered,
+     else: second}
+  - {id: second, type: send_email, template: cart-reminder-2}
+  - {id: score, type: adjust_score, by: -1}
+  - {id: untag, type: remove_tag, tag: big-cart, next: end}
+  - {id: ordered, type: goal, condition: {event: order_completed, within: since_entry},
+     otherwise: end}
+""")
+
+
+def bench(dialect: str, contacts: int, days: int) -> dict[str, Any]:
+    with database(dialect, "simulate") as (url, _):
+        start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=days)
+        clock = SimulatedClock(start)
+        conveyor = bootstrap(Settings(database_url=url), clock=clock)
+        conveyor.upgrade_schema()
+        workspace, _ = conveyor.workspaces.create("bench")
+        began = time.perf_counter()
+        workspace = history.setup(conveyor, workspace, contacts, active=False)
+        calls = history.plan(contacts, days)
+        history.run(conveyor, clock, workspace, calls, days, live=False)
+        out: dict[str, Any] = {"contacts": contacts, "ingest_s": time.perf_counter() - began}
+        log.print(f"{dialect}: seeded in {out['ingest_s']:.0f} s", highlight=False)
+        if dialect == "postgresql":  # not timed: autovacuum's job
+            with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
+                conn.execute("VACUUM ANALYZE")
+        out["rss_before"] = rss_mb()
+        began = time.perf_counter()
+        report = conveyor.simulator.backtest(workspace, Scope(DRAFT), start, clock.now())
+        out["seconds"] = time.perf_counter() - began
+        out["rss_after"] = rss_mb()
+        out["rss_peak"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        tally = report.tallies["cart-rescue"]
+        out["events"] = report.events
+        out["steps"] = sum(sum(c.values()) for c in tally.nodes.values())
+        out["entries"] = sum(tally.entered.values())
+        out["sent"], out["deferred"] = tally.sent, tally.deferred
+        out["events_per_s"] = report.events / out["seconds"]
+        out["steps_per_s"] = out["steps"] / out["seconds"]
+        conveyor.close()
+    log.print(f"{dialect}: backtest in {out['seconds']:.1f} s", highlight=False)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--contacts", type=int, default=100_000)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--dialect", choices=["sqlite", "postgresql", "both"], default="both")
+    args = parser.parse_args()
+    started = machine()
+    results: dict[str, dict[str, Any]] = {}
+    for dialect in dialects(args.dialect):
+        with multiprocessing.get_context("spawn").Pool(1) as pool:
+            results[dialect] = pool.apply(bench, (dialect, args.contacts, args.days))
+    print_table(
+        f"Backtest: {args.days} days × {args.contacts:,} contacts, 10-node draft",
+        [
+            ("contacts", "contacts"),
+            ("events replayed", "events"),
+            ("backtest seconds", "seconds", "{:,.1f}", "< 60"),
+            ("events / s", "events_per_s"),
+            ("steps / s", "steps_per_s"),
+            ("entries", "entries"),
+            ("steps", "steps"),
+            ("messages sent", "sent"),
+            ("messages deferred by caps", "deferred"),
+            ("RSS before, MB", "rss_before"),
+            ("RSS after, MB", "rss_after"),
+            ("peak RSS, MB", "rss_peak"),
+            ("(not timed) seeding, s", "ingest_s"),
+        ],
+        results,
+        started,
+    )
+
+
+if __name__ == "__main__":
+    main()
