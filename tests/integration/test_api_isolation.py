@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import json
 import shutil
 import socket
 from collections.abc import Iterator
@@ -181,6 +182,7 @@ CASES = [
     Case("GET", SEGMENTS + "/count", ADMIN, 404, 200),
     Case("GET", SEGMENTS + "/members", ADMIN, 404, 200),
     Case("GET", SEGMENTS + "/export", ADMIN, 404, 200),
+    Case("GET", "/contacts/export", ADMIN, 200, 200),  # each its own: see the listings test
     Case("GET", SEGMENTS + "/explain", ADMIN, 404, 200, params={"contact": "{contact_id}"}),
     Case("GET", SEGMENTS + "/explain", ADMIN, 404, 404, params={"contact": "{contact_id}"},
          values={"key": "b-seg"}, variant="B's segment, A's contact"),
@@ -709,6 +711,11 @@ def test_listings_show_only_their_own_workspace(world: World, client: httpx.Clie
             "members": {item["id"] for item in get(tenant, "/members")},
             "deals": {item["id"] for item in get(tenant, "/deals")},
             "tasks": {item["id"] for item in get(tenant, "/tasks")},
+            "exported": {
+                json.loads(line)["id"]
+                for line in client.get("/contacts/export", params={"format": "ndjson"},
+                                       headers=tenant.admin).text.splitlines()
+            },
         }
 
     mine, theirs = ids(world.a), ids(world.b)

@@ -105,6 +105,24 @@ _POLICY = {
     "windows": {"sms": {"from": "08:00", "to": "21:00"}},
     "repeat_within": "30 days",
 }
+_PIPELINE = {
+    "key": "sales",
+    "name": "Sales",
+    "stages": [{"name": "Lead", "probability": 10}, {"name": "Qualified", "probability": 30},
+               {"name": "Proposal", "probability": 60}, {"name": "Won", "probability": 100}],
+}  # fmt: skip
+_SCORING = {
+    "scores": {
+        "engagement": {
+            "decay": {"half_life": "30 days"},
+            "rules": [
+                {"id": "email-click", "event": "email.clicked", "points": 5,
+                 "cap": {"points": 20, "per": "30 days"}},
+                {"id": "pricing-visit", "page_visited": "*/pricing*", "points": 10},
+            ],
+        }
+    }
+}  # fmt: skip
 _TRACK = {
     "userId": "u-ada",
     "event": "order_completed",
@@ -154,6 +172,32 @@ EXAMPLES: dict[str, Any] = {
     "update_settings": {"timezone": "Europe/Warsaw", "default_country": "PL"},
     "create_key": {"kind": "write", "name": "website"},
     "site_message_event": {"anonymousId": "anon-1"},
+    # the sales side
+    "add_member": {"name": "Max", "email": "max@acme.example", "role": "sales"},
+    "change_member": {"role": "admin"},
+    "set_owner": {"member": "max@acme.example"},
+    "apply_pipeline": _PIPELINE,
+    "put_pipeline": {"name": "Sales", "stages": _PIPELINE["stages"]},
+    "declare_deal_field": {"key": "seats", "type": "number", "label": "Seats"},
+    "create_deal": {"title": "Lee: 20 seats", "pipeline": "sales", "contact_id": 1,
+                    "value": 4800, "currency": "EUR", "owner_id": 1,
+                    "expected_close": "2027-01-31", "fields": {"seats": 20}},
+    "update_deal": {"stage": "Proposal", "value": 5200},
+    "add_note": {"body": "Called: wants a quote by Friday."},
+    "create_task": {"type": "call", "title": "Call Lee about the quote",
+                    "due_at": "2027-01-10T09:00:00Z", "assignee_id": 1, "deal_id": 1},
+    "update_task": {"done": True},
+    # lead scoring
+    "put_model": _SCORING,
+    "validate_model": _SCORING,
+    # try before you trust
+    "backtest": {"definition": _AUTOMATION, "from": "30d", "contact": 1},
+    "message_forecast": {"definition": _AUTOMATION, "days": 7},
+    "try_contact": {"definition": _AUTOMATION, "days": 14,
+                    "events": [{"at": "2 days", "event": "email.opened"}]},
+    "try_made_up": {"definition": _AUTOMATION, "days": 14,
+                    "contact": {"email": "ada@example.com", "first_name": "Ada",
+                                "lists": {"newsletter": "subscribed"}}},
 }  # fmt: skip
 
 

@@ -70,7 +70,7 @@ def board(key: KeyPath, workspace: Admin, request: Request) -> dict[str, Any]:
 
 
 @router.get("/forecast")
-def forecast(
+def deal_forecast(
     workspace: Admin,
     request: Request,
     pipeline: Annotated[str | None, Query(max_length=64)] = None,

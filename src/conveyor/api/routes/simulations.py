@@ -68,7 +68,7 @@ def backtest(body: BacktestIn, workspace: Admin, request: Request) -> dict[str, 
 
 
 @router.post("/automations/forecast")
-def forecast(body: ForecastIn, workspace: Admin, request: Request) -> dict[str, Any]:
+def message_forecast(body: ForecastIn, workspace: Admin, request: Request) -> dict[str, Any]:
     """Message pressure over the next `days` across the active automations (and the draft)."""
     report = conveyor_of(request).simulator.forecast(workspace, Scope(body.definition), body.days)
     return report.as_dict()
