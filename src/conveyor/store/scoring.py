@@ -90,7 +90,8 @@ class ScoringQueries:
         out: dict[tuple[int, str], ContactScoreRecord] = {}
         for start in range(0, len(wanted), _CHUNK):
             stmt = select(contact_scores).where(
-                contact_scores.c.workspace_id == workspace_id,
+                # `+ 0`: on the primary key by contact, never the (workspace, score) index
+                (contact_scores.c.workspace_id + 0) == workspace_id,
                 contact_scores.c.contact_id.in_(wanted[start : start + _CHUNK]),
             )
             for row in self.conn.execute(stmt):
@@ -157,10 +158,12 @@ class ScoringQueries:
         )
 
     def clear_contacts(self, workspace_id: int, contact_ids: Sequence[int]) -> None:
+        # `+ 0`: by contact (SQLite without statistics took the (workspace, score) index and
+        # read every score of the workspace for each page of a recompute)
         for table in (score_awards, contact_scores):
             self.conn.execute(
                 delete(table).where(
-                    table.c.workspace_id == workspace_id, table.c.contact_id.in_(contact_ids)
+                    (table.c.workspace_id + 0) == workspace_id, table.c.contact_id.in_(contact_ids)
                 )
             )
 
@@ -203,20 +206,17 @@ class ScoringQueries:
         if not contact_ids:
             return []
         wanted = set(contact_ids)
-        stmt = (
-            select(
-                events.c.id,
-                events.c.contact_id,
-                events.c.name,
-                events.c.properties,
-                events.c.timestamp,
-            )
-            .where(
-                events.c.contact_id.between(min(wanted), max(wanted)),
-                (events.c.id + 0) <= up_to,
-                events.c.name.concat("").in_(sorted(names)),
-                (events.c.workspace_id + 0) == workspace_id,
-            )
+        stmt = select(
+            events.c.id,
+            events.c.contact_id,
+            events.c.name,
+            events.c.properties,
+            events.c.timestamp,
+        ).where(
+            events.c.contact_id.between(min(wanted), max(wanted)),
+            (events.c.id + 0) <= up_to,
+            events.c.name.concat("").in_(sorted(names)),
+            (events.c.workspace_id + 0) == workspace_id,
         )
         rows = [row for row in self.conn.execute(stmt) if row.contact_id in wanted]
         rows.sort(key=lambda row: row.id)  # log order (sorted here: see above)
