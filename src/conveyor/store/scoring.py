@@ -90,7 +90,8 @@ class ScoringQueries:
         out: dict[tuple[int, str], ContactScoreRecord] = {}
         for start in range(0, len(wanted), _CHUNK):
             stmt = select(contact_scores).where(
-                contact_scores.c.workspace_id == workspace_id,
+                # `+ 0`: on the primary key by contact, never the (workspace, score) index
+                (contact_scores.c.workspace_id + 0) == workspace_id,
                 contact_scores.c.contact_id.in_(wanted[start : start + _CHUNK]),
             )
             for row in self.conn.execute(stmt):
@@ -157,10 +158,12 @@ class ScoringQueries:
         )
 
     def clear_contacts(self, workspace_id: int, contact_ids: Sequence[int]) -> None:
+        # `+ 0`: by contact (SQLite without statistics took the (workspace, score) index and
+        # read every score of the workspace for each page of a recompute)
         for table in (score_awards, contact_scores):
             self.conn.execute(
                 delete(table).where(
-                    table.c.workspace_id == workspace_id, table.c.contact_id.in_(contact_ids)
+                    (table.c.workspace_id + 0) == workspace_id, table.c.contact_id.in_(contact_ids)
                 )
             )
 
@@ -195,31 +198,29 @@ class ScoringQueries:
         """The events of these names for these contacts (a page of the workspace's contacts,
         by id) up to log position `up_to`, in log order: what a recompute scores.
 
-        Read as the contact id range the page spans, on the (contact_id, id) index: the name
-        and workspace are compared as expressions (`name || ''`, `workspace_id + 0`), which no
-        index serves — with them as plain columns SQLite preferred the (workspace, name,
-        timestamp) index and read every scored event of the workspace for each page (a
-        100,000-contact recompute took as long as 300,000 events × 100 pages)."""
+        Read as the contact id range the page spans, on the (contact_id, id) index: the name,
+        workspace and log position are compared as expressions (`name || ''`, `+ 0`) that no
+        index serves, and the rows sorted here. With plain columns (or ORDER BY id) SQLite,
+        without statistics, scanned the log by id or by (workspace, name, timestamp) for every
+        page: a recompute quadratic in the log (300,000 events × 100 pages)."""
         if not contact_ids:
             return []
         wanted = set(contact_ids)
-        stmt = (
-            select(
-                events.c.id,
-                events.c.contact_id,
-                events.c.name,
-                events.c.properties,
-                events.c.timestamp,
-            )
-            .where(
-                events.c.contact_id.between(min(wanted), max(wanted)),
-                events.c.id <= up_to,
-                events.c.name.concat("").in_(sorted(names)),
-                (events.c.workspace_id + 0) == workspace_id,
-            )
-            .order_by(events.c.id)
+        stmt = select(
+            events.c.id,
+            events.c.contact_id,
+            events.c.name,
+            events.c.properties,
+            events.c.timestamp,
+        ).where(
+            events.c.contact_id.between(min(wanted), max(wanted)),
+            (events.c.id + 0) <= up_to,
+            events.c.name.concat("").in_(sorted(names)),
+            (events.c.workspace_id + 0) == workspace_id,
         )
-        return [row for row in self.conn.execute(stmt) if row.contact_id in wanted]
+        rows = [row for row in self.conn.execute(stmt) if row.contact_id in wanted]
+        rows.sort(key=lambda row: row.id)  # log order (sorted here: see above)
+        return rows
 
     def awards_of(self, workspace_id: int, contact_id: int) -> list[ScoreAwardRecord]:
         stmt = (
