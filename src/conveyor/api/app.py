@@ -53,6 +53,7 @@ def create_app(conveyor: Conveyor) -> FastAPI:
     contract.install(app)
     for router in (
         tracking.router,
+        tracking.short_router,
         contacts.router,
         catalog.router,
         segments.router,
