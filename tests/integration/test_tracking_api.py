@@ -534,3 +534,109 @@ def test_rudderstack_identify_traits_in_context_are_kept(client, tenant):
     assert r.status_code == 200, r.text
     c = contact(client, tenant, external_id="rs-1")
     assert (c["email"], c["first_name"], c["fields"]["plan"]) == ("rs@x.co", "Rudy", "pro")
+
+
+# Every field Segment's spec documents (common fields, each call's own) and RudderStack's
+# additions: after the call, each value sent is somewhere in what Conveyor kept.
+FULL_CONTEXT = {
+    "active": True,
+    "app": {"name": "Acme", "version": "5.1", "build": "517", "namespace": "co.acme"},
+    "campaign": {
+        "name": "spring",
+        "source": "news",
+        "medium": "email",
+        "term": "t",
+        "content": "c",
+    },
+    "device": {
+        "id": "dev-1",
+        "advertisingId": "ad-1",
+        "adTrackingEnabled": True,
+        "manufacturer": "Apple",
+        "model": "iPhone7,2",
+        "name": "maguro",
+        "type": "ios",
+        "token": "tok-1",
+    },
+    "ip": "203.0.113.9",
+    "library": {"name": "analytics.js", "version": "2.11.1"},
+    "locale": "nl-NL",
+    "location": {
+        "city": "San Francisco",
+        "country": "United States",
+        "latitude": 40.2964197,
+        "longitude": -76.9411617,
+        "region": "CA",
+        "speed": 0,
+    },
+    "network": {"bluetooth": False, "carrier": "T-Mobile NL", "cellular": True, "wifi": False},
+    "os": {"name": "iPhone OS", "version": "8.1.3"},
+    "page": {
+        "path": "/academy/",
+        "referrer": "https://r.example/",
+        "search": "?q=1",
+        "title": "Analytics Academy",
+        "url": "https://acme.test/academy/",
+    },
+    "referrer": {"id": "ref-1", "type": "dataxu"},
+    "screen": {"width": 320, "height": 568, "density": 2},
+    "groupId": "grp-ctx",
+    "timezone": "Europe/Amsterdam",
+    "userAgent": "Mozilla/5.0 (iPhone)",
+    "userAgentData": {
+        "brands": [{"brand": "Chromium", "version": "110"}],
+        "mobile": True,
+        "platform": "macOS",
+    },
+}
+COMMON = {
+    "anonymousId": "anon-full",
+    "context": FULL_CONTEXT,
+    "integrations": {"All": True, "Mixpanel": False},
+    "timestamp": "2026-01-05T08:59:00Z",
+    "originalTimestamp": "2026-01-05T08:58:00Z",
+    "sentAt": "2026-01-05T08:59:30Z",
+    "version": 2,
+    "channel": "server",  # RudderStack
+    "rudderId": "r-1",  # RudderStack
+}
+EVERY_CALL = {
+    "identify": {"traits": {"plan": "pro", "logins": 5, "address": {"city": "Utrecht"}}},
+    "track": {
+        "event": "Order Completed",
+        "properties": {"revenue": 39.95, "currency": "EUR", "products": [{"sku": "a"}]},
+    },
+    "page": {"name": "Academy", "category": "Docs", "properties": {"path": "/academy/"}},
+    "screen": {"name": "Home", "category": "Main", "properties": {"variation": "blue"}},
+    "group": {"groupId": "grp-1", "traits": {"name": "Acme", "employees": 40}},
+    "alias": {"previousId": "anon-older"},
+}
+
+
+def leaves(value, path=()):
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from leaves(v, (*path, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from leaves(v, (*path, i))
+    else:
+        yield path, value
+
+
+def test_no_documented_field_is_lost(client, tenant):
+    for n, (kind, own) in enumerate(EVERY_CALL.items()):
+        call = {**COMMON, "userId": "full", "messageId": f"m-full-{n}", **own}
+        r = client.post(f"/v1/{kind}", headers=tenant.write, json=call)
+        assert r.status_code == 200 and r.json()["accepted"] == 1, (kind, r.text)
+        stored = next(e for e in log(client, tenant) if e["message_id"] == f"m-full-{n}")
+        c = contact(client, tenant, external_id="full")
+        kept = {repr(v) for _, v in leaves([stored, c])}
+        for path, value in leaves(call):
+            if path[0] in ("userId", "messageId", "anonymousId") or value == kind:
+                continue  # the contact and the message id say these
+            assert repr(value) in kept, (kind, path, value)
+        assert stored["context"]["call"]["channel"] == "server"
+        assert stored["context"]["integrations"] == {"All": True, "Mixpanel": False}
+        assert stored["context"]["call"]["sentAt"] == "2026-01-05T08:59:30Z"
+    assert "anon-full" in contact(client, tenant, external_id="full")["anonymous_ids"]

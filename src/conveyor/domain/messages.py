@@ -41,7 +41,9 @@ Id = Annotated[
 
 
 class _Call(BaseModel):
-    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+    # Fields the spec does not name (RudderStack's `channel`, an SDK's own additions) are kept:
+    # `logged_context` files them with the call, so no field a client sends is lost silently.
+    model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
 
     messageId: Id = None
     userId: Id = None
@@ -68,6 +70,31 @@ class _Call(BaseModel):
             raise ValueError("either userId or anonymousId is required")
         return self
 
+    def logged_context(self) -> dict[str, Any]:
+        """The context the log keeps for this call: the SDK's `context`, then `integrations`
+        and, under `call`, what the client sent that has no column of its own — the raw
+        timestamps it was corrected from and any field outside the spec."""
+        kept = dict(self.context)
+        if self.integrations:
+            kept["integrations"] = self.integrations
+        raw: dict[str, Any] = {
+            name: value.isoformat().replace("+00:00", "Z")
+            for name, value in (
+                ("timestamp", self.timestamp),
+                ("originalTimestamp", self.originalTimestamp),
+                ("sentAt", self.sentAt),
+            )
+            if value is not None
+        }
+        raw.update(
+            (k, v)
+            for k, v in (self.model_extra or {}).items()
+            if k not in _NOT_KEPT and v is not None
+        )
+        if raw:
+            kept["call"] = raw
+        return kept
+
     def occurred_at(self, received_at: datetime) -> datetime:
         """When it happened, corrected for the sender's clock the way Segment documents it:
         `timestamp = receivedAt - (sentAt - originalTimestamp)`. The device's own moment is
@@ -80,6 +107,10 @@ class _Call(BaseModel):
         if self.sentAt is None:
             return moment
         return min(received_at - (self.sentAt - moment), received_at)
+
+
+# Top-level names with nothing to keep: the key (never stored) and what the server sets itself.
+_NOT_KEPT = frozenset({"writeKey", "receivedAt", "type"})
 
 
 class Identify(_Call):
