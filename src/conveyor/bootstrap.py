@@ -24,6 +24,7 @@ from conveyor.services.scoring import Scoring
 from conveyor.services.segments import Segments
 from conveyor.services.simulate import Simulator
 from conveyor.services.templates import Templates
+from conveyor.services.workspace_code import WorkspaceCode
 from conveyor.services.workspaces import Workspaces
 from conveyor.settings import Settings
 from conveyor.store import migrate
@@ -53,6 +54,7 @@ class Conveyor:
     scoring: Scoring
     ops: Operations
     simulator: Simulator
+    code: WorkspaceCode
 
     def upgrade_schema(self) -> None:
         migrate.upgrade(self.store.db.engine)
@@ -90,6 +92,20 @@ def bootstrap(
         sweeps=(tasks.sweep_overdue,),
         scoring=scoring,
     )
+    automations = Automations(store, clock)
+    templates = Templates(store, clock, max_bytes=settings.max_template_bytes)
+    code = WorkspaceCode(
+        store,
+        clock,
+        workspaces=workspaces,
+        catalog=catalog,
+        templates=templates,
+        segments=segments,
+        automations=automations,
+        policies=policies,
+        crm=crm,
+        scoring=scoring,
+    )
     return Conveyor(
         settings=settings,
         clock=clock,
@@ -100,9 +116,9 @@ def bootstrap(
         ingest=Ingest(store, clock, max_depth=settings.max_json_depth),
         imports=Imports(store, clock, catalog),
         segments=segments,
-        automations=Automations(store, clock),
+        automations=automations,
         engine=engine,
-        templates=Templates(store, clock, max_bytes=settings.max_template_bytes),
+        templates=templates,
         delivery=Delivery(
             store, clock, settings, contacts, policies, Providers(settings, providers, store)
         ),
@@ -114,4 +130,5 @@ def bootstrap(
         scoring=scoring,
         ops=Operations(store, clock, settings, consumers=engine.log.names),
         simulator=Simulator(store, clock, segments),
+        code=code,
     )

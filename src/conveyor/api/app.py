@@ -29,6 +29,7 @@ from conveyor.api.routes import (
     templates,
     tracking,
     workspace,
+    workspace_code,
 )
 from conveyor.bootstrap import Conveyor
 
@@ -64,6 +65,7 @@ def create_app(conveyor: Conveyor) -> FastAPI:
         messages.router,
         policies.router,
         workspace.router,
+        workspace_code.router,
         public.router,
         links.router,
         site.router,

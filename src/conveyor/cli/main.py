@@ -457,12 +457,20 @@ def _load(file: Path) -> dict:  # type: ignore[type-arg]
 AutomationFile = Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)]
 
 
+def _refuse_missing(conveyor: Conveyor, ws, file: Path) -> None:  # type: ignore[no-untyped-def]
+    """A template, list, segment or automation the file names and the workspace lacks."""
+    for path, problem in conveyor.code.missing(ws, _load(file)):
+        _fail(f"{file}: {path}: {problem.replace(' in the folder or the workspace', '')}")
+
+
 @automation_app.command("validate")
 def automation_validate(file: AutomationFile, workspace: WorkspaceOpt = None) -> None:
     """Check an automation file against the workspace (fields, lists, segments)."""
     conveyor = _open()
     try:
-        automation = conveyor.automations.validate(_workspace(conveyor, workspace), _load(file))
+        ws = _workspace(conveyor, workspace)
+        automation = conveyor.automations.validate(ws, _load(file))
+        _refuse_missing(conveyor, ws, file)
     except ConveyorError as exc:
         _fail(f"{file}: {exc.detail}")
     out.print(f"{file}: valid ({len(automation.nodes)} nodes, {len(automation.triggers)} triggers)")
@@ -478,6 +486,8 @@ def automation_apply(
     conveyor = _open()
     try:
         ws = _workspace(conveyor, workspace)
+        conveyor.automations.validate(ws, _load(file))
+        _refuse_missing(conveyor, ws, file)
         info, result = conveyor.automations.apply(ws, _load(file))
         if activate and info.status != "active":
             info = conveyor.automations.set_status(ws, info.key, "active")
@@ -679,6 +689,9 @@ from conveyor.cli.crm import APPS as CRM_APPS  # noqa: E402
 
 for _name, _sub in CRM_APPS.items():
     app.add_typer(_sub, name=_name)
+
+# `plan`, `apply` and `validate` of a whole folder (workspace as code) register themselves.
+from conveyor.cli import code as _code  # noqa: E402, F401
 
 
 def main() -> None:
