@@ -140,8 +140,8 @@ def _offline(folder: Path, prune: bool) -> dict[str, Any]:
 
 
 def show(plan: dict[str, Any], *, as_json: bool, verb: str) -> None:
-    if as_json:
-        out.print_json(json.dumps(plan, default=str))
+    if as_json or out.json:
+        out.print_json(data=json.loads(json.dumps(plan, default=str)))
     else:
         for change in plan["changes"]:
             where = f" ({change['source']})" if change["source"] else ""
@@ -207,5 +207,5 @@ def validate_command(folder: Folder, as_json: Json = False) -> None:
     folder (templates, segments, lists, fields, automations, pipelines, scores)."""
     plan = _offline(folder, prune=False)
     show(plan, as_json=as_json, verb="applied")
-    if not as_json:
+    if not (as_json or out.json):
         out.print(f"{folder}: valid ({len(plan['changes'])} resources)", highlight=False)
