@@ -101,22 +101,28 @@ def test_snippet_identifies_shows_the_site_message_and_reports_the_click(conveyo
             cid = found.json()["id"]
             return api.get(f"/contacts/{cid}/events", params={"name": name}).json()["items"]
 
-        r = api.post("/templates", json={
-            "key": "invite-team",
-            "channel": "site_message",
-            "content": {
-                "title": "Welcome, {{ contact.first_name }}!",
-                "body": "Your trial has started. <b>Tip:</b> invite your team.",
-                "button": "Invite your team",
-                "url": f"{site}/invite",
+        r = api.post(
+            "/templates",
+            json={
+                "key": "invite-team",
+                "channel": "site_message",
+                "content": {
+                    "title": "Welcome, {{ contact.first_name }}!",
+                    "body": "Your trial has started. <b>Tip:</b> invite your team.",
+                    "button": "Invite your team",
+                    "url": f"{site}/invite",
+                },
             },
-        })
+        )
         assert r.status_code == 200, r.text
-        r = api.post("/automations", json={
-            "key": "trial-invite",
-            "triggers": [{"event": "trial_started"}],
-            "nodes": [{"id": "invite", "type": "send_site_message", "template": "invite-team"}],
-        })
+        r = api.post(
+            "/automations",
+            json={
+                "key": "trial-invite",
+                "triggers": [{"event": "trial_started"}],
+                "nodes": [{"id": "invite", "type": "send_site_message", "template": "invite-team"}],
+            },
+        )
         assert r.status_code == 200, r.text
         r = api.patch("/automations/trial-invite", json={"status": "active"})
         assert r.status_code == 200, r.text
@@ -128,9 +134,7 @@ def test_snippet_identifies_shows_the_site_message_and_reports_the_click(conveyo
             page = browser.new_page(viewport={"width": 900, "height": 520})
             page.goto(f"{site}/")
             page.wait_for_function("window.conveyor && window.conveyor.version")
-            page.evaluate(
-                "conveyor.identify('u-42', {firstName: 'Ada', email: 'ada@example.com'})"
-            )
+            page.evaluate("conveyor.identify('u-42', {firstName: 'Ada', email: 'ada@example.com'})")
             # The page call sent on load was the anonymous visitor's; identify made it Ada's.
             pages = eventually(lambda: events("page"), "the page event")
             assert pages[0]["properties"]["path"] == "/"
