@@ -119,6 +119,13 @@ def _tracking(route: str) -> Case:
     )
 
 
+def _short(route: str, prefix: str) -> Case:
+    """analytics.js's paths: the call type's first letter, with and without /v1."""
+    case = _tracking(route)
+    return Case(case.method, f"{prefix}/{route[0]}", TRACKING, 200, 200, body=case.body,
+                cross_json=case.cross_json, own_json=case.own_json)
+
+
 CONTACT, SEGMENTS, AUTOMATIONS = "/contacts/{contact_id}", "/segments/{key}", "/automations/{key}"
 MESSAGE, TEMPLATES = "/messages/{message_id}", "/templates/{key}"
 INBOUND = "/inbound/{workspace_name}/{token}"
@@ -135,6 +142,7 @@ SCORING_A_FIELD = {"scores": {"fit": {"rules": [  # A's field, which B does not 
     {"id": "pro", "when": {"field": FIELD, "op": "eq", "value": "pro"}, "points": 10}]}}}
 CASES = [
     *(_tracking(route) for route in [*TRACKING_CALLS, "batch"]),
+    *(_short(route, prefix) for route in [*TRACKING_CALLS, "batch"] for prefix in ("/v1", "")),
     # Creating in B what exists in A is no conflict: uniqueness is per workspace.
     Case("POST", "/contacts", ADMIN, 201, 409, body={"email": EMAIL, "external_id": EXTERNAL_ID}),
     Case("GET", "/contacts", ADMIN, 200, 200, params={"email": EMAIL}),
@@ -256,6 +264,13 @@ CASES = [
     Case("GET", "/workspace", ADMIN, 200, 200, cross_json={"name": "{b_workspace}"},
          own_json={"name": "{workspace}"}),
     Case("PATCH", "/workspace/settings", ADMIN, 200, 200, body={"default_country": "pl"}),
+    # A folder naming A's list: planned or applied for B, it is B's own list.
+    Case("POST", "/workspace/plan", ADMIN, 200, 200,
+         body={"resources": [{"kind": "list", "key": LIST, "definition": {"key": LIST}}]},
+         cross_json={"counts": {"create": 1, "update": 0, "delete": 0, "unchanged": 0,
+                                "error": 0}}),
+    Case("POST", "/workspace/apply", ADMIN, 200, 200,
+         body={"resources": [{"kind": "list", "key": LIST, "definition": {"key": LIST}}]}),
     Case("GET", "/keys", ADMIN, 200, 200),
     Case("POST", "/keys", ADMIN, 201, 201, body={"kind": "admin", "name": "intruder"}),
     Case("DELETE", "/keys/{key_id}", ADMIN, 404, 204),
@@ -320,6 +335,11 @@ CASES = [
     Case("POST", INBOUND + "/email-events", PUBLIC, 404, 200,
          body=[{"event": "delivered", "email": EMAIL}]),
     Case("GET", "/sdk/conveyor.js", PUBLIC, 200, 200),
+    # analytics.js's own error counters: no key, nothing stored.
+    Case("POST", "/v1/m", PUBLIC, 200, 200, body={"series": []}),
+    Case("POST", "/m", PUBLIC, 200, 200, body={"series": []}),
+    # analytics.js's settings: the key in the path is the presenter's own write key.
+    Case("GET", "/v1/projects/{write_key}/settings", PUBLIC, 200, 200),
     # The website's snippet, with a write key: B's key sees no message of A's visitor.
     Case("GET", "/v1/site-messages", SITE, 200, 200, params={"userId": EXTERNAL_ID},
          cross_json={"items": []}),
@@ -368,6 +388,7 @@ class World:
             "member_id": self.member_id,
             "deal_id": self.deal_id,
             "task_id": self.task_id,
+            "write_key": acting.write_key,
         }
         return values | {k: v.format(**values) for k, v in (case.values or {}).items()}
 

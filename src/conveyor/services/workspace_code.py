@@ -233,7 +233,7 @@ class WorkspaceCode:
         definition = resource.definition
         kind = resource.kind
         if kind == "field":
-            _only(definition, {"key", "type", "label", "choices"}, resource)
+            _shape(definition, resource, type=str, label=(str, None), choices=(list, None))
             if before is None:
                 self.catalog.declare_field(
                     workspace,
@@ -249,7 +249,7 @@ class WorkspaceCode:
                     workspace, resource.key, definition.get("label"), definition.get("choices")
                 )
         elif kind == "list":
-            _only(definition, {"key", "name", "double_opt_in"}, resource)
+            _shape(definition, resource, name=(str, None), double_opt_in=(bool, None))
             if before is None:
                 self.catalog.create_list(
                     workspace,
@@ -262,7 +262,7 @@ class WorkspaceCode:
                     workspace, resource.key, definition.get("name"), definition.get("double_opt_in")
                 )
         elif kind == "template":
-            _only(definition, {"key", "channel", "content", "name"}, resource)
+            _shape(definition, resource, channel=str, content=dict, name=(str, None))
             self.templates.save(
                 workspace,
                 resource.key,
@@ -274,7 +274,7 @@ class WorkspaceCode:
             if before != definition:
                 self.scoring.store_model(workspace, definition)
         elif kind == "segment":
-            _only(definition, {"key", "name", "condition"}, resource)
+            _shape(definition, resource, name=(str, None), condition=object)
             self.segments.save(
                 workspace,
                 resource.key,
@@ -317,12 +317,30 @@ class WorkspaceCode:
         return self.workspaces.get(workspace.name)
 
 
-def _only(definition: dict[str, Any], allowed: set[str], resource: Resource) -> None:
+_TYPE_NAMES = {str: "text", dict: "a mapping", list: "a list", bool: "true or false"}
+
+
+def _shape(definition: dict[str, Any], resource: Resource, **fields: Any) -> None:
+    """The keys a definition may have and the type of each (a tuple with None: optional)."""
+    allowed = {"key", *fields}
     extra = sorted(set(definition) - allowed)
     if extra:
         raise InvalidInput(
             extra[0], f"unknown key; a {resource.kind} has {', '.join(sorted(allowed))}"
         )
+    for name, kind in fields.items():
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        value = definition.get(name)
+        if value is None and None in kinds:
+            continue
+        wanted = [k for k in kinds if k is not None]
+        if object in wanted:
+            if value is None:
+                raise InvalidInput(name, "is required")
+            continue
+        if not isinstance(value, tuple(wanted)) or (bool not in wanted and isinstance(value, bool)):
+            names = " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in wanted)
+            raise InvalidInput(name, "is required" if value is None else f"must be {names}")
 
 
 def _error(resource: Resource, exc: Exception) -> Change:
