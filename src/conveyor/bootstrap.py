@@ -15,6 +15,7 @@ from conveyor.services.crm import Crm
 from conveyor.services.crm.tasks import Tasks
 from conveyor.services.delivery import Delivery, Providers
 from conveyor.services.engine import Engine
+from conveyor.services.experiments import Experiments
 from conveyor.services.imports import Imports
 from conveyor.services.ingest import Ingest
 from conveyor.services.ops import Operations
@@ -53,6 +54,7 @@ class Conveyor:
     scoring: Scoring
     ops: Operations
     simulator: Simulator
+    experiments: Experiments
 
     def upgrade_schema(self) -> None:
         migrate.upgrade(self.store.db.engine)
@@ -114,4 +116,5 @@ def bootstrap(
         scoring=scoring,
         ops=Operations(store, clock, settings, consumers=engine.log.names),
         simulator=Simulator(store, clock, segments),
+        experiments=Experiments(store, clock),
     )

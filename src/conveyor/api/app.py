@@ -14,6 +14,7 @@ from conveyor.api.routes import (
     catalog,
     contacts,
     deals,
+    experiments,
     links,
     messages,
     ops,
@@ -58,6 +59,7 @@ def create_app(conveyor: Conveyor) -> FastAPI:
         segments.router,
         simulations.router,  # before automations: /automations/simulate is not a key
         scoring.router,
+        experiments.router,
         automations.router,
         templates.router,
         messages.router,

@@ -6,17 +6,21 @@ with its statistics. It may be called after every batch of contacts without infl
 rate: the test is the mixture sequential probability ratio test of Johari, Pekelis and Walsh
 ("Always valid inference", 2017) on the difference of two proportions. With the difference
 `d = p_b - p_a`, its variance under "no difference" `V = p(1-p)(1/n_a + 1/n_b)` (pooled rate `p`)
-and a normal mixing distribution N(0, tau^2) over the true difference, the likelihood ratio
+and a normal mixing distribution N(0, s^2) over the true difference, the likelihood ratio
 
-    L = sqrt(V / (V + tau^2)) * exp(tau^2 d^2 / (2 V (V + tau^2)))
+    L = sqrt(V / (V + s^2)) * exp(s^2 d^2 / (2 V (V + s^2)))
 
 is (asymptotically) a martingale under no difference, so by Ville's inequality the chance it
 EVER reaches 1/alpha is at most alpha, however often it is looked at. A path wins when it leads
 every other path and L >= (k-1)/alpha against each (Bonferroni over the k-1 comparisons);
 `tests/unit/domain/test_experiments_simulation.py` checks the false-winner rate and the power
 with this very function. The interval on the difference is the matching confidence sequence
-(valid at every look): d +- sqrt(V'(V'+tau^2)/tau^2 * (log((V'+tau^2)/V') + 2 log((k-1)/alpha)))
-with the unpooled variance V' (rates smoothed by half a contact so it is never 0).
+(valid at every look): d +- sqrt(V'(V'+s^2)/s^2 * (log((V'+s^2)/V') + 2 log((k-1)/alpha)))
+with the unpooled variance V' (rates smoothed by half a contact so it is never 0). The mixing
+spread is relative to the pooled rate, s = tau * p (tau = 0.3: lifts of about 30 % are what the
+test is tuned to find fastest; it still finds larger and smaller ones), so one default serves
+click rates of 2 % and conversion rates of 40 % alike; p converges to the common rate under "no
+difference", so the ratio stays (asymptotically) a martingale.
 
 Guardrails: a path whose unsubscribe or complaint rate is higher than another's by the same
 always-valid test (at `guardrail_alpha`) is blocked and cannot win, not even by a fallback.
@@ -30,11 +34,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from conveyor.domain.conditions import parse_duration
+from conveyor.domain.errors import InvalidInput
 from conveyor.domain.fields import format_datetime
 
 FALLBACKS = ("keep", "best", "first")  # at max duration without a clear winner
+METRICS = ("clicked", "converted", "condition")
 STATUSES = ("collecting", "running", "decided", "inconclusive")
-DEFAULT_TAU = 0.01  # the mixing spread: differences of about one percentage point
+DEFAULT_TAU = 0.3  # the mixing spread, relative to the pooled rate: lifts of about 30 %
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,76 @@ class Rules:
     alpha: float = 0.05
     guardrail_alpha: float = 0.05
     tau: float = DEFAULT_TAU
+
+
+@dataclass(frozen=True)
+class TestSpec:
+    """A split node's `test:`: what counts as a success, within how long, and its Rules."""
+
+    metric: str = "clicked"  # clicked | converted | condition (the node's `condition`)
+    event: str = "order_completed"  # what `converted` counts
+    window: int = 7 * 86400  # seconds after taking the path in which the metric counts
+    rules: Rules = Rules(max_duration=timedelta(days=30))
+
+    def as_dict(self) -> dict[str, Any]:
+        r = self.rules
+        return {
+            "metric": self.metric,
+            **({"event": self.event} if self.metric == "converted" else {}),
+            "window_seconds": self.window,
+            "min_sample": r.min_sample,
+            "max_duration_seconds": (
+                int(r.max_duration.total_seconds()) if r.max_duration is not None else None
+            ),
+            "fallback": r.fallback,
+            "confidence": round(1 - r.alpha, 6),
+        }
+
+
+TEST_KEYS = ("metric", "event", "window", "min_sample", "max_duration", "fallback", "confidence")
+
+
+def parse_test(raw: Any, path: str) -> TestSpec:
+    """A split node's `test:` mapping, validated; errors name the field."""
+    if not isinstance(raw, dict):
+        raise InvalidInput(path, "a test is a mapping: {metric: clicked, min_sample: 500, ...}")
+    extra = sorted(set(raw) - set(TEST_KEYS))
+    if extra:
+        raise InvalidInput(f"{path}.{extra[0]}", f"a test takes {', '.join(TEST_KEYS)}")
+    metric = raw.get("metric", "clicked")
+    if metric not in METRICS:
+        raise InvalidInput(f"{path}.metric", f"one of {', '.join(METRICS)}")
+    event = raw.get("event", "order_completed")
+    if metric != "converted" and "event" in raw:
+        raise InvalidInput(f"{path}.event", "goes with metric: converted")
+    if not isinstance(event, str) or not 1 <= len(event) <= 200:
+        raise InvalidInput(f"{path}.event", "names an event")
+    window = parse_duration(raw.get("window", "7 days"), f"{path}.window")
+    min_sample = raw.get("min_sample", 500)
+    if not isinstance(min_sample, int) or isinstance(min_sample, bool) or not (
+        10 <= min_sample <= 10_000_000
+    ):
+        raise InvalidInput(f"{path}.min_sample", "contacts per path: a whole number >= 10")
+    max_raw = raw.get("max_duration", "30 days")
+    max_duration = timedelta(seconds=parse_duration(max_raw, f"{path}.max_duration"))
+    fallback = raw.get("fallback", "keep")
+    if fallback not in FALLBACKS:
+        raise InvalidInput(
+            f"{path}.fallback",
+            "without a clear winner at max_duration: keep (splitting), best or first",
+        )
+    confidence = raw.get("confidence", 0.95)
+    if not isinstance(confidence, int | float) or isinstance(confidence, bool) or not (
+        0.8 <= confidence <= 0.999
+    ):
+        raise InvalidInput(f"{path}.confidence", "a number from 0.8 to 0.999 (default 0.95)")
+    rules = Rules(
+        min_sample=min_sample,
+        max_duration=max_duration,
+        fallback=fallback,
+        alpha=round(1 - float(confidence), 6),
+    )
+    return TestSpec(metric, event, window, rules)
 
 
 @dataclass(frozen=True)
@@ -154,7 +231,7 @@ def log_likelihood_ratio(xa: int, na: int, xb: int, nb: int, tau: float) -> floa
     if v <= 0:
         return 0.0
     d = xb / nb - xa / na
-    t2 = tau * tau
+    t2 = (tau * pooled) ** 2
     return 0.5 * math.log(v / (v + t2)) + t2 * d * d / (2 * v * (v + t2))
 
 
@@ -162,7 +239,7 @@ def _half_width(xa: int, na: int, xb: int, nb: int, tau: float, threshold: float
     """Half the width of the confidence sequence on p_b - p_a at this look."""
     pa, pb = (xa + 0.5) / (na + 1), (xb + 0.5) / (nb + 1)
     v = pa * (1 - pa) / max(na, 1) + pb * (1 - pb) / max(nb, 1)
-    t2 = tau * tau
+    t2 = (tau * (xa + xb + 1) / (na + nb + 2)) ** 2
     return math.sqrt(v * (v + t2) / t2 * (math.log((v + t2) / v) + 2 * math.log(threshold)))
 
 
