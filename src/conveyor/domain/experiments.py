@@ -111,8 +111,10 @@ def parse_test(raw: Any, path: str) -> TestSpec:
         raise InvalidInput(f"{path}.event", "names an event")
     window = parse_duration(raw.get("window", "7 days"), f"{path}.window")
     min_sample = raw.get("min_sample", 500)
-    if not isinstance(min_sample, int) or isinstance(min_sample, bool) or not (
-        10 <= min_sample <= 10_000_000
+    if (
+        not isinstance(min_sample, int)
+        or isinstance(min_sample, bool)
+        or not (10 <= min_sample <= 10_000_000)
     ):
         raise InvalidInput(f"{path}.min_sample", "contacts per path: a whole number >= 10")
     max_raw = raw.get("max_duration", "30 days")
@@ -124,8 +126,10 @@ def parse_test(raw: Any, path: str) -> TestSpec:
             "without a clear winner at max_duration: keep (splitting), best or first",
         )
     confidence = raw.get("confidence", 0.95)
-    if not isinstance(confidence, int | float) or isinstance(confidence, bool) or not (
-        0.8 <= confidence <= 0.999
+    if (
+        not isinstance(confidence, int | float)
+        or isinstance(confidence, bool)
+        or not (0.8 <= confidence <= 0.999)
     ):
         raise InvalidInput(f"{path}.confidence", "a number from 0.8 to 0.999 (default 0.95)")
     rules = Rules(

@@ -21,8 +21,7 @@ class ExperimentQueries:
         if automation_id is not None:
             stmt = stmt.where(experiments.c.automation_id == automation_id)
         return [
-            ExperimentRecord.from_row(r)
-            for r in self.conn.execute(stmt.order_by(experiments.c.id))
+            ExperimentRecord.from_row(r) for r in self.conn.execute(stmt.order_by(experiments.c.id))
         ]
 
     def winners(self, workspace_id: int) -> dict[int, dict[str, str]]:
