@@ -217,6 +217,8 @@ CASES = [
     Case("PATCH", AUTOMATIONS, ADMIN, 404, 200, body={"status": "paused"}),
     Case("GET", AUTOMATIONS + "/diff", ADMIN, 404, 200),
     Case("GET", AUTOMATIONS + "/stats", ADMIN, 404, 200),
+    Case("GET", AUTOMATIONS + "/experiments", ADMIN, 404, 200),
+    Case("POST", AUTOMATIONS + "/experiments/check", ADMIN, 404, 200),
     Case("GET", AUTOMATIONS + "/webhook", ADMIN, 404, 200),
     Case("POST", AUTOMATIONS + "/enroll", ADMIN, 404, 200, body={"contact_id": "{contact_id}"}),
     Case("POST", AUTOMATIONS + "/enroll", ADMIN, 404, 404, body={"contact_id": "{contact_id}"},

@@ -139,6 +139,20 @@ def test_scenario_10_the_better_subject_line_wins_and_takes_every_later_contact(
     split = next(i for i in items if i.get("node") == "subject-test")
     assert "winner of this split test" in str(split)
 
+    # The simulator runs the engine's own tick, handed the stored decision: a contact who took A
+    # before the decision takes B when the same automation is tried for it now.
+    was_a = next(m for m in mail.handler.messages[:before] if path_of(m) == "A")
+    user = was_a.recipients[0].split("@")[0]
+    cid_a = client.get("/contacts/lookup", headers=tenant.admin,
+                       params={"external_id": user}).json()["id"]
+    r = client.post(f"/contacts/{cid_a}/simulate", headers=tenant.admin, json={
+        "definition": definition, "events": [{"at": "1 minute", "event": "signed_up"}],
+        "days": 1,
+    })
+    assert r.status_code == 200, r.text
+    steps = [(s["node"], s["outcome"]) for s in r.json()["contact"]["steps"]]
+    assert ("subject-test", "B") in steps and ("subject-test", "A") not in steps
+
     # Checking again changes nothing: the decision is final.
     r = client.post(f"/automations/{KEY}/experiments/check", headers=tenant.admin)
     assert r.json()["decided"] == 0 and r.json()["items"][0]["decided_at"] == test["decided_at"]

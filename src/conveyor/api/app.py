@@ -14,6 +14,7 @@ from conveyor.api.routes import (
     catalog,
     contacts,
     deals,
+    deliverability,
     experiments,
     links,
     messages,
@@ -60,6 +61,7 @@ def create_app(conveyor: Conveyor) -> FastAPI:
         simulations.router,  # before automations: /automations/simulate is not a key
         scoring.router,
         experiments.router,
+        deliverability.router,
         automations.router,
         templates.router,
         messages.router,

@@ -679,6 +679,9 @@ from conveyor.cli.crm import APPS as CRM_APPS  # noqa: E402
 
 for _name, _sub in CRM_APPS.items():
     app.add_typer(_sub, name=_name)
+from conveyor.cli.deliverability import app as deliverability_app  # noqa: E402
+
+app.add_typer(deliverability_app, name="deliverability")
 
 
 def main() -> None:

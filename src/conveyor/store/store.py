@@ -14,6 +14,7 @@ from conveyor.store.conditions import AudienceQueries
 from conveyor.store.contacts import ContactQueries
 from conveyor.store.crm import CrmQueries
 from conveyor.store.database import Database, refusals
+from conveyor.store.deliverability import DeliverabilityQueries
 from conveyor.store.events import EventQueries
 from conveyor.store.experiments import ExperimentQueries
 from conveyor.store.messages import MessageQueries
@@ -53,6 +54,7 @@ class Tx:
         self.scoring = ScoringQueries(conn, dialect)
         self.ops = OpsQueries(conn, dialect)
         self.experiments = ExperimentQueries(conn)
+        self.deliverability = DeliverabilityQueries(conn, dialect)
 
     def high_water(self) -> int | None:
         """In an event-log consumer's transaction: see `Database.high_water`."""
