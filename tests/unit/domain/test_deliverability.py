@@ -45,8 +45,8 @@ R = GuardRules(min_volume=100)
     [
         (99, 50, 50, "ok"),  # below the minimum volume nothing is judged
         (1000, 0, 0, "ok"),
-        (1000, 0, 1, "ok"),  # 0.1 %: under half of 0.2 %
-        (1000, 0, 1, "ok"),
+        (2000, 0, 1, "ok"),  # 0.05 %: under half of 0.2 %
+        (1000, 0, 1, "throttled"),  # 0.1 %: half of it
         (1000, 0, 2, "paused"),  # 0.2 %
         (2000, 0, 3, "throttled"),  # 0.15 %
         (1000, 30, 0, "throttled"),  # 3 % hard bounces: over half of 5 %
