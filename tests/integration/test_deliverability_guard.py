@@ -122,3 +122,25 @@ def test_rules_and_providers_are_checked(client, tenant):
         assert r.status_code == 422 and r.json()["field"] == field, r.text
     r = client.post("/deliverability/aol/resume", headers=tenant.admin)
     assert r.status_code == 422 and r.json()["field"] == "provider"
+
+
+def test_the_command_line_shows_and_resumes(conveyor, tenant, database_url, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from conveyor.cli.main import app
+
+    monkeypatch.setenv("CONVEYOR_DATABASE_URL", database_url)
+    monkeypatch.setenv("CONVEYOR_DATA_DIR", str(tmp_path))
+    runner = CliRunner()
+    shown = runner.invoke(app, ["deliverability", "status", "-w", "acme"])
+    assert shown.exit_code == 0, shown.output
+    assert "gmail" in shown.output and "icloud" in shown.output
+    done = runner.invoke(app, ["deliverability", "resume", "gmail", "-w", "acme"])
+    assert done.exit_code == 0 and "gmail: resumed; 0 held emails released" in done.output
+    assert conveyor.deliverability.status(tenant.workspace)["providers"][0]["reason"] == (
+        "resumed by hand (was ok)"
+    )
+    bad = runner.invoke(app, ["deliverability", "resume", "aol", "-w", "acme"])
+    assert bad.exit_code == 1 and "provider: one of gmail" in bad.output
+    missing = runner.invoke(app, ["experiments", "show", "nope", "-w", "acme"])
+    assert missing.exit_code == 1 and "no automation 'nope'" in missing.output

@@ -70,7 +70,7 @@ def experiments(client, tenant):
 
 
 def test_scenario_10_the_better_subject_line_wins_and_takes_every_later_contact(
-    client, server, tenant, conveyor, clock, mail
+    client, server, tenant, conveyor, clock, mail, database_url, tmp_path, monkeypatch
 ):
     definition = yaml.safe_load((EXAMPLES / "automations" / f"{KEY}.yaml").read_text())
     assert client.post("/automations", headers=tenant.admin, json=definition).status_code == 200
@@ -152,6 +152,18 @@ def test_scenario_10_the_better_subject_line_wins_and_takes_every_later_contact(
     assert r.status_code == 200, r.text
     steps = [(s["node"], s["outcome"]) for s in r.json()["contact"]["steps"]]
     assert ("subject-test", "B") in steps and ("subject-test", "A") not in steps
+
+    # The command line shows the same decision.
+    from typer.testing import CliRunner
+
+    from conveyor.cli.main import app
+
+    monkeypatch.setenv("CONVEYOR_DATABASE_URL", database_url)
+    monkeypatch.setenv("CONVEYOR_DATA_DIR", str(tmp_path))
+    shown = CliRunner().invoke(app, ["experiments", "show", KEY, "-w", "acme"])
+    assert shown.exit_code == 0, shown.output
+    assert f"{KEY} / subject-test: decided, winner B" in shown.output
+    assert "B vs A: +" in shown.output
 
     # Checking again changes nothing: the decision is final.
     r = client.post(f"/automations/{KEY}/experiments/check", headers=tenant.admin)

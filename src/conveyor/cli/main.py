@@ -682,6 +682,9 @@ for _name, _sub in CRM_APPS.items():
 from conveyor.cli.deliverability import app as deliverability_app  # noqa: E402
 
 app.add_typer(deliverability_app, name="deliverability")
+from conveyor.cli.experiments import app as experiments_app  # noqa: E402
+
+app.add_typer(experiments_app, name="experiments")
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """Split tests: count each path's contacts and successes, ask the pure decision, store it.
 
 `check` runs in the worker every few minutes (and on demand: `POST /automations/{key}/experiments
-/check`, `conveyor automation experiments KEY --check`). Each test is decided in its own
+/check`, `conveyor experiments show KEY --check`). Each test is decided in its own
 transaction: the counts are read, `domain.experiments.decide` says where the test stands, and the
 decision is stored; a winner also moves the workspace's catalog version, so every process's kept
 condition context re-reads the winners and the split hands every later contact the winner. An
