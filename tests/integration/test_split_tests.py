@@ -187,3 +187,44 @@ def test_a_bad_test_names_its_field(client, tenant):
         assert r.json()["field"] == field, (change, r.json())
     r = client.get("/automations/nope/experiments", headers=tenant.admin)
     assert r.status_code == 404
+
+
+@pytest.mark.parametrize("metric", ["converted", "condition"])
+def test_orders_within_the_window_decide_a_test(client, tenant, conveyor, clock, metric):
+    from datetime import timedelta
+
+    test = {"metric": metric, "window": "2 days", "min_sample": 40, "fallback": "keep"}
+    split = {"id": "pick", "type": "split", "test": test, "paths": [
+        {"name": "A", "weight": 1, "next": "a"}, {"name": "B", "weight": 1, "next": "b"}]}
+    if metric == "condition":
+        split["condition"] = {"event": "order_completed", "within": "since_entry"}
+    definition = {"key": "checkout-test", "triggers": [{"event": "signed_up"}], "nodes": [
+        split, {"id": "a", "type": "add_tag", "tag": "path-a", "next": "end"},
+        {"id": "b", "type": "add_tag", "tag": "path-b", "next": "end"}]}
+    assert client.post("/automations", headers=tenant.admin, json=definition).status_code == 200
+    client.patch("/automations/checkout-test", headers=tenant.admin, json={"status": "active"})
+    sign_up(client, tenant, 0, 200)
+    settle(conveyor)
+    paths = {}
+    for i in range(200):
+        c = client.get("/contacts/lookup", headers=tenant.admin,
+                       params={"external_id": f"u{i}"}).json()
+        paths[f"u{i}"] = "A" if "path-a" in c["tags"] else "B"
+    rng = random.Random(5)
+    buyers = [u for u, p in paths.items() if rng.random() < (0.05 if p == "A" else 0.45)]
+    clock.advance(timedelta(hours=1))
+    calls = [{"type": "track", "userId": u, "event": "order_completed"} for u in buyers]
+    assert client.post("/v1/batch", headers=tenant.write, json={"batch": calls}).status_code == 200
+    clock.advance(timedelta(days=3))  # past the window: these orders do not count
+    late = [u for u, p in paths.items() if p == "A" and u not in buyers][:30]
+    calls = [{"type": "track", "userId": u, "event": "order_completed"} for u in late]
+    assert client.post("/v1/batch", headers=tenant.write, json={"batch": calls}).status_code == 200
+    settle(conveyor)
+    r = client.post("/automations/checkout-test/experiments/check", headers=tenant.admin)
+    assert r.status_code == 200, r.text
+    [item] = r.json()["items"]
+    arms = {a["name"]: a for a in item["decision"]["arms"]}
+    for name in ("A", "B"):
+        assert arms[name]["entered"] == sum(p == name for p in paths.values())
+        assert arms[name]["converted"] == sum(paths[u] == name for u in buyers)
+    assert (item["status"], item["winner"]) == ("decided", "B")

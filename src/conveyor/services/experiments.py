@@ -10,7 +10,7 @@ condition context re-reads the winners and the split hands every later contact t
 What counts, per path: every step in which a contact took it (all versions of the automation),
 and of those, the ones that met the metric within `window` after taking it — a click on a
 message of that same run (`clicked`), the event `converted` counts done by the contact, or the
-node's condition met (`condition`, evaluated at the end of the window, or now while it is open,
+node's condition met (`condition`, evaluated on the facts at the end of the window, or now,
 with "since entry" meaning since the path was taken). Guardrails: unsubscribes and complaints of
 messages of that run within the window.
 """
@@ -18,6 +18,7 @@ messages of that run within the window.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -72,7 +73,10 @@ class Experiments:
                         "paused",
                     ):
                         continue
-                    automation = self._automation(tx, ws, row)
+                    definition = tx.automations.definition(row.id, row.version)
+                    if not _has_test(definition):
+                        continue  # most automations: no parse, no catalog read
+                    automation = parse_definition(tx, ws, definition, key=row.key)
                     for node, _spec in test_nodes(automation):
                         done = kept.get((row.id, node.id))
                         if done is None or done.status not in ("decided", "inconclusive"):
@@ -222,9 +226,14 @@ class Experiments:
                 facts = loaded.snapshots.get(s.contact_id)
                 if facts is None:
                     continue
-                facts.entered_at = s.at
                 moment = min(now, s.at + window)
-                if evaluator.evaluate(node.condition, facts, moment).ok:
+                # As the contact stood at the end of its window: later events do not count.
+                seen = replace(
+                    facts,
+                    events=[e for e in facts.events if e.timestamp <= moment],
+                    entered_at=s.at,
+                )
+                if evaluator.evaluate(node.condition, seen, moment).ok:
                     met.add(i)
 
     # --- reading ---------------------------------------------------------------------------
@@ -244,6 +253,13 @@ class Experiments:
             if node_id not in automation.nodes or "test" not in automation.nodes[node_id].config:
                 out.append({"node": node_id, **_record(record), "current": False})
         return out
+
+
+def _has_test(definition: Any) -> bool:
+    nodes = definition.get("nodes") if isinstance(definition, dict) else None
+    return any(
+        isinstance(n, dict) and n.get("type") == "split" and "test" in n for n in nodes or ()
+    )
 
 
 def _shown(node: Node, spec: TestSpec, record: ExperimentRecord | None) -> dict[str, Any]:
