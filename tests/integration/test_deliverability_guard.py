@@ -144,3 +144,30 @@ def test_the_command_line_shows_and_resumes(conveyor, tenant, database_url, tmp_
     assert bad.exit_code == 1 and "provider: one of gmail" in bad.output
     missing = runner.invoke(app, ["experiments", "show", "nope", "-w", "acme"])
     assert missing.exit_code == 1 and "no automation 'nope'" in missing.output
+
+
+def test_near_the_line_a_provider_is_throttled_to_its_hourly_allowance(
+    client, tenant, conveyor, clock, mail
+):
+    r = client.put("/deliverability/rules", headers=tenant.admin,
+                   json={"min_volume": 50, "complaint_rate": 0.02, "throttle_per_hour": 3})
+    assert r.status_code == 200, r.text
+    track(client, tenant, [(f"g{i}", "gmail.com") for i in range(100)], "signed_up")
+    settle(conveyor)
+    client.post("/email-events", headers=tenant.admin,
+                json={"events": [{"type": "complained", "email": "g3@gmail.com"}]})
+    state, _ = providers(client, tenant, "/deliverability/check", "POST")
+    assert state["gmail"]["status"] == "throttled"
+    assert state["gmail"]["reason"] == (
+        "complaint rate 1.00% over 100 emails is near the 2.00% threshold"
+    )
+    track(client, tenant, [(f"g{i}", "gmail.com") for i in range(100, 105)], "signed_up")
+    settle(conveyor)
+    assert len(to(mail, "gmail.com")) == 103  # three this hour
+    held = client.get("/messages", headers=tenant.admin, params={"status": "pending"}).json()
+    held = held["items"] if isinstance(held, dict) else held
+    assert [m["error"][:70] for m in held] == [
+        "deliverability guard: marketing email to gmail is throttled to 3 an ho"] * 2
+    clock.advance(timedelta(hours=1))
+    settle(conveyor)
+    assert len(to(mail, "gmail.com")) == 105  # the next hour's allowance
