@@ -54,13 +54,13 @@ class RulesIn(Strict):
 
 
 @router.get("/deliverability", response_model=StatusOut)
-def status(workspace: Admin, request: Request) -> StatusOut:
+def deliverability_status(workspace: Admin, request: Request) -> StatusOut:
     """Each mailbox provider's status, the reason, and the rates it was last judged on."""
     return StatusOut(**conveyor_of(request).deliverability.status(workspace))
 
 
 @router.put("/deliverability/rules", response_model=StatusOut)
-def set_rules(body: RulesIn, workspace: Admin, request: Request) -> StatusOut:
+def set_deliverability_rules(body: RulesIn, workspace: Admin, request: Request) -> StatusOut:
     """Replace the guard's thresholds (unset fields take their defaults)."""
     conveyor = conveyor_of(request)
     raw = body.model_dump(exclude_none=True)
@@ -70,7 +70,7 @@ def set_rules(body: RulesIn, workspace: Admin, request: Request) -> StatusOut:
 
 
 @router.post("/deliverability/check", response_model=CheckedOut)
-def check(workspace: Admin, request: Request) -> CheckedOut:
+def check_deliverability(workspace: Admin, request: Request) -> CheckedOut:
     """Judge every provider now, rather than at the worker's next check."""
     conveyor = conveyor_of(request)
     changed = conveyor.deliverability.check(workspace)
@@ -78,6 +78,6 @@ def check(workspace: Admin, request: Request) -> CheckedOut:
 
 
 @router.post("/deliverability/{provider}/resume", response_model=ResumedOut)
-def resume(provider: Provider, workspace: Admin, request: Request) -> ResumedOut:
+def resume_provider(provider: Provider, workspace: Admin, request: Request) -> ResumedOut:
     """Lift a pause or throttle: the held marketing email goes out, rates count from now."""
     return ResumedOut(**conveyor_of(request).deliverability.resume(workspace, provider))

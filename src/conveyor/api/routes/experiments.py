@@ -54,14 +54,14 @@ class CheckedOut(ExperimentsOut):
 
 
 @router.get("/automations/{key}/experiments", response_model=ExperimentsOut)
-def experiments(key: Key, workspace: Admin, request: Request) -> ExperimentsOut:
+def list_experiments(key: Key, workspace: Admin, request: Request) -> ExperimentsOut:
     """The automation's split tests: their spec, counts per path and the decision so far."""
     items = conveyor_of(request).experiments.of_automation(workspace, key)
     return ExperimentsOut(automation=key, items=[ExperimentOut(**i) for i in items])
 
 
 @router.post("/automations/{key}/experiments/check", response_model=CheckedOut)
-def check(key: Key, workspace: Admin, request: Request) -> CheckedOut:
+def check_experiments(key: Key, workspace: Admin, request: Request) -> CheckedOut:
     """Decide the automation's running split tests now, rather than at the worker's next check."""
     conveyor = conveyor_of(request)
     items = conveyor.experiments.of_automation(workspace, key)  # 404 for an unknown key
