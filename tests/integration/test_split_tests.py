@@ -121,6 +121,9 @@ def test_scenario_10_the_better_subject_line_wins_and_takes_every_later_contact(
     assert comparison["interval"][0] > 0 and comparison["lift"] > 0
     assert comparison["likelihood_ratio"] >= decision["threshold"] == 20
     assert test["decided_at"] is not None
+    stats = client.get(f"/automations/{KEY}/stats", headers=tenant.admin).json()
+    node = stats["nodes"]["subject-test"]
+    assert node["outcomes"] == sent and node["experiment"]["winner"] == "B"
     events = client.get("/events", headers=tenant.admin,
                         params={"name": "experiment.decided"}).json()["items"]
     assert [(e["properties"]["automation"], e["properties"]["winner"]) for e in events] == [
