@@ -26,6 +26,7 @@ from conveyor.services.scoring import Scoring
 from conveyor.services.segments import Segments
 from conveyor.services.simulate import Simulator
 from conveyor.services.templates import Templates
+from conveyor.services.workspace_code import WorkspaceCode
 from conveyor.services.workspaces import Workspaces
 from conveyor.settings import Settings
 from conveyor.store import migrate
@@ -55,6 +56,7 @@ class Conveyor:
     scoring: Scoring
     ops: Operations
     simulator: Simulator
+    code: WorkspaceCode
     experiments: Experiments
     deliverability: Deliverability
 
@@ -95,6 +97,20 @@ def bootstrap(
         sweeps=(tasks.sweep_overdue,),
         scoring=scoring,
     )
+    automations = Automations(store, clock)
+    templates = Templates(store, clock, max_bytes=settings.max_template_bytes)
+    code = WorkspaceCode(
+        store,
+        clock,
+        workspaces=workspaces,
+        catalog=catalog,
+        templates=templates,
+        segments=segments,
+        automations=automations,
+        policies=policies,
+        crm=crm,
+        scoring=scoring,
+    )
     return Conveyor(
         settings=settings,
         clock=clock,
@@ -105,9 +121,9 @@ def bootstrap(
         ingest=Ingest(store, clock, max_depth=settings.max_json_depth),
         imports=Imports(store, clock, catalog),
         segments=segments,
-        automations=Automations(store, clock),
+        automations=automations,
         engine=engine,
-        templates=Templates(store, clock, max_bytes=settings.max_template_bytes),
+        templates=templates,
         delivery=Delivery(
             store, clock, settings, contacts, policies, Providers(settings, providers, store)
         ),
@@ -119,6 +135,7 @@ def bootstrap(
         scoring=scoring,
         ops=Operations(store, clock, settings, consumers=engine.log.names),
         simulator=Simulator(store, clock, segments),
+        code=code,
         experiments=Experiments(store, clock),
         deliverability=deliverability,
     )

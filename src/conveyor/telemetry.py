@@ -24,6 +24,11 @@ EVENTS_INGESTED = Counter(
     "Tracking calls (identify, track, page, ...) accepted into the event log, by type.",
     ["type"],
 )
+SDK_METRICS = Counter(
+    "conveyor_sdk_metrics",
+    "Counters analytics.js reports about itself (POST /v1/m), errors apart; not stored.",
+    ["kind"],
+)
 STEPS = Counter(
     "conveyor_steps",
     "Automation steps executed by the engine, by node type and outcome.",

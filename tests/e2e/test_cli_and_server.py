@@ -170,7 +170,9 @@ def test_segment_count_and_apply_from_a_file(env, tmp_path):
     listing = run(env, "segment", "list").stdout
     assert "vips" in listing
     bad = tmp_path / "bad.yaml"
-    bad.write_text("condition:\n  all:\n    - tag: vip\n    - event: order_completed\n      count: {most: 3}\n")
+    bad.write_text(
+        "condition:\n  all:\n    - tag: vip\n    - event: order_completed\n      count: {most: 3}\n"
+    )
     result = run(env, "segment", "count", str(bad), check=False)
     assert result.returncode == 1 and "all.1.count" in result.stderr
     broken = tmp_path / "broken.yaml"

@@ -30,8 +30,7 @@ def test_version():
 @pytest.mark.parametrize("command", [["workspace", "list"], ["serve", "--port", "1"]])
 def test_an_unreachable_database_is_one_clear_line(url, said, command, tmp_path):
     env = {**os.environ, "CONVEYOR_DATABASE_URL": url, "CONVEYOR_DATA_DIR": str(tmp_path)}
-    done = subprocess.run([CONVEYOR, *command], capture_output=True, text=True, env=env,
-                          timeout=60)
+    done = subprocess.run([CONVEYOR, *command], capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: cannot use the database"), done.stderr

@@ -15,13 +15,16 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 def test_pipelines_members_and_a_crm_automation_from_files(env, tmp_path):
     run(env, "workspace", "create", "shop")
-    applied = run(env, "pipeline", "apply", str(EXAMPLES / "pipelines" / "sales.yaml"),
-                  "-w", "shop").stdout
+    applied = run(
+        env, "pipeline", "apply", str(EXAMPLES / "pipelines" / "sales.yaml"), "-w", "shop"
+    ).stdout
     assert "sales: created: Lead (10%) → Qualified (30%)" in applied
     again = run(env, "pipeline", "apply", str(EXAMPLES / "pipelines" / "sales.yaml"), "-w", "shop")
     assert "sales: unchanged" in again.stdout
-    assert "max@acme.example" in run(env, "member", "add", "Max", "max@acme.example",
-                                     "-w", "shop").stdout
+    assert (
+        "max@acme.example"
+        in run(env, "member", "add", "Max", "max@acme.example", "-w", "shop").stdout
+    )
     assert "Max" in run(env, "member", "list", "-w", "shop").stdout
     tell = str(EXAMPLES / "automations" / "tell-sales.yaml")
     assert "tell-sales: created" in run(env, "automation", "apply", tell, "-w", "shop").stdout

@@ -37,8 +37,12 @@ def json_lines(output: str) -> list[dict]:
 
 def test_key_file_json_logs_and_no_secret_in_any_line(env, tmp_path, smtp):
     key_file = tmp_path / "secrets" / "admin.key"
-    env = {**env, "CONVEYOR_BOOTSTRAP_KEY_FILE": str(key_file), "CONVEYOR_WEBHOOK_ALLOW": "127.0.0.1/32",
-           "CONVEYOR_HEARTBEAT_SECONDS": "0.2"}
+    env = {
+        **env,
+        "CONVEYOR_BOOTSTRAP_KEY_FILE": str(key_file),
+        "CONVEYOR_WEBHOOK_ALLOW": "127.0.0.1/32",
+        "CONVEYOR_HEARTBEAT_SECONDS": "0.2",
+    }
     secrets: list[str] = []
     with serving(env) as served:
         assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
@@ -47,24 +51,59 @@ def test_key_file_json_logs_and_no_secret_in_any_line(env, tmp_path, smtp):
         assert admin_key.startswith("cvk_") and f"is in {key_file}" in served.output()
         admin = {"Authorization": f"Bearer {admin_key}"}
         with httpx.Client(base_url=served.url, headers=admin, timeout=30) as api:
-            r = api.post("/keys", json={"kind": "write", "name": "site"},
-                         headers={"X-Request-ID": "make-key-1"})
+            r = api.post(
+                "/keys",
+                json={"kind": "write", "name": "site"},
+                headers={"X-Request-ID": "make-key-1"},
+            )
             assert r.status_code == 201, r.text
             assert r.headers["x-request-id"] == "make-key-1"
             write_key = r.json()["key"]
             secrets.append(write_key)
-            assert api.put("/channels/email", json={
-                "from": "Shop <news@shop.example>", "smtp_url": smtp.url}).status_code == 200
-            assert api.post("/templates", json={"key": "hello", "channel": "email", "content": {
-                "subject": "Hello", "text": f"Your code: {BODY_MARK}"}}).status_code == 200
-            assert api.post("/automations", json={
-                "key": "hello", "triggers": [{"event": "signed_up"}],
-                "nodes": [{"id": "mail", "type": "send_email", "template": "hello"}]}
-            ).status_code == 200
+            assert (
+                api.put(
+                    "/channels/email",
+                    json={"from": "Shop <news@shop.example>", "smtp_url": smtp.url},
+                ).status_code
+                == 200
+            )
+            assert (
+                api.post(
+                    "/templates",
+                    json={
+                        "key": "hello",
+                        "channel": "email",
+                        "content": {"subject": "Hello", "text": f"Your code: {BODY_MARK}"},
+                    },
+                ).status_code
+                == 200
+            )
+            assert (
+                api.post(
+                    "/automations",
+                    json={
+                        "key": "hello",
+                        "triggers": [{"event": "signed_up"}],
+                        "nodes": [{"id": "mail", "type": "send_email", "template": "hello"}],
+                    },
+                ).status_code
+                == 200
+            )
             assert api.patch("/automations/hello", json={"status": "active"}).status_code == 200
-            tracked = httpx.post(f"{served.url}/v1/batch", auth=(write_key, ""), json={"batch": [
-                {"type": "identify", "userId": "u1", "traits": {"email": "ada@example.com"}},
-                {"type": "track", "userId": "u1", "event": "signed_up"}]})
+            tracked = httpx.post(
+                f"{served.url}/v1/batch",
+                auth=(write_key, ""),
+                json={
+                    "batch": [
+                        {
+                            "type": "identify",
+                            "userId": "u1",
+                            "traits": {"email": "ada@example.com"},
+                        },
+                        {"type": "track", "userId": "u1", "event": "signed_up"},
+                    ]
+                },
+            )
             assert tracked.status_code == 200, tracked.text
             [mail] = eventually(lambda: smtp.to("ada@example.com"), "email delivered")
             assert BODY_MARK in mail.part("plain")
@@ -97,8 +136,9 @@ def _rows(url: str) -> dict[str, set[tuple]]:
             return {
                 "contacts": set(conn.execute(text("SELECT id, email FROM contacts"))),
                 "runs": set(conn.execute(text("SELECT id, contact_id, status, node FROM runs"))),
-                "messages": set(conn.execute(text(
-                    "SELECT id, status, recipient, idempotency_key FROM outbox"))),
+                "messages": set(
+                    conn.execute(text("SELECT id, status, recipient, idempotency_key FROM outbox"))
+                ),
             }
     finally:
         engine.dispose()
@@ -110,18 +150,31 @@ def test_backup_of_a_live_sqlite_database_restores_everything(tmp_path, smtp):
     app = bootstrap(settings)
     app.upgrade_schema()
     workspace, _ = app.workspaces.create("shop")
-    app.channels.configure(workspace, "email", {"from": "Shop <s@shop.example>", "smtp_url": smtp.url})
-    app.templates.save(workspace, "hi", "email", {"subject": "Hi", "text": "Hi {{ contact.email }}"})
-    app.automations.apply(workspace, {
-        "key": "hi", "triggers": [{"event": "signed_up"}],
-        "nodes": [{"id": "mail", "type": "send_email", "template": "hi"},
-                  {"id": "pause", "type": "wait", "for": "3 days"},
-                  {"id": "tag", "type": "add_tag", "tag": "done"}]})
+    app.channels.configure(
+        workspace, "email", {"from": "Shop <s@shop.example>", "smtp_url": smtp.url}
+    )
+    app.templates.save(
+        workspace, "hi", "email", {"subject": "Hi", "text": "Hi {{ contact.email }}"}
+    )
+    app.automations.apply(
+        workspace,
+        {
+            "key": "hi",
+            "triggers": [{"event": "signed_up"}],
+            "nodes": [
+                {"id": "mail", "type": "send_email", "template": "hi"},
+                {"id": "pause", "type": "wait", "for": "3 days"},
+                {"id": "tag", "type": "add_tag", "tag": "done"},
+            ],
+        },
+    )
     app.automations.set_status(workspace, "hi", "active")
     calls = []
     for i in range(60):
-        calls += [{"type": "identify", "userId": f"u{i}", "traits": {"email": f"p{i}@example.com"}},
-                  {"type": "track", "userId": f"u{i}", "event": "signed_up"}]
+        calls += [
+            {"type": "identify", "userId": f"u{i}", "traits": {"email": f"p{i}@example.com"}},
+            {"type": "track", "userId": f"u{i}", "event": "signed_up"},
+        ]
     assert app.ingest.calls(workspace, calls).accepted == 120
     settle(app)
     assert len(smtp.messages) == 60
@@ -136,8 +189,16 @@ def test_backup_of_a_live_sqlite_database_restores_everything(tmp_path, smtp):
     def keep_writing() -> None:
         n = 0
         while not stop.is_set():
-            app.ingest.calls(workspace, [{"type": "identify", "userId": f"late{n}",
-                                          "traits": {"email": f"late{n}@example.com"}}])
+            app.ingest.calls(
+                workspace,
+                [
+                    {
+                        "type": "identify",
+                        "userId": f"late{n}",
+                        "traits": {"email": f"late{n}@example.com"},
+                    }
+                ],
+            )
             n += 1
 
     writer = threading.Thread(target=keep_writing)
@@ -146,22 +207,33 @@ def test_backup_of_a_live_sqlite_database_restores_everything(tmp_path, smtp):
         env = {**os.environ, "CONVEYOR_DATA_DIR": str(live)}
         env.pop("CONVEYOR_DATABASE_URL", None)
         backup = tmp_path / "backups" / "conveyor-1.db"
-        done = subprocess.run([CONVEYOR, "backup", str(backup)], env=env, capture_output=True,
-                              text=True, timeout=DEADLINE)
+        done = subprocess.run(
+            [CONVEYOR, "backup", str(backup)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=DEADLINE,
+        )
     finally:
         stop.set()
         writer.join()
     assert done.returncode == 0, done.stderr
     assert f"backed up to {backup}" in done.stdout and "60 runs" in done.stdout
-    again = subprocess.run([CONVEYOR, "backup", str(backup)], env=env, capture_output=True,
-                           text=True, timeout=DEADLINE)
+    again = subprocess.run(
+        [CONVEYOR, "backup", str(backup)], env=env, capture_output=True, text=True, timeout=DEADLINE
+    )
     assert again.returncode == 1 and "exists" in again.stderr  # never overwrites a backup
     app.close()
 
     fresh = tmp_path / "fresh"
     env_fresh = {**env, "CONVEYOR_DATA_DIR": str(fresh)}
-    done = subprocess.run([CONVEYOR, "restore", str(backup)], env=env_fresh, capture_output=True,
-                          text=True, timeout=DEADLINE)
+    done = subprocess.run(
+        [CONVEYOR, "restore", str(backup)],
+        env=env_fresh,
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+    )
     assert done.returncode == 0, done.stderr
     restored = _rows(f"sqlite:///{fresh / 'conveyor.db'}")
     for kind in ("contacts", "runs", "messages"):
@@ -174,21 +246,41 @@ def test_backup_of_a_live_sqlite_database_restores_everything(tmp_path, smtp):
     assert [w.name for w in app.workspaces.all()] == ["shop"]
     app.close()
     # A database that holds data is not overwritten by mistake.
-    refused = subprocess.run([CONVEYOR, "restore", str(backup)], env=env_fresh,
-                             capture_output=True, text=True, timeout=DEADLINE)
+    refused = subprocess.run(
+        [CONVEYOR, "restore", str(backup)],
+        env=env_fresh,
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+    )
     assert refused.returncode == 1 and "--replace" in refused.stderr
-    replaced = subprocess.run([CONVEYOR, "restore", "--replace", str(backup)], env=env_fresh,
-                              capture_output=True, text=True, timeout=DEADLINE)
+    replaced = subprocess.run(
+        [CONVEYOR, "restore", "--replace", str(backup)],
+        env=env_fresh,
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+    )
     assert replaced.returncode == 0, replaced.stderr
     damaged = tmp_path / "damaged.db"
     damaged.write_bytes(Path(backup).read_bytes()[:4096] + b"\0" * 100)
-    bad = subprocess.run([CONVEYOR, "restore", "--replace", str(damaged)], env=env_fresh,
-                         capture_output=True, text=True, timeout=DEADLINE)
+    bad = subprocess.run(
+        [CONVEYOR, "restore", "--replace", str(damaged)],
+        env=env_fresh,
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+    )
     assert bad.returncode == 1 and "damaged.db" in bad.stderr
 
 
 def test_backup_on_postgresql_points_to_pg_dump(postgres_url, tmp_path):
     env = {**os.environ, "CONVEYOR_DATABASE_URL": postgres_url, "CONVEYOR_DATA_DIR": str(tmp_path)}
-    done = subprocess.run([CONVEYOR, "backup", str(tmp_path / "x.db")], env=env,
-                          capture_output=True, text=True, timeout=DEADLINE)
+    done = subprocess.run(
+        [CONVEYOR, "backup", str(tmp_path / "x.db")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+    )
     assert done.returncode == 1 and "pg_dump" in done.stderr

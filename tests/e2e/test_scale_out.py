@@ -45,31 +45,53 @@ def test_three_workers_do_every_run_exactly_once(fresh_postgres, tmp_path):
     app = bootstrap(Settings(database_url=fresh_postgres, data_dir=tmp_path))
     app.upgrade_schema()
     workspace, _ = app.workspaces.create("crowd")
-    app.automations.apply(workspace, {
-        "key": "crowd", "triggers": [{"event": "go"}],
-        "nodes": [{"id": "first", "type": "add_tag", "tag": "first"},
-                  {"id": "second", "type": "add_tag", "tag": "second"}]})
+    app.automations.apply(
+        workspace,
+        {
+            "key": "crowd",
+            "triggers": [{"event": "go"}],
+            "nodes": [
+                {"id": "first", "type": "add_tag", "tag": "first"},
+                {"id": "second", "type": "add_tag", "tag": "second"},
+            ],
+        },
+    )
     app.automations.set_status(workspace, "crowd", "active")
     for start in range(0, RUNS, 1000):
-        calls = [{"type": "track", "userId": f"u{i}", "event": "go"}
-                 for i in range(start, start + 1000)]
+        calls = [
+            {"type": "track", "userId": f"u{i}", "event": "go"} for i in range(start, start + 1000)
+        ]
         assert app.ingest.calls(workspace, calls).accepted == 1000
 
-    env = {**os.environ, "CONVEYOR_DATABASE_URL": fresh_postgres,
-           "CONVEYOR_DATA_DIR": str(tmp_path), "CONVEYOR_HEARTBEAT_SECONDS": "0.5",
-           "CONVEYOR_ENGINE_BATCH": "500"}  # smaller ticks: the three share the backlog
-    workers = [subprocess.Popen([sys.executable, "-m", "conveyor.cli.main", "worker"], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-               for _ in range(WORKERS)]
+    env = {
+        **os.environ,
+        "CONVEYOR_DATABASE_URL": fresh_postgres,
+        "CONVEYOR_DATA_DIR": str(tmp_path),
+        "CONVEYOR_HEARTBEAT_SECONDS": "0.5",
+        "CONVEYOR_ENGINE_BATCH": "500",
+    }  # smaller ticks: the three share the backlog
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "conveyor.cli.main", "worker"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(WORKERS)
+    ]
     engine = create_engine(fresh_postgres)
     most_fresh = 0
     try:
         deadline = time.monotonic() + DEADLINE
         while True:
-            most_fresh = max(most_fresh, app.ops.readiness().as_dict()["checks"]["workers"]["fresh"])
+            most_fresh = max(
+                most_fresh, app.ops.readiness().as_dict()["checks"]["workers"]["fresh"]
+            )
             with engine.connect() as conn:
-                done = conn.execute(text(
-                    "SELECT count(*) FROM runs WHERE status = 'finished'")).scalar_one()
+                done = conn.execute(
+                    text("SELECT count(*) FROM runs WHERE status = 'finished'")
+                ).scalar_one()
             if done >= RUNS:
                 break
             assert time.monotonic() < deadline, f"{done} of {RUNS} runs finished"
@@ -86,11 +108,18 @@ def test_three_workers_do_every_run_exactly_once(fresh_postgres, tmp_path):
         assert one("SELECT count(*) FROM runs") == RUNS
         assert one("SELECT count(DISTINCT contact_id) FROM runs") == RUNS
         assert one("SELECT count(*) FROM runs WHERE status <> 'finished'") == 0
-        assert one("SELECT count(*) FROM (SELECT run_id, node, outcome FROM steps "
-                   "GROUP BY run_id, node, outcome HAVING count(*) > 1) t") == 0
+        assert (
+            one(
+                "SELECT count(*) FROM (SELECT run_id, node, outcome FROM steps "
+                "GROUP BY run_id, node, outcome HAVING count(*) > 1) t"
+            )
+            == 0
+        )
         assert one("SELECT count(*) FROM steps WHERE run_id IS NULL") == 0  # no skipped entry
         assert one("SELECT count(*) FROM contact_tags") == 2 * RUNS
-        assert one(f"SELECT count(*) FROM events WHERE name = '{SystemEvent.TAG_ADDED}'") == 2 * RUNS
+        assert (
+            one(f"SELECT count(*) FROM events WHERE name = '{SystemEvent.TAG_ADDED}'") == 2 * RUNS
+        )
     engine.dispose()
     # Stopped cleanly: their heartbeat rows are gone, so /readyz no longer counts them.
     assert app.ops.readiness().as_dict()["checks"]["workers"]["fresh"] == 0

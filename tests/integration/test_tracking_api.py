@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+from datetime import timedelta
 
 import orjson
 
@@ -383,9 +384,16 @@ def test_concurrent_batches_about_the_same_new_people(client, tenant, server):
         statuses = []
         with httpx.Client(base_url=server.url, timeout=60) as http:
             for round_ in range(5):
-                batch = [{"type": "identify" if i % 3 == 0 else "track", "userId": f"p{i}", "event": "seen",
-                          "messageId": f"{sender}-{round_}-{i}", "traits": {"email": f"p{i}@example.com"}}
-                         for i in range(40)]
+                batch = [
+                    {
+                        "type": "identify" if i % 3 == 0 else "track",
+                        "userId": f"p{i}",
+                        "event": "seen",
+                        "messageId": f"{sender}-{round_}-{i}",
+                        "traits": {"email": f"p{i}@example.com"},
+                    }
+                    for i in range(40)
+                ]
                 r = http.post("/v1/batch", headers=tenant.write, json={"batch": batch})
                 statuses.append(r.status_code)
                 assert r.status_code != 200 or r.json()["errors"] == [], r.text
@@ -398,8 +406,11 @@ def test_concurrent_batches_about_the_same_new_people(client, tenant, server):
     assert sorted(c["external_id"] for c in people) == sorted(f"p{i}" for i in range(40))
     seen, cursor = 0, None
     while True:
-        page = client.get("/events", headers=tenant.admin,
-                          params={"limit": 500, "name": "seen", **({"cursor": cursor} if cursor else {})}).json()
+        page = client.get(
+            "/events",
+            headers=tenant.admin,
+            params={"limit": 500, "name": "seen", **({"cursor": cursor} if cursor else {})},
+        ).json()
         seen += len(page["items"])
         cursor = page["next_cursor"]
         if not cursor:
@@ -435,3 +446,197 @@ def test_a_deep_shared_batch_context_is_refused_naming_it(client, tenant):
     body = '{"batch":[{"type":"track","userId":"u","event":"e"}],"context":' + _nested(60) + "}"
     r = client.post("/v1/batch", headers=tenant.write, content=body.encode())
     assert r.status_code == 422 and r.json()["field"].startswith("context.a")
+
+
+def test_analytics_js_short_paths_and_batch_paths(client, tenant):
+    """analytics.js posts to `{apiHost}/{letter}` and batches to `/b`; mobile SDKs to /v1/b."""
+    letters = {
+        "i": {"traits": {"plan": "short"}},
+        "t": {"event": "short_track"},
+        "p": {"name": "Short"},
+        "s": {"name": "Screen"},
+        "g": {"groupId": "g1"},
+        "a": {"previousId": "anon-short", "userId": "aliased"},
+    }
+    for prefix in ("/v1", ""):
+        for letter, body in letters.items():
+            call = {"userId": f"u{prefix}", "messageId": f"{prefix}{letter}", **body}
+            r = client.post(f"{prefix}/{letter}", headers=tenant.write, json=call)
+            assert r.status_code == 200, (prefix, letter, r.text)
+            assert r.json()["accepted"] == 1
+        r = client.post(
+            f"{prefix}/b",
+            headers=tenant.write,
+            json={"batch": [{"type": "track", "userId": "b", "event": f"batched{prefix}"}]},
+        )
+        assert r.status_code == 200 and r.json()["accepted"] == 1, r.text
+    names = {e["name"] for e in log(client, tenant)}
+    assert {"short_track", "batched/v1", "batched"} <= names
+    kinds = [e["kind"] for e in log(client, tenant) if e["kind"] != "system"]
+    assert sorted(set(kinds)) == ["alias", "group", "identify", "page", "screen", "track"]
+    assert contact(client, tenant, external_id="u/v1")["fields"]["plan"] == "short"
+    # A short path still needs a key and still says what is wrong with a call.
+    assert client.post("/v1/t", json={"userId": "u", "event": "e"}).status_code == 401
+    r = client.post("/v1/t", headers=tenant.write, json={"userId": "u"})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "event"
+    # The SDK's own error counters are taken (and not stored as events).
+    r = client.post("/v1/m", content=b'{"series":[{"metric":"analytics_js.invoke.error"}]}')
+    assert r.status_code == 200
+    assert client.post("/m", content=b"[]").status_code == 422
+    # analytics.js's settings, fetched from its cdnURL: every call comes back here.
+    r = client.get(f"/v1/projects/{tenant.write_key}/settings")
+    assert r.status_code == 200
+    assert r.json()["integrations"]["Segment.io"]["apiHost"].endswith("/v1")
+    assert client.get("/v1/projects/cvk_nope/settings").status_code == 401
+
+
+def test_a_batch_sent_at_corrects_a_slow_client_clock(client, tenant, clock):
+    """analytics.js strips each call's sentAt and stamps the batch: a device one hour slow."""
+    now = clock.now()
+    device = now - timedelta(hours=1)
+    r = client.post(
+        "/v1/b",
+        headers=tenant.write,
+        json={
+            "batch": [
+                {
+                    "type": "track",
+                    "userId": "u",
+                    "event": "skewed",
+                    "timestamp": (device - timedelta(seconds=30)).isoformat(),
+                }
+            ],
+            "sentAt": device.isoformat(),
+        },
+    )
+    assert r.status_code == 200, r.text
+    e = next(x for x in log(client, tenant) if x["name"] == "skewed")
+    assert e["timestamp"].startswith((now - timedelta(seconds=30)).strftime("%Y-%m-%dT%H:%M:%S"))
+
+
+def test_rudderstack_identify_traits_in_context_are_kept(client, tenant):
+    """RudderStack's SDKs put an identify's traits only in context.traits (gzip by default)."""
+    body = {
+        "batch": [
+            {
+                "type": "identify",
+                "userId": "rs-1",
+                "context": {"traits": {"email": "rs@x.co", "firstName": "Rudy", "plan": "pro"}},
+            }
+        ],
+        "sentAt": "2026-01-01T00:00:00Z",
+    }
+    r = client.post(
+        "/v1/batch",
+        content=gzip.compress(orjson.dumps(body)),
+        headers={**tenant.write, "Content-Encoding": "gzip", "Content-Type": "application/json"},
+    )
+    assert r.status_code == 200, r.text
+    c = contact(client, tenant, external_id="rs-1")
+    assert (c["email"], c["first_name"], c["fields"]["plan"]) == ("rs@x.co", "Rudy", "pro")
+
+
+# Every field Segment's spec documents (common fields, each call's own) and RudderStack's
+# additions: after the call, each value sent is somewhere in what Conveyor kept.
+FULL_CONTEXT = {
+    "active": True,
+    "app": {"name": "Acme", "version": "5.1", "build": "517", "namespace": "co.acme"},
+    "campaign": {
+        "name": "spring",
+        "source": "news",
+        "medium": "email",
+        "term": "t",
+        "content": "c",
+    },
+    "device": {
+        "id": "dev-1",
+        "advertisingId": "ad-1",
+        "adTrackingEnabled": True,
+        "manufacturer": "Apple",
+        "model": "iPhone7,2",
+        "name": "maguro",
+        "type": "ios",
+        "token": "tok-1",
+    },
+    "ip": "203.0.113.9",
+    "library": {"name": "analytics.js", "version": "2.11.1"},
+    "locale": "nl-NL",
+    "location": {
+        "city": "San Francisco",
+        "country": "United States",
+        "latitude": 40.2964197,
+        "longitude": -76.9411617,
+        "region": "CA",
+        "speed": 0,
+    },
+    "network": {"bluetooth": False, "carrier": "T-Mobile NL", "cellular": True, "wifi": False},
+    "os": {"name": "iPhone OS", "version": "8.1.3"},
+    "page": {
+        "path": "/academy/",
+        "referrer": "https://r.example/",
+        "search": "?q=1",
+        "title": "Analytics Academy",
+        "url": "https://acme.test/academy/",
+    },
+    "referrer": {"id": "ref-1", "type": "dataxu"},
+    "screen": {"width": 320, "height": 568, "density": 2},
+    "groupId": "grp-ctx",
+    "timezone": "Europe/Amsterdam",
+    "userAgent": "Mozilla/5.0 (iPhone)",
+    "userAgentData": {
+        "brands": [{"brand": "Chromium", "version": "110"}],
+        "mobile": True,
+        "platform": "macOS",
+    },
+}
+COMMON = {
+    "anonymousId": "anon-full",
+    "context": FULL_CONTEXT,
+    "integrations": {"All": True, "Mixpanel": False},
+    "timestamp": "2026-01-05T08:59:00Z",
+    "originalTimestamp": "2026-01-05T08:58:00Z",
+    "sentAt": "2026-01-05T08:59:30Z",
+    "version": 2,
+    "channel": "server",  # RudderStack
+    "rudderId": "r-1",  # RudderStack
+}
+EVERY_CALL = {
+    "identify": {"traits": {"plan": "pro", "logins": 5, "address": {"city": "Utrecht"}}},
+    "track": {
+        "event": "Order Completed",
+        "properties": {"revenue": 39.95, "currency": "EUR", "products": [{"sku": "a"}]},
+    },
+    "page": {"name": "Academy", "category": "Docs", "properties": {"path": "/academy/"}},
+    "screen": {"name": "Home", "category": "Main", "properties": {"variation": "blue"}},
+    "group": {"groupId": "grp-1", "traits": {"name": "Acme", "employees": 40}},
+    "alias": {"previousId": "anon-older"},
+}
+
+
+def leaves(value, path=()):
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from leaves(v, (*path, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from leaves(v, (*path, i))
+    else:
+        yield path, value
+
+
+def test_no_documented_field_is_lost(client, tenant):
+    for n, (kind, own) in enumerate(EVERY_CALL.items()):
+        call = {**COMMON, "userId": "full", "messageId": f"m-full-{n}", **own}
+        r = client.post(f"/v1/{kind}", headers=tenant.write, json=call)
+        assert r.status_code == 200 and r.json()["accepted"] == 1, (kind, r.text)
+        stored = next(e for e in log(client, tenant) if e["message_id"] == f"m-full-{n}")
+        c = contact(client, tenant, external_id="full")
+        kept = {repr(v) for _, v in leaves([stored, c])}
+        for path, value in leaves(call):
+            if path[0] in ("userId", "messageId", "anonymousId") or value == kind:
+                continue  # the contact and the message id say these
+            assert repr(value) in kept, (kind, path, value)
+        assert stored["context"]["call"]["channel"] == "server"
+        assert stored["context"]["integrations"] == {"All": True, "Mixpanel": False}
+        assert stored["context"]["call"]["sentAt"] == "2026-01-05T08:59:30Z"
+    assert "anon-full" in contact(client, tenant, external_id="full")["anonymous_ids"]

@@ -31,6 +31,7 @@ from conveyor.api.routes import (
     templates,
     tracking,
     workspace,
+    workspace_code,
 )
 from conveyor.bootstrap import Conveyor
 
@@ -55,6 +56,7 @@ def create_app(conveyor: Conveyor) -> FastAPI:
     contract.install(app)
     for router in (
         tracking.router,
+        tracking.short_router,
         contacts.router,
         catalog.router,
         segments.router,
@@ -67,6 +69,7 @@ def create_app(conveyor: Conveyor) -> FastAPI:
         messages.router,
         policies.router,
         workspace.router,
+        workspace_code.router,
         public.router,
         links.router,
         site.router,

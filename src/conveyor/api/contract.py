@@ -170,6 +170,12 @@ EXAMPLES: dict[str, Any] = {
     "put_send_policy": _POLICY,
     "put_contact_policy": {"caps": {"email": [{"max": 1, "per": "7 days"}]}},
     "update_settings": {"timezone": "Europe/Warsaw", "default_country": "PL"},
+    "plan_workspace": {"prune": False, "resources": [
+        {"kind": "list", "key": "newsletter", "source": "lists/lists.yaml",
+         "definition": {"key": "newsletter", "name": "Newsletter"}}]},
+    "apply_workspace": {"prune": False, "resources": [
+        {"kind": "list", "key": "newsletter", "source": "lists/lists.yaml",
+         "definition": {"key": "newsletter", "name": "Newsletter"}}]},
     "create_key": {"kind": "write", "name": "website"},
     "site_message_event": {"anonymousId": "anon-1"},
     # the sales side

@@ -25,8 +25,7 @@ def _do(workspace: str | None, work: Any) -> Any:
     try:
         return work(conveyor, cli._workspace(conveyor, workspace))
     except ConveyorError as exc:
-        field = getattr(exc, "field", None)
-        cli._fail(f"{field + ': ' if field else ''}{exc.detail}")
+        cli._fail(exc.detail)  # an InvalidInput's detail names its field already
     finally:
         conveyor.close()
 

@@ -12,13 +12,13 @@ from types import FrameType
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from conveyor import __version__, logs
 from conveyor.bootstrap import Conveyor, bootstrap
 from conveyor.cli import ops, simulate
+from conveyor.cli.output import ERRORS, out, take_json_flag
 from conveyor.domain.errors import ConveyorError
 from conveyor.services.imports import parse_mapping
 from conveyor.settings import Settings
@@ -50,8 +50,7 @@ app.add_typer(scoring_app, name="scoring")
 app.command()(ops.backup)
 app.command()(ops.restore)
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+err = ERRORS
 WorkspaceOpt = Annotated[
     str | None, typer.Option("--workspace", "-w", help="default: the default workspace")
 ]
@@ -88,7 +87,7 @@ def _main(
 
 
 def _fail(message: str, code: int = 1) -> None:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
+    out.error(message)
     raise typer.Exit(code)
 
 
@@ -220,6 +219,9 @@ def workspace_create(name: str) -> None:
         workspace, key = conveyor.workspaces.create(name)
     except ConveyorError as exc:
         _fail(exc.detail)
+    if out.json:
+        out.print_json(data={"workspace": workspace.name, "admin_key": key.secret})
+        return
     out.print(f"Created workspace '{workspace.name}'. Admin key (shown once):")
     out.print(key.secret, highlight=False)
 
@@ -243,6 +245,10 @@ def key_create(
         key = conveyor.workspaces.create_key(_workspace(conveyor, workspace), kind, name)
     except ConveyorError as exc:
         _fail(exc.detail)
+    if out.json:
+        data = {"id": key.id, "kind": key.kind, "workspace": key.workspace, "key": key.secret}
+        out.print_json(data=data)
+        return
     out.print(key.secret, highlight=False)
     err.print(f"{key.kind} key {key.id} for workspace '{key.workspace}'", highlight=False)
 
@@ -457,12 +463,20 @@ def _load(file: Path) -> dict:  # type: ignore[type-arg]
 AutomationFile = Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)]
 
 
+def _refuse_missing(conveyor: Conveyor, ws, file: Path) -> None:  # type: ignore[no-untyped-def]
+    """A template, list, segment or automation the file names and the workspace lacks."""
+    for path, problem in conveyor.code.missing(ws, _load(file)):
+        _fail(f"{file}: {path}: {problem.replace(' in the folder or the workspace', '')}")
+
+
 @automation_app.command("validate")
 def automation_validate(file: AutomationFile, workspace: WorkspaceOpt = None) -> None:
     """Check an automation file against the workspace (fields, lists, segments)."""
     conveyor = _open()
     try:
-        automation = conveyor.automations.validate(_workspace(conveyor, workspace), _load(file))
+        ws = _workspace(conveyor, workspace)
+        automation = conveyor.automations.validate(ws, _load(file))
+        _refuse_missing(conveyor, ws, file)
     except ConveyorError as exc:
         _fail(f"{file}: {exc.detail}")
     out.print(f"{file}: valid ({len(automation.nodes)} nodes, {len(automation.triggers)} triggers)")
@@ -478,6 +492,8 @@ def automation_apply(
     conveyor = _open()
     try:
         ws = _workspace(conveyor, workspace)
+        conveyor.automations.validate(ws, _load(file))
+        _refuse_missing(conveyor, ws, file)
         info, result = conveyor.automations.apply(ws, _load(file))
         if activate and info.status != "active":
             info = conveyor.automations.set_status(ws, info.key, "active")
@@ -674,6 +690,8 @@ def scoring_recompute(workspace: WorkspaceOpt = None) -> None:
     except ConveyorError as exc:
         _fail(exc.detail)
     out.print(f"{scored} contacts scored", highlight=False)
+
+
 # The sales side's commands live in their own module; it uses the helpers above.
 from conveyor.cli.crm import APPS as CRM_APPS  # noqa: E402
 
@@ -686,9 +704,17 @@ from conveyor.cli.experiments import app as experiments_app  # noqa: E402
 
 app.add_typer(experiments_app, name="experiments")
 
+# `plan`, `apply` and `validate` of a whole folder (workspace as code) register themselves.
+from conveyor.cli import code as _code  # noqa: E402, F401
+
 
 def main() -> None:
-    app()
+    """The `conveyor` command: `--json` anywhere makes its output one JSON document."""
+    args, out.json = take_json_flag(sys.argv[1:])
+    try:
+        app(args=args, prog_name="conveyor")
+    finally:
+        out.flush()
 
 
 if __name__ == "__main__":

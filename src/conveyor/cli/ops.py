@@ -8,16 +8,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from conveyor.bootstrap import bootstrap
+from conveyor.cli.output import ERRORS, out
 from conveyor.domain.errors import ConveyorError
 from conveyor.services.ops import Backups
 from conveyor.settings import Settings
 from conveyor.store.backup import BackupSummary
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+err = ERRORS
 
 
 def write_secret(path: Path, secret: str) -> None:
@@ -46,7 +45,7 @@ def backup(
     try:
         summary = Backups(conveyor.store).backup(file)
     except ConveyorError as exc:
-        err.print(f"[red]error:[/red] {exc.detail}", highlight=False)
+        out.error(exc.detail)
         raise typer.Exit(1) from None
     finally:
         conveyor.close()
@@ -66,7 +65,7 @@ def restore(
         summary = Backups(conveyor.store).restore(file, replace=replace)
         conveyor.upgrade_schema()
     except ConveyorError as exc:
-        err.print(f"[red]error:[/red] {exc.detail}", highlight=False)
+        out.error(exc.detail)
         raise typer.Exit(1) from None
     finally:
         conveyor.close()

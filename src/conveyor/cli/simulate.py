@@ -57,7 +57,7 @@ def simulate(
     except ConveyorError as exc:
         cli._fail(f"{file}: {exc.detail}")
     key = cli._load(file)["key"]
-    if as_json:
+    if as_json or cli.out.json:
         cli.out.print_json(data=reports[0] if not compare else reports)
     elif compare:
         side_by_side(cli.out, key, reports[0], reports[1], [file.name, compare.name])
@@ -82,7 +82,7 @@ def forecast(
     except ConveyorError as exc:
         cli._fail(exc.detail)
     data = report.as_dict()
-    if as_json:
+    if as_json or cli.out.json:
         cli.out.print_json(data=data)
         return
     render(cli.out, data, None)
@@ -125,7 +125,7 @@ def try_contact(
     except ConveyorError as exc:
         cli._fail(f"{file}: {exc.detail}")
     data = report.as_dict(contact if contact is not None else SYNTHETIC_ID)
-    if as_json:
+    if as_json or cli.out.json:
         cli.out.print_json(data=data)
         return
     path(cli.out, data["contact"])

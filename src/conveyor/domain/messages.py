@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -41,7 +41,9 @@ Id = Annotated[
 
 
 class _Call(BaseModel):
-    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+    # Fields the spec does not name (RudderStack's `channel`, an SDK's own additions) are kept:
+    # `logged_context` files them with the call, so no field a client sends is lost silently.
+    model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
 
     messageId: Id = None
     userId: Id = None
@@ -68,23 +70,61 @@ class _Call(BaseModel):
             raise ValueError("either userId or anonymousId is required")
         return self
 
+    def logged_context(self) -> dict[str, Any]:
+        """The context the log keeps for this call: the SDK's `context`, then `integrations`
+        and, under `call`, what the client sent that has no column of its own — the raw
+        timestamps it was corrected from and any field outside the spec."""
+        kept = dict(self.context)
+        if self.integrations:
+            kept["integrations"] = self.integrations
+        raw: dict[str, Any] = {
+            name: value.isoformat().replace("+00:00", "Z")
+            for name, value in (
+                ("timestamp", self.timestamp),
+                ("originalTimestamp", self.originalTimestamp),
+                ("sentAt", self.sentAt),
+            )
+            if value is not None
+        }
+        raw.update(
+            (k, v)
+            for k, v in (self.model_extra or {}).items()
+            if k not in _NOT_KEPT and v is not None
+        )
+        if raw:
+            kept["call"] = raw
+        return kept
+
     def occurred_at(self, received_at: datetime) -> datetime:
-        """When it happened, corrected for the sender's clock skew the way Segment does it."""
-        if self.timestamp is not None:
-            return _utc(self.timestamp)
-        if self.originalTimestamp is not None:
-            original = _utc(self.originalTimestamp)
-            if self.sentAt is not None:
-                skew = _utc(self.sentAt) - original
-                if timedelta(0) <= skew <= timedelta(days=30):
-                    return received_at - skew
-            return original
-        return received_at
+        """When it happened, corrected for the sender's clock the way Segment documents it:
+        `timestamp = receivedAt - (sentAt - originalTimestamp)`. The device's own moment is
+        `originalTimestamp` when sent, else `timestamp` (what every SDK and conveyor.js send
+        beside `sentAt`); without `sentAt` a given moment is taken as is. A moment that would
+        land after the call was received (sent "before" it happened) is the receipt itself."""
+        moment = self.originalTimestamp if self.originalTimestamp is not None else self.timestamp
+        if moment is None:
+            return received_at
+        if self.sentAt is None:
+            return moment
+        return min(received_at - (self.sentAt - moment), received_at)
+
+
+# Top-level names with nothing to keep: the key (never stored) and what the server sets itself.
+_NOT_KEPT = frozenset({"writeKey", "receivedAt", "type"})
 
 
 class Identify(_Call):
     type: Literal["identify"]
     traits: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _context_traits(self) -> Identify:
+        # RudderStack's SDKs send an identify's traits only in `context.traits`; analytics.js
+        # repeats the user's cached traits there. The call's own traits win a clash.
+        extra = self.context.get("traits")
+        if isinstance(extra, dict) and extra:
+            self.traits = {**extra, **self.traits}
+        return self
 
 
 class Track(_Call):

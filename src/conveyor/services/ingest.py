@@ -188,7 +188,7 @@ class _Batch:
             name,
             properties,
             kind=call.type,
-            context=call.context,
+            context=call.logged_context(),
             message_id=call.messageId,
             timestamp=call.occurred_at(self.now),
         )

@@ -102,6 +102,15 @@ class Scoring:
         scored = self.recompute(workspace, progress, first=save)
         return {"version": version, "contacts": scored}
 
+    def store_model(self, workspace: Workspace, raw: Any) -> int:
+        """Store a new model without recomputing: for a caller that stores it with other
+        changes in one transaction and runs `recompute` once they committed. Its version."""
+        self.validate(workspace, raw)
+        now = self.clock.now()
+        return self.store.transact(
+            lambda tx: tx.scoring.save_model(workspace.id, raw, epoch_of(now), now)
+        )
+
     # --- recomputing ------------------------------------------------------------------------
 
     def recompute(

@@ -607,6 +607,24 @@ worker_heartbeats = Table(
     Column("beat_at", UTCDateTime, nullable=False),
 )
 
+# --- Workspace as code: what `conveyor apply DIR` last applied --------------------------------
+
+# One row per resource a folder put in place: the digest of the definition as stored right after
+# that apply. A plan that finds another digest now knows the workspace changed outside the files.
+applied_resources = Table(
+    "applied_resources",
+    metadata,
+    Column(
+        "workspace_id", Integer, ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("kind", String(32), nullable=False),
+    Column("key", String(255), nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("source", String(1024), nullable=True),
+    Column("applied_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("workspace_id", "kind", "key", name="pk_applied_resources"),
+)
+
 # --- Split tests and the deliverability guard (experiments) --------------------------------
 # A split node with a `test:`: its latest decision (conveyor.domain.experiments), kept per
 # automation and node across versions; a decided winner is what every later contact takes.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -26,6 +27,8 @@ from conveyor.store.templates import TemplateQueries
 from conveyor.store.workspaces import WorkspaceQueries
 
 T = TypeVar("T")
+# The unit of work open in this thread (see `Store.unit`), if any.
+_UNIT: contextvars.ContextVar[Tx | None] = contextvars.ContextVar("conveyor_unit", default=None)
 
 
 class Tx:
@@ -56,6 +59,12 @@ class Tx:
         self.experiments = ExperimentQueries(conn)
         self.deliverability = DeliverabilityQueries(conn, dialect)
 
+    @contextlib.contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A nested transaction: what `work` inside it did is undone alone if it raises."""
+        with self._conn.begin_nested():
+            yield
+
     def high_water(self) -> int | None:
         """In an event-log consumer's transaction: see `Database.high_water`."""
         assert self._db is not None, "a consumer's transaction comes from Store.write"
@@ -70,25 +79,69 @@ class Store:
     def dialect(self) -> str:
         return self.db.dialect
 
+    def _unit(self) -> Tx | None:
+        tx = _UNIT.get()
+        return tx if tx is not None and tx._db is self.db else None
+
+    @contextlib.contextmanager
+    def unit(self, *, commit: bool = True) -> Iterator[Tx]:
+        """One transaction for many service calls: while it is open, every `transact`, `read`,
+        `write` and `peek` of this store in this thread runs in it (and sees what the calls
+        before wrote). All of it commits at the end — or none of it, when `commit` is False
+        (a dry run) or something raised. Units do not nest."""
+        if self._unit() is not None:
+            raise RuntimeError("a unit of work is open already")
+
+        class _DryRun(Exception):
+            pass
+
+        try:
+            with self.write() as tx:
+                token = _UNIT.set(tx)
+                try:
+                    yield tx
+                finally:
+                    _UNIT.reset(token)
+                if not commit:
+                    raise _DryRun
+        except _DryRun:
+            pass
+
     @contextlib.contextmanager
     def write(self, *, follow_log: bool = False) -> Iterator[Tx]:
+        unit = self._unit()
+        if unit is not None:
+            yield unit
+            return
         with refusals(), self.db.write_connection(follow_log=follow_log) as conn:
             yield Tx(conn, writing=True, dialect=self.dialect, db=self.db)
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Tx]:
+        unit = self._unit()
+        if unit is not None:
+            yield unit
+            return
         with refusals(), self.db.read_connection() as conn:
             yield Tx(conn, writing=False, dialect=self.dialect)
 
     @contextlib.contextmanager
     def peek(self) -> Iterator[Tx]:
         """A Tx for one read statement, outside any transaction."""
+        unit = self._unit()
+        if unit is not None:
+            yield unit
+            return
         with self.db.peek_connection() as conn:
             yield Tx(conn, writing=False, dialect=self.dialect)
 
     def transact(self, work: Callable[[Tx], T], *, follow_log: bool = False) -> T:
         """Run `work` in a write transaction, again from the start if it lost a race to a peer.
         `follow_log`: the transaction of an event-log consumer (see `Tx.high_water`)."""
+
+        unit = self._unit()
+        if unit is not None:
+            return work(unit)  # inside a unit of work: its transaction, retried as a whole
 
         def attempt() -> T:
             with self.write(follow_log=follow_log) as tx:

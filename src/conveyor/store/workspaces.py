@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 
 from conveyor.store.records import ApiKeyRecord, LiveKey, WorkspaceRecord
-from conveyor.store.schema import api_keys, workspaces
+from conveyor.store.schema import api_keys, applied_resources, workspaces
 
 
 class WorkspaceQueries:
@@ -99,3 +99,36 @@ class WorkspaceQueries:
             .values(revoked_at=now)
         )
         return result.rowcount == 1
+
+    # --- workspace as code: what a folder last applied ----------------------------------------
+
+    def applied(self, workspace_id: int) -> dict[tuple[str, str], str]:
+        """(kind, key) → the digest `apply DIR` recorded for it."""
+        rows = self.conn.execute(
+            select(applied_resources.c.kind, applied_resources.c.key, applied_resources.c.digest)
+            .where(applied_resources.c.workspace_id == workspace_id)
+        )
+        return {(row.kind, row.key): row.digest for row in rows}
+
+    def record_applied(
+        self, workspace_id: int, rows: list[tuple[str, str, str, str | None]], now: datetime
+    ) -> None:
+        """Replace the record with these (kind, key, digest, source) rows."""
+        self.conn.execute(
+            delete(applied_resources).where(applied_resources.c.workspace_id == workspace_id)
+        )
+        if rows:
+            self.conn.execute(
+                insert(applied_resources),
+                [
+                    {
+                        "workspace_id": workspace_id,
+                        "kind": kind,
+                        "key": key,
+                        "digest": digest,
+                        "source": source,
+                        "applied_at": now,
+                    }
+                    for kind, key, digest, source in rows
+                ],
+            )

@@ -53,6 +53,73 @@ def test_timestamp_wins_then_skew_corrected_original_timestamp():
     assert parse_call({"type": "page", "anonymousId": "a"}).occurred_at(NOW) == NOW
 
 
+def test_sent_at_corrects_a_client_clock_as_segment_documents():
+    # Every SDK sends its own clock's `timestamp` beside `sentAt`: a device one hour slow
+    # still lands at the moment it happened on the server's clock (10 s before receipt).
+    slow = parse_call(
+        {
+            "type": "track",
+            "userId": "u",
+            "event": "e",
+            "timestamp": (NOW - timedelta(hours=1, seconds=10)).isoformat(),
+            "sentAt": (NOW - timedelta(hours=1)).isoformat(),
+        }
+    )
+    assert slow.occurred_at(NOW) == NOW - timedelta(seconds=10)
+    # A server-side import of old events sent now (a correct clock) keeps their moments.
+    old = datetime(2025, 6, 1, tzinfo=UTC)
+    imported = parse_call(
+        {
+            "type": "track",
+            "userId": "u",
+            "event": "e",
+            "timestamp": old.isoformat(),
+            "sentAt": NOW.isoformat(),
+        }
+    )
+    assert imported.occurred_at(NOW) == old
+    # originalTimestamp (the raw device clock) is what is corrected when both are given.
+    both = parse_call(
+        {
+            "type": "track",
+            "userId": "u",
+            "event": "e",
+            "timestamp": "2020-01-01T00:00:00Z",
+            "originalTimestamp": (NOW - timedelta(minutes=5)).isoformat(),
+            "sentAt": NOW.isoformat(),
+        }
+    )
+    assert both.occurred_at(NOW) == NOW - timedelta(minutes=5)
+    # "Sent before it happened" cannot be: never later than the receipt.
+    odd = parse_call(
+        {
+            "type": "track",
+            "userId": "u",
+            "event": "e",
+            "timestamp": (NOW + timedelta(minutes=1)).isoformat(),
+            "sentAt": NOW.isoformat(),
+        }
+    )
+    assert odd.occurred_at(NOW) == NOW
+
+
+def test_identify_takes_traits_from_context_as_rudderstack_sends_them():
+    call = parse_call(
+        {
+            "type": "identify",
+            "userId": "u",
+            "context": {"traits": {"email": "a@b.co", "plan": "pro"}},
+            "traits": {"plan": "team"},
+        }
+    )
+    assert call.traits == {"email": "a@b.co", "plan": "team"}
+    # Other calls keep context.traits as context only.
+    track = parse_call(
+        {"type": "track", "userId": "u", "event": "e", "context": {"traits": {"plan": "x"}}}
+    )
+    assert not hasattr(track, "traits")
+
+
 def test_traits_map_to_contact_attributes():
     values = traits_to_values(
         {

@@ -3,6 +3,12 @@
 They take the same JSON, auth conventions (Bearer, Basic with the key as username, or `writeKey`
 in the body) and any Content-Type (analytics.js sends text/plain), so Segment and RudderStack
 SDKs can point here unchanged. Admin and write keys both work.
+
+The SDKs' own paths are answered too (read off their sources): analytics.js (analytics-next)
+posts each call to `{apiHost}/{first letter of its type}` — `/v1/t`, `/v1/i`, `/v1/p`, `/v1/s`,
+`/v1/g`, `/v1/a` with the default apiHost — batches to `{apiHost}/b`, and its own error counters
+to `{apiHost}/m`; Segment's mobile SDKs batch to `/v1/b`. With an apiHost of the bare host the
+same letters come without `/v1`.
 """
 
 from __future__ import annotations
@@ -21,8 +27,10 @@ from conveyor.domain.errors import FieldError, InvalidInput, ItemError, PayloadT
 from conveyor.domain.messages import Alias, Group, Identify, Page, Screen, Track
 from conveyor.domain.payloads import check_depth
 from conveyor.settings import Settings
+from conveyor.telemetry import SDK_METRICS
 
 router = APIRouter(prefix="/v1", tags=["tracking"])
+short_router = APIRouter(tags=["tracking"], include_in_schema=False)
 NUL = b"\\u0000"  # how JSON spells it; PostgreSQL refuses it in text and jsonb
 _MODELS = {
     "identify": Identify,
@@ -101,6 +109,11 @@ for _type, _model in _MODELS.items():
         openapi_extra=_body_schema(_model),
         summary=f"{_type.capitalize()} call",
     )
+    # analytics.js's short paths: the type's first letter, with and without the /v1 prefix.
+    for _prefix in ("/v1", ""):
+        short_router.add_api_route(
+            f"{_prefix}/{_type[0]}", _endpoint(_type), methods=["POST"], response_model=TrackingOut
+        )
 
 
 @router.post(
@@ -145,6 +158,9 @@ async def batch(request: Request) -> JSONResponse:
             f"a batch holds at most {settings.max_batch_items} calls, this one {len(items)}"
         )
     shared_context = body.get("context") if isinstance(body.get("context"), dict) else None
+    # SDKs that batch stamp `sentAt` once on the batch (analytics.js removes it from each call):
+    # it is every call's sentAt unless the call has its own, so the clock skew rule applies.
+    sent_at = body.get("sentAt")
     if shared_context:
         # Merged into every call's own context: one level below the call.
         check_depth(shared_context, settings.max_json_depth - 1, "context")
@@ -162,6 +178,8 @@ async def batch(request: Request) -> JSONResponse:
             continue
         if shared_context and isinstance(item, dict):
             item = {**item, "context": {**shared_context, **(item.get("context") or {})}}
+        if sent_at is not None and isinstance(item, dict) and item.get("sentAt") is None:
+            item = {**item, "sentAt": sent_at}
         calls.append(item)
         positions.append(index)
     result = await run_in_threadpool(conveyor_of(request).ingest.calls, who.workspace, calls)
@@ -181,5 +199,55 @@ async def batch(request: Request) -> JSONResponse:
             "accepted": result.accepted,
             "duplicates": result.duplicates,
             "errors": _errors(errors),
+        }
+    )
+
+
+short_router.add_api_route("/v1/b", batch, methods=["POST"], response_model=TrackingOut)
+short_router.add_api_route("/b", batch, methods=["POST"], response_model=TrackingOut)
+
+
+async def sdk_metrics(request: Request) -> JSONResponse:
+    """analytics.js reports its own delivery errors here (no key, `{"series": [...]}`): they are
+    counted in Prometheus (`conveyor_sdk_metrics_total`, errors apart) and not stored."""
+    try:
+        body = orjson.loads(await request.body())
+    except orjson.JSONDecodeError:
+        raise InvalidInput("body", "is not valid JSON") from None
+    series = body.get("series") if isinstance(body, dict) else None
+    if not isinstance(series, list):
+        raise InvalidInput("series", "must be a list of metrics")
+    for item in series:
+        metric = item.get("metric") if isinstance(item, dict) else None
+        kind = "error" if isinstance(metric, str) and "error" in metric else "other"
+        SDK_METRICS.labels(kind).inc()
+    return JSONResponse({"success": True})
+
+
+short_router.add_api_route("/v1/m", sdk_metrics, methods=["POST"])
+short_router.add_api_route("/m", sdk_metrics, methods=["POST"])
+
+
+@short_router.get("/v1/projects/{write_key}/settings")
+async def sdk_settings(write_key: str, request: Request) -> JSONResponse:
+    """What analytics.js fetches from its `cdnURL` on load: pointed at Conveyor
+    (`AnalyticsBrowser.load({writeKey, cdnURL: "https://conveyor.example"})`) it learns to send
+    every call here, with no other setting. The write key is the one the page already shows."""
+    await run_in_threadpool(principal, request, write_key)
+    host = request.headers.get("x-forwarded-host") or request.headers.get("host") or ""
+    protocol = request.headers.get("x-forwarded-proto") or request.url.scheme
+    return JSONResponse(
+        {
+            "integrations": {
+                "Segment.io": {
+                    "apiKey": write_key,
+                    "apiHost": f"{host}/v1",
+                    "protocol": protocol,
+                    "unbundledIntegrations": [],
+                    "addBundledMetadata": True,
+                }
+            },
+            "plan": {"track": {"__default": {"enabled": True}}},
+            "metrics": {"sampleRate": 0},
         }
     )

@@ -82,6 +82,9 @@
   // outlive the page (keepalive) when a click navigates away.
   function post(path, body) {
     body.writeKey = writeKey;
+    // The device's clock at sending: the server corrects the call's timestamp by it (the
+    // Segment rule), so a visitor whose clock is off still lands at the right moment.
+    body.sentAt = new Date().toISOString();
     return window.fetch(host + path, {
       method: "POST",
       headers: { "Content-Type": "text/plain" },
@@ -111,7 +114,6 @@
       messageId: uuid(),
       anonymousId: anonymousId(),
       timestamp: now,
-      sentAt: now,
       context: {
         library: { name: "conveyor.js", version: VERSION },
         page: pageProperties(),
@@ -153,6 +155,22 @@
       });
       showNext();
     }).catch(function (e) { warn("site messages failed", e); });
+  }
+
+  // A message an automation shows because of what the visitor just did is ready a moment
+  // after the call (the engine's trigger latency): look again shortly after each call, then
+  // stop. Short polls rather than a held connection: nothing stays open per visitor, and it
+  // passes every proxy and CDN in front of the server.
+  var FOLLOW_MS = [500, 1500, 3500, 7500];
+  var following = [];
+
+  function follow() {
+    following.forEach(function (timer) { window.clearTimeout(timer); });
+    following = FOLLOW_MS.map(function (ms) {
+      return window.setTimeout(function () {
+        if (document.visibilityState !== "hidden") refresh();
+      }, ms);
+    });
   }
 
   function report(message, what) {
@@ -268,10 +286,10 @@
         save("user_id", userId);
         save("user_hash", options && options.userHash ? options.userHash : null);
       }
-      return call("identify", { traits: traits || {} }).then(refresh);
+      return call("identify", { traits: traits || {} }).then(refresh).then(follow);
     },
     track: function (event, properties) {
-      return call("track", { event: String(event), properties: properties || {} });
+      return call("track", { event: String(event), properties: properties || {} }).then(follow);
     },
     page: function (name, properties) {
       var fields = { properties: pageProperties() };
@@ -280,7 +298,7 @@
       for (var k in properties || {}) {
         if (properties.hasOwnProperty(k)) fields.properties[k] = properties[k];
       }
-      return call("page", fields).then(refresh);
+      return call("page", fields).then(refresh).then(follow);
     },
     reset: function () {
       save("user_id", null);
@@ -288,6 +306,8 @@
       save("anonymous_id", null);
       waiting = [];
       offered = {};
+      following.forEach(function (timer) { window.clearTimeout(timer); });
+      following = [];
     },
     anonymousId: anonymousId,
     showMessages: refresh

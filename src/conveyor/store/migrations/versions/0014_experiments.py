@@ -1,7 +1,7 @@
 """Split tests with an automatic winner, and the deliverability guard per mailbox provider.
 
 Revision ID: 0014
-Revises: 0012
+Revises: 0018 (re-chained after main's 0018 when main was merged in)
 Create Date: 2026-12-01 07:30:00
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0014"
-down_revision = "0012"
+down_revision = "0018"
 branch_labels = None
 depends_on = None
 
