@@ -13,8 +13,10 @@ from conveyor.services.channel_config import Channels
 from conveyor.services.contacts import Contacts
 from conveyor.services.crm import Crm
 from conveyor.services.crm.tasks import Tasks
+from conveyor.services.deliverability import Deliverability
 from conveyor.services.delivery import Delivery, Providers
 from conveyor.services.engine import Engine
+from conveyor.services.experiments import Experiments
 from conveyor.services.imports import Imports
 from conveyor.services.ingest import Ingest
 from conveyor.services.ops import Operations
@@ -55,6 +57,8 @@ class Conveyor:
     ops: Operations
     simulator: Simulator
     code: WorkspaceCode
+    experiments: Experiments
+    deliverability: Deliverability
 
     def upgrade_schema(self) -> None:
         migrate.upgrade(self.store.db.engine)
@@ -80,7 +84,8 @@ def bootstrap(
     contacts = Contacts(store, clock)
     segments = Segments(store, clock, contacts)
     workspaces = Workspaces(store, clock)
-    policies = SendPolicies(store, clock, workspaces)
+    deliverability = Deliverability(store, clock)
+    policies = SendPolicies(store, clock, workspaces, deliverability)
     crm = Crm(store, clock)
     tasks = Tasks(store, clock)
     scoring = Scoring(store, clock, batch=settings.engine_batch)
@@ -131,4 +136,6 @@ def bootstrap(
         ops=Operations(store, clock, settings, consumers=engine.log.names),
         simulator=Simulator(store, clock, segments),
         code=code,
+        experiments=Experiments(store, clock),
+        deliverability=deliverability,
     )

@@ -225,6 +225,8 @@ CASES = [
     Case("PATCH", AUTOMATIONS, ADMIN, 404, 200, body={"status": "paused"}),
     Case("GET", AUTOMATIONS + "/diff", ADMIN, 404, 200),
     Case("GET", AUTOMATIONS + "/stats", ADMIN, 404, 200),
+    Case("GET", AUTOMATIONS + "/experiments", ADMIN, 404, 200),
+    Case("POST", AUTOMATIONS + "/experiments/check", ADMIN, 404, 200),
     Case("GET", AUTOMATIONS + "/webhook", ADMIN, 404, 200),
     Case("POST", AUTOMATIONS + "/enroll", ADMIN, 404, 200, body={"contact_id": "{contact_id}"}),
     Case("POST", AUTOMATIONS + "/enroll", ADMIN, 404, 404, body={"contact_id": "{contact_id}"},
@@ -255,6 +257,10 @@ CASES = [
          body={"caps": {"email": [{"max": 1, "per": "7 days"}]}}),
     Case("GET", "/channels", ADMIN, 200, 200),
     Case("PUT", "/channels/{channel}", ADMIN, 200, 200, body={"from": "news@example.com"}),
+    Case("GET", "/deliverability", ADMIN, 200, 200),
+    Case("PUT", "/deliverability/rules", ADMIN, 200, 200, body={"min_volume": 10}),
+    Case("POST", "/deliverability/check", ADMIN, 200, 200),
+    Case("POST", "/deliverability/{provider}/resume", ADMIN, 200, 200),
     Case("GET", "/suppressions", ADMIN, 200, 200, cross_json=None),
     Case("POST", "/suppressions", ADMIN, 201, 201, body={"channel": "email", "address": EMAIL}),
     Case("DELETE", "/suppressions/{channel}/{address}", ADMIN, 404, 204),
@@ -383,6 +389,7 @@ class World:
             "token": self._token(case, acting),
             "message_id": self.message_id,
             "channel": "email",
+            "provider": "gmail",
             "address": "blocked@example.com",
             "event": "shown",
             "member_id": self.member_id,
@@ -479,6 +486,7 @@ SNAPSHOT = (
     "/members", "/pipelines", "/deals", "/tasks", "/deal-fields", "/forecast",
     "/contacts/{contact_id}/owner", "/deals/{deal_id}",
     "/scoring-model", "/contacts/{contact_id}/scores",
+    "/deliverability", "/automations/welcome/experiments",
 )
 
 

@@ -14,6 +14,8 @@ from conveyor.api.routes import (
     catalog,
     contacts,
     deals,
+    deliverability,
+    experiments,
     links,
     messages,
     ops,
@@ -60,6 +62,8 @@ def create_app(conveyor: Conveyor) -> FastAPI:
         segments.router,
         simulations.router,  # before automations: /automations/simulate is not a key
         scoring.router,
+        experiments.router,
+        deliverability.router,
         automations.router,
         templates.router,
         messages.router,

@@ -193,6 +193,10 @@ EXAMPLES: dict[str, Any] = {
     "create_task": {"type": "call", "title": "Call Lee about the quote",
                     "due_at": "2027-01-10T09:00:00Z", "assignee_id": 1, "deal_id": 1},
     "update_task": {"done": True},
+    # the deliverability guard
+    "set_deliverability_rules": {"complaint_rate": 0.002, "bounce_rate": 0.05,
+                                 "min_volume": 200, "window": "7 days",
+                                 "domains": {"corp-mail.example": "outlook"}},
     # lead scoring
     "put_model": _SCORING,
     "validate_model": _SCORING,

@@ -697,6 +697,12 @@ from conveyor.cli.crm import APPS as CRM_APPS  # noqa: E402
 
 for _name, _sub in CRM_APPS.items():
     app.add_typer(_sub, name=_name)
+from conveyor.cli.deliverability import app as deliverability_app  # noqa: E402
+
+app.add_typer(deliverability_app, name="deliverability")
+from conveyor.cli.experiments import app as experiments_app  # noqa: E402
+
+app.add_typer(experiments_app, name="experiments")
 
 # `plan`, `apply` and `validate` of a whole folder (workspace as code) register themselves.
 from conveyor.cli import code as _code  # noqa: E402, F401

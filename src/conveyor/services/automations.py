@@ -186,6 +186,12 @@ class Automations:
                 nodes.setdefault(node or "-", {"waiting": 0, "outcomes": {}})["waiting"] = n
             for node, outcome, n in tx.automations.step_counts(row.id):
                 nodes.setdefault(node, {"waiting": 0, "outcomes": {}})["outcomes"][outcome] = n
+            for test in tx.experiments.all(workspace.id, row.id):  # a split test's decision
+                nodes.setdefault(test.node, {"waiting": 0, "outcomes": {}})["experiment"] = {
+                    "status": test.status,
+                    "winner": test.winner,
+                    "decided_at": test.decided_at.isoformat() if test.decided_at else None,
+                }
             runs: dict[str, int] = {}
             for status, outcome, n in tx.automations.outcome_counts(row.id):
                 label = outcome or status

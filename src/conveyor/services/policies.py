@@ -27,6 +27,7 @@ from conveyor.domain.policies import (
     parse_policy,
 )
 from conveyor.domain.workspaces import Workspace
+from conveyor.services.deliverability import Deliverability
 from conveyor.services.workspaces import Workspaces, workspace_from_row
 from conveyor.store.records import ContactRecord, MessageRecord
 from conveyor.store.store import Store, Tx
@@ -79,10 +80,17 @@ def outgoing(
 
 
 class SendPolicies:
-    def __init__(self, store: Store, clock: Clock, workspaces: Workspaces) -> None:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        workspaces: Workspaces,
+        guard: Deliverability | None = None,
+    ) -> None:
         self.store = store
         self.clock = clock
         self.workspaces = workspaces
+        self.guard = guard  # the deliverability guard: holds marketing email to a provider
 
     # --- applied by delivery -----------------------------------------------------------------
 
@@ -110,6 +118,13 @@ class SendPolicies:
             contact_ids, now - timedelta(seconds=longest), claimed
         ):
             history[sent.contact_id].append(Sent(sent.channel, sent.template, sent.sent_at))
+        guarded = (
+            self.guard.hold(
+                tx, [r for r in policed if r.channel == "email"], people, workspaces, now
+            )
+            if self.guard is not None
+            else {}
+        )
         held: list[dict[str, Any]] = []
         steps: list[dict[str, Any]] = []
         blocked: set[int] = set()
@@ -118,13 +133,16 @@ class SendPolicies:
         for row in sorted(policed, key=lambda r: (-r.priority, r.created_at, r.id)):
             config = (row.payload or {}).get("config", {})
             ws = workspaces[row.workspace_id]
-            decision = decide(
-                outgoing(row.channel, row.template, row.message_class, config, row.created_at),
-                history[row.contact_id],
-                policies[row.contact_id],
-                now,
-                contact_timezone(people.get(row.contact_id), ws),
-            )
+            if row.id in guarded:
+                decision = Decision("defer", *guarded[row.id])
+            else:
+                decision = decide(
+                    outgoing(row.channel, row.template, row.message_class, config, row.created_at),
+                    history[row.contact_id],
+                    policies[row.contact_id],
+                    now,
+                    contact_timezone(people.get(row.contact_id), ws),
+                )
             if decision.action == "send":
                 history[row.contact_id].append(Sent(row.channel, row.template, now))
                 continue

@@ -15,7 +15,9 @@ from conveyor.store.conditions import AudienceQueries
 from conveyor.store.contacts import ContactQueries
 from conveyor.store.crm import CrmQueries
 from conveyor.store.database import Database, refusals
+from conveyor.store.deliverability import DeliverabilityQueries
 from conveyor.store.events import EventQueries
+from conveyor.store.experiments import ExperimentQueries
 from conveyor.store.messages import MessageQueries
 from conveyor.store.ops import OpsQueries
 from conveyor.store.ratelimits import RateLimitQueries
@@ -54,6 +56,8 @@ class Tx:
         self.crm = CrmQueries(conn, dialect)
         self.scoring = ScoringQueries(conn, dialect)
         self.ops = OpsQueries(conn, dialect)
+        self.experiments = ExperimentQueries(conn)
+        self.deliverability = DeliverabilityQueries(conn, dialect)
 
     @contextlib.contextmanager
     def savepoint(self) -> Iterator[None]:

@@ -40,6 +40,8 @@ def engine_round(conveyor: Conveyor, *, sweep_dates: bool, sweep_segments: bool)
         conveyor.engine.sweep_dates()
         conveyor.tasks.sweep_overdue()
         conveyor.scoring.arm()  # thresholds of automations activated since (once a minute)
+        conveyor.experiments.check()  # split tests that can be decided now
+        conveyor.deliverability.check()  # mailbox providers' complaint and bounce rates
     if sweep_segments:
         conveyor.segments.sweep()
     return done

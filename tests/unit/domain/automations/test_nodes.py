@@ -105,6 +105,50 @@ def test_split_is_stable_per_contact_and_follows_the_weights():
     assert 0 <= split_point("t", 1) < 1
 
 
+SPLIT_TEST = (
+    "  - {id: s, type: split, test: {min_sample: 100},"
+    " paths: [{name: A, weight: 1, next: a}, {name: B, weight: 1, next: b}]}\n"
+    "  - {id: a, type: end}\n  - {id: b, type: end}\n"
+)
+
+
+def test_a_decided_split_test_sends_everyone_to_its_winner():
+    node, _ = one(SPLIT_TEST, "")
+    before = {execute(node, view(node, contact_id=c), facts(), NOW, EV).outcome for c in range(50)}
+    assert before == {"A", "B"}
+    for c in range(50):
+        decided = RunView(7, "t", c, node.id, {}, NOW, {}, None, {"s": "B"})
+        result = execute(node, decided, facts(), NOW, EV)
+        assert (result.outcome, result.next) == ("B", "b")
+        assert result.reason == "B (the winner of this split test)"
+    # a winner that is no longer one of the paths is ignored
+    stale = RunView(7, "t", 1, node.id, {}, NOW, {}, None, {"s": "C"})
+    assert execute(node, stale, facts(), NOW, EV).outcome in ("A", "B")
+
+
+@pytest.mark.parametrize(
+    ("node_yaml", "field"),
+    [
+        (SPLIT_TEST.replace("min_sample: 100", "metric: opened"), "nodes.0.test.metric"),
+        (SPLIT_TEST.replace("min_sample: 100", "metric: condition"), "nodes.0.test.metric"),
+        (SPLIT_TEST.replace("test: {min_sample: 100},", "condition: {tag: vip},"),
+         "nodes.0.condition"),
+        (SPLIT_TEST.replace("name: B", "name: A"), "nodes.0.paths"),
+        (SPLIT_TEST.replace("min_sample: 100", "confidence: 0.5"), "nodes.0.test.confidence"),
+    ],
+)
+def test_a_bad_split_test_names_its_field(node_yaml, field):
+    with pytest.raises(InvalidInput) as caught:
+        one(node_yaml, "")
+    assert caught.value.field == field
+
+
+def test_a_condition_metric_takes_the_nodes_condition():
+    node, _ = one(SPLIT_TEST.replace("min_sample: 100", "metric: condition").replace(
+        "test:", "condition: {tag: vip}, test:"), "")
+    assert node.condition is not None and node.config["test"]["metric"] == "condition"
+
+
 def test_goal_reached_skipped_waiting_and_ended():
     node, _ = one(
         "  - {id: g, type: goal, condition: {tag: bought}, otherwise: wait, timeout: 1 day}\n"
