@@ -8,6 +8,8 @@ from typing import Any
 
 from conveyor.clock import Clock, SystemClock
 from conveyor.services.automations import Automations
+from conveyor.services.bulk import BulkJobs
+from conveyor.services.campaigns import Campaigns
 from conveyor.services.catalog import CatalogService
 from conveyor.services.channel_config import Channels
 from conveyor.services.contacts import Contacts
@@ -53,6 +55,8 @@ class Conveyor:
     scoring: Scoring
     ops: Operations
     simulator: Simulator
+    campaigns: Campaigns
+    bulk_jobs: BulkJobs
 
     def upgrade_schema(self) -> None:
         migrate.upgrade(self.store.db.engine)
@@ -114,4 +118,6 @@ def bootstrap(
         scoring=scoring,
         ops=Operations(store, clock, settings, consumers=engine.log.names),
         simulator=Simulator(store, clock, segments),
+        campaigns=Campaigns(store, clock),
+        bulk_jobs=BulkJobs(store, clock, engine),
     )
