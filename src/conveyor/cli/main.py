@@ -675,9 +675,10 @@ def scoring_recompute(workspace: WorkspaceOpt = None) -> None:
         _fail(exc.detail)
     out.print(f"{scored} contacts scored", highlight=False)
 # The sales side's commands live in their own module; it uses the helpers above.
+from conveyor.cli.campaigns import APPS as CAMPAIGN_APPS  # noqa: E402
 from conveyor.cli.crm import APPS as CRM_APPS  # noqa: E402
 
-for _name, _sub in CRM_APPS.items():
+for _name, _sub in {**CRM_APPS, **CAMPAIGN_APPS}.items():
     app.add_typer(_sub, name=_name)
 
 
