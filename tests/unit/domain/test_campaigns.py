@@ -1,0 +1,111 @@
+"""The pure rules of campaigns: definitions checked field by field, the lifecycle's moves,
+when a schedule starts, each timezone's instant for a local-time send (DST, late zones), and
+throttle slots."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time
+
+import pytest
+
+from conveyor.domain.campaigns import (
+    Schedule,
+    check_move,
+    local_plan,
+    parse_campaign,
+    parse_schedule,
+    starts_at,
+    throttle_slots,
+)
+from conveyor.domain.errors import InvalidInput
+
+BASE = {"key": "news", "template": "news", "audience": {"lists": ["newsletter"]}}
+
+
+def test_a_minimal_definition_takes_defaults():
+    spec = parse_campaign(BASE)
+    assert (spec.name, spec.channel, spec.on_cap, spec.schedule) == ("news", "email", "skip", None)
+    assert spec.audience.as_dict() == {"lists": ["newsletter"]}
+
+
+def test_every_bad_field_is_named_at_once():
+    with pytest.raises(InvalidInput) as caught:
+        parse_campaign({"key": "Bad Key", "channel": "fax", "template": "",
+                        "audience": {"lists": [1]}, "throttle": {"per_hour": -1}, "extra": 1})
+    fields = {e.field for e in caught.value.errors}
+    assert fields == {"extra", "key", "channel", "template", "audience.lists", "throttle.per_hour"}
+
+
+@pytest.mark.parametrize(("raw", "field"), [
+    ({"at": "2026-03-03T09:00:00"}, "schedule.at"),  # no offset: ambiguous
+    ({"at": "tomorrow"}, "schedule.at"),
+    ({"date": "2026-03-03"}, "schedule.local_time"),
+    ({"local_time": "09:00"}, "schedule.date"),
+    ({"date": "2026-03-03", "local_time": "25:00"}, "schedule.local_time"),
+    ({"date": "2026-03-03", "local_time": "09:00", "late": "never"}, "schedule.late"),
+    ({"at": "2026-03-03T09:00:00Z", "date": "2026-03-03"}, "schedule"),
+    ({"when": "now"}, "schedule.when"),
+])
+def test_bad_schedules(raw, field):
+    with pytest.raises(InvalidInput) as caught:
+        parse_schedule(raw)
+    assert caught.value.field == field
+
+
+def test_a_local_time_cannot_be_throttled():
+    with pytest.raises(InvalidInput) as caught:
+        parse_campaign({**BASE, "throttle": {"per_hour": 10},
+                        "schedule": {"date": "2026-03-03", "local_time": "09:00"}})
+    assert caught.value.field == "throttle"
+
+
+def test_moves_follow_the_lifecycle():
+    assert check_move("draft", "schedule") is None
+    assert check_move("sending", "pause") is None
+    assert check_move("paused", "resume") is None
+    assert check_move("sent", "cancel") == (
+        "the campaign is sent; cancel needs it draft or scheduled or sending or paused")
+    assert check_move("scheduled", "edit") is not None
+
+
+def test_a_local_time_starts_when_utc_plus_14_reaches_it():
+    schedule = Schedule(date=date(2026, 3, 3), local_time=time(9, 0))
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+    assert starts_at(schedule, now) == datetime(2026, 3, 2, 19, 0, tzinfo=UTC)
+    late = datetime(2026, 3, 3, 10, 0, tzinfo=UTC)
+    assert starts_at(schedule, late) == late  # never in the past
+    assert starts_at(Schedule(at=datetime(2026, 1, 1, tzinfo=UTC)), now) == now
+
+
+def test_each_zone_gets_its_own_nine_oclock_across_dst():
+    # 29 March 2026: Europe moves to summer time; New York already did on the 8th.
+    schedule = Schedule(date=date(2026, 3, 29), local_time=time(9, 0))
+    now = datetime(2026, 3, 28, 19, 0, tzinfo=UTC)
+    plan = local_plan(schedule, ["Europe/Warsaw", "America/New_York", "Asia/Tokyo", None,
+                                 "Mars/Olympus"], "Europe/London", now)
+    assert plan.by_zone == {
+        "Europe/Warsaw": datetime(2026, 3, 29, 7, 0, tzinfo=UTC),  # CEST, UTC+2
+        "America/New_York": datetime(2026, 3, 29, 13, 0, tzinfo=UTC),  # EDT
+        "Asia/Tokyo": datetime(2026, 3, 29, 0, 0, tzinfo=UTC),
+        "Mars/Olympus": datetime(2026, 3, 29, 8, 0, tzinfo=UTC),  # unknown: the workspace's
+    }
+    assert plan.fallback == datetime(2026, 3, 29, 8, 0, tzinfo=UTC)  # London, BST
+    assert plan.late == []
+
+
+def test_late_zones_get_it_the_next_day_or_now():
+    schedule = Schedule(date=date(2026, 3, 3), local_time=time(9, 0))
+    now = datetime(2026, 3, 3, 10, 0, tzinfo=UTC)
+    plan = local_plan(schedule, ["Asia/Tokyo", "America/New_York"], "UTC", now)
+    assert plan.by_zone["Asia/Tokyo"] == datetime(2026, 3, 4, 0, 0, tzinfo=UTC)
+    assert plan.by_zone["America/New_York"] == datetime(2026, 3, 3, 14, 0, tzinfo=UTC)
+    assert plan.late == ["Asia/Tokyo", "UTC"]
+    eager = Schedule(date=date(2026, 3, 3), local_time=time(9, 0), late="now")
+    assert local_plan(eager, ["Asia/Tokyo"], "UTC", now).by_zone["Asia/Tokyo"] == now
+
+
+def test_throttle_slots_are_an_hour_apart_and_cover_everyone():
+    start = datetime(2026, 4, 1, 10, 0, tzinfo=UTC)
+    assert throttle_slots(5, 2, start) == [
+        (1, 2, start), (3, 4, start.replace(hour=11)), (5, 5, start.replace(hour=12))]
+    assert throttle_slots(0, 2, start) == []
