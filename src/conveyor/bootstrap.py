@@ -17,6 +17,7 @@ from conveyor.services.crm import Crm
 from conveyor.services.crm.tasks import Tasks
 from conveyor.services.delivery import Delivery, Providers
 from conveyor.services.engine import Engine
+from conveyor.services.experiments import Experiments
 from conveyor.services.imports import Imports
 from conveyor.services.ingest import Ingest
 from conveyor.services.ops import Operations
@@ -57,6 +58,7 @@ class Conveyor:
     simulator: Simulator
     campaigns: Campaigns
     bulk_jobs: BulkJobs
+    experiments: Experiments
 
     def upgrade_schema(self) -> None:
         migrate.upgrade(self.store.db.engine)
@@ -120,4 +122,5 @@ def bootstrap(
         simulator=Simulator(store, clock, segments),
         campaigns=Campaigns(store, clock),
         bulk_jobs=BulkJobs(store, clock, engine),
+        experiments=Experiments(store, clock),
     )

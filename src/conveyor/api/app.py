@@ -16,6 +16,7 @@ from conveyor.api.routes import (
     catalog,
     contacts,
     deals,
+    experiments,
     links,
     messages,
     ops,
@@ -60,6 +61,7 @@ def create_app(conveyor: Conveyor) -> FastAPI:
         segments.router,
         simulations.router,  # before automations: /automations/simulate is not a key
         scoring.router,
+        experiments.router,
         automations.router,
         templates.router,
         messages.router,

@@ -187,6 +187,8 @@ class ConditionContext:
                 # A field or list it used was deleted since: it matches no one until fixed.
                 self.conditions[key] = Never(f"segment {key} is broken: {exc.detail}")
         self.timezone = workspace.settings.get("timezone", "UTC")
+        # Decided split tests (automation id → node → path): a split hands on its winner.
+        self.winners: dict[int, dict[str, str]] = tx.experiments.winners(workspace.id)
         # What consumers derive from this catalog (trigger index, event names), kept with it.
         self.derived: dict[str, Any] = {}
 

@@ -369,3 +369,56 @@ class BulkJobRecord(_FromRow):
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None
+
+
+# --- split tests and the deliverability guard ------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ExperimentRecord(_FromRow):
+    """A split node's test: its latest decision, and the winner once decided."""
+
+    id: int
+    workspace_id: int
+    automation_id: int
+    node: str
+    status: str
+    winner: str | None
+    started_at: datetime
+    checked_at: datetime
+    decided_at: datetime | None
+    decision: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class PathStep(_FromRow):
+    """A contact taking a split's path: the step that says so."""
+
+    run_id: int | None
+    contact_id: int
+    path: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedEvent(_FromRow):
+    contact_id: int | None
+    name: str
+    properties: dict[str, Any]
+    timestamp: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderHealthRecord(_FromRow):
+    """Whether marketing email to one mailbox provider flows (ok), is throttled or paused."""
+
+    workspace_id: int
+    provider: str
+    status: str
+    reason: str | None
+    stats: dict[str, Any]
+    since: datetime | None
+    changed_at: datetime
+    checked_at: datetime
+    hour_start: datetime | None
+    hour_sent: int

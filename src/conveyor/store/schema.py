@@ -674,3 +674,46 @@ bulk_jobs = Table(
     Column("finished_at", UTCDateTime, nullable=True),
     Index("ix_bulk_jobs_status", "status", "id"),
 )
+
+# --- Split tests and the deliverability guard (experiments) --------------------------------
+# A split node with a `test:`: its latest decision (conveyor.domain.experiments), kept per
+# automation and node across versions; a decided winner is what every later contact takes.
+experiments = Table(
+    "experiments",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "workspace_id", Integer, ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column(
+        "automation_id", Integer, ForeignKey("automations.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("node", String(64), nullable=False),
+    Column("status", String(16), nullable=False),  # collecting, running, decided, inconclusive
+    Column("winner", String(64), nullable=True),
+    Column("started_at", UTCDateTime, nullable=False),  # the first contact took a path
+    Column("checked_at", UTCDateTime, nullable=False),
+    Column("decided_at", UTCDateTime, nullable=True),
+    Column("decision", Json, nullable=False),  # the Decision's statistics, and the test's spec
+    UniqueConstraint("automation_id", "node", name="uq_experiments_automation_node"),
+)
+
+# Per workspace and mailbox provider: whether marketing email to it flows, is throttled or is
+# paused, why, and the hour's throttled sends so far.
+provider_health = Table(
+    "provider_health",
+    metadata,
+    Column(
+        "workspace_id", Integer, ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("provider", String(32), nullable=False),
+    Column("status", String(16), nullable=False),  # ok, throttled, paused
+    Column("reason", String(1000), nullable=True),
+    Column("stats", Json, nullable=False),  # the rates it was last judged on
+    Column("since", UTCDateTime, nullable=True),  # rates count from here (the last resume)
+    Column("changed_at", UTCDateTime, nullable=False),
+    Column("checked_at", UTCDateTime, nullable=False),
+    Column("hour_start", UTCDateTime, nullable=True),  # throttled: the hour being counted
+    Column("hour_sent", Integer, nullable=False, server_default="0"),
+    PrimaryKeyConstraint("workspace_id", "provider", name="pk_provider_health"),
+)

@@ -17,6 +17,7 @@ from conveyor.store.contacts import ContactQueries
 from conveyor.store.crm import CrmQueries
 from conveyor.store.database import Database, refusals
 from conveyor.store.events import EventQueries
+from conveyor.store.experiments import ExperimentQueries
 from conveyor.store.messages import MessageQueries
 from conveyor.store.ops import OpsQueries
 from conveyor.store.ratelimits import RateLimitQueries
@@ -55,6 +56,7 @@ class Tx:
         self.ops = OpsQueries(conn, dialect)
         self.campaigns = CampaignQueries(conn, dialect)
         self.bulk_jobs = BulkJobQueries(conn, dialect)
+        self.experiments = ExperimentQueries(conn)
 
     def high_water(self) -> int | None:
         """In an event-log consumer's transaction: see `Database.high_water`."""

@@ -42,6 +42,7 @@ def engine_round(conveyor: Conveyor, *, sweep_dates: bool, sweep_segments: bool)
         conveyor.engine.sweep_dates()
         conveyor.tasks.sweep_overdue()
         conveyor.scoring.arm()  # thresholds of automations activated since (once a minute)
+        conveyor.experiments.check()  # split tests that can be decided now
     if sweep_segments:
         conveyor.segments.sweep()
     return done

@@ -8,6 +8,7 @@ of the same run see them; the shell persists the same changes, the simulator onl
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -34,6 +35,7 @@ class RunState:
     steps: int  # how many steps it has logged
     entered_at: datetime
     trigger: dict[str, Any]
+    winners: Mapping[str, str] = field(default_factory=dict)  # decided split tests: node → path
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,7 @@ def advance(
             run.entered_at,
             run.trigger,
             trigger_list if isinstance(trigger_list, str) else None,
+            run.winners,
         )
         result = execute(node, view, facts, now, evaluator)
         if result.kind != "wait" or not out.state:  # a wait is logged once, not at each wake-up

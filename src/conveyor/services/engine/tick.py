@@ -283,7 +283,7 @@ class Tick:
         automation = self.automation(run.automation_id, run.version)
         state = RunState(
             run.id or 0, run.contact_id, run.node or automation.start, run.state, run.steps,
-            run.entered_at, run.trigger,
+            run.entered_at, run.trigger, self.ctx.winners.get(run.automation_id, {}),
         )  # fmt: skip
         self.running = run
         start = self._position()

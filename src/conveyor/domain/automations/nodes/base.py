@@ -6,7 +6,7 @@ no clock. Adding a node type is one NodeType in one module of this package, plus
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -30,6 +30,7 @@ class RunView:
     entered_at: datetime
     trigger: dict[str, Any]  # the trigger event's properties (system events add "event")
     list: str | None = None  # the list whose subscription enrolled it, if that is its trigger
+    winners: Mapping[str, str] = field(default_factory=dict)  # decided split tests: node → path
 
 
 @dataclass

@@ -20,6 +20,7 @@ from conveyor.domain.automations.nodes.base import (
 from conveyor.domain.conditions import Condition, parse_duration
 from conveyor.domain.errors import InvalidInput
 from conveyor.domain.evaluation import Evaluator, Snapshot
+from conveyor.domain.experiments import parse_test
 from conveyor.domain.fields import format_datetime, parse_datetime
 
 
@@ -140,6 +141,11 @@ def split_point(automation: str, contact_id: int) -> float:
 
 def _split(node: Node, run: RunView, snap: Snapshot, now: datetime, ev: Evaluator) -> Result:
     paths = node.config["paths"]
+    winner = run.winners.get(node.id)
+    chosen = next((p for p in paths if p["name"] == winner), None)
+    if chosen is not None:  # a decided split test: every later contact takes the winner
+        why = f"{chosen['name']} (the winner of this split test)"
+        return Result("next", chosen["name"], why, next=target(chosen["next"]))
     total = sum(p["weight"] for p in paths)
     point = split_point(run.automation, run.contact_id) * total
     for path in paths:
@@ -148,6 +154,22 @@ def _split(node: Node, run: RunView, snap: Snapshot, now: datetime, ev: Evaluato
             break
     share = f"{path['name']} ({path['weight'] / total:.0%} of contacts)"
     return Result("next", path["name"], share, next=target(path["next"]))
+
+
+def _check_split(config: dict[str, Any], condition: Condition | None, path: str) -> None:
+    names = [p["name"] for p in config["paths"]]
+    if len(set(names)) != len(names):
+        raise InvalidInput(f"{path}.paths", "path names must differ")
+    if "test" not in config:
+        if condition is not None:
+            raise InvalidInput(f"{path}.condition", "a split's condition is its test's metric")
+        return
+    spec = parse_test(config["test"], f"{path}.test")
+    if (spec.metric == "condition") != (condition is not None):
+        raise InvalidInput(
+            f"{path}.condition" if condition is not None else f"{path}.test.metric",
+            "metric: condition goes with the node's `condition` (met within the window)",
+        )
 
 
 def _goal(node: Node, run: RunView, snap: Snapshot, now: datetime, ev: Evaluator) -> Result:
@@ -220,7 +242,14 @@ TYPES = (
         check=_check_if,
         follows=False,
     ),
-    NodeType("split", "flow", {"paths": "paths!"}, _split, follows=False),
+    NodeType(
+        "split",
+        "flow",
+        {"paths": "paths!", "test": "any", "condition": "condition"},
+        _split,
+        check=_check_split,
+        follows=False,
+    ),
     NodeType(
         "goal",
         "flow",
