@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from conveyor.domain import tracking
 from tests.support.flows import activate, save_template, settle
 from tests.support.smtp import SmtpSink
 
@@ -279,3 +280,79 @@ def test_bad_definitions_are_422_naming_the_field(client, tenant, conveyor):
     client.post("/campaigns", headers=tenant.admin, json=NEWSLETTER)
     r = client.post("/campaigns/march-news/pause", headers=tenant.admin)
     assert r.status_code == 409 and "draft" in r.json()["detail"]
+
+
+def ab_setup(client, tenant, conveyor, clock, n=200):
+    clock.set(datetime(2026, 5, 5, 9, 0, tzinfo=UTC))
+    setup_newsletter(client, tenant)
+    for key, subject in (("news-a", "Spring is here"), ("news-b", "20% off, today only")):
+        save_template(client, tenant, {"key": key, "channel": "email", "content": {
+            "subject": subject,
+            "html": '<p>Hi! <a href="https://shop.example/sale">See the sale</a></p>'}})
+    for i in range(n):
+        contact(client, tenant, f"ab{i:03d}@example.com", lists={"newsletter": "subscribed"})
+    r = client.post("/campaigns", headers=tenant.admin, json={
+        "key": "subject-test", "audience": {"lists": ["newsletter"]},
+        "ab_test": {"variants": ["news-a", "news-b"], "sample": 20, "wait": "4 hours"}})
+    assert r.status_code == 200 and r.json()["campaign"]["template"] == "news-a", r.text
+    assert client.post("/campaigns/subject-test/send", headers=tenant.admin).status_code == 200
+    run(conveyor)
+
+
+def click(client, tenant, messages):
+    for m in messages:
+        token = tracking.sign(tenant.workspace.secret, "click", tenant.workspace.id, m.id, 0)
+        r = client.get(f"/t/c/{token}", follow_redirects=False)
+        assert r.status_code in (302, 303, 307), r.text
+
+
+def by_template(conveyor, tenant):
+    with conveyor.store.read() as tx:
+        rows = tx.messages.page(tenant.workspace.id, limit=1000)
+    out: dict[str, list] = {}
+    for row in rows:
+        out.setdefault(row.template, []).append(row)
+    return out
+
+
+def test_ab_sample_then_the_significant_winner_to_the_rest(client, tenant, conveyor, clock, smtp):
+    ab_setup(client, tenant, conveyor, clock)
+    sample = by_template(conveyor, tenant)
+    assert {k: len(v) for k, v in sample.items()} == {"news-a": 20, "news-b": 20}
+    assert len(smtp.messages) == 40
+    click(client, tenant, sample["news-a"][:1])
+    click(client, tenant, sample["news-b"][:16])
+    clock.advance(timedelta(hours=3, minutes=59))
+    run(conveyor)
+    assert len(smtp.messages) == 40  # the rest waits for the wait
+    clock.advance(timedelta(minutes=1))
+    run(conveyor)
+    assert len(smtp.messages) == 200
+    rest = [m for m in smtp.messages[40:]]
+    assert {m.message["Subject"] for m in rest} == {"20% off, today only"}
+    assert len({m.recipients[0] for m in smtp.messages}) == 200  # each contact once
+    report = client.get("/campaigns/subject-test/report", headers=tenant.admin).json()
+    assert report["status"] == "sent" and report["sent"] == 200
+    ab = report["ab_test"]
+    assert ab["winner"] == "news-b" and ab["decision"]["rule"] == "significant"
+    assert [v["clicked"] for v in ab["variants"]] == [1, 16]
+    assert any("news-b won on click rate, a significant difference" in n
+               for n in report["notes"])
+
+
+def test_ab_without_a_significant_winner_sends_the_best_and_says_so(
+    client, tenant, conveyor, clock, smtp
+):
+    ab_setup(client, tenant, conveyor, clock, n=100)
+    sample = by_template(conveyor, tenant)
+    assert {k: len(v) for k, v in sample.items()} == {"news-a": 10, "news-b": 10}
+    click(client, tenant, sample["news-a"][:2])
+    click(client, tenant, sample["news-b"][:3])
+    clock.advance(timedelta(hours=4))
+    run(conveyor)
+    assert len(smtp.messages) == 100
+    report = client.get("/campaigns/subject-test/report", headers=tenant.admin).json()
+    assert report["ab_test"]["winner"] == "news-b"
+    assert report["ab_test"]["decision"]["rule"] == "best at max duration"
+    assert any("no significant winner after the wait; news-b had the best click rate" in n
+               for n in report["notes"])

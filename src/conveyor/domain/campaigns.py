@@ -19,7 +19,9 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from conveyor.domain.conditions import parse_duration
 from conveyor.domain.errors import FieldError, InvalidInput
+from conveyor.domain.experiments import ArmCounts, Rules, decide
 
 CHANNELS = ("email", "sms")
 LATE = ("next_day", "now")
@@ -93,6 +95,65 @@ class Schedule:
 
 
 @dataclass(frozen=True)
+class AbTest:
+    """A/B test on a sample (Mailchimp style): each variant (a template) goes to an equal share
+    of `sample` percent of the audience; after `wait` the winner by `metric` goes to the rest."""
+
+    variants: tuple[str, ...]
+    sample: int  # percent of the audience
+    wait: int  # seconds after the start
+    metric: str = "clicked"  # clicked | converted
+    event: str = "order_completed"  # what `converted` counts
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "variants": list(self.variants),
+            "sample": self.sample,
+            "wait": self.wait,
+            "metric": self.metric,
+        }
+        if self.metric == "converted":
+            out["event"] = self.event
+        return out
+
+
+AB_KEYS = ("variants", "sample", "wait", "metric", "event")
+
+
+def parse_ab_test(raw: Any, where: str = "ab_test") -> AbTest:
+    if not isinstance(raw, dict):
+        raise InvalidInput(where, "an object: {variants, sample, wait, metric}")
+    extra = sorted(set(raw) - set(AB_KEYS))
+    if extra:
+        raise InvalidInput(f"{where}.{extra[0]}", f"an A/B test takes {', '.join(AB_KEYS)}")
+    variants = raw.get("variants")
+    if (
+        not isinstance(variants, list)
+        or not 2 <= len(variants) <= 5
+        or not all(isinstance(v, str) and 0 < len(v) <= 64 for v in variants)
+        or len(set(variants)) != len(variants)
+    ):
+        raise InvalidInput(f"{where}.variants", "2 to 5 different template keys")
+    sample = raw.get("sample", 20)
+    if type(sample) is not int or not 2 <= sample <= 50:
+        raise InvalidInput(f"{where}.sample", "a percentage of the audience, 2-50")
+    wait = raw.get("wait", "4 hours")
+    if type(wait) is not int:  # seconds as stored, else "4 hours" as written
+        wait = parse_duration(wait, f"{where}.wait")
+    if not 600 <= wait <= 30 * 86400:
+        raise InvalidInput(f"{where}.wait", "from 10 minutes to 30 days")
+    metric = raw.get("metric", "clicked")
+    if metric not in ("clicked", "converted"):
+        raise InvalidInput(f"{where}.metric", "clicked or converted")
+    event = raw.get("event", "order_completed")
+    if metric != "converted" and "event" in raw:
+        raise InvalidInput(f"{where}.event", "goes with metric: converted")
+    if not isinstance(event, str) or not 0 < len(event) <= 200:
+        raise InvalidInput(f"{where}.event", "the name of the event that counts as converted")
+    return AbTest(tuple(variants), sample, wait, str(metric), event)
+
+
+@dataclass(frozen=True)
 class CampaignSpec:
     key: str
     name: str
@@ -102,6 +163,7 @@ class CampaignSpec:
     schedule: Schedule | None = None
     throttle_per_hour: int | None = None
     on_cap: str = "skip"
+    ab_test: AbTest | None = None
 
 
 def _names(raw: Any, where: str, errors: list[FieldError]) -> tuple[str, ...]:
@@ -190,6 +252,7 @@ def parse_campaign(raw: Any) -> CampaignSpec:
         raise InvalidInput("campaign", "must be an object")
     errors: list[FieldError] = []
     known = {"key", "name", "channel", "template", "audience", "schedule", "throttle", "on_cap"}
+    known.add("ab_test")
     for extra in sorted(set(raw) - known):
         errors.append(FieldError(extra, "unknown campaign setting"))
     key = raw.get("key")
@@ -201,7 +264,15 @@ def parse_campaign(raw: Any) -> CampaignSpec:
     channel = raw.get("channel", "email")
     if channel not in CHANNELS:
         errors.append(FieldError("channel", f"one of {', '.join(CHANNELS)}"))
-    template = raw.get("template")
+    ab_test = None
+    if raw.get("ab_test") is not None:
+        try:
+            ab_test = parse_ab_test(raw["ab_test"])
+        except InvalidInput as exc:
+            errors += exc.errors
+    template = raw.get("template", ab_test.variants[0] if ab_test else None)
+    if ab_test is not None and template not in ab_test.variants:
+        errors.append(FieldError("template", "with an A/B test: one of its variants, or none"))
     if not isinstance(template, str) or not template or len(template) > 64:
         errors.append(FieldError("template", "the key of a template of the workspace"))
     audience = Audience()
@@ -232,6 +303,10 @@ def parse_campaign(raw: Any) -> CampaignSpec:
         # Mailchimp refuses the same pair: a throttle spreads one send over hours, a local-time
         # send is one send per timezone hour; together neither promise would hold.
         errors.append(FieldError("throttle", "a local-time schedule cannot be throttled"))
+    if ab_test is not None and (per_hour is not None or (schedule and schedule.local)):
+        # The sample's results must be comparable and come in one wait: not spread over
+        # timezones' hours or throttle slots.
+        errors.append(FieldError("ab_test", "cannot be combined with a local time or a throttle"))
     if errors:
         raise InvalidInput.many(errors)
     return CampaignSpec(
@@ -243,6 +318,7 @@ def parse_campaign(raw: Any) -> CampaignSpec:
         schedule=schedule,
         throttle_per_hour=per_hour,
         on_cap=str(on_cap),
+        ab_test=ab_test,
     )
 
 
@@ -323,3 +399,42 @@ def throttle_slots(count: int, per_hour: int, start: datetime) -> list[tuple[int
         (lo, min(lo + per_hour - 1, count), start + timedelta(hours=i))
         for i, lo in enumerate(range(1, count + 1, per_hour))
     ]
+
+
+def sample_slot(seq: int) -> int:
+    """Where recipient `seq` falls in every hundred (0-99): below `sample` it is in the A/B
+    sample, and its variant is the slot modulo the number of variants. 37 is coprime with 100,
+    so each run of 100 recipients by contact id gives each slot once (a systematic sample)."""
+    return (seq * 37) % 100
+
+
+@dataclass(frozen=True)
+class AbOutcome:
+    winner: str
+    note: str  # what the campaign's report says about it
+    decision: dict[str, Any]  # the split-test decision, as stored
+
+
+def ab_winner(
+    test: AbTest, arms: list[ArmCounts], started_at: datetime, now: datetime
+) -> AbOutcome:
+    """The variant the rest of the audience gets once the wait is over: the split-test decision
+    (domain.experiments: an always-valid sequential test) when it finds a significant winner,
+    else the best by the metric, saying so; a variant whose unsubscribes or complaints are
+    significantly worse never wins."""
+    rules = Rules(min_sample=1, max_duration=timedelta(seconds=test.wait), fallback="best")
+    decision = decide(arms, rules, started_at, now)
+    metric = "click rate" if test.metric == "clicked" else f"{test.event} rate"
+    rates = ", ".join(f"{a.name} {a.converted}/{a.entered}" for a in arms)
+    if decision.winner is not None and decision.rule == "significant":
+        note = f"A/B: {decision.winner} won on {metric}, a significant difference ({rates})"
+        return AbOutcome(decision.winner, note, decision.as_dict())
+    if decision.winner is not None:
+        note = (
+            f"A/B: no significant winner after the wait; {decision.winner} had the best "
+            f"{metric} and was sent to the rest ({rates})"
+        )
+        return AbOutcome(decision.winner, note, decision.as_dict())
+    first = test.variants[0]
+    note = f"A/B: every variant was blocked by its unsubscribes or complaints; {first} was sent"
+    return AbOutcome(first, note, decision.as_dict())

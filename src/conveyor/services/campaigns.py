@@ -13,15 +13,17 @@ has already claimed is finished as it would have been, never half-sent.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from conveyor.clock import Clock
 from conveyor.domain.campaigns import (
     MOVES,
     CampaignSpec,
+    ab_winner,
     check_move,
     local_plan,
+    parse_ab_test,
     parse_audience,
     parse_campaign,
     parse_schedule,
@@ -29,6 +31,7 @@ from conveyor.domain.campaigns import (
     throttle_slots,
 )
 from conveyor.domain.errors import Conflict, InvalidInput, NotFound
+from conveyor.domain.experiments import ArmCounts
 from conveyor.domain.workspaces import Workspace
 from conveyor.services.workspaces import workspace_from_row
 from conveyor.store.audiences import AudienceIds
@@ -62,6 +65,7 @@ class CampaignInfo:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    ab_test: dict[str, Any] | None = None
 
     @classmethod
     def of(cls, row: CampaignRecord) -> CampaignInfo:
@@ -83,6 +87,7 @@ class CampaignInfo:
             created_at=row.created_at,
             started_at=row.started_at,
             finished_at=row.finished_at,
+            ab_test=row.ab_test,
         )
 
 
@@ -119,14 +124,17 @@ class Campaigns:
     # --- definitions -----------------------------------------------------------------------
 
     def _check(self, tx: Tx, workspace: Workspace, spec: CampaignSpec) -> None:
-        template = tx.templates.by_key(workspace.id, spec.template)
-        if template is None:
-            raise InvalidInput("template", f"no template '{spec.template}' in this workspace")
-        if template.channel != spec.channel:
-            raise InvalidInput(
-                "template",
-                f"template '{spec.template}' is for {template.channel}, not {spec.channel}",
-            )
+        wanted = [("template", spec.template)]
+        if spec.ab_test is not None:
+            wanted = [(f"ab_test.variants.{i}", k) for i, k in enumerate(spec.ab_test.variants)]
+        for field, key in wanted:
+            template = tx.templates.by_key(workspace.id, key)
+            if template is None:
+                raise InvalidInput(field, f"no template '{key}' in this workspace")
+            if template.channel != spec.channel:
+                raise InvalidInput(
+                    field, f"template '{key}' is for {template.channel}, not {spec.channel}"
+                )
         resolve(tx, workspace, spec.audience.as_dict(), spec.channel)
 
     def validate(self, workspace: Workspace, raw: Any) -> CampaignSpec:
@@ -146,6 +154,7 @@ class Campaigns:
             "audience": {**spec.audience.as_dict(), "on_cap": spec.on_cap},
             "schedule": spec.schedule.as_dict() if spec.schedule else None,
             "throttle_per_hour": spec.throttle_per_hour,
+            "ab_test": spec.ab_test.as_dict() if spec.ab_test else None,
         }
 
         def work(tx: Tx) -> tuple[CampaignInfo, str]:
@@ -217,6 +226,8 @@ class Campaigns:
             schedule = plan or (parse_schedule(row.schedule) if row.schedule else None)
             if schedule is not None and schedule.local and row.throttle_per_hour:
                 raise InvalidInput("schedule", "a local-time schedule cannot be throttled")
+            if schedule is not None and schedule.local and row.ab_test:
+                raise InvalidInput("schedule", "an A/B test cannot go at a local time")
             start = starts_at(schedule, now) if schedule is not None else now
             self._move(
                 tx,
@@ -289,12 +300,15 @@ class Campaigns:
         now = self.clock.now()
         with self.store.peek() as tx:
             due = [r.id for r in tx.campaigns.due(now)]
-            sending = [r.id for r in tx.campaigns.sending()]
+            sending = tx.campaigns.sending()
         moved = 0
         for campaign_id in due:
             moved += self.store.transact(lambda tx, c=campaign_id: self._start(tx, c, now))
-        for campaign_id in sending:
-            moved += self.store.transact(lambda tx, c=campaign_id: self._finish(tx, c))
+        for row in sending:
+            if not _testing(row):
+                moved += self.store.transact(lambda tx, c=row.id: self._finish(tx, c))
+            elif row.started_at and now >= row.started_at + _wait(row):
+                moved += self.store.transact(lambda tx, c=row.id: self._decide(tx, c, now))
         return moved
 
     def _start(self, tx: Tx, campaign_id: int, now: datetime) -> int:
@@ -336,6 +350,26 @@ class Campaigns:
                     f"{', '.join(plan.late)} when the campaign started: "
                     f"those contacts get it {when}"
                 )
+        elif row.ab_test:
+            test = row.ab_test
+            variants, percent = list(test["variants"]), int(test["sample"])
+            shares = [
+                tx.campaigns.queue(
+                    row,
+                    payload,
+                    now,
+                    send_after=now,
+                    template=key,
+                    sample=(percent, len(variants), i),
+                )
+                for i, key in enumerate(variants)
+            ]
+            queued = sum(shares)
+            notes.append(
+                f"A/B: sample of {queued} ({percent} %) queued: "
+                + ", ".join(f"{k} {n}" for k, n in zip(variants, shares, strict=True))
+                + f"; the rest gets the winner at {(now + _wait(row)).isoformat()}"
+            )
         elif row.throttle_per_hour:
             for lo, hi, at in throttle_slots(count, row.throttle_per_hour, now):
                 queued += tx.campaigns.queue(row, payload, now, send_after=at, seq_range=(lo, hi))
@@ -345,9 +379,47 @@ class Campaigns:
         tx.campaigns.change(row.id, {"audience_count": count, "notes": notes}, when=("sending",))
         return 1
 
+    def _decide(self, tx: Tx, campaign_id: int, now: datetime) -> int:
+        """The A/B test's wait is over: pick the winner (the split-test decision) and queue it
+        for the rest of the audience, in one transaction with the decision."""
+        row = tx.campaigns.by_id(campaign_id)
+        if row is None or row.status != "sending" or not _testing(row) or not row.started_at:
+            return 0
+        test = parse_ab_test(row.ab_test)
+        sent = tx.campaigns.sent_by_template(row.id)
+        names = ["email.clicked", "email.unsubscribed", "email.complained"]
+        seen = tx.campaigns.reactions_by_template(row.workspace_id, row.id, row.started_at, names)
+        if test.metric == "converted":
+            wins = tx.campaigns.conversions_by_template(row.id, test.event)
+        else:
+            wins = {k: seen.get(("email.clicked", k), 0) for k in test.variants}
+        arms = [
+            ArmCounts(
+                name=k,
+                entered=sent.get(k, 0),
+                converted=wins.get(k, 0),
+                unsubscribed=seen.get(("email.unsubscribed", k), 0),
+                complained=seen.get(("email.complained", k), 0),
+            )
+            for k in test.variants
+        ]
+        outcome = ab_winner(test, arms, row.started_at, now)
+        payload = {"config": _config(row), "trigger": {}}
+        queued = tx.campaigns.queue(
+            row, payload, now, send_after=now, template=outcome.winner, rest=test.sample
+        )
+        decided = {**(row.ab_test or {}), "winner": outcome.winner, "decision": outcome.decision}
+        notes = [*(row.notes or []), outcome.note, f"{queued} queued with {outcome.winner}"]
+        tx.campaigns.change(
+            row.id, {"ab_test": decided, "notes": notes, "updated_at": now}, when=("sending",)
+        )
+        return 1
+
     def _finish(self, tx: Tx, campaign_id: int) -> int:
         row = tx.campaigns.by_id(campaign_id)
-        if row is None or row.status != "sending" or tx.campaigns.unfinished(row.id):
+        if row is None or row.status != "sending" or _testing(row):
+            return 0
+        if tx.campaigns.unfinished(row.id):
             return 0
         now = self.clock.now()
         return int(
@@ -371,6 +443,13 @@ class Campaigns:
                 if row.started_at
                 else {}
             )
+            by_template: dict[str, int] = {}
+            seen_by_template: dict[tuple[str, str], int] = {}
+            if row.ab_test and row.started_at:
+                by_template = tx.campaigns.sent_by_template(row.id)
+                seen_by_template = tx.campaigns.reactions_by_template(
+                    workspace.id, row.id, row.started_at, ["email.opened", "email.clicked"]
+                )
         return {
             "key": row.key,
             "status": row.status,
@@ -386,7 +465,39 @@ class Campaigns:
             "cancelled": statuses.get("cancelled", 0),
             **{k: sum(seen.get(n, 0) for n in names) for k, names in REACTIONS.items()},
             "notes": list(row.notes or []),
+            "ab_test": _ab_report(row.ab_test, by_template, seen_by_template),
         }
+
+
+def _testing(row: CampaignRecord) -> bool:
+    """An A/B campaign whose winner is not picked yet."""
+    return bool(row.ab_test) and "winner" not in (row.ab_test or {})
+
+
+def _wait(row: CampaignRecord) -> timedelta:
+    return timedelta(seconds=int((row.ab_test or {}).get("wait", 0)))
+
+
+def _ab_report(
+    test: dict[str, Any] | None, sent: dict[str, int], seen: dict[tuple[str, str], int]
+) -> dict[str, Any] | None:
+    if not test:
+        return None
+    return {
+        "variants": [
+            {
+                "template": k,
+                "sent": sent.get(k, 0),
+                "opened": seen.get(("email.opened", k), 0),
+                "clicked": seen.get(("email.clicked", k), 0),
+            }
+            for k in test["variants"]
+        ],
+        "sample": test["sample"],
+        "metric": test["metric"],
+        "winner": test.get("winner"),
+        "decision": test.get("decision"),
+    }
 
 
 def _audience(row: CampaignRecord) -> dict[str, Any]:

@@ -141,10 +141,15 @@ class CampaignQueries:
         send_after: datetime,
         by_zone: dict[str, datetime] | None = None,
         seq_range: tuple[int, int] | None = None,
+        template: str | None = None,
+        sample: tuple[int, int, int] | None = None,
+        rest: int | None = None,
     ) -> int:
         """Queue the recipients' messages in one INSERT … SELECT: due at `send_after`, or at
         their timezone's instant in `by_zone` (others at `send_after`); `seq_range` (inclusive)
-        takes one throttle slot. How many rows it wrote."""
+        takes one throttle slot. A/B: `sample` = (percent, variants, i) takes variant i's share
+        of the sample (see `domain.campaigns.sample_slot`), `rest` = percent the others, with
+        `template` instead of the campaign's. How many rows it wrote."""
         r, c = campaign_recipients, contacts
         due: Any = literal(send_after, UTCDateTime)
         if by_zone:
@@ -157,7 +162,7 @@ class CampaignQueries:
             select(
                 literal(campaign.workspace_id),
                 literal(campaign.channel),
-                literal(campaign.template),
+                literal(template or campaign.template),
                 r.c.contact_id,
                 literal("marketing"),
                 literal(0),
@@ -174,6 +179,12 @@ class CampaignQueries:
         )
         if seq_range is not None:
             source = source.where(r.c.seq.between(*seq_range))
+        slot = (r.c.seq * 37) % 100  # domain.campaigns.sample_slot, in SQL
+        if sample is not None:
+            percent, variants, i = sample
+            source = source.where(slot < percent, slot % variants == i)
+        if rest is not None:
+            source = source.where(slot >= rest)
         columns = [
             "workspace_id",
             "channel",
@@ -264,3 +275,49 @@ class CampaignQueries:
             .group_by(events.c.name)
         )
         return {name: int(n) for name, n in rows}
+
+    def sent_by_template(self, campaign_id: int) -> dict[str, int]:
+        """Messages sent, by template (an A/B test's variants)."""
+        rows = self.conn.execute(
+            select(outbox.c.template, func.count())
+            .where(outbox.c.campaign_id == campaign_id, outbox.c.status == "sent")
+            .group_by(outbox.c.template)
+        )
+        return {str(t): int(n) for t, n in rows}
+
+    def reactions_by_template(
+        self, workspace_id: int, campaign_id: int, since: datetime, names: Sequence[str]
+    ) -> dict[tuple[str, str], int]:
+        """Distinct messages with each event, by (event name, template)."""
+        tagged = events.c.properties["campaign"].as_integer()
+        message = events.c.properties["message"].as_integer()
+        template = events.c.properties["template"].as_string()
+        rows = self.conn.execute(
+            select(events.c.name, template, func.count(distinct(message)))
+            .where(
+                events.c.workspace_id == workspace_id,
+                events.c.name.in_(tuple(names)),
+                events.c.timestamp >= since,
+                tagged == campaign_id,
+            )
+            .group_by(events.c.name, template)
+        )
+        return {(name, str(t)): int(n) for name, t, n in rows}
+
+    def conversions_by_template(self, campaign_id: int, event: str) -> dict[str, int]:
+        """Recipients who did `event` after their message was sent, by template."""
+        converted = (
+            select(events.c.id)
+            .where(
+                events.c.contact_id == outbox.c.contact_id,
+                events.c.name == event,
+                events.c.timestamp >= outbox.c.sent_at,
+            )
+            .exists()
+        )
+        rows = self.conn.execute(
+            select(outbox.c.template, func.count())
+            .where(outbox.c.campaign_id == campaign_id, outbox.c.status == "sent", converted)
+            .group_by(outbox.c.template)
+        )
+        return {str(t): int(n) for t, n in rows}

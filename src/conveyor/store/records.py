@@ -347,6 +347,7 @@ class CampaignRecord(_FromRow):
     starts_at: datetime | None
     audience_count: int | None
     notes: list[str]
+    ab_test: dict[str, Any] | None
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None

@@ -633,6 +633,8 @@ campaigns = Table(
     Column("starts_at", UTCDateTime, nullable=True),
     Column("audience_count", Integer, nullable=True),  # the frozen audience, once started
     Column("notes", Json, nullable=False),  # what the campaign's report should say
+    # {variants, sample, wait, metric, event} and, once decided, {decision, winner}
+    Column("ab_test", Json, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("started_at", UTCDateTime, nullable=True),

@@ -22,7 +22,9 @@ class CampaignIn(Strict):
     key: str = Field(max_length=64)
     name: str | None = Field(default=None, max_length=255)
     channel: Literal["email", "sms"] = "email"
-    template: str = Field(max_length=64)
+    template: str | None = Field(
+        default=None, max_length=64, description="required unless ab_test names the variants"
+    )
     audience: dict[str, Any] = Field(
         description="{lists, segments, tags, exclude: {lists, segments, tags}}"
     )
@@ -31,6 +33,10 @@ class CampaignIn(Strict):
     )
     throttle: dict[str, Any] | None = Field(default=None, description="{per_hour}")
     on_cap: Literal["skip", "defer"] | None = None
+    ab_test: dict[str, Any] | None = Field(
+        default=None,
+        description="{variants: [template keys], sample: percent, wait, metric: clicked|converted}",
+    )
 
 
 class CampaignOut(BaseModel):
@@ -49,6 +55,9 @@ class CampaignOut(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    ab_test: dict[str, Any] | None = Field(
+        default=None, description="the A/B test, with its winner and decision once decided"
+    )
 
     @classmethod
     def of(cls, info: CampaignInfo) -> CampaignOut:
