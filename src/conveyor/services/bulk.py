@@ -16,7 +16,7 @@ from conveyor.clock import Clock
 from conveyor.domain.contacts import SubscriptionStatus, SystemEvent
 from conveyor.domain.errors import Conflict, InvalidInput, NotFound
 from conveyor.domain.workspaces import Workspace
-from conveyor.services.campaigns import resolve
+from conveyor.services.audiences import resolve
 from conveyor.services.conditions import ConditionContext
 from conveyor.services.contact_writer import ContactWriter
 from conveyor.services.engine import Engine

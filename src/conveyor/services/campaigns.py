@@ -13,28 +13,22 @@ has already claimed is finished as it would have been, never half-sent.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from conveyor.clock import Clock
 from conveyor.domain.campaigns import (
     MOVES,
     CampaignSpec,
-    ab_winner,
     check_move,
-    local_plan,
-    parse_ab_test,
-    parse_audience,
     parse_campaign,
     parse_schedule,
     starts_at,
-    throttle_slots,
 )
 from conveyor.domain.errors import Conflict, InvalidInput, NotFound
-from conveyor.domain.experiments import ArmCounts
 from conveyor.domain.workspaces import Workspace
-from conveyor.services.workspaces import workspace_from_row
-from conveyor.store.audiences import AudienceIds
+from conveyor.services.audiences import audience_of, resolve
+from conveyor.services.campaign_sending import CampaignSender
 from conveyor.store.records import CampaignRecord
 from conveyor.store.store import Store, Tx
 
@@ -91,35 +85,15 @@ class CampaignInfo:
         )
 
 
-def resolve(tx: Tx, workspace: Workspace, raw: dict[str, Any], needs: str | None) -> AudienceIds:
-    """An audience's list and segment keys as ids; an unknown one is a 422 naming it."""
-    audience = parse_audience(raw)
-    lists = {r.key: r.id for r in tx.catalog.lists(workspace.id)}
-    segments = {r.key: r.id for r in tx.segments.all(workspace.id)}
-
-    def ids(keys: tuple[str, ...], known: dict[str, int], where: str) -> tuple[int, ...]:
-        for key in keys:
-            if key not in known:
-                kind = "list" if "lists" in where else "segment"
-                raise InvalidInput(where, f"no {kind} '{key}' in this workspace")
-        return tuple(known[k] for k in keys)
-
-    return AudienceIds(
-        workspace_id=workspace.id,
-        lists=ids(audience.lists, lists, "audience.lists"),
-        segments=ids(audience.segments, segments, "audience.segments"),
-        tags=audience.tags,
-        exclude_lists=ids(audience.exclude_lists, lists, "audience.exclude.lists"),
-        exclude_segments=ids(audience.exclude_segments, segments, "audience.exclude.segments"),
-        exclude_tags=audience.exclude_tags,
-        needs="email" if needs == "email" else "phone" if needs == "sms" else None,
-    )
-
-
 class Campaigns:
     def __init__(self, store: Store, clock: Clock) -> None:
         self.store = store
         self.clock = clock
+        self.sender = CampaignSender(store, clock)
+
+    def run_due(self) -> int:
+        """The worker's part (see services.campaign_sending): start, decide A/B tests, finish."""
+        return self.sender.run_due()
 
     # --- definitions -----------------------------------------------------------------------
 
@@ -203,7 +177,7 @@ class Campaigns:
                 row = self._row(tx, workspace, key)
                 if row.audience_count is not None:
                     return row.audience_count  # frozen
-                raw, channel = _audience(row), row.channel
+                raw, channel = audience_of(row), row.channel
             else:
                 raw, channel = audience, None
             return tx.campaigns.count_audience(resolve(tx, workspace, raw, channel))
@@ -292,142 +266,6 @@ class Campaigns:
             status = current.status if current else row.status
             raise Conflict(f"campaign '{row.key}': {check_move(status, move) or why}")
 
-    # --- the worker's part -----------------------------------------------------------------
-
-    def run_due(self) -> int:
-        """Start the campaigns whose time has come; mark sent those with nothing left to send.
-        How many campaigns it moved (0: nothing to do)."""
-        now = self.clock.now()
-        with self.store.peek() as tx:
-            due = [r.id for r in tx.campaigns.due(now)]
-            sending = tx.campaigns.sending()
-        moved = 0
-        for campaign_id in due:
-            moved += self.store.transact(lambda tx, c=campaign_id: self._start(tx, c, now))
-        for row in sending:
-            if not _testing(row):
-                moved += self.store.transact(lambda tx, c=row.id: self._finish(tx, c))
-            elif row.started_at and now >= row.started_at + _wait(row):
-                moved += self.store.transact(lambda tx, c=row.id: self._decide(tx, c, now))
-        return moved
-
-    def _start(self, tx: Tx, campaign_id: int, now: datetime) -> int:
-        row = tx.campaigns.by_id(campaign_id)
-        if row is None or row.status != "scheduled":
-            return 0
-        if not tx.campaigns.change(
-            row.id, {"status": "sending", "started_at": now, "updated_at": now}, when=("scheduled",)
-        ):
-            return 0  # a peer started or cancelled it
-        found = tx.workspaces.get(row.workspace_id)
-        assert found is not None
-        workspace = workspace_from_row(found)
-        notes: list[str] = []
-        try:
-            audience = resolve(tx, workspace, _audience(row), row.channel)
-        except InvalidInput as exc:  # a list or segment deleted since it was scheduled
-            notes.append(f"not sent: {exc.detail}")
-            tx.campaigns.change(
-                row.id,
-                {"status": "cancelled", "notes": notes, "audience_count": 0, "finished_at": now},
-                when=("sending",),
-            )
-            return 1
-        count = tx.campaigns.freeze(row.id, audience)
-        payload = {"config": _config(row), "trigger": {}}
-        schedule = parse_schedule(row.schedule) if row.schedule else None
-        queued = 0
-        if schedule is not None and schedule.local:
-            zone = str(workspace.settings.get("timezone") or "UTC")
-            plan = local_plan(schedule, tx.campaigns.recipient_zones(row.id), zone, now)
-            queued = tx.campaigns.queue(
-                row, payload, now, send_after=plan.fallback, by_zone=plan.by_zone
-            )
-            if plan.late:
-                when = "at once" if schedule.late == "now" else "at that time the next day"
-                notes.append(
-                    f"local {schedule.local_time:%H:%M} on {schedule.date} had passed in "
-                    f"{', '.join(plan.late)} when the campaign started: "
-                    f"those contacts get it {when}"
-                )
-        elif row.ab_test:
-            test = row.ab_test
-            variants, percent = list(test["variants"]), int(test["sample"])
-            shares = [
-                tx.campaigns.queue(
-                    row,
-                    payload,
-                    now,
-                    send_after=now,
-                    template=key,
-                    sample=(percent, len(variants), i),
-                )
-                for i, key in enumerate(variants)
-            ]
-            queued = sum(shares)
-            notes.append(
-                f"A/B: sample of {queued} ({percent} %) queued: "
-                + ", ".join(f"{k} {n}" for k, n in zip(variants, shares, strict=True))
-                + f"; the rest gets the winner at {(now + _wait(row)).isoformat()}"
-            )
-        elif row.throttle_per_hour:
-            for lo, hi, at in throttle_slots(count, row.throttle_per_hour, now):
-                queued += tx.campaigns.queue(row, payload, now, send_after=at, seq_range=(lo, hi))
-        else:
-            queued = tx.campaigns.queue(row, payload, now, send_after=now)
-        notes.append(f"audience frozen at {now.isoformat()}: {count} contacts, {queued} queued")
-        tx.campaigns.change(row.id, {"audience_count": count, "notes": notes}, when=("sending",))
-        return 1
-
-    def _decide(self, tx: Tx, campaign_id: int, now: datetime) -> int:
-        """The A/B test's wait is over: pick the winner (the split-test decision) and queue it
-        for the rest of the audience, in one transaction with the decision."""
-        row = tx.campaigns.by_id(campaign_id)
-        if row is None or row.status != "sending" or not _testing(row) or not row.started_at:
-            return 0
-        test = parse_ab_test(row.ab_test)
-        sent = tx.campaigns.sent_by_template(row.id)
-        names = ["email.clicked", "email.unsubscribed", "email.complained"]
-        seen = tx.campaigns.reactions_by_template(row.workspace_id, row.id, row.started_at, names)
-        if test.metric == "converted":
-            wins = tx.campaigns.conversions_by_template(row.id, test.event)
-        else:
-            wins = {k: seen.get(("email.clicked", k), 0) for k in test.variants}
-        arms = [
-            ArmCounts(
-                name=k,
-                entered=sent.get(k, 0),
-                converted=wins.get(k, 0),
-                unsubscribed=seen.get(("email.unsubscribed", k), 0),
-                complained=seen.get(("email.complained", k), 0),
-            )
-            for k in test.variants
-        ]
-        outcome = ab_winner(test, arms, row.started_at, now)
-        payload = {"config": _config(row), "trigger": {}}
-        queued = tx.campaigns.queue(
-            row, payload, now, send_after=now, template=outcome.winner, rest=test.sample
-        )
-        decided = {**(row.ab_test or {}), "winner": outcome.winner, "decision": outcome.decision}
-        notes = [*(row.notes or []), outcome.note, f"{queued} queued with {outcome.winner}"]
-        tx.campaigns.change(
-            row.id, {"ab_test": decided, "notes": notes, "updated_at": now}, when=("sending",)
-        )
-        return 1
-
-    def _finish(self, tx: Tx, campaign_id: int) -> int:
-        row = tx.campaigns.by_id(campaign_id)
-        if row is None or row.status != "sending" or _testing(row):
-            return 0
-        if tx.campaigns.unfinished(row.id):
-            return 0
-        now = self.clock.now()
-        return int(
-            tx.campaigns.change(
-                row.id, {"status": "sent", "finished_at": now, "updated_at": now}, when=("sending",)
-            )
-        )
-
     # --- report ----------------------------------------------------------------------------
 
     def report(self, workspace: Workspace, key: str) -> dict[str, Any]:
@@ -469,15 +307,6 @@ class Campaigns:
         }
 
 
-def _testing(row: CampaignRecord) -> bool:
-    """An A/B campaign whose winner is not picked yet."""
-    return bool(row.ab_test) and "winner" not in (row.ab_test or {})
-
-
-def _wait(row: CampaignRecord) -> timedelta:
-    return timedelta(seconds=int((row.ab_test or {}).get("wait", 0)))
-
-
 def _ab_report(
     test: dict[str, Any] | None, sent: dict[str, int], seen: dict[tuple[str, str], int]
 ) -> dict[str, Any] | None:
@@ -498,19 +327,3 @@ def _ab_report(
         "winner": test.get("winner"),
         "decision": test.get("decision"),
     }
-
-
-def _audience(row: CampaignRecord) -> dict[str, Any]:
-    return {k: v for k, v in row.audience.items() if k != "on_cap"}
-
-
-def _config(row: CampaignRecord) -> dict[str, Any]:
-    """What delivery reads from each message: the campaign, its lists (only subscribers get
-    it; the unsubscribe link leaves them) and what a cap does to it."""
-    config: dict[str, Any] = {"campaign": row.key, "on_cap": row.audience.get("on_cap", "skip")}
-    lists = list(row.audience.get("lists") or [])
-    if lists and not (row.audience.get("segments") or row.audience.get("tags")):
-        # Sent for its lists only when they are the whole audience: a contact who came in
-        # through a segment or tag is not skipped for not being on a list.
-        config |= {"list": lists[0]} if len(lists) == 1 else {"lists": lists}
-    return config
