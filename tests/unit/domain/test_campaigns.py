@@ -9,15 +9,20 @@ from datetime import UTC, date, datetime, time
 import pytest
 
 from conveyor.domain.campaigns import (
+    AbTest,
     Schedule,
+    ab_winner,
     check_move,
     local_plan,
+    parse_ab_test,
     parse_campaign,
     parse_schedule,
+    sample_slot,
     starts_at,
     throttle_slots,
 )
 from conveyor.domain.errors import InvalidInput
+from conveyor.domain.experiments import ArmCounts
 
 BASE = {"key": "news", "template": "news", "audience": {"lists": ["newsletter"]}}
 
@@ -109,3 +114,49 @@ def test_throttle_slots_are_an_hour_apart_and_cover_everyone():
     assert throttle_slots(5, 2, start) == [
         (1, 2, start), (3, 4, start.replace(hour=11)), (5, 5, start.replace(hour=12))]
     assert throttle_slots(0, 2, start) == []
+
+
+def test_an_ab_test_names_its_variants_and_takes_the_first_as_template():
+    spec = parse_campaign({**{k: v for k, v in BASE.items() if k != "template"},
+                           "ab_test": {"variants": ["a", "b"], "sample": 20, "wait": "2 hours"}})
+    assert spec.template == "a" and spec.ab_test is not None
+    assert spec.ab_test.as_dict() == {"variants": ["a", "b"], "sample": 20, "wait": 7200,
+                                      "metric": "clicked"}
+    assert parse_ab_test(spec.ab_test.as_dict()) == spec.ab_test  # stored form parses back
+
+
+@pytest.mark.parametrize(("raw", "field"), [
+    ({"variants": ["a"]}, "ab_test.variants"),
+    ({"variants": ["a", "a"]}, "ab_test.variants"),
+    ({"variants": ["a", "b"], "sample": 80}, "ab_test.sample"),
+    ({"variants": ["a", "b"], "wait": "1 minute"}, "ab_test.wait"),
+    ({"variants": ["a", "b"], "metric": "opened"}, "ab_test.metric"),
+    ({"variants": ["a", "b"], "event": "order_completed"}, "ab_test.event"),
+    ({"variants": ["a", "b"], "winner": "a"}, "ab_test.winner"),
+])
+def test_bad_ab_tests(raw, field):
+    with pytest.raises(InvalidInput) as caught:
+        parse_campaign({**BASE, "template": "a", "ab_test": raw})
+    assert caught.value.field == field
+
+
+def test_the_sample_is_an_even_systematic_share_of_every_hundred():
+    slots = [sample_slot(seq) for seq in range(1, 101)]
+    assert sorted(slots) == list(range(100))
+    in_sample = [s for s in slots if s < 20]
+    assert len(in_sample) == 20 and sum(s % 2 == 0 for s in in_sample) == 10
+
+
+def test_the_winner_is_the_split_test_decision_else_the_best_said_so():
+    test = AbTest(("a", "b"), 20, 4 * 3600)
+    start = datetime(2026, 5, 5, 9, tzinfo=UTC)
+    end = start.replace(hour=13)
+    clear = ab_winner(test, [ArmCounts("a", 200, 4), ArmCounts("b", 200, 40)], start, end)
+    assert clear.winner == "b" and clear.decision["rule"] == "significant"
+    close = ab_winner(test, [ArmCounts("a", 20, 2), ArmCounts("b", 20, 3)], start, end)
+    assert close.winner == "b" and close.decision["rule"] == "best at max duration"
+    assert "no significant winner" in close.note
+    # More unsubscribes, significantly: b cannot win even with more clicks.
+    guarded = ab_winner(test, [ArmCounts("a", 400, 10), ArmCounts("b", 400, 14, unsubscribed=60)],
+                        start, end)
+    assert guarded.winner == "a"
