@@ -6,8 +6,10 @@ without a message lost or half-sent, and the report."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+import yaml
 
 from conveyor.domain import tracking
 from tests.support.flows import activate, save_template, settle
@@ -356,3 +358,18 @@ def test_ab_without_a_significant_winner_sends_the_best_and_says_so(
     assert report["ab_test"]["decision"]["rule"] == "best at max duration"
     assert any("no significant winner after the wait; news-b had the best click rate" in n
                for n in report["notes"])
+
+
+def test_example_campaigns_apply(client, tenant, conveyor):
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    for template in yaml.safe_load((examples / "templates" / "newsletter.yaml").read_text()):
+        save_template(client, tenant, template)
+    for key in ("newsletter", "customers", "sms-offers"):
+        client.post("/lists", headers=tenant.admin, json={"key": key})
+    inactive = yaml.safe_load((examples / "segments" / "inactive.yaml").read_text())
+    assert client.post("/segments", headers=tenant.admin, json=inactive).status_code == 201
+    files = sorted((examples / "campaigns").glob("*.yaml"))
+    assert len(files) >= 4
+    for path in files:
+        info, outcome = conveyor.campaigns.apply(tenant.workspace, yaml.safe_load(path.read_text()))
+        assert outcome == "created", path
