@@ -119,6 +119,7 @@ def test_newsletter_at_nine_local_time_across_three_timezones(
     run(conveyor)
     campaign = client.get("/campaigns/march-news", headers=tenant.admin).json()
     assert campaign["status"] == "sending" and campaign["audience_count"] == 7
+    assert campaign["notes"] == ["audience frozen at 2026-03-02T19:00:00+00:00: 7 contacts, 7 queued"]
     assert len(smtp.messages) == seen
     # Frozen: a contact joining the list now is not in this campaign.
     contact(client, tenant, "late@example.com", timezone="Asia/Tokyo", **sub)
@@ -340,6 +341,8 @@ def test_ab_sample_then_the_significant_winner_to_the_rest(client, tenant, conve
     assert [v["clicked"] for v in ab["variants"]] == [1, 16]
     assert any("news-b won on click rate, a significant difference" in n
                for n in report["notes"])
+    assert any("sample of 40 (20 %) queued: news-a 20, news-b 20" in n for n in report["notes"])
+    assert "160 queued with news-b" in report["notes"]
 
 
 def test_ab_without_a_significant_winner_sends_the_best_and_says_so(

@@ -70,13 +70,10 @@ class CampaignSender:
         count = tx.campaigns.freeze(row.id, audience)
         payload = {"config": _config(row), "trigger": {}}
         schedule = parse_schedule(row.schedule) if row.schedule else None
-        queued = 0
         if schedule is not None and schedule.local:
             zone = str(workspace.settings.get("timezone") or "UTC")
             plan = local_plan(schedule, tx.campaigns.recipient_zones(row.id), zone, now)
-            queued = tx.campaigns.queue(
-                row, payload, now, send_after=plan.fallback, by_zone=plan.by_zone
-            )
+            tx.campaigns.queue(row, payload, now, send_after=plan.fallback, by_zone=plan.by_zone)
             if plan.late:
                 when = "at once" if schedule.late == "now" else "at that time the next day"
                 notes.append(
@@ -87,7 +84,7 @@ class CampaignSender:
         elif row.ab_test:
             test = row.ab_test
             variants, percent = list(test["variants"]), int(test["sample"])
-            shares = [
+            for i, key in enumerate(variants):
                 tx.campaigns.queue(
                     row,
                     payload,
@@ -96,19 +93,18 @@ class CampaignSender:
                     template=key,
                     sample=(percent, len(variants), i),
                 )
-                for i, key in enumerate(variants)
-            ]
-            queued = sum(shares)
+            shares = tx.campaigns.queued_by_template(row.id)
             notes.append(
-                f"A/B: sample of {queued} ({percent} %) queued: "
-                + ", ".join(f"{k} {n}" for k, n in zip(variants, shares, strict=True))
+                f"A/B: sample of {sum(shares.values())} ({percent} %) queued: "
+                + ", ".join(f"{k} {shares.get(k, 0)}" for k in variants)
                 + f"; the rest gets the winner at {(now + _wait(row)).isoformat()}"
             )
         elif row.throttle_per_hour:
             for lo, hi, at in throttle_slots(count, row.throttle_per_hour, now):
-                queued += tx.campaigns.queue(row, payload, now, send_after=at, seq_range=(lo, hi))
+                tx.campaigns.queue(row, payload, now, send_after=at, seq_range=(lo, hi))
         else:
-            queued = tx.campaigns.queue(row, payload, now, send_after=now)
+            tx.campaigns.queue(row, payload, now, send_after=now)
+        queued = sum(tx.campaigns.queued_by_template(row.id).values())
         notes.append(f"audience frozen at {now.isoformat()}: {count} contacts, {queued} queued")
         tx.campaigns.change(row.id, {"audience_count": count, "notes": notes}, when=("sending",))
         return 1
@@ -139,9 +135,11 @@ class CampaignSender:
         ]
         outcome = ab_winner(test, arms, row.started_at, now)
         payload = {"config": _config(row), "trigger": {}}
-        queued = tx.campaigns.queue(
+        before = tx.campaigns.queued_by_template(row.id).get(outcome.winner, 0)
+        tx.campaigns.queue(
             row, payload, now, send_after=now, template=outcome.winner, rest=test.sample
         )
+        queued = tx.campaigns.queued_by_template(row.id).get(outcome.winner, 0) - before
         decided = {**(row.ab_test or {}), "winner": outcome.winner, "decision": outcome.decision}
         notes = [*(row.notes or []), outcome.note, f"{queued} queued with {outcome.winner}"]
         tx.campaigns.change(

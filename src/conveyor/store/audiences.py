@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, exists, false, not_, or_, select
+from sqlalchemy import and_, exists, false, not_, or_
 
 from conveyor.store.schema import contact_tags, contacts, segment_members, subscriptions
 
@@ -65,8 +65,3 @@ def audience_where(audience: AudienceIds) -> Any:
     elif audience.needs == "phone":
         clauses.append(contacts.c.phone.is_not(None))
     return and_(*clauses)
-
-
-def audience_ids(audience: AudienceIds) -> Any:
-    """SELECT contacts.id of the audience (unordered)."""
-    return select(contacts.c.id).where(audience_where(audience))

@@ -21,7 +21,7 @@ from sqlalchemy import (
     update,
 )
 
-from conveyor.store.audiences import AudienceIds, audience_ids, audience_where
+from conveyor.store.audiences import AudienceIds, audience_where
 from conveyor.store.records import CampaignRecord
 from conveyor.store.schema import (
     Json,
@@ -100,16 +100,23 @@ class CampaignQueries:
         return int(self.conn.execute(stmt).scalar_one())
 
     def freeze(self, campaign_id: int, audience: AudienceIds) -> int:
-        """Copy the audience into the campaign's recipients, numbered by contact id; how many."""
-        members = audience_ids(audience).subquery()
+        """Copy the audience into the campaign's recipients, numbered by contact id, with their
+        timezones; how many."""
+        members = (
+            select(contacts.c.id, contacts.c.timezone).where(audience_where(audience)).subquery()
+        )
         numbered = select(
             literal(campaign_id),
             members.c.id,
             func.row_number().over(order_by=members.c.id),
+            members.c.timezone,
         )
         self.conn.execute(
-            insert(campaign_recipients).from_select(["campaign_id", "contact_id", "seq"], numbered)
+            insert(campaign_recipients).from_select(
+                ["campaign_id", "contact_id", "seq", "timezone"], numbered
+            )
         )
+        # rowcount is -1 here on PostgreSQL through SQLAlchemy: count (the primary key's prefix).
         return int(
             self.conn.execute(
                 select(func.count())
@@ -121,13 +128,8 @@ class CampaignQueries:
     def recipient_zones(self, campaign_id: int) -> list[str | None]:
         """The distinct timezones of a campaign's recipients (NULL: none given)."""
         stmt = (
-            select(contacts.c.timezone)
+            select(campaign_recipients.c.timezone)
             .distinct()
-            .select_from(
-                campaign_recipients.join(
-                    contacts, contacts.c.id == campaign_recipients.c.contact_id
-                )
-            )
             .where(campaign_recipients.c.campaign_id == campaign_id)
         )
         return list(self.conn.execute(stmt).scalars())
@@ -144,39 +146,35 @@ class CampaignQueries:
         template: str | None = None,
         sample: tuple[int, int, int] | None = None,
         rest: int | None = None,
-    ) -> int:
+    ) -> None:
         """Queue the recipients' messages in one INSERT … SELECT: due at `send_after`, or at
         their timezone's instant in `by_zone` (others at `send_after`); `seq_range` (inclusive)
         takes one throttle slot. A/B: `sample` = (percent, variants, i) takes variant i's share
         of the sample (see `domain.campaigns.sample_slot`), `rest` = percent the others, with
-        `template` instead of the campaign's. How many rows it wrote."""
-        r, c = campaign_recipients, contacts
+        `template` instead of the campaign's."""
+        r = campaign_recipients
         due: Any = literal(send_after, UTCDateTime)
         if by_zone:
             due = case(
                 {zone: literal(at, UTCDateTime) for zone, at in by_zone.items()},
-                value=c.c.timezone,
+                value=r.c.timezone,
                 else_=literal(send_after, UTCDateTime),
             )
-        source = (
-            select(
-                literal(campaign.workspace_id),
-                literal(campaign.channel),
-                literal(template or campaign.template),
-                r.c.contact_id,
-                literal("marketing"),
-                literal(0),
-                literal(payload, Json),
-                literal(f"campaign:{campaign.id}:") + cast(r.c.contact_id, String),
-                literal("pending"),
-                literal(now, UTCDateTime),
-                due,
-                literal(0),
-                literal(campaign.id),
-            )
-            .select_from(r.join(c, c.c.id == r.c.contact_id))
-            .where(r.c.campaign_id == campaign.id)
-        )
+        source = select(
+            literal(campaign.workspace_id),
+            literal(campaign.channel),
+            literal(template or campaign.template),
+            r.c.contact_id,
+            literal("marketing"),
+            literal(0),
+            literal(payload, Json),
+            literal(f"campaign:{campaign.id}:") + cast(r.c.contact_id, String),
+            literal("pending"),
+            literal(now, UTCDateTime),
+            due,
+            literal(0),
+            literal(campaign.id),
+        ).where(r.c.campaign_id == campaign.id)
         if seq_range is not None:
             source = source.where(r.c.seq.between(*seq_range))
         slot = (r.c.seq * 37) % 100  # domain.campaigns.sample_slot, in SQL
@@ -200,8 +198,16 @@ class CampaignQueries:
             "attempts",
             "campaign_id",
         ]
-        result = self.conn.execute(insert(outbox).from_select(columns, source))
-        return max(result.rowcount, 0)
+        self.conn.execute(insert(outbox).from_select(columns, source))
+
+    def queued_by_template(self, campaign_id: int) -> dict[str, int]:
+        """The campaign's outbox rows by template (its A/B variants)."""
+        rows = self.conn.execute(
+            select(outbox.c.template, func.count())
+            .where(outbox.c.campaign_id == campaign_id)
+            .group_by(outbox.c.template)
+        )
+        return {str(t): int(n) for t, n in rows}
 
     # --- withdrawing -----------------------------------------------------------------------
 

@@ -650,6 +650,7 @@ campaign_recipients = Table(
     Column("campaign_id", Integer, ForeignKey("campaigns.id", ondelete="CASCADE"), nullable=False),
     Column("contact_id", BigInteger, nullable=False),
     Column("seq", BigInteger, nullable=False),
+    Column("timezone", String(64), nullable=True),  # the contact's, frozen: queueing needs no join
     PrimaryKeyConstraint("campaign_id", "contact_id", name="pk_campaign_recipients"),
 )
 
