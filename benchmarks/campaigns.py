@@ -9,7 +9,8 @@ SQLite), untimed. Timed: the preview count (`Campaigns.count`), then `Campaigns.
 campaign's start — the one transaction that freezes the audience into `campaign_recipients`
 (INSERT … SELECT with row numbers) and writes every outbox row (INSERT … SELECT with the
 timezone's instant from a CASE) — then the report's counts, and a cancel that withdraws every
-queued message in one UPDATE. Peak RSS (ru_maxrss) of the process is printed: nothing is loaded
+queued message in one UPDATE. Beside it, its ceiling: as many outbox rows written by one INSERT
+… SELECT from a generated series on an empty database (`--ceiling-only` runs just that). Peak RSS (ru_maxrss) of the process is printed: nothing is loaded
 into Python, so it does not grow with N. Delivery of these rows is the delivery benchmark's
 path (benchmarks/delivery.py): an outbox row of a campaign is an ordinary marketing message.
 
@@ -57,29 +58,72 @@ def load(dialect: str, url: str, n: int) -> None:
     engine = make_engine(url)
     migrate.upgrade(engine)
     with engine.begin() as conn:
-        conn.execute(insert(workspaces), {"id": WS, "name": "bench", "secret": "s",
-                                          "settings": {"timezone": "UTC"}, "created_at": NOW})
-        conn.execute(insert(lists), {"id": LIST, "workspace_id": WS, "key": "newsletter",
-                                     "name": "Newsletter", "double_opt_in": False,
-                                     "created_at": NOW})
-        conn.execute(insert(segments), {"id": SEGMENT, "workspace_id": WS, "key": "inactive",
-                                        "name": "Inactive", "condition": {"tag": "inactive"},
-                                        "time_based": False, "created_at": NOW,
-                                        "updated_at": NOW})
-        conn.execute(insert(templates), {"id": 1, "workspace_id": WS, "key": "news",
-                                         "channel": "email", "name": "news", "version": 1,
-                                         "created_at": NOW, "updated_at": NOW})
-        conn.execute(insert(template_versions), {"template_id": 1, "version": 1,
-                                                 "content": {"subject": "s", "text": "t"},
-                                                 "created_at": NOW})
+        conn.execute(
+            insert(workspaces),
+            {
+                "id": WS,
+                "name": "bench",
+                "secret": "s",
+                "settings": {"timezone": "UTC"},
+                "created_at": NOW,
+            },
+        )
+        conn.execute(
+            insert(lists),
+            {
+                "id": LIST,
+                "workspace_id": WS,
+                "key": "newsletter",
+                "name": "Newsletter",
+                "double_opt_in": False,
+                "created_at": NOW,
+            },
+        )
+        conn.execute(
+            insert(segments),
+            {
+                "id": SEGMENT,
+                "workspace_id": WS,
+                "key": "inactive",
+                "name": "Inactive",
+                "condition": {"tag": "inactive"},
+                "time_based": False,
+                "created_at": NOW,
+                "updated_at": NOW,
+            },
+        )
+        conn.execute(
+            insert(templates),
+            {
+                "id": 1,
+                "workspace_id": WS,
+                "key": "news",
+                "channel": "email",
+                "name": "news",
+                "version": 1,
+                "created_at": NOW,
+                "updated_at": NOW,
+            },
+        )
+        conn.execute(
+            insert(template_versions),
+            {
+                "template_id": 1,
+                "version": 1,
+                "content": {"subject": "s", "text": "t"},
+                "created_at": NOW,
+            },
+        )
     engine.dispose()
     pg = dialect == "postgresql"
     at = _time(pg)
     tables = {
         "contacts": (
             "id, workspace_id, email, timezone, score, fields, created_at, updated_at",
-            ((i, WS, f"c{i}@example.com", None if i % 10 == 0 else ZONES[i % 5], 0, "{}", at, at)
-             for i in range(1, n + 1)),
+            (
+                (i, WS, f"c{i}@example.com", None if i % 10 == 0 else ZONES[i % 5], 0, "{}", at, at)
+                for i in range(1, n + 1)
+            ),
         ),
         "subscriptions": (
             "contact_id, list_id, workspace_id, status, updated_at",
@@ -147,11 +191,47 @@ def measure(dialect: str, n: int, out: Any) -> None:
     out.put(results)
 
 
+def ceiling(dialect: str, rows: int, out: Any) -> None:
+    """What the storage allows: `rows` outbox rows with the campaign's columns written by one
+    INSERT … SELECT from a generated series (no audience, no snapshot, no timezones), on an
+    empty migrated database, rolled back."""
+    with database(dialect, "campaigns_ceiling") as (url, _env):
+        engine = make_engine(url)
+        migrate.upgrade(engine)
+        series = (
+            f"SELECT generate_series(1, {rows}) AS i"
+            if dialect == "postgresql"
+            else f"WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < {rows})"
+            " SELECT i FROM s"
+        )
+        payload = '\'{"config": {"campaign": "bench-news", "list": "newsletter"}}\''
+        when = "now()" if dialect == "postgresql" else "'2026-03-03 09:00:00.000000'"
+        sql = (
+            "INSERT INTO outbox (workspace_id, channel, template, contact_id, message_class,"
+            " priority, payload, idempotency_key, status, created_at, send_after, attempts,"
+            f" campaign_id) SELECT 1, 'email', 'news', i, 'marketing', 0, {payload},"
+            f" 'campaign:1:' || i, 'pending', {when}, {when}, 0, 1 FROM ({series}) AS g"
+        )
+        with engine.connect() as conn:
+            transaction = conn.begin()
+            start = time.perf_counter()
+            conn.exec_driver_sql(sql)
+            seconds = time.perf_counter() - start
+            transaction.rollback()
+        engine.dispose()
+    out.put({"ceiling_s": seconds, "ceiling_rate": rows / seconds})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sqlite", type=int, default=100_000, help="contacts on SQLite")
     parser.add_argument("--postgresql", type=int, default=1_000_000, help="contacts on PostgreSQL")
     parser.add_argument("--dialect", default="both", choices=["sqlite", "postgresql", "both"])
+    parser.add_argument(
+        "--ceiling-only",
+        action="store_true",
+        help="only the ceiling: as many outbox rows as the audience, from a generated series",
+    )
     args = parser.parse_args()
     started = machine()
     results: dict[str, dict[str, Any]] = {}
@@ -159,12 +239,16 @@ def main() -> None:
     for dialect in dialects(args.dialect):
         n = args.sqlite if dialect == "sqlite" else args.postgresql
         log.print(f"{dialect}: {n:,} contacts")
-        queue = context.Queue()
-        child = context.Process(target=measure, args=(dialect, n, queue))
-        child.start()
-        results[dialect] = queue.get()
-        child.join()
-        results[dialect]["contacts"] = n
+        results[dialect] = {"contacts": n}
+        steps = [(ceiling, n * 4 // 5)]  # the audience: 80 % of the contacts
+        if not args.ceiling_only:
+            steps.insert(0, (measure, n))
+        for target, size in steps:
+            queue = context.Queue()
+            child = context.Process(target=target, args=(dialect, size, queue))
+            child.start()
+            results[dialect] |= queue.get()
+            child.join()
     print_table(
         "A local-time newsletter: audience frozen and queued in one transaction",
         [
@@ -176,6 +260,8 @@ def main() -> None:
             ("outbox rows written", "queued"),
             ("freeze + queue, seconds", "start_s", "{:,.1f}", "< 60 s"),
             ("outbox rows / s", "rate"),
+            ("ceiling: the same rows from a series, s", "ceiling_s", "{:,.1f}"),
+            ("ceiling: outbox rows / s", "ceiling_rate"),
             ("report, seconds", "report_s", "{:,.2f}"),
             ("cancel (withdraw all), seconds", "cancel_s", "{:,.1f}"),
             ("messages withdrawn", "cancelled"),
