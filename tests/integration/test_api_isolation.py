@@ -152,6 +152,9 @@ CAMPAIGN_CASES = [
     Case("POST", CAMPAIGN + "/resume", ADMIN, 404, 409),
     Case("POST", CAMPAIGN + "/cancel", ADMIN, 404, 200),
     Case("GET", CAMPAIGN + "/report", ADMIN, 404, 200),
+    # The split tests merged from branch experiments (their routes arrived without cases here).
+    Case("GET", AUTOMATIONS + "/experiments", ADMIN, 404, 200),
+    Case("POST", AUTOMATIONS + "/experiments/check", ADMIN, 404, 200),
     Case("GET", "/bulk-jobs", ADMIN, 200, 200),
     Case("POST", "/bulk-jobs/preview", ADMIN, 422, 200,
          body={"action": "tag", "audience": A_AUDIENCE, "params": {"tag": "x"}}),

@@ -113,3 +113,21 @@ def test_bad_jobs_are_refused_naming_the_field(client, tenant, conveyor):
     conveyor.bulk_jobs.run_until_idle()
     assert client.get(f"/bulk-jobs/{job['id']}", headers=tenant.admin).json()["done"] == 0
     assert client.post(f"/bulk-jobs/{job['id']}/cancel", headers=tenant.admin).status_code == 409
+
+
+def test_a_condition_filters_the_audience(client, tenant, conveyor):
+    seed(client, tenant)
+    settle(conveyor)
+    narrowed = {"action": "tag", "params": {"tag": "picked"},
+                "audience": {"lists": ["newsletter"], "condition": {"tag": "fan"}}}
+    job = run_job(conveyor, client, tenant, narrowed)
+    assert job["total"] == 4 and job["outcomes"] == {"changed": 4}
+    alone = {"action": "untag", "params": {"tag": "picked"},
+             "audience": {"condition": {"tag": "picked"}}}
+    assert run_job(conveyor, client, tenant, alone)["outcomes"] == {"changed": 4}
+    r = client.post("/campaigns/count", headers=tenant.admin,
+                    json={"audience": {"lists": ["newsletter"], "condition": {"not": {"tag": "fan"}}}})
+    assert r.status_code == 200 and r.json() == {"count": 8}, r.text
+    r = client.post("/bulk-jobs/preview", headers=tenant.admin, json={
+        "action": "tag", "params": {"tag": "x"}, "audience": {"condition": {"segment": "nope"}}})
+    assert r.status_code == 422 and r.json()["field"].startswith("audience.condition"), r.text

@@ -55,11 +55,14 @@ class Audience:
     exclude_lists: tuple[str, ...] = ()
     exclude_segments: tuple[str, ...] = ()
     exclude_tags: tuple[str, ...] = ()
+    condition: dict[str, Any] | None = None  # a condition the contacts must also meet
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             k: list(getattr(self, k)) for k in ("lists", "segments", "tags") if getattr(self, k)
         }
+        if self.condition is not None:
+            out["condition"] = self.condition
         exclude = {
             k: list(getattr(self, f"exclude_{k}"))
             for k in ("lists", "segments", "tags")
@@ -181,7 +184,7 @@ def parse_audience(raw: Any, where: str = "audience") -> Audience:
     errors: list[FieldError] = []
     if not isinstance(raw, dict):
         raise InvalidInput(where, "must be an object with lists, segments or tags")
-    unknown = set(raw) - {"lists", "segments", "tags", "exclude"}
+    unknown = set(raw) - {"lists", "segments", "tags", "exclude", "condition"}
     if unknown:
         errors.append(FieldError(f"{where}.{sorted(unknown)[0]}", "unknown audience part"))
     exclude = raw.get("exclude") or {}
@@ -198,9 +201,14 @@ def parse_audience(raw: Any, where: str = "audience") -> Audience:
         exclude_lists=_names(exclude.get("lists"), f"{where}.exclude.lists", errors),
         exclude_segments=_names(exclude.get("segments"), f"{where}.exclude.segments", errors),
         exclude_tags=_names(exclude.get("tags"), f"{where}.exclude.tags", errors),
+        condition=raw.get("condition"),
     )
-    if not errors and not (audience.lists or audience.segments or audience.tags):
-        errors.append(FieldError(where, "name at least one list, segment or tag"))
+    if audience.condition is not None and not isinstance(audience.condition, dict):
+        errors.append(FieldError(f"{where}.condition", "a condition object (as in segments)"))
+    if not errors and not (
+        audience.lists or audience.segments or audience.tags or audience.condition
+    ):
+        errors.append(FieldError(where, "name at least one list, segment, tag or a condition"))
     if errors:
         raise InvalidInput.many(errors)
     return audience

@@ -108,7 +108,7 @@ class BulkJobs:
         checked = _params(action, params)
         with self.store.read() as tx:
             self._check(tx, workspace, str(action), checked)
-            return tx.bulk_jobs.count(resolve(tx, workspace, audience, None))
+            return tx.bulk_jobs.count(resolve(tx, workspace, audience, None, self.clock.now()))
 
     def create(
         self, workspace: Workspace, action: Any, audience: Any, params: Any, *, confirm: Any
@@ -118,7 +118,7 @@ class BulkJobs:
 
         def work(tx: Tx) -> BulkJobInfo:
             self._check(tx, workspace, str(action), checked)
-            total = tx.bulk_jobs.count(resolve(tx, workspace, audience, None))
+            total = tx.bulk_jobs.count(resolve(tx, workspace, audience, None, self.clock.now()))
             if confirm is not True:
                 raise InvalidInput(
                     "confirm",
@@ -198,7 +198,7 @@ class BulkJobs:
         workspace = workspace_from_row(found)
         outcomes = Counter(job.outcomes)
         try:
-            audience = resolve(tx, workspace, job.audience, None)
+            audience = resolve(tx, workspace, job.audience, None, now)
             self._check(tx, workspace, job.action, job.params)
         except (InvalidInput, Conflict) as exc:  # deleted or paused since it was confirmed
             tx.bulk_jobs.fail(job.id, exc.detail, now)

@@ -58,7 +58,7 @@ class CampaignSender:
         workspace = workspace_from_row(found)
         notes: list[str] = []
         try:
-            audience = resolve(tx, workspace, audience_of(row), row.channel)
+            audience = resolve(tx, workspace, audience_of(row), row.channel, now)
         except InvalidInput as exc:  # a list or segment deleted since it was scheduled
             notes.append(f"not sent: {exc.detail}")
             tx.campaigns.change(

@@ -109,7 +109,7 @@ class Campaigns:
                 raise InvalidInput(
                     field, f"template '{key}' is for {template.channel}, not {spec.channel}"
                 )
-        resolve(tx, workspace, spec.audience.as_dict(), spec.channel)
+        resolve(tx, workspace, spec.audience.as_dict(), spec.channel, self.clock.now())
 
     def validate(self, workspace: Workspace, raw: Any) -> CampaignSpec:
         spec = parse_campaign(raw)
@@ -180,7 +180,8 @@ class Campaigns:
                 raw, channel = audience_of(row), row.channel
             else:
                 raw, channel = audience, None
-            return tx.campaigns.count_audience(resolve(tx, workspace, raw, channel))
+            audience = resolve(tx, workspace, raw, channel, self.clock.now())
+            return tx.campaigns.count_audience(audience)
 
     def _row(self, tx: Tx, workspace: Workspace, key: str) -> CampaignRecord:
         row = tx.campaigns.get(workspace.id, key)

@@ -7,8 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, exists, false, not_, or_
+from sqlalchemy import and_, exists, false, not_, or_, true
 
+from conveyor.domain.conditions import Condition
+from conveyor.store.conditions import AudienceScope, ConditionSQL
 from conveyor.store.schema import contact_tags, contacts, segment_members, subscriptions
 
 
@@ -24,6 +26,10 @@ class AudienceIds:
     exclude_segments: tuple[int, ...] = ()
     exclude_tags: tuple[str, ...] = ()
     needs: str | None = None  # "email" | "phone": only contacts that have one
+    # A condition (segment language) the contacts must also meet, with what it is decided
+    # against; alone, it is the whole audience.
+    condition: tuple[AudienceScope, Condition] | None = None
+    dialect: str = "sqlite"
 
 
 def _any_of(lists: tuple[int, ...], segments: tuple[int, ...], tags: tuple[str, ...]) -> Any:
@@ -52,10 +58,25 @@ def _any_of(lists: tuple[int, ...], segments: tuple[int, ...], tags: tuple[str, 
 
 def audience_where(audience: AudienceIds) -> Any:
     """The condition a contact row meets when it is in the audience."""
+    sources = audience.lists or audience.segments or audience.tags
     clauses = [
         contacts.c.workspace_id == audience.workspace_id,
-        _any_of(audience.lists, audience.segments, audience.tags),
+        _any_of(audience.lists, audience.segments, audience.tags) if sources else true(),
     ]
+    if audience.condition is not None:
+        scope, condition = audience.condition
+        compiler = ConditionSQL(
+            audience.dialect,
+            scope.workspace_id,
+            scope.now,
+            lists=scope.lists,
+            segments=scope.segments,
+            default_timezone=scope.default_timezone,
+            scores=scope.scores,
+        )
+        clauses.append(compiler.where(condition))
+    elif not sources:
+        clauses.append(false())
     if audience.exclude_lists or audience.exclude_segments or audience.exclude_tags:
         clauses.append(
             not_(_any_of(audience.exclude_lists, audience.exclude_segments, audience.exclude_tags))
