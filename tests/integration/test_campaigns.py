@@ -13,6 +13,7 @@ import yaml
 
 from conveyor.domain import tracking
 from tests.support.flows import activate, save_template, settle
+from tests.support.http import Peer
 from tests.support.smtp import SmtpSink
 
 NEWSLETTER = {
@@ -376,3 +377,33 @@ def test_example_campaigns_apply(client, tenant, conveyor):
     for path in files:
         info, outcome = conveyor.campaigns.apply(tenant.workspace, yaml.safe_load(path.read_text()))
         assert outcome == "created", path
+
+
+def test_an_sms_campaign_goes_to_numbers_and_respects_stop(client, tenant, conveyor, clock):
+    twilio = Peer(answer=(201, b'{"sid": "SM1", "status": "queued"}')).start()
+    try:
+        client.put("/channels/sms", headers=tenant.admin, json={
+            "account_sid": "AC1", "auth_token": "t0ken", "from": "+15005550006",
+            "base_url": twilio.url})
+        client.post("/lists", headers=tenant.admin, json={"key": "sms-offers"})
+        save_template(client, tenant, {"key": "flash", "channel": "sms",
+                                       "content": {"body": "Flash sale, {{ contact.first_name }}!"}})
+        sub = {"lists": {"sms-offers": "subscribed"}}
+        contact(client, tenant, "a@example.com", phone="+48600100200", first_name="Ada", **sub)
+        contact(client, tenant, "b@example.com", phone="+48600100201", first_name="Bo", **sub)
+        contact(client, tenant, "c@example.com", first_name="Cy", **sub)  # no phone: not in it
+        client.post("/suppressions", headers=tenant.admin,
+                    json={"channel": "sms", "address": "+48600100201"})  # replied STOP
+        r = client.post("/campaigns", headers=tenant.admin, json={
+            "key": "flash", "channel": "sms", "template": "flash",
+            "audience": {"lists": ["sms-offers"]}})
+        assert r.status_code == 200, r.text
+        assert client.get("/campaigns/flash/count", headers=tenant.admin).json() == {"count": 2}
+        client.post("/campaigns/flash/send", headers=tenant.admin)
+        run(conveyor)
+        assert len(twilio.requests) == 1
+        report = client.get("/campaigns/flash/report", headers=tenant.admin).json()
+        assert (report["status"], report["sent"], report["skipped"]) == ("sent", 1, 1)
+        assert report["skipped_reasons"] == {"suppressed: manual": 1}
+    finally:
+        twilio.stop()
