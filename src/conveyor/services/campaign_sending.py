@@ -40,7 +40,10 @@ class CampaignSender:
             moved += self.store.transact(lambda tx, c=campaign_id: self._start(tx, c, now))
         for row in sending:
             if not _testing(row):
-                moved += self.store.transact(lambda tx, c=row.id: self._finish(tx, c))
+                with self.store.peek() as tx:  # a look first: no write transaction each round
+                    busy = tx.campaigns.unfinished(row.id)
+                if not busy:
+                    moved += self.store.transact(lambda tx, c=row.id: self._finish(tx, c))
             elif row.started_at and now >= row.started_at + _wait(row):
                 moved += self.store.transact(lambda tx, c=row.id: self._decide(tx, c, now))
         return moved
