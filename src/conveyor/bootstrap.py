@@ -8,6 +8,8 @@ from typing import Any
 
 from conveyor.clock import Clock, SystemClock
 from conveyor.services.automations import Automations
+from conveyor.services.bulk import BulkJobs
+from conveyor.services.campaigns import Campaigns
 from conveyor.services.catalog import CatalogService
 from conveyor.services.channel_config import Channels
 from conveyor.services.contacts import Contacts
@@ -57,6 +59,8 @@ class Conveyor:
     ops: Operations
     simulator: Simulator
     code: WorkspaceCode
+    campaigns: Campaigns
+    bulk_jobs: BulkJobs
     experiments: Experiments
     deliverability: Deliverability
 
@@ -136,6 +140,8 @@ def bootstrap(
         ops=Operations(store, clock, settings, consumers=engine.log.names),
         simulator=Simulator(store, clock, segments),
         code=code,
+        campaigns=Campaigns(store, clock),
+        bulk_jobs=BulkJobs(store, clock, engine),
         experiments=Experiments(store, clock),
         deliverability=deliverability,
     )

@@ -115,6 +115,18 @@ def seed(conveyor: Conveyor, client: httpx.Client, tenant: Tenant) -> dict[str, 
         "owner_id": member["id"], "fields": {"source": "web"}}).json()
     task = client.post("/tasks", headers=tenant.admin, json={
         "title": "Call", "deal_id": deal["id"], "assignee_id": member["id"]}).json()
+    # A campaign (draft) and a bulk job (queued) to aim at.
+    for path, body in [
+        ("/templates", {"key": "news", "channel": "email",
+                        "content": {"subject": "Hi {{ contact.first_name }}", "text": "News"}}),
+        ("/campaigns", {"key": "news", "template": "news",
+                        "audience": {"lists": ["newsletter"], "exclude": {"segments": ["vips"]}}}),
+    ]:
+        response = client.post(path, json=body, headers=tenant.admin)
+        assert response.status_code == 200, response.text
+    job = client.post("/bulk-jobs", headers=tenant.admin, json={
+        "action": "tag", "audience": {"segments": ["vips"]}, "params": {"tag": "x"},
+        "confirm": True}).json()
     spare = client.post("/keys", json={"kind": "write"}, headers=tenant.admin).json()
     digest = conveyor.catalog.list(tenant.workspace, "digest")[0]
     return {
@@ -129,6 +141,7 @@ def seed(conveyor: Conveyor, client: httpx.Client, tenant: Tenant) -> dict[str, 
         "member_id": member["id"],
         "deal_id": deal["id"],
         "task_id": task["id"],
+        "job_id": job["id"],
     }
 
 
@@ -139,7 +152,7 @@ AUTOMATION = {
 }
 # What {key} is, by the path it is in.
 KEYS = {"/fields/": "plan", "/lists/": "newsletter", "/segments/": "vips", "/automations/": "welcome",
-        "/hooks/": "welcome", "/pipelines/": "sales"}
+        "/hooks/": "welcome", "/pipelines/": "sales", "/campaigns/": "news"}
 
 
 def strategy(operation: APIOperation, real: dict[str, Any]) -> Any:

@@ -140,7 +140,36 @@ SCORING = {"scores": {"engagement": {"decay": {"half_life": "30 days"}, "rules":
     {"id": "orders", "event": "order_completed", "points": 5}]}}}
 SCORING_A_FIELD = {"scores": {"fit": {"rules": [  # A's field, which B does not have
     {"id": "pro", "when": {"field": FIELD, "op": "eq", "value": "pro"}, "points": 10}]}}}
+CAMPAIGN = "/campaigns/{key}"
+A_AUDIENCE = {"lists": [LIST], "exclude": {"segments": [SEGMENT]}}  # A's, unknown to B
+CAMPAIGN_CASES = [
+    Case("GET", "/campaigns", ADMIN, 200, 200),
+    Case("POST", "/campaigns", ADMIN, 422, 200,
+         body={"key": "news", "template": "welcome-1", "audience": A_AUDIENCE}),
+    Case("POST", "/campaigns/count", ADMIN, 422, 200, body={"audience": A_AUDIENCE}),
+    Case("GET", CAMPAIGN, ADMIN, 404, 200),
+    Case("GET", CAMPAIGN + "/count", ADMIN, 404, 200),
+    Case("POST", CAMPAIGN + "/preview", ADMIN, 404, 200, body={"contact_id": "{contact_id}"}),
+    Case("POST", CAMPAIGN + "/preview", ADMIN, 404, 404, body=B_CONTACT, values=B_CONTACT,
+         variant="A's campaign, B's contact"),
+    Case("POST", CAMPAIGN + "/schedule", ADMIN, 404, 200, body={}),
+    Case("POST", CAMPAIGN + "/send", ADMIN, 404, 200),
+    Case("POST", CAMPAIGN + "/unschedule", ADMIN, 404, 409),
+    Case("POST", CAMPAIGN + "/pause", ADMIN, 404, 409),
+    Case("POST", CAMPAIGN + "/resume", ADMIN, 404, 409),
+    Case("POST", CAMPAIGN + "/cancel", ADMIN, 404, 200),
+    Case("GET", CAMPAIGN + "/report", ADMIN, 404, 200),
+    Case("GET", "/bulk-jobs", ADMIN, 200, 200),
+    Case("POST", "/bulk-jobs/preview", ADMIN, 422, 200,
+         body={"action": "tag", "audience": A_AUDIENCE, "params": {"tag": "x"}}),
+    Case("POST", "/bulk-jobs", ADMIN, 422, 201,
+         body={"action": "subscribe", "audience": {"tags": [TAG]}, "params": {"list": LIST},
+               "confirm": True}),
+    Case("GET", "/bulk-jobs/{job_id}", ADMIN, 404, 200),
+    Case("POST", "/bulk-jobs/{job_id}/cancel", ADMIN, 404, 200),
+]
 CASES = [
+    *CAMPAIGN_CASES,
     *(_tracking(route) for route in [*TRACKING_CALLS, "batch"]),
     *(_short(route, prefix) for route in [*TRACKING_CALLS, "batch"] for prefix in ("/v1", "")),
     # Creating in B what exists in A is no conflict: uniqueness is per workspace.
@@ -370,11 +399,13 @@ class World:
     member_id: int  # A's member, owner of A's contact and deal
     deal_id: int  # A's deal, in A's pipeline "sales"
     task_id: int  # A's task about that deal
+    job_id: int = 0  # A's bulk job, queued
 
     def values(self, case: Case, acting: Tenant) -> dict[str, Any]:
         """What {placeholders} in the case's path and query stand for: A's things by default."""
         keys = {"/fields": FIELD, "/lists": LIST, "/segments": SEGMENT, "/automations": "welcome",
-                "/hooks": "welcome", "/templates": "welcome-1", "/pipelines": "sales"}
+                "/hooks": "welcome", "/templates": "welcome-1", "/pipelines": "sales",
+                "/campaigns": "news"}
         values = {
             "contact_id": self.contact_id,
             "b_contact_id": self.b_contact_id,
@@ -396,6 +427,7 @@ class World:
             "deal_id": self.deal_id,
             "task_id": self.task_id,
             "write_key": acting.write_key,
+            "job_id": self.job_id,
         }
         return values | {k: v.format(**values) for k, v in (case.values or {}).items()}
 
@@ -487,6 +519,7 @@ SNAPSHOT = (
     "/contacts/{contact_id}/owner", "/deals/{deal_id}",
     "/scoring-model", "/contacts/{contact_id}/scores",
     "/deliverability", "/automations/welcome/experiments",
+    "/scoring-model", "/contacts/{contact_id}/scores", "/campaigns", "/bulk-jobs",
 )
 
 
@@ -615,8 +648,19 @@ def world(shared: tuple[Conveyor, LiveServer], client: httpx.Client) -> World:
             "title": "Call", "deal_id": deal.json()["id"], "assignee_id": member.json()["id"]})
         check(task, 201)
         crm[who] = (member.json()["id"], deal.json()["id"], task.json()["id"])
+    # Each workspace has a draft campaign and a queued bulk job of its own.
+    check(client.post("/campaigns", headers=tenant.admin, json={
+        "key": "news", "template": "welcome-1", "audience": A_AUDIENCE}), 200)
+    check(client.post("/campaigns", headers=b, json={
+        "key": "b-news", "template": "b-tpl", "audience": {"lists": ["promo"]}}), 200)
+    job = client.post("/bulk-jobs", headers=tenant.admin, json={
+        "action": "tag", "audience": {"lists": [LIST]}, "params": {"tag": "x"}, "confirm": True})
+    check(job, 201)
+    check(client.post("/bulk-jobs", headers=b, json={
+        "action": "tag", "audience": {"lists": ["promo"]}, "params": {"tag": "x"},
+        "confirm": True}), 201)
     return World(tenant, other_tenant, contact["id"], bob.json()["id"], spare.json()["id"],
-                 old.json()["key"], token, message["id"], *crm["max"])
+                 old.json()["key"], token, message["id"], *crm["max"], job.json()["id"])
 
 
 def app_routes(app: Any) -> set[tuple[str, str]]:

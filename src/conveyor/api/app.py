@@ -11,6 +11,8 @@ from conveyor.api.limits import BodyLimit
 from conveyor.api.observe import Observe
 from conveyor.api.routes import (
     automations,
+    bulk_jobs,
+    campaigns,
     catalog,
     contacts,
     deals,
@@ -78,6 +80,8 @@ def create_app(conveyor: Conveyor) -> FastAPI:
         deals.router,
         tasks.router,
         ops.router,
+        campaigns.router,
+        bulk_jobs.router,
     ):
         app.include_router(router)
     settings = conveyor.settings

@@ -129,6 +129,19 @@ _TRACK = {
     "properties": {"total": 42.5, "currency": "EUR"},
 }
 EXAMPLES: dict[str, Any] = {
+    "apply_campaign": {
+        "key": "march-news", "name": "March newsletter", "channel": "email",
+        "template": "newsletter",
+        "audience": {"lists": ["newsletter"], "exclude": {"segments": ["inactive"]}},
+        "schedule": {"date": "2026-03-03", "local_time": "09:00", "late": "next_day"},
+    },
+    "count_audience": {"audience": {"lists": ["newsletter"], "exclude": {"tags": ["vip"]}}},
+    "preview_campaign": {"contact_id": 1},
+    "schedule_campaign": {"schedule": {"at": "2026-03-03T09:00:00Z"}},
+    "preview_bulk_job": {"action": "enroll", "audience": {"segments": ["vips"]},
+                         "params": {"automation": "welcome"}},
+    "create_bulk_job": {"action": "tag", "audience": {"lists": ["newsletter"]},
+                        "params": {"tag": "spring"}, "confirm": True},
     "identify_call": {"userId": "u-ada", "traits": {"email": "ada@example.com", "plan": "pro"}},
     "track_call": _TRACK,
     "page_call": {"anonymousId": "anon-1", "name": "Pricing",

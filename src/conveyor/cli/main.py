@@ -693,9 +693,10 @@ def scoring_recompute(workspace: WorkspaceOpt = None) -> None:
 
 
 # The sales side's commands live in their own module; it uses the helpers above.
+from conveyor.cli.campaigns import APPS as CAMPAIGN_APPS  # noqa: E402
 from conveyor.cli.crm import APPS as CRM_APPS  # noqa: E402
 
-for _name, _sub in CRM_APPS.items():
+for _name, _sub in {**CRM_APPS, **CAMPAIGN_APPS}.items():
     app.add_typer(_sub, name=_name)
 from conveyor.cli.deliverability import app as deliverability_app  # noqa: E402
 

@@ -65,6 +65,8 @@ def message_props(row: MessageRecord, automation: str | None) -> dict[str, Any]:
     out: dict[str, Any] = {"message": row.id, "channel": row.channel}
     if row.template:
         out["template"] = row.template
+    if row.campaign_id is not None:  # reports group a campaign's events by it
+        out["campaign"] = row.campaign_id
     if automation:
         out |= {"automation": automation, "node": row.node, "run": row.run_id}
     return out
@@ -315,7 +317,14 @@ def _left_list(job: Job, config: dict[str, Any]) -> bool:
     """Marketing sent for a list (the node's, or the list whose subscription started the
     automation) goes only to its subscribers: whoever left the list is skipped, saying so."""
     wanted = config.get("list") or config.get("trigger_list")
-    if not wanted or job.row.message_class != "marketing" or job.contact is None:
+    if job.row.message_class != "marketing" or job.contact is None:
+        return False
+    several = config.get("lists")  # a campaign for several lists: subscribed to any of them
+    if not wanted and several:
+        if not any(job.contact.lists.get(k) == "subscribed" for k in several):
+            job.skip = f"not subscribed to any of {', '.join(several)}"
+        return job.skip is not None
+    if not wanted:
         return False
     status = job.contact.lists.get(wanted)
     if status != "subscribed":

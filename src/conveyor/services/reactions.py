@@ -106,9 +106,23 @@ class Reactions:
             state = writer.by_id(message.contact_id)
             if state is None:
                 raise NotFound("this link is not valid")
-            list_key = ((message.payload or {}).get("config") or {}).get("list")
+            config = (message.payload or {}).get("config") or {}
+            list_key = config.get("list")
             info = writer.catalog.lists.get(list_key) if list_key else None
             props = _props(tx, message)
+            several = [writer.catalog.lists.get(k) for k in config.get("lists") or ()]
+            if info is None and not everything and any(several):
+                # A campaign for several lists: leave those of them the contact is on.
+                left = [
+                    i
+                    for i in several
+                    if i is not None
+                    and writer.set_subscription(state, i, SubscriptionStatus.UNSUBSCRIBED)
+                ]
+                for i in left:
+                    writer.record(state, "email.unsubscribed", {**props, "list": i.key})
+                writer.flush()
+                return Unsubscribed(", ".join(i.name for i in several if i is not None))
             # Providers and scanners replay one-click POSTs: only a change is logged, so a
             # replay triggers no automation and counts in no report a second time.
             if info is not None and not everything:

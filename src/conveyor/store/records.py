@@ -181,6 +181,7 @@ class MessageRecord(_FromRow):
     provider_id: str | None
     error: str | None
     sent_at: datetime | None
+    campaign_id: int | None = None  # the campaign that queued it
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,6 +327,49 @@ class ScoreAwardRecord(_FromRow):
     event_id: int | None
     at: datetime
     points: float
+
+
+# --- campaigns and bulk actions ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignRecord(_FromRow):
+    id: int
+    workspace_id: int
+    key: str
+    name: str
+    channel: str
+    template: str
+    audience: dict[str, Any]
+    schedule: dict[str, Any] | None
+    throttle_per_hour: int | None
+    status: str
+    starts_at: datetime | None
+    audience_count: int | None
+    notes: list[str]
+    ab_test: dict[str, Any] | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class BulkJobRecord(_FromRow):
+    id: int
+    workspace_id: int
+    action: str
+    audience: dict[str, Any]
+    params: dict[str, Any]
+    status: str
+    total: int
+    done: int
+    cursor: int
+    outcomes: dict[str, int]
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
 
 
 # --- split tests and the deliverability guard ------------------------------------------------

@@ -336,10 +336,13 @@ outbox = Table(
     Column("provider_id", String(255), nullable=True),
     Column("error", String(1000), nullable=True),
     Column("sent_at", UTCDateTime, nullable=True),
+    # The campaign that queued it (campaigns, issue 14); NULL for automation messages.
+    Column("campaign_id", Integer, nullable=True),
     Index("ix_outbox_status_id", "status", "id"),
     Index("ix_outbox_status_send_after", "status", "send_after"),
     Index("ix_outbox_contact_id", "contact_id", "id"),
     Index("ix_outbox_provider_id", "provider_id"),
+    Index("ix_outbox_campaign_status", "campaign_id", "status"),
 )
 
 templates = Table(
@@ -623,6 +626,74 @@ applied_resources = Table(
     Column("source", String(1024), nullable=True),
     Column("applied_at", UTCDateTime, nullable=False),
     PrimaryKeyConstraint("workspace_id", "kind", "key", name="pk_applied_resources"),
+)
+
+# --- Campaigns and bulk actions on audiences (issue 14) ---------------------------------------
+
+# A campaign (newsletter): one template to an audience of lists/segments/tags minus exclusions.
+# draft → scheduled → sending → sent, or paused / cancelled. `starts_at`: when the worker freezes
+# the audience and queues its messages (for local-time sends, when UTC+14 reaches the time).
+campaigns = Table(
+    "campaigns",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "workspace_id", Integer, ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("key", String(64), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("channel", String(16), nullable=False),  # email | sms
+    Column("template", String(64), nullable=False),
+    Column("audience", Json, nullable=False),  # {lists, segments, tags, exclude: {…}}
+    Column("schedule", Json, nullable=True),  # {at} | {date, local_time, late}
+    Column("throttle_per_hour", Integer, nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("starts_at", UTCDateTime, nullable=True),
+    Column("audience_count", Integer, nullable=True),  # the frozen audience, once started
+    Column("notes", Json, nullable=False),  # what the campaign's report should say
+    # {variants, sample, wait, metric, event} and, once decided, {decision, winner}
+    Column("ab_test", Json, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("started_at", UTCDateTime, nullable=True),
+    Column("finished_at", UTCDateTime, nullable=True),
+    UniqueConstraint("workspace_id", "key", name="uq_campaigns_workspace_key"),
+    Index("ix_campaigns_status_starts_at", "status", "starts_at"),
+)
+
+# The audience frozen when a campaign starts; `seq` numbers it by contact id (throttle slots).
+campaign_recipients = Table(
+    "campaign_recipients",
+    metadata,
+    Column("campaign_id", Integer, ForeignKey("campaigns.id", ondelete="CASCADE"), nullable=False),
+    Column("contact_id", BigInteger, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("timezone", String(64), nullable=True),  # the contact's, frozen: queueing needs no join
+    PrimaryKeyConstraint("campaign_id", "contact_id", name="pk_campaign_recipients"),
+)
+
+# A bulk action over an audience, run by the worker in chunks: `cursor` is the last contact id
+# done, moved in the same transaction as the chunk's effects (never a contact twice).
+bulk_jobs = Table(
+    "bulk_jobs",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column(
+        "workspace_id", Integer, ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("action", String(16), nullable=False),  # enroll tag untag subscribe unsubscribe delete
+    Column("audience", Json, nullable=False),
+    Column("params", Json, nullable=False),  # {automation} | {tag} | {list}
+    Column("status", String(16), nullable=False),  # queued running done failed cancelled
+    Column("total", Integer, nullable=False),  # the audience counted when it was confirmed
+    Column("done", Integer, nullable=False),
+    Column("cursor", BigInteger, nullable=False),
+    Column("outcomes", Json, nullable=False),  # {summary: count}: what each contact got
+    Column("error", String(1000), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime, nullable=True),
+    Index("ix_bulk_jobs_status", "status", "id"),
 )
 
 # --- Split tests and the deliverability guard (experiments) --------------------------------

@@ -10,6 +10,8 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection
 
 from conveyor.store.automations import AutomationQueries
+from conveyor.store.bulk_jobs import BulkJobQueries
+from conveyor.store.campaigns import CampaignQueries
 from conveyor.store.catalog import CatalogQueries
 from conveyor.store.conditions import AudienceQueries
 from conveyor.store.contacts import ContactQueries
@@ -56,6 +58,8 @@ class Tx:
         self.crm = CrmQueries(conn, dialect)
         self.scoring = ScoringQueries(conn, dialect)
         self.ops = OpsQueries(conn, dialect)
+        self.campaigns = CampaignQueries(conn, dialect)
+        self.bulk_jobs = BulkJobQueries(conn, dialect)
         self.experiments = ExperimentQueries(conn)
         self.deliverability = DeliverabilityQueries(conn, dialect)
 

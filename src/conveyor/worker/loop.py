@@ -36,6 +36,8 @@ def engine_round(conveyor: Conveyor, *, sweep_dates: bool, sweep_segments: bool)
     up no event.
     """
     done = conveyor.engine.dispatch() + conveyor.scoring.sweep() + conveyor.engine.execute()
+    # Campaigns start (freeze and queue) and finish; bulk jobs go a few chunks at a time.
+    done += conveyor.campaigns.run_due() + conveyor.bulk_jobs.run()
     if sweep_dates:
         conveyor.engine.sweep_dates()
         conveyor.tasks.sweep_overdue()

@@ -28,6 +28,8 @@ TABLES = [
     (records.ContactScoreRecord, schema.contact_scores),
     (records.ScoreAwardRecord, schema.score_awards),
     (records.EventRecord, schema.events),
+    (records.CampaignRecord, schema.campaigns),
+    (records.BulkJobRecord, schema.bulk_jobs),
 ]
 
 

@@ -26,12 +26,13 @@ class MessageOut(BaseModel):
     template: str | None
     contact_id: int
     run_id: int | None
+    campaign_id: int | None = Field(default=None, description="the campaign that queued it")
     node: str | None
     message_class: str
     payload: dict[str, Any] = Field(description="the node's settings and the trigger event")
     status: str = Field(
         description="pending, sending, sent, skipped, failed, dead (, clicked, "
-        "dismissed for site messages)"
+        "dismissed for site messages; held, cancelled for a paused or cancelled campaign's)"
     )
     attempts: int
     send_after: datetime | None
