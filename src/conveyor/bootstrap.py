@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from conveyor.clock import Clock, SystemClock
+from conveyor.services.automation_views import AutomationViews
 from conveyor.services.automations import Automations
 from conveyor.services.catalog import CatalogService
 from conveyor.services.channel_config import Channels
@@ -22,6 +23,7 @@ from conveyor.services.policies import SendPolicies
 from conveyor.services.reactions import Reactions
 from conveyor.services.scoring import Scoring
 from conveyor.services.segments import Segments
+from conveyor.services.signin import SignIn
 from conveyor.services.simulate import Simulator
 from conveyor.services.templates import Templates
 from conveyor.services.workspaces import Workspaces
@@ -53,6 +55,8 @@ class Conveyor:
     scoring: Scoring
     ops: Operations
     simulator: Simulator
+    signin: SignIn
+    automation_views: AutomationViews
 
     def upgrade_schema(self) -> None:
         migrate.upgrade(self.store.db.engine)
@@ -82,6 +86,7 @@ def bootstrap(
     crm = Crm(store, clock)
     tasks = Tasks(store, clock)
     scoring = Scoring(store, clock, batch=settings.engine_batch)
+    automations = Automations(store, clock)
     engine = Engine(
         store,
         clock,
@@ -100,7 +105,7 @@ def bootstrap(
         ingest=Ingest(store, clock, max_depth=settings.max_json_depth),
         imports=Imports(store, clock, catalog),
         segments=segments,
-        automations=Automations(store, clock),
+        automations=automations,
         engine=engine,
         templates=Templates(store, clock, max_bytes=settings.max_template_bytes),
         delivery=Delivery(
@@ -114,4 +119,6 @@ def bootstrap(
         scoring=scoring,
         ops=Operations(store, clock, settings, consumers=engine.log.names),
         simulator=Simulator(store, clock, segments),
+        signin=SignIn(store, clock, crm),
+        automation_views=AutomationViews(store, clock, automations),
     )

@@ -326,3 +326,32 @@ class ScoreAwardRecord(_FromRow):
     event_id: int | None
     at: datetime
     points: float
+
+
+# --- the web panel -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WebSessionRecord(_FromRow):
+    token_hash: str
+    workspace_id: int
+    member_id: int
+    csrf: str
+    created_at: datetime
+    seen_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStepRecord(_FromRow):
+    """A step of one node, with the contact it was for (the panel's node drawer)."""
+
+    id: int
+    contact_id: int
+    outcome: str
+    reason: dict[str, Any] | None
+    at: datetime
+    version: int
+    email: str | None
+    first_name: str | None
+    last_name: str | None

@@ -606,3 +606,33 @@ worker_heartbeats = Table(
     Column("started_at", UTCDateTime, nullable=False),
     Column("beat_at", UTCDateTime, nullable=False),
 )
+
+# --- The web panel: sign-in sessions and the one-time setup link (issue 15) ---------------
+# A signed-in member's session. Only a SHA-256 of the cookie's token is kept, so a copy of the
+# database signs nobody in; `csrf` is the per-session token every form of the panel carries.
+web_sessions = Table(
+    "web_sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column(
+        "workspace_id", Integer, ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("member_id", Integer, ForeignKey("members.id", ondelete="CASCADE"), nullable=False),
+    Column("csrf", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("seen_at", UTCDateTime, nullable=False),  # moved at most once a minute
+    Column("expires_at", UTCDateTime, nullable=False),
+    Index("ix_web_sessions_member_id", "member_id"),
+)
+
+# The link `conveyor serve` prints while no member can sign in: it creates the first owner.
+setup_tokens = Table(
+    "setup_tokens",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column(
+        "workspace_id", Integer, ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+)

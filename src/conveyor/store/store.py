@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 
+from conveyor.store.automation_stats import AutomationStatsQueries
 from conveyor.store.automations import AutomationQueries
 from conveyor.store.catalog import CatalogQueries
 from conveyor.store.conditions import AudienceQueries
@@ -20,6 +21,7 @@ from conveyor.store.ops import OpsQueries
 from conveyor.store.ratelimits import RateLimitQueries
 from conveyor.store.scoring import ScoringQueries
 from conveyor.store.segments import SegmentQueries
+from conveyor.store.sessions import SessionQueries
 from conveyor.store.templates import TemplateQueries
 from conveyor.store.workspaces import WorkspaceQueries
 
@@ -51,6 +53,8 @@ class Tx:
         self.crm = CrmQueries(conn, dialect)
         self.scoring = ScoringQueries(conn, dialect)
         self.ops = OpsQueries(conn, dialect)
+        self.sessions = SessionQueries(conn)
+        self.automation_stats = AutomationStatsQueries(conn)
 
     def high_water(self) -> int | None:
         """In an event-log consumer's transaction: see `Database.high_water`."""

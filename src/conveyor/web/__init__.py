@@ -1,0 +1,22 @@
+"""The marketer's panel: server-rendered pages (Jinja2) under /app, signed in with a session."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
+
+from conveyor.bootstrap import Conveyor
+
+PREFIX = "/app"
+
+
+def install(app: FastAPI, conveyor: Conveyor) -> None:
+    """Mount the panel on the API's app at /app; `/` and `/ui` lead there."""
+    from conveyor.web.panel import create_panel
+
+    async def to_panel() -> RedirectResponse:
+        return RedirectResponse(f"{PREFIX}/", status_code=303)
+
+    for path in ("/", "/ui", "/ui/"):
+        app.add_api_route(path, to_panel, include_in_schema=False)
+    app.mount(PREFIX, create_panel(conveyor))

@@ -1,0 +1,128 @@
+"""Rendering a page of the panel: the Jinja2 environment, the frame's context, flash messages."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from conveyor.domain.permissions import Action, can
+from conveyor.services.signin import SignedIn
+
+STATIC = Path(__file__).parent / "static"
+FLASH = "conveyor_flash"
+SECTIONS = frozenset({"automations"})  # the sections with pages so far; the rest stay hidden
+NAV = (
+    ("automations", "Automations"),
+    ("contacts", "Contacts"),
+    ("segments", "Segments"),
+    ("messages", "Messages"),
+    ("reports", "Reports"),
+    ("crm", "CRM"),
+    ("settings", "Settings"),
+)
+
+
+@cache
+def asset_version(name: str) -> str:
+    """A content hash in the asset's URL, so browsers cache it for good and never stale."""
+    return hashlib.sha256((STATIC / name).read_bytes()).hexdigest()[:10]
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if value else "—"
+
+
+def _number(value: int | float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:,}" if isinstance(value, int) else f"{value:,.1f}"
+
+
+def _reason(value: Any) -> str:
+    """A step's reason in one line: its `why`, or its facts."""
+    if not isinstance(value, dict):
+        return str(value)
+    if isinstance(value.get("why"), str):
+        return value["why"]
+    parts = []
+    for key, item in value.items():
+        text = item if isinstance(item, str) else json.dumps(item, default=str)
+        parts.append(f"{key}: {text}")
+    return "; ".join(parts)[:500]
+
+
+def _percent(value: float | None) -> str:
+    return "—" if value is None else f"{value * 100:.1f}%"
+
+
+@cache
+def environment() -> Environment:
+    env = Environment(
+        loader=PackageLoader("conveyor.web", "templates"),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(when=_when, number=_number, percent=_percent, reason=_reason)
+    env.globals.update(asset=lambda name: f"{base()}/static/{name}?v={asset_version(name)}")
+    env.globals.update(base=base, can=can, Action=Action, nav=NAV, sections=SECTIONS)
+    return env
+
+
+def base() -> str:
+    from conveyor.web import PREFIX
+
+    return PREFIX
+
+
+def render(
+    request: Request,
+    template: str,
+    member: SignedIn | None = None,
+    *,
+    status: int = 200,
+    section: str | None = None,
+    **context: Any,
+) -> HTMLResponse:
+    flash = unquote(request.cookies.get(FLASH, ""))
+    html = (
+        environment()
+        .get_template(template)
+        .render(
+            request=request,
+            member=member,
+            workspace=member.workspace if member else None,
+            csrf=member.csrf if member else None,
+            section=section,
+            flash=flash[:300] if flash else None,
+            **context,
+        )
+    )
+    response = HTMLResponse(html, status_code=status)
+    if flash:
+        response.delete_cookie(FLASH, path=base())
+    # Pages show one workspace's data: never kept by a shared cache, never framed by a stranger.
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def redirect(to: str, flash: str | None = None) -> RedirectResponse:
+    """Post/Redirect/Get: after an action, a 303 to a page, with a message shown there once."""
+    response = RedirectResponse(to, status_code=303)
+    if flash:
+        response.set_cookie(FLASH, quote(flash[:300]), path=base(), httponly=True, samesite="lax")
+    return response
+
+
+def signin_url(request: Request) -> str:
+    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return f"{base()}/signin?next={quote(here, safe='')}"
