@@ -180,7 +180,9 @@ def test_the_same_address_in_two_workspaces_chooses_one(conveyor: Conveyor, live
 def test_sign_in_attempts_are_rate_limited(conveyor: Conveyor, live, tenant, clock):
     user(conveyor, tenant, "ada@acme.example", "admin")
     with browser(live) as client:
-        codes = [sign_in(client, "ada@acme.example", "wrong password!").status_code for _ in range(11)]
+        codes = [
+            sign_in(client, "ada@acme.example", "wrong password!").status_code for _ in range(11)
+        ]
         assert codes[:10] == [401] * 10 and codes[10] == 429
         assert sign_in(client, "ada@acme.example").status_code == 429  # even the right one
         from datetime import timedelta
@@ -199,16 +201,24 @@ def test_the_setup_link_creates_the_first_owner_once(conveyor: Conveyor, live, t
         short = client.post(
             "/app/setup",
             data={
-                "token": token, "name": "Ada", "email": "ada@acme.example",
-                "password": "short", "confirm": "short", "csrf": form_token(page.text),
+                "token": token,
+                "name": "Ada",
+                "email": "ada@acme.example",
+                "password": "short",
+                "confirm": "short",
+                "csrf": form_token(page.text),
             },
         )
         assert short.status_code == 422 and "at least 10 characters" in short.text
         done = client.post(
             "/app/setup",
             data={
-                "token": token, "name": "Ada", "email": "ada@acme.example",
-                "password": PASSWORD, "confirm": PASSWORD, "csrf": form_token(page.text),
+                "token": token,
+                "name": "Ada",
+                "email": "ada@acme.example",
+                "password": PASSWORD,
+                "confirm": PASSWORD,
+                "csrf": form_token(page.text),
             },
         )
         assert done.status_code == 303

@@ -69,17 +69,44 @@ def describe(node: Node) -> tuple[str, str, str]:
         detail = ("at most " + parts[-1]) if c.get("timeout") else " ".join(parts)
     elif node.type == "split":
         detail = f"{len(c.get('paths', []))} paths"
+    elif node.type == "goal":
+        otherwise = c.get("otherwise", "continue")
+        detail = {"end": "else the run ends", "wait": "else it waits"}.get(otherwise, "")
     else:
         values = [str(v) for k, v in c.items() if k != "name" and isinstance(v, str | int | float)]
         detail = ", ".join(values)
-    return kind, c.get("name") or label, detail[:40]
+    return kind, _short(c.get("name") or label, 22), _short(detail)
+
+
+PRESETS = {  # a system event's trigger, as the YAML preset that wrote it reads
+    "list.subscribed": "subscribes to {list}",
+    "list.unsubscribed": "unsubscribes from {list}",
+    "tag.added": "gets tag {tag}",
+    "tag.removed": "loses tag {tag}",
+    "segment.entered": "enters segment {segment}",
+    "segment.exited": "leaves segment {segment}",
+}
 
 
 def trigger_text(trigger: Trigger) -> str:
+    """A trigger in a few words: "subscribes to newsletter", "event cart_updated"."""
     if trigger.date is not None:
-        return f"date in {trigger.date.field}"
+        return f"yearly on {trigger.date.field}" if trigger.date.yearly else trigger.date.field
+    values = {".".join(p.path): p.value for p in trigger.where if p.op == "eq"}
+    preset = PRESETS.get(trigger.name)
+    if preset is not None and len(values) == len(trigger.where):
+        try:
+            return preset.format(**values)
+        except KeyError:
+            pass
+    if trigger.url_pattern:
+        return f"visits {trigger.url_pattern}"
     where = ", ".join(f"{'.'.join(p.path)} {p.op} {p.value}" for p in trigger.where)
-    return f"{trigger.name} ({where})" if where else trigger.name
+    return f"event {trigger.name}" + (f" ({where})" if where else "")
+
+
+def _short(text: str, size: int = 30) -> str:
+    return text if len(text) <= size else text[: size - 1] + "…"
 
 
 def draw_graph(graph: Graph) -> Drawing:
@@ -87,10 +114,10 @@ def draw_graph(graph: Graph) -> Drawing:
     for node_id, placed in graph.layout.nodes.items():
         if node_id == ENTRY:
             triggers = [trigger_text(t) for t in graph.automation.triggers]
-            detail = triggers[0] if triggers else "started by API or another automation"
+            detail = _short(triggers[0], 24) if triggers else "by the API or an automation"
             if len(triggers) > 1:
                 detail += f" +{len(triggers) - 1}"
-            boxes.append(Box(ENTRY, "entry", "Entry", detail[:40], placed.x, placed.y, None))
+            boxes.append(Box(ENTRY, "entry", "When a contact", detail, placed.x, placed.y, None))
             continue
         kind, title, detail = describe(graph.automation.nodes[node_id])
         boxes.append(

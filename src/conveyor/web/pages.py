@@ -74,6 +74,9 @@ def environment() -> Environment:
     )
     env.filters.update(when=_when, number=_number, percent=_percent, reason=_reason)
     env.globals.update(asset=lambda name: f"{base()}/static/{name}?v={asset_version(name)}")
+    from conveyor.web.drawing import describe
+
+    env.globals.update(describe=describe)
     env.globals.update(base=base, can=can, Action=Action, nav=NAV, sections=SECTIONS)
     return env
 

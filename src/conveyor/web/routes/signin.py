@@ -30,12 +30,7 @@ Optional = Annotated[str | None, Form()]
 def _safe_next(target: str | None) -> str:
     """Only a path of the panel: never another site (an open redirect)."""
     prefix = base()
-    if (
-        target
-        and target.startswith(prefix + "/")
-        and "\\" not in target
-        and "//" not in target
-    ):
+    if target and target.startswith(prefix + "/") and "\\" not in target and "//" not in target:
         return target
     return f"{prefix}/"
 
