@@ -11,6 +11,7 @@ from conveyor.services.automation_views import AutomationViews
 from conveyor.services.automations import Automations
 from conveyor.services.catalog import CatalogService
 from conveyor.services.channel_config import Channels
+from conveyor.services.contact_views import ContactViews
 from conveyor.services.contacts import Contacts
 from conveyor.services.crm import Crm
 from conveyor.services.crm.tasks import Tasks
@@ -57,6 +58,7 @@ class Conveyor:
     simulator: Simulator
     signin: SignIn
     automation_views: AutomationViews
+    contact_views: ContactViews
 
     def upgrade_schema(self) -> None:
         migrate.upgrade(self.store.db.engine)
@@ -121,4 +123,5 @@ def bootstrap(
         simulator=Simulator(store, clock, segments),
         signin=SignIn(store, clock, crm),
         automation_views=AutomationViews(store, clock, automations),
+        contact_views=ContactViews(store, clock, contacts),
     )

@@ -177,6 +177,23 @@ def test_a_marketer_watches_the_welcome_series_run(conveyor, seeded, browser, da
         assert conveyor.automations.get(acme.workspace, "abandoned-cart").status == "active"
         check_accessibility(page, f"{db}-graph-branches")
 
+        # contacts: search, then the profile and its timeline with each email and its reason
+        page.get_by_role("link", name="Contacts").click()
+        expect(page.get_by_role("row")).to_have_count(4)  # the header and three contacts
+        check_accessibility(page, f"{db}-contacts")
+        page.get_by_label("Search", exact=True).fill("grace@")
+        page.get_by_label("Search", exact=True).press("Enter")
+        expect(page.get_by_role("row")).to_have_count(2)
+        page.get_by_role("link", name="Grace").click()
+        timeline = page.locator(".timeline")
+        expect(timeline.locator(".item-message")).to_contain_text("welcome-1")
+        expect(timeline.locator(".item-step").first).to_contain_text("welcome-series")
+        expect(timeline.locator(".item-event").first).to_contain_text("list.subscribed")
+        check_accessibility(page, f"{db}-contact")
+        page.goto(f"{server.url}/app/contacts?q=nobody-like-this")
+        expect(page.get_by_text("No contact matches")).to_be_visible()
+        check_accessibility(page, f"{db}-contacts-none")
+
         page.goto(f"{server.url}/app/nowhere")
         expect(page.get_by_role("heading", name="Not found")).to_be_visible()
         check_accessibility(page, f"{db}-404")

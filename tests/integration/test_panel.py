@@ -275,3 +275,89 @@ def subscribe(live: LiveServer, tenant: Tenant, email: str) -> int:
         done = api.put(f"/contacts/{cid}/lists/newsletter", json={"status": "subscribed"})
         assert done.status_code == 200, done.text
     return cid
+
+
+def test_contacts_search_pages_and_filters(conveyor: Conveyor, live, tenant):
+    user(conveyor, tenant, "ada@acme.example", "viewer")
+    conveyor.catalog.create_list(tenant.workspace, "newsletter")
+    with httpx.Client(base_url=live.url, headers=tenant.admin) as api:
+        for i in range(60):
+            body = {"email": f"p{i:02d}@example.com", "external_id": f"u-{i}", "first_name": f"Person{i}"}
+            if i % 3 == 0:
+                body["tags"] = ["vip"]
+            assert api.post("/contacts", json=body).status_code == 201
+        assert api.post("/contacts", json={"email": "grace@hopper.example", "first_name": "Grace", "last_name": "Hopper"}).status_code == 201
+    other = make_tenant(conveyor, "globex")
+    with httpx.Client(base_url=live.url, headers=other.admin) as api:
+        assert api.post("/contacts", json={"email": "secret@globex.example", "first_name": "Grace"}).status_code == 201
+    with browser(live) as client:
+        sign_in(client, "ada@acme.example")
+        first = client.get("/app/contacts")
+        assert first.status_code == 200
+        assert first.text.count('<th scope="row">') == 50
+        assert "Grace" in first.text  # newest first
+        older = re.search(r'href="\?(cursor=[^"]+)" rel="next"', first.text)
+        assert older
+        second = client.get(f"/app/contacts?{older.group(1).replace('&amp;', '&')}")
+        assert second.text.count('<th scope="row">') == 11
+        assert 'rel="next"' not in second.text
+        by_name = client.get("/app/contacts", params={"q": "hopp"})
+        assert "grace@hopper.example" in by_name.text and "secret@globex" not in by_name.text
+        by_name = client.get("/app/contacts", params={"q": "SON1"})  # Person1, Person10-19
+        assert by_name.text.count('<th scope="row">') == 11
+        prefix = client.get("/app/contacts", params={"q": "p0@"})  # no such email start
+        assert "No contact matches" in prefix.text
+        start = client.get("/app/contacts", params={"q": "p05@exa"})
+        assert start.text.count('<th scope="row">') == 1
+        external = client.get("/app/contacts", params={"q": "u-7"})
+        assert external.text.count('<th scope="row">') == 1 and "p07@example.com" in external.text
+        vip = client.get("/app/contacts", params={"tag": "vip"})
+        assert vip.text.count('<th scope="row">') == 20
+        bad = client.get("/app/contacts", params={"list": "nope"})
+        assert bad.status_code == 422 and "no list" in bad.text
+        cursor = client.get("/app/contacts", params={"cursor": "garbage!"})
+        assert cursor.status_code == 422
+
+
+def test_a_contact_timeline_has_every_event_step_and_message(conveyor: Conveyor, live, tenant, clock):
+    from datetime import timedelta
+
+    user(conveyor, tenant, "ada@acme.example", "viewer")
+    conveyor.catalog.create_list(tenant.workspace, "newsletter")
+    conveyor.automations.apply(
+        tenant.workspace,
+        {**WELCOME, "nodes": [
+            {"id": "welcome", "type": "send_email", "template": "welcome-1"},
+            {"id": "first-week", "type": "wait", "for": "7 days"},
+            {"id": "tips", "type": "add_tag", "tag": "tipped"},
+        ]},
+    )
+    conveyor.automations.set_status(tenant.workspace, "welcome-series", "active")
+    cid = subscribe(live, tenant, "grace@example.com")
+    conveyor.engine.run_until_idle()
+    clock.advance(timedelta(days=7, seconds=1))
+    conveyor.engine.run_until_idle()
+    with browser(live) as client:
+        sign_in(client, "ada@acme.example")
+        page = client.get(f"/app/contacts/{cid}")
+        assert page.status_code == 200
+        text = page.text
+        assert "list.subscribed" in text  # the event
+        assert "welcome-series</a> › <strong>welcome</strong>" in text  # the step
+        assert "welcome-1" in text and "badge-msg-" in text  # the message it queued
+        assert "tipped" in text  # the tag a later step added, in the profile
+        items = re.findall(r'<li class="item item-(\w+)">', text)
+        assert {"event", "step", "message"} <= set(items)
+        # newest first: the step a week later comes before the first email
+        assert text.index("<strong>tips</strong>") < text.index("<strong>welcome</strong>")
+        assert client.get("/app/contacts/999999").status_code == 404
+    views = conveyor.contact_views
+    everything, _ = views.timeline(tenant.workspace, cid, limit=200)
+    walked, cursor = [], None
+    while True:
+        page_items, cursor = views.timeline(tenant.workspace, cid, cursor, limit=2)
+        walked += page_items
+        if cursor is None:
+            break
+    assert [(i.kind, i.id) for i in walked] == [(i.kind, i.id) for i in everything]
+    assert len(everything) >= 5

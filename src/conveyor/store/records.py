@@ -355,3 +355,18 @@ class NodeStepRecord(_FromRow):
     email: str | None
     first_name: str | None
     last_name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineRecord:
+    """One line of a contact's timeline: an event, a step of an automation, or a message."""
+
+    kind: str  # event | step | message
+    id: int
+    at: datetime
+    name: str  # the event's name, the step's node, the message's template (or channel)
+    status: str | None  # the step's outcome, the message's status
+    reason: Any  # the step's reason, the message's error, the event's properties
+    automation: str | None = None
+    version: int | None = None
+    channel: str | None = None

@@ -12,6 +12,7 @@ from conveyor.store.automation_stats import AutomationStatsQueries
 from conveyor.store.automations import AutomationQueries
 from conveyor.store.catalog import CatalogQueries
 from conveyor.store.conditions import AudienceQueries
+from conveyor.store.contact_search import ContactSearchQueries
 from conveyor.store.contacts import ContactQueries
 from conveyor.store.crm import CrmQueries
 from conveyor.store.database import Database, refusals
@@ -55,6 +56,7 @@ class Tx:
         self.ops = OpsQueries(conn, dialect)
         self.sessions = SessionQueries(conn)
         self.automation_stats = AutomationStatsQueries(conn)
+        self.contact_search = ContactSearchQueries(conn, dialect)
 
     def high_water(self) -> int | None:
         """In an event-log consumer's transaction: see `Database.high_water`."""

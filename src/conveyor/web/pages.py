@@ -8,7 +8,7 @@ from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urlencode
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -19,7 +19,8 @@ from conveyor.services.signin import SignedIn
 
 STATIC = Path(__file__).parent / "static"
 FLASH = "conveyor_flash"
-SECTIONS = frozenset({"automations"})  # the sections with pages so far; the rest stay hidden
+# The sections with pages so far: the navigation shows these (the rest when they are built).
+SECTIONS = frozenset({"automations", "contacts"})
 NAV = (
     ("automations", "Automations"),
     ("contacts", "Contacts"),
@@ -55,13 +56,26 @@ def _reason(value: Any) -> str:
         return value["why"]
     parts = []
     for key, item in value.items():
-        text = item if isinstance(item, str) else json.dumps(item, default=str)
+        if isinstance(item, datetime):
+            text = _when(item)
+        else:
+            text = item if isinstance(item, str) else json.dumps(item, default=str)
         parts.append(f"{key}: {text}")
     return "; ".join(parts)[:500]
 
 
 def _percent(value: float | None) -> str:
     return "—" if value is None else f"{value * 100:.1f}%"
+
+
+def _subscribed(lists: dict[str, str]) -> list[str]:
+    return [key for key, status in sorted(lists.items()) if status == "subscribed"]
+
+
+def _query(search: Any, **extra: str) -> str:
+    """A search's query string (empty parts left out), with e.g. the next page's cursor."""
+    given = {k: getattr(search, k) for k in ("q", "tag", "list", "segment")} | extra
+    return urlencode({k: v for k, v in given.items() if v})
 
 
 @cache
@@ -72,11 +86,13 @@ def environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(when=_when, number=_number, percent=_percent, reason=_reason)
+    env.filters.update(
+        when=_when, number=_number, percent=_percent, reason=_reason, select_subscribed=_subscribed
+    )
     env.globals.update(asset=lambda name: f"{base()}/static/{name}?v={asset_version(name)}")
     from conveyor.web.drawing import describe
 
-    env.globals.update(describe=describe)
+    env.globals.update(describe=describe, query=_query)
     env.globals.update(base=base, can=can, Action=Action, nav=NAV, sections=SECTIONS)
     return env
 
