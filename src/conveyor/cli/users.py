@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from conveyor.domain.errors import ConveyorError
+from conveyor.domain.errors import ConveyorError, NotFound
 
 user_app = typer.Typer(
     help="Who signs in to the panel: members with a password.", no_args_is_help=True
@@ -42,6 +42,9 @@ def _run(workspace: str | None, work, password_stdin: bool):  # type: ignore[no-
     conveyor = cli._open()
     try:
         return work(conveyor, cli._workspace(conveyor, workspace), password)
+    except NotFound as exc:
+        hint = "" if workspace else ": start `conveyor serve` once (it creates it) first"
+        cli._fail(f"{exc.detail}{hint}")
     except ConveyorError as exc:
         field = getattr(exc, "field", None)
         cli._fail(f"{field + ': ' if field else ''}{getattr(exc, 'reason', exc.detail)}")

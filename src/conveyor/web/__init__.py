@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse
 
 from conveyor.bootstrap import Conveyor
@@ -14,9 +14,10 @@ def install(app: FastAPI, conveyor: Conveyor) -> None:
     """Mount the panel on the API's app at /app; `/` and `/ui` lead there."""
     from conveyor.web.panel import create_panel
 
-    async def to_panel() -> RedirectResponse:
+    async def to_panel(_request: Request) -> RedirectResponse:
         return RedirectResponse(f"{PREFIX}/", status_code=303)
 
+    # Plain routes, not API routes: they are pages' addresses, not part of the HTTP API.
     for path in ("/", "/ui", "/ui/"):
-        app.add_api_route(path, to_panel, include_in_schema=False)
+        app.add_route(path, to_panel, include_in_schema=False)
     app.mount(PREFIX, create_panel(conveyor))
