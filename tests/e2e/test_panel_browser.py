@@ -53,7 +53,8 @@ def subscribe(api: httpx.Client, email: str) -> int:
 
 
 def check_accessibility(page: Page, name: str) -> None:
-    """axe-core in the page: no serious or critical violation; and a screenshot to look at."""
+    """axe-core in the page (pages are opened with bypass_csp: the panel's CSP refuses any
+    script but its own): no serious or critical violation; and a screenshot to look at."""
     page.add_script_tag(path=str(AXE))
     result = page.evaluate("async () => await axe.run(document)")
     bad = [
@@ -112,7 +113,7 @@ def test_a_marketer_watches_the_welcome_series_run(conveyor, seeded, browser, da
     ):
         subscribe(api, "ada@example.com")
         settle(conveyor)
-        page = browser.new_page(viewport={"width": 1280, "height": 860})
+        page = browser.new_page(viewport={"width": 1280, "height": 860}, bypass_csp=True)
 
         page.goto(f"{server.url}/")
         expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
@@ -206,7 +207,7 @@ def test_a_viewer_is_refused_a_change(conveyor, seeded, browser, database_url):
     acme, _ = seeded
     db = "pg" if database_url.startswith("postgresql") else "sqlite"
     with LiveServer(create_app(conveyor)) as server:
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page = browser.new_page(viewport={"width": 1280, "height": 800}, bypass_csp=True)
         sign_in(page, server.url, "vic@acme.example")
         page.goto(f"{server.url}/app/automations/abandoned-cart")
         expect(page.get_by_role("button", name="Activate")).to_have_count(0)
@@ -233,7 +234,7 @@ def test_the_setup_link_page(conveyor, browser, database_url):
     acme = make_tenant(conveyor, "acme")
     token = conveyor.signin.setup_link_token(acme.workspace)
     with LiveServer(create_app(conveyor)) as server:
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page = browser.new_page(viewport={"width": 1280, "height": 800}, bypass_csp=True)
         page.goto(f"{server.url}/app/setup?token={token}")
         check_accessibility(page, f"{db}-setup")
         page.get_by_label("Your name").fill("Olga Owner")
@@ -244,3 +245,51 @@ def test_the_setup_link_page(conveyor, browser, database_url):
         expect(page.get_by_role("status")).to_contain_text("Welcome, Olga Owner")
         expect(page.get_by_text("No automations yet")).to_be_visible()
         check_accessibility(page, f"{db}-empty-list")
+
+
+def test_a_new_user_watches_scenario_1_on_conveyor_serve(env, browser, database_url):
+    """The README's way: `conveyor serve` (with its worker), `conveyor user create`, the welcome
+    series applied from examples/; the graph's counts move as the real worker runs."""
+    import re
+    import subprocess
+
+    from tests.e2e.test_cli_and_server import CONVEYOR, run, serving
+
+    db = "pg" if database_url.startswith("postgresql") else "sqlite"
+    with serving(env) as (base, output):
+        key = re.search(r"(cvk_[\w-]+)", output).group(1)
+        made = subprocess.run(
+            [CONVEYOR, "user", "create", "--email", "you@example.com", "--role", "admin",
+             "--password-stdin"],
+            env=env, input=PASSWORD + "\n", capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert made.returncode == 0, made.stderr
+        run(env, "automation", "apply", str(ROOT / "examples/automations/welcome-series.yaml"),
+            "--activate")  # fmt: skip
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}) as api:
+            assert api.post("/lists", json={"key": "newsletter"}).status_code == 201
+            # this page keeps the panel's CSP: the panel's own script must work under it
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            refused: list[str] = []
+            page.on("console", lambda m: refused.append(m.text) if "Policy" in m.text else None)
+            page.goto(f"{base}/")
+            page.get_by_label("Email").fill("you@example.com")
+            page.get_by_label("Password").fill(PASSWORD)
+            page.get_by_role("button", name="Sign in").click()
+            page.get_by_role("link", name="Welcome series").click()
+            waiting = page.locator('g.node[data-node="first-week"] tspan[data-count="waiting"]')
+            expect(waiting).to_have_text("0")
+            for name in ("ada", "grace"):
+                subscribe(api, f"{name}@example.com")
+            expect(waiting).to_have_text("2", timeout=20000)  # the worker moved them; no reload
+            page.screenshot(path=str(SHOTS / f"{db}-serve-graph.png"), full_page=True)
+            page.get_by_role("link", name="Contacts").click()
+            page.get_by_role("link", name="Ada").click()
+            message = page.locator(".timeline .item-message")
+            expect(message).to_contain_text("welcome-1")
+            expect(page.locator(".timeline .item-step", has_text="welcome-1 queued")).to_be_visible()
+            assert refused == []
+            checked = browser.new_page(viewport={"width": 1280, "height": 900}, bypass_csp=True)
+            checked.context.add_cookies(page.context.cookies())
+            checked.goto(page.url)
+            check_accessibility(checked, f"{db}-serve-contact")

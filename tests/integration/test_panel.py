@@ -361,3 +361,31 @@ def test_a_contact_timeline_has_every_event_step_and_message(conveyor: Conveyor,
             break
     assert [(i.kind, i.id) for i in walked] == [(i.kind, i.id) for i in everything]
     assert len(everything) >= 5
+
+
+def test_a_refused_change_is_shown_as_an_error_where_it_happened(conveyor: Conveyor, live, tenant):
+    user(conveyor, tenant, "ada@acme.example", "marketer")
+    conveyor.automations.apply(tenant.workspace, WELCOME)
+    conveyor.automations.set_status(tenant.workspace, "welcome-series", "archived")
+    with browser(live) as client:
+        sign_in(client, "ada@acme.example")
+        page = client.get("/app/automations/welcome-series")
+        assert "Activate" not in page.text  # nothing to do with an archived one
+        done = client.post(
+            "/app/automations/welcome-series/status",
+            data={"status": "active", "csrf": form_token(page.text)},
+        )
+        assert done.status_code == 303
+        shown = client.get(done.headers["location"])
+        assert 'class="flash failed" role="alert"' in shown.text
+        assert "archived cannot become active" in shown.text
+        assert "class=\"flash" not in client.get(done.headers["location"]).text  # shown once
+
+
+def test_pages_are_never_cached_or_framed(conveyor: Conveyor, live, tenant):
+    with browser(live) as client:
+        page = client.get("/app/signin")
+        assert page.headers["cache-control"] == "no-store"
+        assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+        assert page.headers["x-frame-options"] == "DENY"
+        assert "script-src 'self'" in page.headers["content-security-policy"]

@@ -19,6 +19,19 @@ from conveyor.services.signin import SignedIn
 
 STATIC = Path(__file__).parent / "static"
 FLASH = "conveyor_flash"
+SECURITY_HEADERS = {
+    "Cache-Control": "no-store",
+    # Only the panel's own script and stylesheet run; no page can be framed (clickjacking on
+    # Activate or Archive), and forms post only here.
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; "
+        "object-src 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+}
 # The sections with pages so far: the navigation shows these (the rest when they are built).
 SECTIONS = frozenset({"automations", "contacts"})
 NAV = (
@@ -113,6 +126,7 @@ def render(
     **context: Any,
 ) -> HTMLResponse:
     flash = unquote(request.cookies.get(FLASH, ""))
+    failed = flash.startswith("!")
     html = (
         environment()
         .get_template(template)
@@ -122,7 +136,8 @@ def render(
             workspace=member.workspace if member else None,
             csrf=member.csrf if member else None,
             section=section,
-            flash=flash[:300] if flash else None,
+            flash=(flash[1:] if failed else flash)[:300] if flash else None,
+            flash_failed=failed,
             **context,
         )
     )
@@ -130,15 +145,17 @@ def render(
     if flash:
         response.delete_cookie(FLASH, path=base())
     # Pages show one workspace's data: never kept by a shared cache, never framed by a stranger.
-    response.headers["Cache-Control"] = "no-store"
+    response.headers.update(SECURITY_HEADERS)
     return response
 
 
-def redirect(to: str, flash: str | None = None) -> RedirectResponse:
-    """Post/Redirect/Get: after an action, a 303 to a page, with a message shown there once."""
+def redirect(to: str, flash: str | None = None, *, failed: bool = False) -> RedirectResponse:
+    """Post/Redirect/Get: after an action, a 303 to a page, with a message shown there once
+    (`failed`: as an error)."""
     response = RedirectResponse(to, status_code=303)
     if flash:
-        response.set_cookie(FLASH, quote(flash[:300]), path=base(), httponly=True, samesite="lax")
+        text = quote(("!" if failed else "") + flash[:300])
+        response.set_cookie(FLASH, text, path=base(), httponly=True, samesite="lax")
     return response
 
 

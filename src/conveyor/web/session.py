@@ -14,6 +14,7 @@ from conveyor.bootstrap import Conveyor
 from conveyor.domain.errors import Forbidden
 from conveyor.domain.permissions import Action, require
 from conveyor.services.signin import IDLE, SignedIn
+from conveyor.web import PREFIX
 
 COOKIE = "conveyor_session"
 SIGNIN_COOKIE = "conveyor_signin"  # double-submit token of the sign-in and setup forms
@@ -109,5 +110,5 @@ def signin_token(request: Request) -> str:
 
 def keep_signin_token(request: Request, response: Response, token: str) -> None:
     response.set_cookie(
-        SIGNIN_COOKIE, token, path="/app", httponly=True, samesite="strict", secure=secure(request)
+        SIGNIN_COOKIE, token, path=PREFIX, httponly=True, samesite="strict", secure=secure(request)
     )

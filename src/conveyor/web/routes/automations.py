@@ -40,14 +40,16 @@ async def change_status(
 ) -> Response:
     member = await acting(request, Action.MANAGE_AUTOMATIONS)
     if status not in STATUS_VERBS:
-        return redirect(f"{base()}/automations/{key}", "Choose activate, pause or archive.")
+        return redirect(
+            f"{base()}/automations/{key}", "Choose activate, pause or archive.", failed=True
+        )
     conveyor = conveyor_of(request)
     try:
         info = conveyor.automations.set_status(member.workspace, key, status)
     except ConveyorError as exc:
         if exc.status == 404:
             raise
-        return redirect(f"{base()}/automations/{key}", exc.detail)
+        return redirect(f"{base()}/automations/{key}", exc.detail, failed=True)
     return redirect(f"{base()}/automations/{key}", f"“{info.name}” is {STATUS_VERBS[status]}.")
 
 
