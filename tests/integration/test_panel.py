@@ -305,6 +305,13 @@ def test_contacts_search_pages_and_filters(conveyor: Conveyor, live, tenant):
         assert "grace@hopper.example" in by_name.text and "secret@globex" not in by_name.text
         by_name = client.get("/app/contacts", params={"q": "SON1"})  # Person1, Person10-19
         assert by_name.text.count('<th scope="row">') == 11
+        starts = client.get("/app/contacts", params={"q": "p1"})  # emails p10… to p19…
+        assert starts.text.count('<th scope="row">') == 10
+        assert "email starts with “p1”" in starts.text
+        named = client.get("/app/contacts", params={"q": "p1", "within": "name"})
+        assert "No contact matches" in named.text and "name contains" in named.text
+        bad_within = client.get("/app/contacts", params={"q": "p1", "within": "phone"})
+        assert bad_within.status_code == 422
         prefix = client.get("/app/contacts", params={"q": "p0@"})  # no such email start
         assert "No contact matches" in prefix.text
         start = client.get("/app/contacts", params={"q": "p05@exa"})
@@ -389,3 +396,36 @@ def test_pages_are_never_cached_or_framed(conveyor: Conveyor, live, tenant):
         assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
         assert page.headers["x-frame-options"] == "DENY"
         assert "script-src 'self'" in page.headers["content-security-policy"]
+
+
+def test_the_cookie_is_secure_when_configured(conveyor: Conveyor, live, tenant):
+    user(conveyor, tenant, "ada@acme.example", "admin")
+    conveyor.settings.secure_cookies = True
+    with browser(live) as client:
+        page = client.get("/app/signin")
+        assert "Secure" in page.headers["set-cookie"]
+        token = form_token(page.text)
+        signed = client.post(  # a client keeps Secure cookies for https: sent by hand here
+            "/app/signin",
+            data={"email": "ada@acme.example", "password": PASSWORD, "csrf": token},
+            headers={"Cookie": f"conveyor_signin={token}"},
+        )
+        assert signed.status_code == 303
+        assert "Secure" in signed.headers["set-cookie"] and "HttpOnly" in signed.headers["set-cookie"]
+
+
+def test_a_removed_member_or_a_new_password_ends_the_session(conveyor: Conveyor, live, tenant):
+    user(conveyor, tenant, "ada@acme.example", "admin")
+    user(conveyor, tenant, "bob@acme.example", "marketer")
+    with browser(live) as ada, browser(live) as bob:
+        sign_in(ada, "ada@acme.example")
+        sign_in(bob, "bob@acme.example")
+        assert ada.get("/app/automations").status_code == 200
+        conveyor.signin.set_password(tenant.workspace, "ada@acme.example", "another long password")
+        assert ada.get("/app/automations").status_code == 303  # back to sign-in
+        bob_id = next(m["id"] for m in conveyor.crm.members(tenant.workspace) if m["email"].startswith("bob"))
+        assert bob.get("/app/automations").status_code == 200
+        conveyor.crm.remove_member(tenant.workspace, bob_id)
+        gone = bob.get("/app/automations")
+        assert gone.status_code == 303 and gone.headers["location"].startswith("/app/signin")
+        assert bob.get("/app/automations/x/live.json").status_code == 401

@@ -29,10 +29,14 @@ class Search:
     tag: str = ""
     list: str = ""
     segment: str = ""
+    within: str = "any"  # any | email | name | external_id: what the box's text is
 
     @property
     def empty(self) -> bool:
         return not (self.q or self.tag or self.list or self.segment)
+
+
+WITHIN = ("any", "email", "name", "external_id")
 
 
 @dataclass(frozen=True)
@@ -78,9 +82,13 @@ class ContactViews:
 
     def search(
         self, workspace: Workspace, search: Search, cursor: str | None = None, limit: int = PAGE
-    ) -> tuple[list[Contact], str | None]:
-        """Contacts matching the search, newest first; the cursor of the next page. The box
-        takes an email (or its start), an external id, or a name."""
+    ) -> tuple[list[Contact], str | None, str]:
+        """Contacts matching the search, newest first; the cursor of the next page; what the
+        box's text was matched as. Given `any`, the text is an exact external id if one has
+        it, else the start of email addresses if any begins so, else part of a name (decided
+        without the cursor, so every page of a search means the same)."""
+        if search.within not in WITHIN:
+            raise InvalidInput("within", f"one of {', '.join(WITHIN)}")
         if not 1 <= limit <= 200:
             raise InvalidInput("limit", "1-200")
         before = decode_cursor(cursor)
@@ -107,20 +115,22 @@ class ContactViews:
                 "segment_id": segment_id,
             }
             search_in = tx.contact_search.search
-            if not q:
-                rows = search_in(workspace.id, **common)
-            elif "@" in q:
-                rows = search_in(workspace.id, email_prefix=q.lower(), **common)
-            elif tx.contacts.by_external_ids(workspace.id, [q]):  # an external id exactly
-                rows = search_in(workspace.id, external_id=q, **common)
-            else:
-                rows = search_in(workspace.id, name=q, **common)
+            within = search.within if q else "any"
+            if q and within == "any":
+                if tx.contacts.by_external_ids(workspace.id, [q]):
+                    within = "external_id"
+                elif search_in(workspace.id, before_id=None, limit=1, email_prefix=q.lower()):
+                    within = "email"
+                else:
+                    within = "name"
+            key = {"email": "email_prefix", "external_id": "external_id", "name": "name"}
+            given = {key[within]: q.lower() if within == "email" else q} if q else {}
+            rows = search_in(workspace.id, **given, **common)
             more = len(rows) > limit
             rows = rows[:limit]
             views = self.contacts.views(tx, workspace, [r.id for r in rows])
-        return [views[r.id] for r in rows if r.id in views], (
-            encode_cursor(rows[-1].id) if more else None
-        )
+        found = [views[r.id] for r in rows if r.id in views]
+        return found, (encode_cursor(rows[-1].id) if more else None), within
 
     def timeline(
         self, workspace: Workspace, contact_id: int, cursor: str | None = None, limit: int = PAGE

@@ -142,6 +142,8 @@ contacts = Table(
     UniqueConstraint("workspace_id", "external_id", name="uq_contacts_workspace_external_id"),
     UniqueConstraint("workspace_id", "email", name="uq_contacts_workspace_email"),
     Index("ix_contacts_workspace_phone", "workspace_id", "phone"),  # SMS replies find their sender
+    # The panel's contact pages, newest first (keyset on id) within a workspace (issue 15).
+    Index("ix_contacts_workspace_id_id", "workspace_id", "id"),
 )
 
 contact_aliases = Table(

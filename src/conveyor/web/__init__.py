@@ -1,4 +1,12 @@
-"""The marketer's panel: server-rendered pages (Jinja2) under /app, signed in with a session."""
+"""The marketer's panel: server-rendered pages (Jinja2) under /app, signed in with a session.
+
+Adding a section: a module in `web/routes/` with an `APIRouter` (listed in `panel.py`), its key in
+`pages.SECTIONS` (the navigation shows it), templates under `templates/<section>/` extending
+`base.html`. A page takes `member: Annotated[SignedIn, Depends(signed_in)]` and calls
+`render(request, template, member, section=..., title=...)`; an action is a POST that starts with
+`member = await acting(request, Action.X)` (CSRF token, Origin and role checked) and ends with
+`redirect(url, "what happened")` (Post/Redirect/Get). Pages call services only.
+"""
 
 from __future__ import annotations
 

@@ -87,8 +87,8 @@ def _subscribed(lists: dict[str, str]) -> list[str]:
 
 def _query(search: Any, **extra: str) -> str:
     """A search's query string (empty parts left out), with e.g. the next page's cursor."""
-    given = {k: getattr(search, k) for k in ("q", "tag", "list", "segment")} | extra
-    return urlencode({k: v for k, v in given.items() if v})
+    given = {k: getattr(search, k) for k in ("q", "tag", "list", "segment", "within")} | extra
+    return urlencode({k: v for k, v in given.items() if v and (k, v) != ("within", "any")})
 
 
 @cache

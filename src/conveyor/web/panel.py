@@ -42,7 +42,11 @@ def create_panel(conveyor: Conveyor) -> FastAPI:
 
     @panel.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
-        detail = "There is no such page." if exc.status_code == 404 else str(exc.detail)
+        details = {
+            404: "There is no such page.",
+            405: "This address answers a form's button, not a visit.",
+        }
+        detail = details.get(exc.status_code, str(exc.detail))
         return _error_page(request, exc.status_code, detail)
 
     @panel.exception_handler(RequestValidationError)
@@ -73,7 +77,15 @@ def _error_page(request: Request, status: int, detail: str) -> Response:
     if member is None:
         conveyor: Conveyor = request.app.state.conveyor
         member = conveyor.signin.session(request.cookies.get(COOKIE))
-    titles = {403: "Not allowed", 404: "Not found", 409: "Conflict", 429: "Too many requests"}
+    titles = {
+        400: "Not understood",
+        403: "Not allowed",
+        404: "Not found",
+        405: "Not a page",
+        409: "Conflict",
+        422: "Not valid",
+        429: "Too many requests",
+    }
     return render(
         request,
         "error.html",

@@ -25,11 +25,12 @@ async def contact_list(
     tag: str = "",
     list: str = "",  # noqa: A002 (the query parameter's name)
     segment: str = "",
+    within: str = "any",
     cursor: str | None = None,
 ) -> Response:
     views = conveyor_of(request).contact_views
-    search = Search(q, tag, list, segment)
-    found, more = views.search(member.workspace, search, cursor)
+    search = Search(q, tag, list, segment, within)
+    found, more, matched = views.search(member.workspace, search, cursor)
     return render(
         request,
         "contacts/list.html",
@@ -41,6 +42,7 @@ async def contact_list(
         contacts=found,
         more=more,
         paged=cursor is not None,
+        matched=matched,
     )
 
 

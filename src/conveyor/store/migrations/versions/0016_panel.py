@@ -1,4 +1,4 @@
-"""The web panel: sign-in sessions and the one-time setup link.
+"""The web panel: sign-in sessions, the one-time setup link, and an index for contact pages.
 
 Revision ID: 0016
 Revises: 0012
@@ -55,9 +55,12 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("token_hash", name=op.f("pk_setup_tokens")),
     )
+    # Contacts newest first within a workspace: without it SQLite (unanalyzed) sorts them all.
+    op.create_index("ix_contacts_workspace_id_id", "contacts", ["workspace_id", "id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_contacts_workspace_id_id", table_name="contacts")
     op.drop_table("setup_tokens")
     op.drop_index("ix_web_sessions_member_id", table_name="web_sessions")
     op.drop_table("web_sessions")
