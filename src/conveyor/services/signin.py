@@ -11,6 +11,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cached_property
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -80,8 +81,12 @@ class SignIn:
         self.clock = clock
         self.crm = crm
         self.hasher = PasswordHasher()
-        # Verified when the address is unknown, so a wrong address costs what a wrong password does.
-        self._decoy = self.hasher.hash(secrets.token_hex(16))
+
+    @cached_property
+    def _decoy(self) -> str:
+        """Verified when the address is unknown, so a wrong address costs what a wrong password
+        does (made on first use: every CLI command builds this service)."""
+        return self.hasher.hash(secrets.token_hex(16))
 
     # --- passwords ---------------------------------------------------------------------------
 

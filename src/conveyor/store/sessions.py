@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 
 from conveyor.store.records import MemberRecord, WebSessionRecord
 from conveyor.store.schema import members, setup_tokens, web_sessions
@@ -74,11 +74,6 @@ class SessionQueries:
     def purge(self, now: datetime) -> int:
         result = self.conn.execute(delete(web_sessions).where(web_sessions.c.expires_at <= now))
         return result.rowcount or 0
-
-    def count(self, member_id: int) -> int:
-        return self.conn.execute(
-            select(func.count()).where(web_sessions.c.member_id == member_id)
-        ).scalar_one()
 
     # --- the setup link ---------------------------------------------------------------------
 

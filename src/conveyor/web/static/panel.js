@@ -77,6 +77,10 @@ function liveGraph() {
     link.classList.add("selected");
     const href = link.getAttribute("href");
     const response = await fetch(`${href}?fragment=1`);
+    if (response.redirected || !response.ok) {
+      window.location.assign(response.redirected ? response.url : href); // signed out, or gone
+      return;
+    }
     drawer.innerHTML = await response.text();
     const heading = drawer.querySelector("h2");
     if (heading) {
