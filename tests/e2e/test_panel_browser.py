@@ -142,7 +142,7 @@ def test_a_marketer_watches_the_welcome_series_run(conveyor, seeded, browser, da
         expect(page.locator(".live.on")).to_be_visible()
         check_accessibility(page, f"{db}-graph")
         page.evaluate("window.__same_page = true")
-        subscribe(api, "grace@example.com")
+        grace = subscribe(api, "grace@example.com")
         subscribe(api, "linus@example.com")
         settle(conveyor)
         expect(waiting).to_have_text("3", timeout=8000)
@@ -186,6 +186,11 @@ def test_a_marketer_watches_the_welcome_series_run(conveyor, seeded, browser, da
         check_accessibility(page, f"{db}-graph-branches")
 
         # contacts: search, then the profile and its timeline with each email and its reason
+        stages = [{"name": "Lead", "probability": 10}, {"name": "Won", "probability": 100}]
+        assert api.post("/pipelines", json={"key": "sales", "stages": stages}).status_code == 200
+        deal = {"title": "Team plan", "pipeline": "sales", "contact_id": grace, "value": 1200}
+        assert api.post("/deals", json=deal).status_code == 201
+        assert api.post("/tasks", json={"title": "Call Grace", "contact_id": grace}).status_code == 201
         page.get_by_role("link", name="Contacts").click()
         expect(page.get_by_role("row")).to_have_count(4)  # the header and three contacts
         check_accessibility(page, f"{db}-contacts")
@@ -196,7 +201,9 @@ def test_a_marketer_watches_the_welcome_series_run(conveyor, seeded, browser, da
         timeline = page.locator(".timeline")
         expect(timeline.locator(".item-message")).to_contain_text("welcome-1")
         expect(timeline.locator(".item-step").first).to_contain_text("welcome-series")
-        expect(timeline.locator(".item-event").first).to_contain_text("list.subscribed")
+        expect(timeline.locator(".item-event").first).to_contain_text("task.created")  # newest
+        expect(timeline.locator(".item-event strong", has_text="list.subscribed")).to_be_visible()
+        expect(page.locator(".deal", has_text="Team plan")).to_be_visible()
         check_accessibility(page, f"{db}-contact")
         page.goto(f"{server.url}/app/contacts?q=nobody-like-this")
         expect(page.get_by_text("No contact matches")).to_be_visible()

@@ -429,3 +429,33 @@ def test_a_removed_member_or_a_new_password_ends_the_session(conveyor: Conveyor,
         gone = bob.get("/app/automations")
         assert gone.status_code == 303 and gone.headers["location"].startswith("/app/signin")
         assert bob.get("/app/automations/x/live.json").status_code == 401
+
+
+def test_a_profile_with_scores_deals_tasks_and_an_owner(conveyor: Conveyor, live, tenant):
+    import yaml
+
+    user(conveyor, tenant, "ada@acme.example", "sales")
+    with open("examples/scoring/lead-scoring.yaml") as source:
+        model = yaml.safe_load(source)
+    with httpx.Client(base_url=live.url, headers=tenant.admin) as api:
+        for key, kind in (("country", "text"), ("job_title", "text"), ("company_size", "number")):
+            assert api.post("/fields", json={"key": key, "type": kind}).status_code in (200, 201)
+        assert api.put("/scoring-model", json=model).status_code == 200
+        cid = api.post(
+            "/contacts",
+            json={"email": "max@big.example", "first_name": "Max", "fields": {"country": "DE"}},
+        ).json()["id"]
+        member = api.post("/members", json={"name": "Sam Sales", "email": "sam@acme.example"}).json()
+        assert api.put(f"/contacts/{cid}/owner", json={"member": member["id"]}).status_code == 200
+        assert api.post("/pipelines", json={"key": "sales", "stages": [
+            {"name": "Lead", "probability": 10}, {"name": "Won", "probability": 100}]}).status_code in (200, 201)
+        deal = api.post("/deals", json={"title": "Big order", "pipeline": "sales", "contact_id": cid, "value": 1200})
+        assert deal.status_code == 201, deal.text
+        task = api.post("/tasks", json={"title": "Call Max", "contact_id": cid})
+        assert task.status_code == 201, task.text
+    with browser(live) as client:
+        sign_in(client, "ada@acme.example")
+        page = client.get(f"/app/contacts/{cid}")
+        assert page.status_code == 200, page.text
+        for text in ("Big order", "Lead", "Call Max", "owner Sam Sales", "engagement", "fit", "dach", "country"):
+            assert text in page.text, text

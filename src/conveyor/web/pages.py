@@ -69,6 +69,8 @@ def _reason(value: Any) -> str:
         return value["why"]
     parts = []
     for key, item in value.items():
+        if item is None:  # "assignee: null" says nothing
+            continue
         if isinstance(item, datetime):
             text = _when(item)
         else:
