@@ -7,11 +7,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from conveyor.clock import Clock, SystemClock
+from conveyor.services.automation_views import AutomationViews
 from conveyor.services.automations import Automations
 from conveyor.services.bulk import BulkJobs
 from conveyor.services.campaigns import Campaigns
 from conveyor.services.catalog import CatalogService
 from conveyor.services.channel_config import Channels
+from conveyor.services.contact_views import ContactViews
 from conveyor.services.contacts import Contacts
 from conveyor.services.crm import Crm
 from conveyor.services.crm.tasks import Tasks
@@ -26,6 +28,7 @@ from conveyor.services.policies import SendPolicies
 from conveyor.services.reactions import Reactions
 from conveyor.services.scoring import Scoring
 from conveyor.services.segments import Segments
+from conveyor.services.signin import SignIn
 from conveyor.services.simulate import Simulator
 from conveyor.services.templates import Templates
 from conveyor.services.workspace_code import WorkspaceCode
@@ -63,6 +66,9 @@ class Conveyor:
     bulk_jobs: BulkJobs
     experiments: Experiments
     deliverability: Deliverability
+    signin: SignIn
+    automation_views: AutomationViews
+    contact_views: ContactViews
 
     def upgrade_schema(self) -> None:
         migrate.upgrade(self.store.db.engine)
@@ -93,6 +99,7 @@ def bootstrap(
     crm = Crm(store, clock)
     tasks = Tasks(store, clock)
     scoring = Scoring(store, clock, batch=settings.engine_batch)
+    automations = Automations(store, clock)
     engine = Engine(
         store,
         clock,
@@ -144,4 +151,7 @@ def bootstrap(
         bulk_jobs=BulkJobs(store, clock, engine),
         experiments=Experiments(store, clock),
         deliverability=deliverability,
+        signin=SignIn(store, clock, crm),
+        automation_views=AutomationViews(store, clock, automations),
+        contact_views=ContactViews(store, clock, contacts),
     )

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     ready_max_due_runs: int = 100_000  # runs whose timer is due and not yet advanced
     worker_metrics_port: int | None = None  # `conveyor worker` serves /metrics here when set
     bootstrap_key_file: Path | None = None  # the first admin key goes here (0600), not stdout
+    # The panel's session cookie is `Secure` when a request arrives over https, when the public
+    # URL is https, or always with this on (behind a TLS-terminating proxy that speaks http).
+    secure_cookies: bool = False
 
     def resolved_database_url(self) -> str:
         if self.database_url:

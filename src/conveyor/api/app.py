@@ -36,6 +36,7 @@ from conveyor.api.routes import (
     workspace_code,
 )
 from conveyor.bootstrap import Conveyor
+from conveyor.web import install as install_panel
 
 DESCRIPTION = """Conveyor's HTTP API.
 
@@ -84,6 +85,7 @@ def create_app(conveyor: Conveyor) -> FastAPI:
         bulk_jobs.router,
     ):
         app.include_router(router)
+    install_panel(app, conveyor)  # the panel, at /app (`/` leads there)
     settings = conveyor.settings
     # Browsers send tracking calls from customers' own sites; keys, not cookies, authenticate.
     app.add_middleware(

@@ -146,6 +146,7 @@ def serve(
             f"Created workspace '{new_key.workspace}'. Its admin API key, shown only this once:"
         )
         out.print(f"  {new_key.secret}", highlight=False)
+    _print_setup_link(conveyor, settings)
     sys.stdout.flush()
     # The worker builds tracking and unsubscribe links from the same host and port.
     env = {**os.environ, "CONVEYOR_HOST": settings.host, "CONVEYOR_PORT": str(settings.port)}
@@ -167,6 +168,24 @@ def serve(
         )
     finally:
         supervisor.stop()
+
+
+def _print_setup_link(conveyor: Conveyor, settings: Settings) -> None:
+    """While no member can sign in to the panel: a one-time link that creates the first owner
+    (valid a day; a new one at each start until someone has a password)."""
+    try:
+        workspace = conveyor.workspaces.get(settings.default_workspace)
+    except ConveyorError:  # the default workspace was renamed away: the oldest one
+        workspace = min(conveyor.workspaces.all(), key=lambda w: w.id, default=None)
+        if workspace is None:
+            return
+    token = conveyor.signin.setup_link_token(workspace)
+    if token is None:
+        out.print(f"Panel: {settings.base_url()}/app", highlight=False)
+        return
+    out.print("No one can sign in to the panel yet. Create the first owner here (works once):")
+    out.print(f"  {settings.base_url()}/app/setup?token={token}", highlight=False)
+    out.print("or on this machine: conveyor user create --email YOU --role admin", highlight=False)
 
 
 def _exit_on_signal(_signum: int, _frame: FrameType | None) -> None:
@@ -707,6 +726,9 @@ app.add_typer(experiments_app, name="experiments")
 
 # `plan`, `apply` and `validate` of a whole folder (workspace as code) register themselves.
 from conveyor.cli import code as _code  # noqa: E402, F401
+from conveyor.cli.users import user_app  # noqa: E402
+
+app.add_typer(user_app, name="user")
 
 
 def main() -> None:

@@ -423,3 +423,47 @@ class ProviderHealthRecord(_FromRow):
     checked_at: datetime
     hour_start: datetime | None
     hour_sent: int
+
+
+# --- the web panel -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WebSessionRecord(_FromRow):
+    token_hash: str
+    workspace_id: int
+    member_id: int
+    csrf: str
+    created_at: datetime
+    seen_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStepRecord(_FromRow):
+    """A step of one node, with the contact it was for (the panel's node drawer)."""
+
+    id: int
+    contact_id: int
+    outcome: str
+    reason: dict[str, Any] | None
+    at: datetime
+    version: int
+    email: str | None
+    first_name: str | None
+    last_name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineRecord:
+    """One line of a contact's timeline: an event, a step of an automation, or a message."""
+
+    kind: str  # event | step | message
+    id: int
+    at: datetime
+    name: str  # the event's name, the step's node, the message's template (or channel)
+    status: str | None  # the step's outcome, the message's status
+    reason: Any  # the step's reason, the message's error, the event's properties
+    automation: str | None = None
+    version: int | None = None
+    channel: str | None = None

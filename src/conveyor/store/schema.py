@@ -142,6 +142,8 @@ contacts = Table(
     UniqueConstraint("workspace_id", "external_id", name="uq_contacts_workspace_external_id"),
     UniqueConstraint("workspace_id", "email", name="uq_contacts_workspace_email"),
     Index("ix_contacts_workspace_phone", "workspace_id", "phone"),  # SMS replies find their sender
+    # The panel's contact pages, newest first (keyset on id) within a workspace (issue 15).
+    Index("ix_contacts_workspace_id_id", "workspace_id", "id"),
 )
 
 contact_aliases = Table(
@@ -737,4 +739,34 @@ provider_health = Table(
     Column("hour_start", UTCDateTime, nullable=True),  # throttled: the hour being counted
     Column("hour_sent", Integer, nullable=False, server_default="0"),
     PrimaryKeyConstraint("workspace_id", "provider", name="pk_provider_health"),
+)
+
+# --- The web panel: sign-in sessions and the one-time setup link (issue 15) ---------------
+# A signed-in member's session. Only a SHA-256 of the cookie's token is kept, so a copy of the
+# database signs nobody in; `csrf` is the per-session token every form of the panel carries.
+web_sessions = Table(
+    "web_sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column(
+        "workspace_id", Integer, ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("member_id", Integer, ForeignKey("members.id", ondelete="CASCADE"), nullable=False),
+    Column("csrf", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("seen_at", UTCDateTime, nullable=False),  # moved at most once a minute
+    Column("expires_at", UTCDateTime, nullable=False),
+    Index("ix_web_sessions_member_id", "member_id"),
+)
+
+# The link `conveyor serve` prints while no member can sign in: it creates the first owner.
+setup_tokens = Table(
+    "setup_tokens",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column(
+        "workspace_id", Integer, ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
 )

@@ -9,11 +9,13 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 
+from conveyor.store.automation_stats import AutomationStatsQueries
 from conveyor.store.automations import AutomationQueries
 from conveyor.store.bulk_jobs import BulkJobQueries
 from conveyor.store.campaigns import CampaignQueries
 from conveyor.store.catalog import CatalogQueries
 from conveyor.store.conditions import AudienceQueries
+from conveyor.store.contact_search import ContactSearchQueries
 from conveyor.store.contacts import ContactQueries
 from conveyor.store.crm import CrmQueries
 from conveyor.store.database import Database, refusals
@@ -25,6 +27,7 @@ from conveyor.store.ops import OpsQueries
 from conveyor.store.ratelimits import RateLimitQueries
 from conveyor.store.scoring import ScoringQueries
 from conveyor.store.segments import SegmentQueries
+from conveyor.store.sessions import SessionQueries
 from conveyor.store.templates import TemplateQueries
 from conveyor.store.workspaces import WorkspaceQueries
 
@@ -62,6 +65,9 @@ class Tx:
         self.bulk_jobs = BulkJobQueries(conn, dialect)
         self.experiments = ExperimentQueries(conn)
         self.deliverability = DeliverabilityQueries(conn, dialect)
+        self.sessions = SessionQueries(conn)
+        self.automation_stats = AutomationStatsQueries(conn)
+        self.contact_search = ContactSearchQueries(conn, dialect)
 
     @contextlib.contextmanager
     def savepoint(self) -> Iterator[None]:

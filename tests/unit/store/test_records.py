@@ -30,6 +30,7 @@ TABLES = [
     (records.EventRecord, schema.events),
     (records.CampaignRecord, schema.campaigns),
     (records.BulkJobRecord, schema.bulk_jobs),
+    (records.WebSessionRecord, schema.web_sessions),
 ]
 
 
