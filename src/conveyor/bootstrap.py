@@ -110,6 +110,7 @@ def bootstrap(
     )
     automations = Automations(store, clock)
     templates = Templates(store, clock, max_bytes=settings.max_template_bytes)
+    campaigns = Campaigns(store, clock)
     code = WorkspaceCode(
         store,
         clock,
@@ -121,6 +122,7 @@ def bootstrap(
         policies=policies,
         crm=crm,
         scoring=scoring,
+        campaigns=campaigns,
     )
     return Conveyor(
         settings=settings,
@@ -147,7 +149,7 @@ def bootstrap(
         ops=Operations(store, clock, settings, consumers=engine.log.names),
         simulator=Simulator(store, clock, segments),
         code=code,
-        campaigns=Campaigns(store, clock),
+        campaigns=campaigns,
         bulk_jobs=BulkJobs(store, clock, engine),
         experiments=Experiments(store, clock),
         deliverability=deliverability,

@@ -33,7 +33,11 @@ def test_examples_plan_then_apply_into_an_empty_workspace(conveyor, tenant):
         r.key for r in resources if r.kind == "automation"
     }
     assert conveyor.scoring.model(ws)["definition"]["scores"]["engagement"]
-    assert {info.key for info, _ in conveyor.catalog.lists(ws)} == {"newsletter", "loyal-customers"}
+    assert {info.key for info, _ in conveyor.catalog.lists(ws)} == {
+        r.key for r in resources if r.kind == "list"
+    }
+    # Campaigns are applied as drafts: sending one stays an explicit step.
+    assert {c.status for c in conveyor.campaigns.all(ws)} == {"draft"}
 
     again = conveyor.code.plan(ws, resources)
     assert set(actions(again).values()) == {"unchanged"}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -66,6 +67,9 @@ def read_folder(folder: Path) -> list[Resource]:
                 _fail(f"{where}: {getattr(exc, 'problem', None) or exc}")
             except (OSError, UnicodeDecodeError) as exc:
                 _fail(f"{source}: {exc}")
+            # As JSON has it (YAML's dates become ISO text): the same definitions locally and
+            # over --url, and as the API would store them.
+            data = json.loads(json.dumps(data, default=_iso))
             try:
                 resources.extend(resources_of(kind, data, source))
             except ConveyorError as exc:
@@ -73,6 +77,12 @@ def read_folder(folder: Path) -> list[Resource]:
     if not resources:
         _fail(f"{folder}: no resources (sub-folders: {', '.join(FOLDERS)})")
     return resources
+
+
+def _iso(value: Any) -> str:
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 def _local(folder: Path, workspace: str | None, prune: bool, commit: bool) -> dict[str, Any]:

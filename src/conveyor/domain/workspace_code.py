@@ -9,6 +9,8 @@ applied like infrastructure code (`conveyor plan DIR`, `conveyor apply DIR`).
     pipelines/*.yaml    a pipeline {key, name, stages} or a list of them
     policies/*.yaml     the workspace's send policy (one per workspace)
     automations/*.yaml  an automation (one per file)
+    campaigns/*.yaml    a campaign (one per file): applied as a draft or a change to a draft;
+                        scheduling and sending it stay explicit (`conveyor campaign schedule`)
 
 Pure: what a folder holds, in which order it is applied, what a plan says. Reading the files is
 the entrypoint's; comparing with a workspace and applying is the service's.
@@ -28,7 +30,17 @@ from conveyor.domain.automations.nodes.sends import REGISTRY_CHANNELS
 from conveyor.domain.errors import InvalidInput
 
 # Applied in this order: what a later kind names exists by then.
-KINDS = ("field", "list", "template", "scoring", "segment", "pipeline", "policy", "automation")
+KINDS = (
+    "field",
+    "list",
+    "template",
+    "scoring",
+    "segment",
+    "pipeline",
+    "policy",
+    "automation",
+    "campaign",
+)
 FOLDERS = {
     "fields": "field",
     "lists": "list",
@@ -38,6 +50,7 @@ FOLDERS = {
     "pipelines": "pipeline",
     "policies": "policy",
     "automations": "automation",
+    "campaigns": "campaign",
 }
 # One per workspace: their key is the kind itself.
 SINGLE = frozenset({"scoring", "policy"})
@@ -112,8 +125,10 @@ def resources_of(kind: str, data: Any, source: str) -> list[Resource]:
             raise InvalidInput(source, f"a {kind} file holds one mapping")
         return [Resource(kind, kind, data, source)]
     items = data if isinstance(data, list) else [data]
-    if kind == "automation" and len(items) != 1:
-        raise InvalidInput(source, "an automation file holds one automation")
+    if kind in ("automation", "campaign") and len(items) != 1:
+        raise InvalidInput(
+            source, f"a{'n' if kind == 'automation' else ''} {kind} file holds one {kind}"
+        )
     found = []
     for n, item in enumerate(items):
         where = source if len(items) == 1 else f"{source}#{n + 1}"

@@ -31,6 +31,7 @@ from conveyor.domain.workspace_code import (
 )
 from conveyor.domain.workspaces import Workspace
 from conveyor.services.automations import Automations
+from conveyor.services.campaigns import Campaigns
 from conveyor.services.catalog import CatalogService
 from conveyor.services.crm import Crm
 from conveyor.services.policies import SendPolicies
@@ -61,6 +62,7 @@ class WorkspaceCode:
         policies: SendPolicies,
         crm: Crm,
         scoring: Scoring,
+        campaigns: Campaigns,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -72,6 +74,7 @@ class WorkspaceCode:
         self.policies = policies
         self.crm = crm
         self.scoring = scoring
+        self.campaigns = campaigns
 
     def plan(self, workspace: Workspace, resources: list[Resource], *, prune: bool = False) -> Plan:
         """What `apply` would do, resource by resource, with diffs; changes nothing."""
@@ -292,6 +295,8 @@ class WorkspaceCode:
             status = definition.get("status")
             if status is not None and status != info.status:
                 self.automations.set_status(workspace, resource.key, str(status))
+        elif kind == "campaign":
+            self.campaigns.apply(workspace, definition)
 
     def _remove(self, workspace: Workspace, kind: str, key: str) -> None:
         if kind == "automation":
@@ -409,6 +414,24 @@ def _automation(code: WorkspaceCode, workspace: Workspace, key: str) -> Any:
     return {**info.definition, "status": info.status}
 
 
+def _campaign(code: WorkspaceCode, workspace: Workspace, key: str) -> Any:
+    info = _or_none(lambda: code.campaigns.get(workspace, key))
+    if info is None:
+        return None
+    kept = (
+        "name",
+        "channel",
+        "template",
+        "audience",
+        "schedule",
+        "throttle_per_hour",
+        "on_cap",
+        "ab_test",
+        "status",
+    )
+    return {"key": info.key, **{name: getattr(info, name) for name in kept}}
+
+
 _CURRENT: dict[str, Callable[[WorkspaceCode, Workspace, str], Any]] = {
     "field": _field,
     "list": _list,
@@ -418,4 +441,5 @@ _CURRENT: dict[str, Callable[[WorkspaceCode, Workspace, str], Any]] = {
     "pipeline": _pipeline,
     "policy": _policy,
     "automation": _automation,
+    "campaign": _campaign,
 }
