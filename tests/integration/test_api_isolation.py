@@ -752,6 +752,8 @@ def test_tracking_takes_every_key_form_and_stays_in_its_workspace(
     sent = set()
     for case in BY_ACCESS[TRACKING]:
         route = case.path.removeprefix("/v1/")
+        if route not in (*TRACKING_CALLS, "batch"):
+            continue  # analytics.js's short paths: the same endpoints (their own cases above)
         message_id = f"b-{form}-{route}"
         sent.add(message_id)
         body = tracking_body(route, message_id)
