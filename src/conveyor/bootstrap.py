@@ -20,6 +20,7 @@ from conveyor.services.ingest import Ingest
 from conveyor.services.ops import Operations
 from conveyor.services.policies import SendPolicies
 from conveyor.services.reactions import Reactions
+from conveyor.services.reports import Reports
 from conveyor.services.scoring import Scoring
 from conveyor.services.segments import Segments
 from conveyor.services.simulate import Simulator
@@ -51,6 +52,7 @@ class Conveyor:
     crm: Crm
     tasks: Tasks
     scoring: Scoring
+    reports: Reports
     ops: Operations
     simulator: Simulator
 
@@ -82,6 +84,7 @@ def bootstrap(
     crm = Crm(store, clock)
     tasks = Tasks(store, clock)
     scoring = Scoring(store, clock, batch=settings.engine_batch)
+    reports = Reports(store, clock)
     engine = Engine(
         store,
         clock,
@@ -89,6 +92,7 @@ def bootstrap(
         batch=settings.engine_batch,
         sweeps=(tasks.sweep_overdue,),
         scoring=scoring,
+        reports=reports,
     )
     return Conveyor(
         settings=settings,
@@ -112,6 +116,7 @@ def bootstrap(
         crm=crm,
         tasks=tasks,
         scoring=scoring,
+        reports=reports,
         ops=Operations(store, clock, settings, consumers=engine.log.names),
         simulator=Simulator(store, clock, segments),
     )

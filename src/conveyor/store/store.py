@@ -18,6 +18,7 @@ from conveyor.store.events import EventQueries
 from conveyor.store.messages import MessageQueries
 from conveyor.store.ops import OpsQueries
 from conveyor.store.ratelimits import RateLimitQueries
+from conveyor.store.reports import ReportQueries
 from conveyor.store.scoring import ScoringQueries
 from conveyor.store.segments import SegmentQueries
 from conveyor.store.templates import TemplateQueries
@@ -51,6 +52,7 @@ class Tx:
         self.crm = CrmQueries(conn, dialect)
         self.scoring = ScoringQueries(conn, dialect)
         self.ops = OpsQueries(conn, dialect)
+        self.reports = ReportQueries(conn, dialect)
 
     def high_water(self) -> int | None:
         """In an event-log consumer's transaction: see `Database.high_water`."""

@@ -28,6 +28,7 @@ TABLES = [
     (records.ContactScoreRecord, schema.contact_scores),
     (records.ScoreAwardRecord, schema.score_awards),
     (records.EventRecord, schema.events),
+    (records.ReportMessageRecord, schema.report_messages),
 ]
 
 
