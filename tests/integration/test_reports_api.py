@@ -25,7 +25,7 @@ def track(client, tenant, user, event, **props):
 
 
 @pytest.fixture
-def shop(client, server, tenant, conveyor, clock, mail):
+def shop(client, server, tenant, conveyor, clock, mail):  # noqa: F811
     """Three carts left; an hour later three reminders. Ada opens (a proxy fetched the pixel
     first), clicks and orders 40; a scanner clicks Bob's link and Bob orders 25 without
     clicking; Cara does nothing and gets the second reminder."""

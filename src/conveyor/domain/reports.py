@@ -148,7 +148,8 @@ def check_attribution(raw: Mapping[str, Any]) -> dict[str, Any]:
     allowed = {"event", "revenue_properties", "click_days", "open_days"}
     for key in raw:
         if key not in allowed:
-            raise InvalidInput(f"attribution.{key}", f"unknown; one of {', '.join(sorted(allowed))}")
+            known = ", ".join(sorted(allowed))
+            raise InvalidInput(f"attribution.{key}", f"unknown; one of {known}")
     out: dict[str, Any] = {}
     if "event" in raw:
         event = raw["event"]

@@ -11,6 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from conveyor.clock import Clock
+from conveyor.domain.errors import NotFound
 from conveyor.domain.reports import (
     METRICS,
     AttributionModel,
@@ -24,7 +25,6 @@ from conveyor.domain.reports import (
     rates,
     revenue_minor,
 )
-from conveyor.domain.errors import NotFound
 from conveyor.domain.workspaces import Workspace
 from conveyor.services.automations import parse_definition
 from conveyor.services.conditions import ConditionContext
@@ -207,9 +207,7 @@ class Reports:
             "template": key,
             **_summary(figures, span, machine),
         }
-        out["versions"] = [
-            {"version": v, **_shown(versions[v], machine)} for v in sorted(versions)
-        ]
+        out["versions"] = [{"version": v, **_shown(versions[v], machine)} for v in sorted(versions)]
         return out
 
     def overview(

@@ -19,16 +19,17 @@ router = APIRouter(tags=["reports"])
 Admin = Annotated[Workspace, Depends(admin_workspace)]
 From = Annotated[
     date | None,
-    Query(alias="from", description="first day (YYYY-MM-DD, workspace timezone); default: 29 days before `to`"),
+    Query(
+        alias="from",
+        description="first day (YYYY-MM-DD, workspace timezone); default: 29 days before `to`",
+    ),
 ]
 To = Annotated[date | None, Query(description="last day, included; default: today")]
 Granularity = Annotated[str, Query(description="day, week (from Monday) or month")]
 Format = Annotated[
     str | None, Query(description="json or csv (or send Accept: text/csv); default json")
 ]
-Machine = Annotated[
-    bool, Query(description="count machine opens and bot clicks in the rates too")
-]
+Machine = Annotated[bool, Query(description="count machine opens and bot clicks in the rates too")]
 Table = Annotated[
     str, Query(description="for CSV: which rows, `series` (periods) or the report's other list")
 ]
@@ -91,7 +92,8 @@ def overview_report(
     report = conveyor_of(request).reports.overview(
         workspace, start, to, granularity, machine=machine
     )
-    return _answer(request, report, format, table, ("series", "automations", "channels"), "overview")
+    tables = ("series", "automations", "channels")
+    return _answer(request, report, format, table, tables, "overview")
 
 
 def _answer(

@@ -70,9 +70,7 @@ def upgrade() -> None:
         sa.Column("clicked_any", sa.Boolean(), nullable=False),
         sa.PrimaryKeyConstraint("message_id", name=op.f("pk_report_messages")),
     )
-    op.create_index(
-        "ix_report_messages_contact", "report_messages", ["workspace_id", "contact_id"]
-    )
+    op.create_index("ix_report_messages_contact", "report_messages", ["workspace_id", "contact_id"])
 
 
 def downgrade() -> None:
