@@ -137,8 +137,10 @@ class Reports:
             row = tx.automations.by_key(workspace.id, key)
             if row is None:
                 raise NotFound(f"no automation '{key}' in this workspace")
-            figures = tx.reports.figures(
-                workspace.id, span.first, span.last, by=("node",), where={"automation": key}
+            where = {"automation": key}
+            figures = tx.reports.figures(workspace.id, span.first, span.last, where=where)
+            per_node = tx.reports.figures(
+                workspace.id, span.first, span.last, by=("node",), where=where, per_day=False
             )
             active = dict(tx.automations.node_counts(row.id))
             funnel = tx.reports.funnel(row.id, span.start_utc, span.end_utc)
@@ -147,7 +149,7 @@ class Reports:
         order = graph_order(parsed.start, {n.id: n.targets() for n in parsed.nodes.values()})
         types = {n.id: n.type for n in parsed.nodes.values()}
         by_node: dict[str, dict[str, int]] = defaultdict(_zeros)
-        for f in figures:
+        for f in per_node:
             by_node[f.dims[0]][f.metric] += f.value
         reach = {f.node: f for f in funnel}
         nodes = []
@@ -193,15 +195,18 @@ class Reports:
         with self.store.read() as tx:
             if tx.templates.by_key(workspace.id, key) is None:
                 raise NotFound(f"no template '{key}' in this workspace")
-            figures = tx.reports.figures(
+            where = {"template": key}
+            figures = tx.reports.figures(workspace.id, span.first, span.last, where=where)
+            per_version = tx.reports.figures(
                 workspace.id,
                 span.first,
                 span.last,
                 by=("template_version",),
-                where={"template": key},
+                where=where,
+                per_day=False,
             )
         versions: dict[int, dict[str, int]] = defaultdict(_zeros)
-        for f in figures:
+        for f in per_version:
             versions[f.dims[0]][f.metric] += f.value
         out = span.header(workspace, machine) | {
             "template": key,
@@ -221,17 +226,20 @@ class Reports:
     ) -> dict[str, Any]:
         span = self._span(workspace, start, end, granularity)
         with self.store.read() as tx:
-            figures = tx.reports.figures(
-                workspace.id, span.first, span.last, by=("automation", "channel")
-            )
+            figures = tx.reports.figures(workspace.id, span.first, span.last)
+            split = {
+                name: tx.reports.figures(
+                    workspace.id, span.first, span.last, by=(name,), per_day=False
+                )
+                for name in ("automation", "channel")
+            }
         out = span.header(workspace, machine) | _summary(figures, span, machine)
-        for index, name in ((0, "automations"), (1, "channels")):
+        for dimension, name in (("automation", "automations"), ("channel", "channels")):
             groups: dict[str, dict[str, int]] = defaultdict(_zeros)
-            for f in figures:
-                if f.dims[index]:
-                    groups[f.dims[index]][f.metric] += f.value
-            label = name[:-1]
-            out[name] = [{label: k, **_shown(groups[k], machine)} for k in sorted(groups)]
+            for f in split[dimension]:
+                if f.dims[0]:
+                    groups[f.dims[0]][f.metric] += f.value
+            out[name] = [{dimension: k, **_shown(groups[k], machine)} for k in sorted(groups)]
         totals = out["totals"]
         totals["unattributed_conversions"] = totals["conversions_all"] - totals["conversions"]
         return out

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, exists, func, or_, select
+from sqlalchemy import Connection, and_, exists, func, literal, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -89,18 +89,21 @@ class ReportQueries:
         *,
         by: Sequence[str] = (),
         where: dict[str, Any] | None = None,
+        per_day: bool = True,
     ) -> list[ReportFigure]:
-        """Sums per day, the dimensions in `by` and metric, over days first..last (inclusive),
-        of the rows whose dimensions equal `where`'s values."""
+        """Sums per day (or over the whole range: day ""), the dimensions in `by` and metric,
+        over days first..last (inclusive), of the rows whose dimensions equal `where`'s."""
         for name in (*by, *(where or {})):
             if name not in DIMENSIONS:
                 raise ValueError(f"unknown report dimension {name!r}")
         t = report_daily.c
-        groups = [t.day, *(t[name] for name in by), t.metric]
+        day = t.day if per_day else literal("").label("day")
+        groups = [*(t[name] for name in by), t.metric]
+        heads = [day, *groups]
         stmt = (
-            select(*groups, func.sum(t.value))
+            select(*heads, func.sum(t.value))
             .where(t.workspace_id == workspace_id, t.day >= first_day, t.day <= last_day)
-            .group_by(*groups)
+            .group_by(*([t.day] if per_day else []), *groups)
         )
         for name, value in (where or {}).items():
             stmt = stmt.where(t[name] == value)
