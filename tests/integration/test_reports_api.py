@@ -127,6 +127,8 @@ def test_overview_template_and_csv(client, tenant, shop):
         ({"from": "yesterday"}, "from"),
         ({"format": "xml"}, "format"),
         ({"format": "csv", "table": "secrets"}, "table"),
+        ({"from": "0001-01-01", "to": "0001-01-05"}, "from"),  # no overflow at the edges
+        ({"to": "9999-12-31", "granularity": "month"}, "to"),
     ],
 )
 def test_bad_ranges_are_problems_naming_the_field(client, tenant, params, field):

@@ -301,9 +301,15 @@ def period_of(day: date, granularity: str) -> date:
 MAX_RANGE_DAYS = 3660
 
 
+EARLIEST, LATEST = date(1970, 1, 1), date(2999, 12, 31)
+
+
 def check_range(start: date, end: date, granularity: str) -> None:
     if granularity not in GRANULARITIES:
         raise InvalidInput("granularity", "one of day, week, month")
+    for name, day in (("from", start), ("to", end)):
+        if not EARLIEST <= day <= LATEST:
+            raise InvalidInput(name, "a day from 1970-01-01 to 2999-12-31")
     if end < start:
         raise InvalidInput("to", "the end of the range is before its start")
     if (end - start).days > MAX_RANGE_DAYS:

@@ -11,7 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from conveyor.clock import Clock
-from conveyor.domain.errors import NotFound
+from conveyor.domain.errors import InvalidInput, NotFound
 from conveyor.domain.reports import (
     METRICS,
     AttributionModel,
@@ -145,9 +145,15 @@ class Reports:
             active = dict(tx.automations.node_counts(row.id))
             funnel = tx.reports.funnel(row.id, span.start_utc, span.end_utc)
             definition = tx.automations.definition(row.id, row.version)
-            parsed = parse_definition(tx, workspace, definition, key=key)
-        order = graph_order(parsed.start, {n.id: n.targets() for n in parsed.nodes.values()})
-        types = {n.id: n.type for n in parsed.nodes.values()}
+            try:
+                parsed = parse_definition(tx, workspace, definition, key=key)
+                targets = {n.id: n.targets() for n in parsed.nodes.values()}
+                order = graph_order(parsed.start, targets)
+                types = {n.id: n.type for n in parsed.nodes.values()}
+            except InvalidInput:  # a field or list it names was deleted since: file order
+                raw = [n for n in (definition or {}).get("nodes") or [] if isinstance(n, dict)]
+                order = [str(n.get("id")) for n in raw]
+                types = {str(n.get("id")): str(n.get("type")) for n in raw}
         by_node: dict[str, dict[str, int]] = defaultdict(_zeros)
         for f in per_node:
             by_node[f.dims[0]][f.metric] += f.value
