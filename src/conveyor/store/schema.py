@@ -638,8 +638,29 @@ report_daily = Table(
         "metric",
         name="pk_report_daily",
     ),
-    Index("ix_report_daily_automation", "workspace_id", "automation", "day"),
-    Index("ix_report_daily_template", "workspace_id", "template", "day"),
+    # Covering indexes: a report's sums read only the index, never the table (the rollup of a
+    # busy workspace has ~1,500 rows a day; fetching each from the table was most of the time).
+    Index(
+        "ix_report_daily_overview",
+        "workspace_id",
+        "day",
+        "automation",
+        "channel",
+        "metric",
+        "value",
+    ),
+    Index(
+        "ix_report_daily_automation", "workspace_id", "automation", "day", "node", "metric", "value"
+    ),
+    Index(
+        "ix_report_daily_template",
+        "workspace_id",
+        "template",
+        "day",
+        "template_version",
+        "metric",
+        "value",
+    ),
 )
 
 # What reports remember of each message: its key, and the first and last human open and click

@@ -47,9 +47,20 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint(*KEY, name=op.f("pk_report_daily")),
     )
     op.create_index(
-        "ix_report_daily_automation", "report_daily", ["workspace_id", "automation", "day"]
+        "ix_report_daily_overview",
+        "report_daily",
+        ["workspace_id", "day", "automation", "channel", "metric", "value"],
     )
-    op.create_index("ix_report_daily_template", "report_daily", ["workspace_id", "template", "day"])
+    op.create_index(
+        "ix_report_daily_automation",
+        "report_daily",
+        ["workspace_id", "automation", "day", "node", "metric", "value"],
+    )
+    op.create_index(
+        "ix_report_daily_template",
+        "report_daily",
+        ["workspace_id", "template", "day", "template_version", "metric", "value"],
+    )
     op.create_table(
         "report_messages",
         sa.Column("message_id", sa.BigInteger(), autoincrement=False, nullable=False),
