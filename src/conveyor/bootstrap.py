@@ -26,6 +26,7 @@ from conveyor.services.ingest import Ingest
 from conveyor.services.ops import Operations
 from conveyor.services.policies import SendPolicies
 from conveyor.services.reactions import Reactions
+from conveyor.services.reports import Reports
 from conveyor.services.scoring import Scoring
 from conveyor.services.segments import Segments
 from conveyor.services.signin import SignIn
@@ -59,6 +60,7 @@ class Conveyor:
     crm: Crm
     tasks: Tasks
     scoring: Scoring
+    reports: Reports
     ops: Operations
     simulator: Simulator
     code: WorkspaceCode
@@ -100,6 +102,7 @@ def bootstrap(
     tasks = Tasks(store, clock)
     scoring = Scoring(store, clock, batch=settings.engine_batch)
     automations = Automations(store, clock)
+    reports = Reports(store, clock)
     engine = Engine(
         store,
         clock,
@@ -107,6 +110,7 @@ def bootstrap(
         batch=settings.engine_batch,
         sweeps=(tasks.sweep_overdue,),
         scoring=scoring,
+        reports=reports,
     )
     automations = Automations(store, clock)
     templates = Templates(store, clock, max_bytes=settings.max_template_bytes)
@@ -146,6 +150,7 @@ def bootstrap(
         crm=crm,
         tasks=tasks,
         scoring=scoring,
+        reports=reports,
         ops=Operations(store, clock, settings, consumers=engine.log.names),
         simulator=Simulator(store, clock, segments),
         code=code,

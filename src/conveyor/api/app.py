@@ -24,6 +24,7 @@ from conveyor.api.routes import (
     pipelines,
     policies,
     public,
+    reports,
     scoring,
     segments,
     simulations,
@@ -83,6 +84,7 @@ def create_app(conveyor: Conveyor) -> FastAPI:
         ops.router,
         campaigns.router,
         bulk_jobs.router,
+        reports.router,
     ):
         app.include_router(router)
     install_panel(app, conveyor)  # the panel, at /app (`/` leads there)

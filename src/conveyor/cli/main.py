@@ -714,6 +714,7 @@ def scoring_recompute(workspace: WorkspaceOpt = None) -> None:
 # The sales side's commands live in their own module; it uses the helpers above.
 from conveyor.cli.campaigns import APPS as CAMPAIGN_APPS  # noqa: E402
 from conveyor.cli.crm import APPS as CRM_APPS  # noqa: E402
+from conveyor.cli.reports import report_app as REPORT_APP  # noqa: E402
 
 for _name, _sub in {**CRM_APPS, **CAMPAIGN_APPS}.items():
     app.add_typer(_sub, name=_name)
@@ -729,6 +730,7 @@ from conveyor.cli import code as _code  # noqa: E402, F401
 from conveyor.cli.users import user_app  # noqa: E402
 
 app.add_typer(user_app, name="user")
+app.add_typer(REPORT_APP, name="report")
 
 
 def main() -> None:

@@ -25,6 +25,7 @@ from conveyor.store.experiments import ExperimentQueries
 from conveyor.store.messages import MessageQueries
 from conveyor.store.ops import OpsQueries
 from conveyor.store.ratelimits import RateLimitQueries
+from conveyor.store.reports import ReportQueries
 from conveyor.store.scoring import ScoringQueries
 from conveyor.store.segments import SegmentQueries
 from conveyor.store.sessions import SessionQueries
@@ -68,6 +69,7 @@ class Tx:
         self.sessions = SessionQueries(conn)
         self.automation_stats = AutomationStatsQueries(conn)
         self.contact_search = ContactSearchQueries(conn, dialect)
+        self.reports = ReportQueries(conn, dialect)
 
     @contextlib.contextmanager
     def savepoint(self) -> Iterator[None]:

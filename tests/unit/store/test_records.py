@@ -31,6 +31,7 @@ TABLES = [
     (records.CampaignRecord, schema.campaigns),
     (records.BulkJobRecord, schema.bulk_jobs),
     (records.WebSessionRecord, schema.web_sessions),
+    (records.ReportMessageRecord, schema.report_messages),
 ]
 
 
