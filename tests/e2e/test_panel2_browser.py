@@ -1,0 +1,136 @@
+"""The panel's segments, messages, CRM and settings pages in headless Chromium against the real
+app on both databases, with the frame's helpers: real seeded data, axe-core on every page, the
+keyboard, a viewer refused each change, and nothing of another workspace. Screenshots go to
+/tmp/panel2-shots."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from conveyor.api.app import create_app
+from conveyor.bootstrap import Conveyor
+from tests.e2e import test_panel_browser as frame
+from tests.e2e.test_panel_browser import ARGS, PASSWORD, pytestmark  # noqa: F401
+from tests.integration.conftest import LiveServer, Tenant, make_tenant
+
+SHOTS = Path("/tmp/panel2-shots")
+
+
+def look(page: Page, name: str) -> None:
+    frame.SHOTS = SHOTS
+    frame.check_accessibility(page, name)
+
+
+def sign_in(page: Page, url: str, email: str) -> None:
+    page.goto(f"{url}/")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_label("Password").press("Enter")
+    page.wait_for_url(f"{url}/app/automations")
+
+
+@pytest.fixture
+def chromium() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=shutil.which("chromium"), args=ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture
+def tenants(conveyor: Conveyor) -> tuple[Tenant, Tenant]:
+    acme = make_tenant(conveyor, "acme")
+    globex = make_tenant(conveyor, "globex")
+    ws = acme.workspace
+    conveyor.signin.create_user(ws, "mia@acme.example", "marketer", PASSWORD, name="Mia Marketer")
+    conveyor.signin.create_user(ws, "vic@acme.example", "viewer", PASSWORD, name="Vic Viewer")
+    conveyor.segments.save(ws, "vips", "VIP customers", {"tag": "vip"}, create=True)
+    conveyor.segments.save(ws, "nobody", "Nobody yet", {"tag": "never-given"}, create=True)
+    conveyor.segments.save(
+        globex.workspace, "globex-secret", "Globex secret", {"tag": "vip"}, create=True
+    )
+    return acme, globex
+
+
+def add(api: httpx.Client, email: str, tags: list[str]) -> int:
+    made = api.post("/contacts", json={"email": email, "tags": tags})
+    assert made.status_code == 201, made.text
+    return made.json()["id"]
+
+
+def test_segments_list_members_and_why(conveyor, tenants, chromium, database_url):
+    acme, globex = tenants
+    db = "pg" if database_url.startswith("postgresql") else "sqlite"
+    with (
+        LiveServer(create_app(conveyor)) as server,
+        httpx.Client(base_url=server.url, headers=acme.admin, timeout=10) as api,
+        httpx.Client(base_url=server.url, headers=globex.admin, timeout=10) as other,
+    ):
+        for n in range(53):
+            add(api, f"vip{n:02}@example.com", ["vip"])
+        add(api, "plain@example.com", ["newsletter"])
+        add(other, "globex-vip@example.com", ["vip"])
+        page = frame_page(chromium)
+        sign_in(page, server.url, "vic@acme.example")  # reading needs no more than a viewer
+
+        page.get_by_role("link", name="Segments").click()
+        page.wait_for_url("**/app/segments")
+        expect(page.get_by_role("row", name="VIP customers")).to_contain_text("53")
+        expect(page.get_by_role("row", name="Nobody yet")).to_contain_text("0")
+        expect(page.get_by_text("Globex secret")).to_have_count(0)
+        look(page, f"{db}-segments")
+
+        # the keyboard reaches a segment and opens it
+        for _ in range(30):
+            page.keyboard.press("Tab")
+            if page.evaluate("document.activeElement?.textContent") == "VIP customers":
+                break
+        else:
+            pytest.fail("Tab never reached the segment's link")
+        page.keyboard.press("Enter")
+        page.wait_for_url("**/app/segments/vips")
+        expect(page.locator('[data-count="members"]')).to_have_text("53")
+        members = page.locator("table.data tbody tr")
+        expect(members).to_have_count(50)
+        first_page = members.first.inner_text()
+        page.get_by_role("link", name="More members →").click()
+        expect(members).to_have_count(3)
+        assert members.first.inner_text() != first_page
+        expect(page.get_by_role("link", name="More members →")).to_have_count(0)
+        look(page, f"{db}-segment-members-page-2")
+
+        # why in, why not, and a contact that is not there (shown by the field, not a 5xx)
+        page.get_by_label("Email, external id or contact id").fill("vip07@example.com")
+        page.get_by_role("button", name="Explain").click()
+        expect(page.locator(".answer")).to_contain_text("is in this segment now")
+        expect(page.locator(".verdict.held")).to_have_count(1)
+        look(page, f"{db}-segment-why-in")
+        page.get_by_label("Email, external id or contact id").fill("plain@example.com")
+        page.get_by_role("button", name="Explain").click()
+        expect(page.locator(".answer")).to_contain_text("is not in this segment now")
+        expect(page.locator(".verdict.failed")).to_have_count(1)
+        look(page, f"{db}-segment-why-not")
+        page.get_by_label("Email, external id or contact id").fill("globex-vip@example.com")
+        page.get_by_role("button", name="Explain").click()
+        expect(page.locator(".field-error")).to_contain_text("no contact with email")
+        look(page, f"{db}-segment-why-unknown")
+
+        page.goto(f"{server.url}/app/segments/nobody")
+        expect(page.get_by_text("No member now")).to_be_visible()
+        look(page, f"{db}-segment-empty")
+
+        # another workspace's segment is not found from this session
+        page.goto(f"{server.url}/app/segments/globex-secret")
+        expect(page.get_by_role("heading", name="Not found")).to_be_visible()
+
+
+def frame_page(chromium: Browser) -> Page:
+    return chromium.new_page(viewport={"width": 1280, "height": 860}, bypass_csp=True)
