@@ -7,17 +7,22 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from conveyor.api.app import create_app
 from conveyor.bootstrap import Conveyor
 from tests.e2e import test_panel_browser as frame
-from tests.e2e.test_panel_browser import ARGS, PASSWORD, pytestmark  # noqa: F401
+from tests.e2e.test_panel_browser import ARGS, PASSWORD, ROOT, pytestmark  # noqa: F401
 from tests.integration.conftest import LiveServer, Tenant, make_tenant
+from tests.support import flows
+from tests.support.smtp import SmtpSink
 
 SHOTS = Path("/tmp/panel2-shots")
 
@@ -132,5 +137,80 @@ def test_segments_list_members_and_why(conveyor, tenants, chromium, database_url
         expect(page.get_by_role("heading", name="Not found")).to_be_visible()
 
 
+def deliver(conveyor: Conveyor) -> None:
+    """The worker's rounds: engine and delivery until nothing is due (in a thread: Playwright's
+    sync API keeps an event loop running in this one)."""
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(flows.settle, conveyor).result()
+
+
 def frame_page(chromium: Browser) -> Page:
     return chromium.new_page(viewport={"width": 1280, "height": 860}, bypass_csp=True)
+
+
+def test_messages_filter_and_a_dead_letter_sent_again(conveyor, tenants, chromium, database_url):
+    """The welcome email dies against an SMTP server that is down; the outbox shows it with its
+    attempts and error; the marketer's Retry makes it pending, and delivery then sends it."""
+    acme, _ = tenants
+    db = "pg" if database_url.startswith("postgresql") else "sqlite"
+    clock = conveyor.clock
+    sink = SmtpSink()  # not started: every attempt is refused
+    with (
+        LiveServer(create_app(conveyor)) as server,
+        httpx.Client(base_url=server.url, headers=acme.admin, timeout=10) as api,
+    ):
+        ws = acme.workspace
+        conveyor.catalog.create_list(ws, "newsletter")
+        put = api.put(
+            "/channels/email", json={"from": "Acme <news@acme.example>", "smtp_url": sink.url}
+        )
+        assert put.status_code == 200, put.text
+        for path in sorted((ROOT / "examples" / "templates").glob("*.yaml")):
+            for template in yaml.safe_load(path.read_text()):
+                api.post("/templates", json=template)
+        conveyor.automations.apply(ws, frame.example("welcome-series"))
+        conveyor.automations.set_status(ws, "welcome-series", "active")
+        cid = frame.subscribe(api, "ada@example.com")
+        for _ in range(40):
+            deliver(conveyor)
+            rows = conveyor.delivery.messages(ws, contact_id=cid)
+            if rows and rows[0].status == "dead":  # the first of the series
+                break
+            clock.advance(timedelta(hours=12))
+        else:
+            pytest.fail(f"the message never died: {rows}")
+        dead = rows[0]
+
+        page = frame_page(chromium)
+        sign_in(page, server.url, "mia@acme.example")
+        page.get_by_role("link", name="Messages").click()
+        row = page.locator(f'tr[data-message="{dead.id}"]')
+        expect(row).to_contain_text("dead")
+        expect(row).to_contain_text("welcome-1")
+        expect(row.locator("td.num")).to_have_text(str(dead.attempts))
+        expect(row.locator(".error-cell")).not_to_have_text("—")
+        look(page, f"{db}-messages")
+        page.get_by_label("State").select_option("sent")
+        page.get_by_role("button", name="Filter").click()
+        expect(page.get_by_text("No message matches")).to_be_visible()
+        look(page, f"{db}-messages-none")
+        page.get_by_label("State").select_option("dead")
+        page.get_by_label("Channel").select_option("email")
+        page.get_by_role("button", name="Filter").click()
+        expect(page.locator("tbody tr")).to_have_count(1)
+
+        sink.start()
+        try:
+            page.get_by_role("button", name=f"Retry message {dead.id}").click()
+            expect(page.get_by_role("status")).to_contain_text("will be sent again")
+            page.wait_for_url("**/app/messages?state=dead&channel=email")
+            again = conveyor.delivery.message(ws, dead.id)
+            assert (again.status, again.attempts, again.error) == ("pending", 0, None)
+            deliver(conveyor)  # the worker's next round
+            assert conveyor.delivery.message(ws, dead.id).status == "sent"
+            assert len(sink.to("ada@example.com")) == 1
+        finally:
+            sink.stop()
+        page.goto(f"{server.url}/app/messages?state=sent")
+        expect(page.locator(f'tr[data-message="{dead.id}"]')).to_contain_text("sent")
+        look(page, f"{db}-messages-sent")

@@ -33,7 +33,7 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
 }
 # The sections with pages so far: the navigation shows these (the rest when they are built).
-SECTIONS = frozenset({"automations", "contacts", "segments"})
+SECTIONS = frozenset({"automations", "contacts", "segments", "messages"})
 NAV = (
     ("automations", "Automations"),
     ("contacts", "Contacts"),
@@ -91,6 +91,11 @@ def _query(search: Any, **extra: str) -> str:
     return urlencode({k: v for k, v in given.items() if v})
 
 
+def _query_of(**given: Any) -> str:
+    """A query string of the given parts that are set."""
+    return urlencode({k: v for k, v in given.items() if v})
+
+
 @cache
 def environment() -> Environment:
     env = Environment(
@@ -105,7 +110,7 @@ def environment() -> Environment:
     env.globals.update(asset=lambda name: f"{base()}/static/{name}?v={asset_version(name)}")
     from conveyor.web.drawing import describe
 
-    env.globals.update(describe=describe, query=_query)
+    env.globals.update(describe=describe, query=_query, query_of=_query_of)
     env.globals.update(base=base, can=can, Action=Action, nav=NAV, sections=SECTIONS)
     return env
 

@@ -1,0 +1,112 @@
+"""The panel's segments, messages, CRM and settings pages over real HTTP on both databases:
+each change refused to a viewer (403 and nothing changed), nothing of another workspace seen
+or touched, and no input answered with a 5xx."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from conveyor.bootstrap import Conveyor
+from tests.integration.conftest import LiveServer, Tenant, make_tenant
+from tests.integration.test_panel import browser, form_token, sign_in, user
+from tests.support.flows import settle
+from tests.support.smtp import SmtpSink
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def dead_message(conveyor: Conveyor, server: LiveServer, tenant: Tenant, email: str) -> int:
+    """A welcome email that died against an SMTP server that never answered."""
+    ws = tenant.workspace
+    with httpx.Client(base_url=server.url, headers=tenant.admin, timeout=10) as api:
+        sink = SmtpSink()  # never started
+        api.put("/channels/email", json={"from": "A <news@a.example>", "smtp_url": sink.url})
+        for path in sorted((EXAMPLES / "templates").glob("*.yaml")):
+            for template in yaml.safe_load(path.read_text()):
+                api.post("/templates", json=template)
+        if "newsletter" not in [row.key for row in conveyor.catalog.lists(ws)]:
+            conveyor.catalog.create_list(ws, "newsletter")
+        welcome = yaml.safe_load((EXAMPLES / "automations" / "welcome-series.yaml").read_text())
+        conveyor.automations.apply(ws, welcome)
+        conveyor.automations.set_status(ws, "welcome-series", "active")
+        cid = api.post("/contacts", json={"email": email}).json()["id"]
+        api.put(f"/contacts/{cid}/lists/newsletter", json={"status": "subscribed"})
+    for _ in range(40):
+        settle(conveyor)
+        rows = conveyor.delivery.messages(ws, contact_id=cid)
+        if rows and rows[0].status == "dead":
+            return rows[0].id
+        conveyor.clock.advance(timedelta(hours=12))  # type: ignore[attr-defined]
+    raise AssertionError("the message never died")
+
+
+@pytest.fixture
+def other(conveyor: Conveyor) -> Tenant:
+    return make_tenant(conveyor, "globex")
+
+
+def test_messages_retry_is_refused_to_a_viewer_and_across_workspaces(
+    conveyor: Conveyor, server, tenant, other
+):
+    mine = dead_message(conveyor, server, tenant, "ada@example.com")
+    theirs = dead_message(conveyor, server, other, "bob@example.com")
+    user(conveyor, tenant, "vera@acme.example", "viewer")
+    user(conveyor, tenant, "sam@acme.example", "sales")
+    user(conveyor, tenant, "mia@acme.example", "marketer")
+    for email in ("vera@acme.example", "sam@acme.example"):
+        with browser(server) as client:
+            sign_in(client, email)
+            page = client.get("/app/messages")
+            assert page.status_code == 200 and "ada@example.com" in page.text
+            assert "bob@example.com" not in page.text
+            assert "Retry" not in page.text  # no button she cannot use ...
+            refused = client.post(  # ... and the server refuses the action all the same
+                f"/app/messages/{mine}/retry", data={"csrf": form_token(page.text)}
+            )
+            assert refused.status_code == 403, email
+    assert conveyor.delivery.message(tenant.workspace, mine).status == "dead"
+
+    with browser(server) as client:
+        sign_in(client, "mia@acme.example")
+        page = client.get("/app/messages?state=dead")
+        token = form_token(page.text)
+        assert f"Retry message {mine}" in page.text
+        # another workspace's message: not found, and left dead
+        elsewhere = client.post(f"/app/messages/{theirs}/retry", data={"csrf": token})
+        assert elsewhere.status_code == 404
+        assert conveyor.delivery.message(other.workspace, theirs).status == "dead"
+        # bad input: a page, never a 5xx
+        for bad in ("/app/messages?cursor=99999999999999999999", "/app/messages?cursor=x"):
+            assert client.get(bad).status_code == 400
+        assert client.get("/app/messages?state=nonsense").status_code == 200
+        # the retry, then a second one: nothing left to retry
+        done = client.post(
+            f"/app/messages/{mine}/retry",
+            data={"csrf": token, "back": "state=dead"},
+            follow_redirects=True,
+        )
+        assert done.url.path == "/app/messages" and done.url.query == b"state=dead"
+        assert done.status_code == 200 and "will be sent again" in done.text
+        assert conveyor.delivery.message(tenant.workspace, mine).status == "pending"
+        again = client.post(
+            f"/app/messages/{mine}/retry", data={"csrf": token}, follow_redirects=True
+        )
+        assert "nothing to retry" in again.text
+
+
+def test_segments_of_another_workspace_are_not_seen(conveyor: Conveyor, server, tenant, other):
+    conveyor.segments.save(tenant.workspace, "vips", "VIPs", {"tag": "vip"}, create=True)
+    conveyor.segments.save(other.workspace, "secret", "Globex secret", {"tag": "vip"}, create=True)
+    user(conveyor, tenant, "vera@acme.example", "viewer")
+    with browser(server) as client:
+        sign_in(client, "vera@acme.example")
+        listed = client.get("/app/segments")
+        assert "VIPs" in listed.text and "Globex secret" not in listed.text
+        assert client.get("/app/segments/secret").status_code == 404
+        assert client.get("/app/segments/vips?cursor=%%%").status_code in (400, 422)
+        assert client.get("/app/segments/vips?contact=999999999999999").status_code == 200
