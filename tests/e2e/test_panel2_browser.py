@@ -18,6 +18,8 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from conveyor.api.app import create_app
 from conveyor.bootstrap import Conveyor
+from conveyor.services.contacts import ContactChange
+from conveyor.services.crm.writer import DealDraft
 from tests.e2e import test_panel_browser as frame
 from tests.e2e.test_panel_browser import ARGS, PASSWORD, ROOT, pytestmark  # noqa: F401
 from tests.integration.conftest import LiveServer, Tenant, make_tenant
@@ -214,3 +216,77 @@ def test_messages_filter_and_a_dead_letter_sent_again(conveyor, tenants, chromiu
         page.goto(f"{server.url}/app/messages?state=sent")
         expect(page.locator(f'tr[data-message="{dead.id}"]')).to_contain_text("sent")
         look(page, f"{db}-messages-sent")
+
+
+def seed_board(conveyor: Conveyor, acme: Tenant, globex: Tenant) -> dict[str, int]:
+    pipeline = yaml.safe_load((ROOT / "examples" / "pipelines" / "sales.yaml").read_text())
+    ids = {}
+    for tenant in (acme, globex):
+        conveyor.crm.apply_pipeline(tenant.workspace, pipeline)
+    contact = conveyor.contacts.create(
+        acme.workspace, ContactChange(values={"email": "cto@big.example"})
+    )
+    for title, stage, value in (
+        ("Big Co rollout", "Lead", 12000),
+        ("Small Co pilot", "Lead", 1500),
+        ("Mid Co renewal", "Proposal", 4800),
+    ):
+        deal = conveyor.crm.create_deal(
+            acme.workspace,
+            DealDraft({"title": title, "stage": stage, "value": value, "currency": "USD",
+                       "contact_id": contact.id, "pipeline": "sales"}),
+        )  # fmt: skip
+        ids[title] = deal["id"]
+    other = conveyor.contacts.create(
+        globex.workspace, ContactChange(values={"email": "x@g.example"})
+    )
+    conveyor.crm.create_deal(
+        globex.workspace,
+        DealDraft({"title": "Globex secret deal", "value": 1, "contact_id": other.id,
+                   "pipeline": "sales"}),
+    )  # fmt: skip
+    return ids
+
+
+def test_crm_board_moves_by_keyboard_and_by_drag(conveyor, tenants, chromium, database_url):
+    acme, globex = tenants
+    db = "pg" if database_url.startswith("postgresql") else "sqlite"
+    conveyor.signin.create_user(acme.workspace, "sal@acme.example", "sales", PASSWORD, name="Sal")
+    ids = seed_board(conveyor, acme, globex)
+    with LiveServer(create_app(conveyor)) as server:
+        page = frame_page(chromium)
+        sign_in(page, server.url, "sal@acme.example")
+        page.get_by_role("link", name="CRM").click()
+        page.wait_for_url("**/app/crm/sales")
+        lead = page.locator('.column[data-stage="Lead"]')
+        expect(lead.locator(".deal")).to_have_count(2)
+        expect(lead.locator(".totals")).to_contain_text("13,500.00 USD")
+        expect(page.get_by_text("Globex secret deal")).to_have_count(0)
+        forecast = page.get_by_role("row", name="Proposal")
+        expect(forecast).to_contain_text("4,800.00")
+        expect(forecast).to_contain_text("2,880.00")  # 60 % of it
+        look(page, f"{db}-crm-board")
+
+        # the keyboard: the deal's stage select, then its Move button
+        select = page.get_by_label("Stage of Small Co pilot")
+        select.focus()
+        select.select_option("Qualified")
+        page.keyboard.press("Tab")
+        page.keyboard.press("Enter")
+        expect(page.get_by_role("status")).to_contain_text("moved to Qualified")
+        expect(page.locator('.column[data-stage="Qualified"] .deal')).to_contain_text(
+            "Small Co pilot"
+        )
+
+        # drag and drop: the same server action
+        card = page.locator(f'.deal[data-deal="{ids["Big Co rollout"]}"]')
+        card.drag_to(page.locator('.column[data-stage="Negotiation"]'))
+        expect(page.get_by_role("status")).to_contain_text("moved to Negotiation")
+        assert conveyor.crm.deal(acme.workspace, ids["Big Co rollout"])["stage"] == "Negotiation"
+        contact = conveyor.crm.deal(acme.workspace, ids["Big Co rollout"])["contact_id"]
+        changes, _ = conveyor.contacts.events(acme.workspace, contact, name="deal.stage_changed")
+        assert {(e.properties["from"], e.properties["to"]) for e in changes} == {
+            ("Lead", "Qualified"),
+            ("Lead", "Negotiation"),
+        }
+        look(page, f"{db}-crm-board-moved")

@@ -12,6 +12,8 @@ import pytest
 import yaml
 
 from conveyor.bootstrap import Conveyor
+from conveyor.services.contacts import ContactChange
+from conveyor.services.crm.writer import DealDraft
 from tests.integration.conftest import LiveServer, Tenant, make_tenant
 from tests.integration.test_panel import browser, form_token, sign_in, user
 from tests.support.flows import settle
@@ -110,3 +112,57 @@ def test_segments_of_another_workspace_are_not_seen(conveyor: Conveyor, server, 
         assert client.get("/app/segments/secret").status_code == 404
         assert client.get("/app/segments/vips?cursor=%%%").status_code in (400, 422)
         assert client.get("/app/segments/vips?contact=999999999999999").status_code == 200
+
+
+def test_crm_moves_refused_to_a_viewer_and_across_workspaces(
+    conveyor: Conveyor, server, tenant, other
+):
+    pipeline = yaml.safe_load((EXAMPLES / "pipelines" / "sales.yaml").read_text())
+    deals = {}
+    for t in (tenant, other):
+        conveyor.crm.apply_pipeline(t.workspace, pipeline)
+        contact = conveyor.contacts.create(
+            t.workspace, ContactChange(values={"email": "a@b.example"})
+        )
+        draft = DealDraft(
+            {"title": f"{t.workspace.name} deal", "contact_id": contact.id, "pipeline": "sales"}
+        )
+        deals[t.workspace.name] = conveyor.crm.create_deal(t.workspace, draft)["id"]
+    mine, theirs = deals[tenant.workspace.name], deals[other.workspace.name]
+    user(conveyor, tenant, "vera@acme.example", "viewer")
+    user(conveyor, tenant, "sam@acme.example", "sales")
+    with browser(server) as client:
+        sign_in(client, "vera@acme.example")
+        page = client.get("/app/crm/sales")
+        assert page.status_code == 200 and f"{tenant.workspace.name} deal" in page.text
+        assert f"{other.workspace.name} deal" not in page.text
+        assert ">Move<" not in page.text and "draggable" not in page.text
+        refused = client.post(
+            f"/app/crm/sales/deals/{mine}/stage",
+            data={"csrf": form_token(page.text), "stage": "Won"},
+        )
+        assert refused.status_code == 403
+    assert conveyor.crm.deal(tenant.workspace, mine)["stage"] == "Lead"
+    with browser(server) as client:
+        sign_in(client, "sam@acme.example")
+        token = form_token(client.get("/app/crm/sales").text)
+        elsewhere = client.post(
+            f"/app/crm/sales/deals/{theirs}/stage", data={"csrf": token, "stage": "Won"}
+        )
+        assert elsewhere.status_code == 404
+        assert conveyor.crm.deal(other.workspace, theirs)["stage"] == "Lead"
+        bad = client.post(
+            f"/app/crm/sales/deals/{mine}/stage",
+            data={"csrf": token, "stage": "Nowhere"},
+            follow_redirects=True,
+        )
+        assert bad.status_code == 200 and 'class="flash failed"' in bad.text
+        assert conveyor.crm.deal(tenant.workspace, mine)["stage"] == "Lead"
+        assert client.get("/app/crm/nope").status_code == 404
+        done = client.post(
+            f"/app/crm/sales/deals/{mine}/stage",
+            data={"csrf": token, "stage": "Proposal"},
+            follow_redirects=True,
+        )
+        assert "moved to Proposal" in done.text
+    assert conveyor.crm.deal(tenant.workspace, mine)["stage"] == "Proposal"

@@ -33,7 +33,7 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
 }
 # The sections with pages so far: the navigation shows these (the rest when they are built).
-SECTIONS = frozenset({"automations", "contacts", "segments", "messages"})
+SECTIONS = frozenset({"automations", "contacts", "segments", "messages", "crm"})
 NAV = (
     ("automations", "Automations"),
     ("contacts", "Contacts"),
@@ -91,6 +91,14 @@ def _query(search: Any, **extra: str) -> str:
     return urlencode({k: v for k, v in given.items() if v})
 
 
+def _money(value: Any) -> str:
+    """An amount in major units with thousands separators ("12,500.00")."""
+    try:
+        return f"{float(value):,.2f}"
+    except (TypeError, ValueError):
+        return str(value)
+
+
 def _query_of(**given: Any) -> str:
     """A query string of the given parts that are set."""
     return urlencode({k: v for k, v in given.items() if v})
@@ -111,6 +119,7 @@ def environment() -> Environment:
     from conveyor.web.drawing import describe
 
     env.globals.update(describe=describe, query=_query, query_of=_query_of)
+    env.filters.update(money=_money)
     env.globals.update(base=base, can=can, Action=Action, nav=NAV, sections=SECTIONS)
     return env
 

@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 from conveyor.bootstrap import Conveyor
 from conveyor.domain.errors import ConveyorError
 from conveyor.web.pages import STATIC, redirect, render, signin_url
-from conveyor.web.routes import automations, contacts, messages, segments, signin
+from conveyor.web.routes import automations, contacts, crm, messages, segments, signin
 from conveyor.web.session import COOKIE, SignInNeeded
 
 
@@ -26,6 +26,7 @@ def create_panel(conveyor: Conveyor) -> FastAPI:
         contacts.router,
         segments.router,
         messages.router,
+        crm.router,
     ):
         panel.include_router(router)
 
