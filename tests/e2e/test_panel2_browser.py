@@ -290,3 +290,87 @@ def test_crm_board_moves_by_keyboard_and_by_drag(conveyor, tenants, chromium, da
             ("Lead", "Negotiation"),
         }
         look(page, f"{db}-crm-board-moved")
+
+
+def test_settings_channels_policy_keys_and_team(conveyor, tenants, chromium, database_url):
+    acme, _ = tenants
+    db = "pg" if database_url.startswith("postgresql") else "sqlite"
+    ws = acme.workspace
+    conveyor.signin.create_user(ws, "ann@acme.example", "admin", PASSWORD, name="Ann Admin")
+    with LiveServer(create_app(conveyor)) as server:
+        page = frame_page(chromium)
+        sign_in(page, server.url, "ann@acme.example")
+        page.get_by_role("link", name="Settings").click()
+        page.wait_for_url("**/app/settings")
+        expect(page.get_by_role("heading", name="API keys")).to_be_visible()
+        look(page, f"{db}-settings")
+
+        # email: a bad SMTP URL is shown by its field; a good one is saved
+        page.get_by_label("From").fill("Acme <news@acme.example>")
+        page.get_by_label("SMTP URL").fill("ftp://nowhere")
+        page.get_by_role("button", name="Save email settings").click()
+        expect(page.locator("#err-email-smtp_url")).to_be_visible()
+        expect(page.get_by_label("From")).to_have_value("Acme <news@acme.example>")
+        look(page, f"{db}-settings-email-error")
+        page.get_by_label("SMTP URL").fill("smtp://mail:secret@127.0.0.1:2525")
+        page.get_by_role("button", name="Save email settings").click()
+        expect(page.get_by_role("status").first).to_contain_text("Email settings saved")
+        expect(page.locator(".facts").first).to_contain_text("news@acme.example")
+        expect(page.get_by_text("secret@")).to_have_count(0)  # the password is masked
+        described = conveyor.channels.describe(conveyor.workspaces.get(ws.name))
+        assert described["email"]["effective_from"] == "Acme <news@acme.example>"
+
+        # the send policy: YAML errors and policy errors inline, then saved
+        policy = page.get_by_label("Policy (YAML; empty for none)")
+        policy.fill("caps: [unclosed")
+        page.get_by_role("button", name="Save policy").click()
+        expect(page.locator("#err-policy")).to_contain_text("not YAML")
+        policy.fill("caps:\n  email:\n    - {max: -1, per: 1 day}\n")
+        page.get_by_role("button", name="Save policy").click()
+        expect(page.locator("#err-policy")).to_contain_text("caps")
+        look(page, f"{db}-settings-policy-error")
+        good = (ROOT / "examples" / "policies" / "no-collisions.yaml").read_text()
+        policy.fill(good)
+        page.get_by_role("button", name="Save policy").click()
+        expect(page.get_by_role("status").first).to_contain_text("Send policy saved")
+        saved = conveyor.workspaces.get(ws.name).settings["send_policy"]
+        assert saved["repeat_within"] == "30 days"
+
+        # keys: made and shown once, listed by prefix, revoked (and then refused by the API)
+        page.get_by_label("New key's name").fill("CRM sync")
+        page.get_by_label("Kind").select_option("admin")
+        page.get_by_role("button", name="Create key").click()
+        secret = page.get_by_label("The new key").input_value()
+        row = page.locator("tr", has_text="CRM sync")
+        expect(row).to_contain_text(secret[:8])
+        expect(row.get_by_text(secret)).to_have_count(0)
+        look(page, f"{db}-settings-new-key")
+        with httpx.Client(base_url=server.url, timeout=10) as api:
+            key = {"Authorization": f"Bearer {secret}"}
+            assert api.get("/segments", headers=key).status_code == 200
+            page.on("dialog", lambda dialog: dialog.accept())
+            page.get_by_role("button", name="Revoke key CRM sync").click()
+            expect(page.get_by_role("status").first).to_contain_text("is revoked")
+            assert api.get("/segments", headers=key).status_code == 401
+        page.reload()
+        expect(page.get_by_label("The new key")).to_have_count(0)  # never shown again
+
+        # team: add with a role (told how they get a password), then change the role
+        page.get_by_role("textbox", name="Email", exact=True).fill("nick@acme.example")
+        page.get_by_role("textbox", name="Name", exact=True).fill("Nick New")
+        page.get_by_label("Role", exact=True).select_option("sales")
+        page.get_by_role("button", name="Add member").click()
+        expect(page.get_by_role("status").first).to_contain_text("conveyor user password")
+        page.get_by_label("Role of nick@acme.example", exact=True).select_option("marketer")
+        page.get_by_role("button", name="Change role of nick@acme.example").click()
+        expect(page.get_by_role("status").first).to_contain_text("is now a marketer")
+        assert {m["email"]: m["role"] for m in conveyor.crm.members(ws)}["nick@acme.example"] == (
+            "marketer"
+        )
+        page.get_by_role("button", name="Add member").click()
+        expect(page.locator("#err-team-name")).to_contain_text("1-255 characters")
+        page.get_by_role("textbox", name="Name", exact=True).fill("Nick Again")
+        page.get_by_role("textbox", name="Email", exact=True).fill("nick@acme.example")
+        page.get_by_role("button", name="Add member").click()
+        expect(page.locator("#err-team-email")).to_contain_text("exists")
+        look(page, f"{db}-settings-team")

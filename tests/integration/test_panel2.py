@@ -166,3 +166,69 @@ def test_crm_moves_refused_to_a_viewer_and_across_workspaces(
         )
         assert "moved to Proposal" in done.text
     assert conveyor.crm.deal(tenant.workspace, mine)["stage"] == "Proposal"
+
+
+def test_settings_changes_are_for_admins_of_this_workspace_only(
+    conveyor: Conveyor, server, tenant, other
+):
+    user(conveyor, tenant, "vera@acme.example", "viewer")
+    user(conveyor, tenant, "mia@acme.example", "marketer")
+    user(conveyor, tenant, "ann@acme.example", "admin")
+    theirs = conveyor.workspaces.create_key(other.workspace, "write", "globex site")
+    posts = [
+        ("/app/settings/channels/email", {"from": "x@evil.example"}),
+        ("/app/settings/policy", {"policy": "repeat_within: 1 day"}),
+        ("/app/settings/keys", {"kind": "admin", "name": "stolen"}),
+        ("/app/settings/keys/1/revoke", {}),
+        ("/app/settings/team", {"name": "E", "email": "e@evil.example", "role": "owner"}),
+        ("/app/settings/team/1/role", {"role": "viewer"}),
+    ]
+    before = (
+        conveyor.workspaces.get(tenant.workspace.name).settings,
+        [(k.id, k.revoked_at) for k in conveyor.workspaces.keys(tenant.workspace)],
+        conveyor.crm.members(tenant.workspace),
+    )
+    for email in ("vera@acme.example", "mia@acme.example"):
+        with browser(server) as client:
+            sign_in(client, email)
+            page = client.get("/app/settings")
+            assert page.status_code == 200
+            assert "API keys" not in page.text and "Team" not in page.text
+            assert "Save policy" not in page.text
+            for path, data in posts:
+                refused = client.post(path, data={**data, "csrf": form_token(page.text)})
+                assert refused.status_code == 403, (email, path)
+    after = (
+        conveyor.workspaces.get(tenant.workspace.name).settings,
+        [(k.id, k.revoked_at) for k in conveyor.workspaces.keys(tenant.workspace)],
+        conveyor.crm.members(tenant.workspace),
+    )
+    assert after == before
+
+    with browser(server) as client:
+        sign_in(client, "ann@acme.example")
+        page = client.get("/app/settings")
+        assert "globex site" not in page.text
+        token = form_token(page.text)
+        # another workspace's key: not found, and still working
+        gone = client.post(f"/app/settings/keys/{theirs.id}/revoke", data={"csrf": token})
+        assert gone.status_code == 404
+        assert conveyor.workspaces.keys(other.workspace)[-1].revoked_at is None
+        # an admin may not make an owner, nor change their own role
+        made = client.post(
+            "/app/settings/team",
+            data={"csrf": token, "name": "O", "email": "o@acme.example", "role": "owner"},
+        )
+        assert made.status_code == 422 and "only an owner" in made.text
+        me = next(
+            m for m in conveyor.crm.members(tenant.workspace) if m["email"] == "ann@acme.example"
+        )
+        mine = client.post(
+            f"/app/settings/team/{me['id']}/role",
+            data={"csrf": token, "role": "viewer"},
+            follow_redirects=True,
+        )
+        assert "cannot change your own role" in mine.text
+        assert client.post(
+            "/app/settings/keys/999999999999999999999/revoke", data={"csrf": token}
+        ).status_code in (400, 422)

@@ -33,7 +33,7 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
 }
 # The sections with pages so far: the navigation shows these (the rest when they are built).
-SECTIONS = frozenset({"automations", "contacts", "segments", "messages", "crm"})
+SECTIONS = frozenset({"automations", "contacts", "segments", "messages", "crm", "settings"})
 NAV = (
     ("automations", "Automations"),
     ("contacts", "Contacts"),

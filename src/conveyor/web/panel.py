@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 from conveyor.bootstrap import Conveyor
 from conveyor.domain.errors import ConveyorError
 from conveyor.web.pages import STATIC, redirect, render, signin_url
-from conveyor.web.routes import automations, contacts, crm, messages, segments, signin
+from conveyor.web.routes import automations, contacts, crm, messages, segments, settings, signin
 from conveyor.web.session import COOKIE, SignInNeeded
 
 
@@ -27,6 +27,7 @@ def create_panel(conveyor: Conveyor) -> FastAPI:
         segments.router,
         messages.router,
         crm.router,
+        settings.router,
     ):
         panel.include_router(router)
 
