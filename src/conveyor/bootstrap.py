@@ -22,6 +22,7 @@ from conveyor.services.ingest import Ingest
 from conveyor.services.ops import Operations
 from conveyor.services.policies import SendPolicies
 from conveyor.services.reactions import Reactions
+from conveyor.services.reports import Reports
 from conveyor.services.scoring import Scoring
 from conveyor.services.segments import Segments
 from conveyor.services.signin import SignIn
@@ -54,6 +55,7 @@ class Conveyor:
     crm: Crm
     tasks: Tasks
     scoring: Scoring
+    reports: Reports
     ops: Operations
     simulator: Simulator
     signin: SignIn
@@ -89,6 +91,7 @@ def bootstrap(
     tasks = Tasks(store, clock)
     scoring = Scoring(store, clock, batch=settings.engine_batch)
     automations = Automations(store, clock)
+    reports = Reports(store, clock)
     engine = Engine(
         store,
         clock,
@@ -96,6 +99,7 @@ def bootstrap(
         batch=settings.engine_batch,
         sweeps=(tasks.sweep_overdue,),
         scoring=scoring,
+        reports=reports,
     )
     return Conveyor(
         settings=settings,
@@ -119,6 +123,7 @@ def bootstrap(
         crm=crm,
         tasks=tasks,
         scoring=scoring,
+        reports=reports,
         ops=Operations(store, clock, settings, consumers=engine.log.names),
         simulator=Simulator(store, clock, segments),
         signin=SignIn(store, clock, crm),

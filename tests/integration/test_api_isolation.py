@@ -217,6 +217,9 @@ CASES = [
     Case("PATCH", AUTOMATIONS, ADMIN, 404, 200, body={"status": "paused"}),
     Case("GET", AUTOMATIONS + "/diff", ADMIN, 404, 200),
     Case("GET", AUTOMATIONS + "/stats", ADMIN, 404, 200),
+    Case("GET", "/reports" + AUTOMATIONS, ADMIN, 404, 200),
+    Case("GET", "/reports" + TEMPLATES, ADMIN, 404, 200),
+    Case("GET", "/reports/overview", ADMIN, 200, 200, params={"format": "csv"}),
     Case("GET", AUTOMATIONS + "/webhook", ADMIN, 404, 200),
     Case("POST", AUTOMATIONS + "/enroll", ADMIN, 404, 200, body={"contact_id": "{contact_id}"}),
     Case("POST", AUTOMATIONS + "/enroll", ADMIN, 404, 404, body={"contact_id": "{contact_id}"},
@@ -348,7 +351,8 @@ class World:
     def values(self, case: Case, acting: Tenant) -> dict[str, Any]:
         """What {placeholders} in the case's path and query stand for: A's things by default."""
         keys = {"/fields": FIELD, "/lists": LIST, "/segments": SEGMENT, "/automations": "welcome",
-                "/hooks": "welcome", "/templates": "welcome-1", "/pipelines": "sales"}
+                "/hooks": "welcome", "/templates": "welcome-1", "/pipelines": "sales",
+                "/reports/automations": "welcome", "/reports/templates": "welcome-1"}
         values = {
             "contact_id": self.contact_id,
             "b_contact_id": self.b_contact_id,

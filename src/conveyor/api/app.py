@@ -20,6 +20,7 @@ from conveyor.api.routes import (
     pipelines,
     policies,
     public,
+    reports,
     scoring,
     segments,
     simulations,
@@ -72,6 +73,7 @@ def create_app(conveyor: Conveyor) -> FastAPI:
         deals.router,
         tasks.router,
         ops.router,
+        reports.router,
     ):
         app.include_router(router)
     install_panel(app, conveyor)  # the panel, at /app (`/` leads there)

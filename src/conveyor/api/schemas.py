@@ -216,6 +216,11 @@ class SettingsPatch(Strict):
     site_messages_verify: bool | None = Field(
         default=None, description="require userHash when the snippet asks by userId"
     )
+    attribution: dict[str, Any] | None = Field(
+        default=None,
+        description="reports' attribution model: {event, revenue_properties, click_days, "
+        "open_days} (defaults: order_completed, [revenue, total], 5, 1)",
+    )
 
 
 class ImportOut(BaseModel):

@@ -695,12 +695,14 @@ def scoring_recompute(workspace: WorkspaceOpt = None) -> None:
     out.print(f"{scored} contacts scored", highlight=False)
 # The sales side's commands live in their own module; it uses the helpers above.
 from conveyor.cli.crm import APPS as CRM_APPS  # noqa: E402
+from conveyor.cli.reports import report_app as REPORT_APP  # noqa: E402
 
 for _name, _sub in CRM_APPS.items():
     app.add_typer(_sub, name=_name)
 from conveyor.cli.users import user_app  # noqa: E402
 
 app.add_typer(user_app, name="user")
+app.add_typer(REPORT_APP, name="report")
 
 
 def main() -> None:

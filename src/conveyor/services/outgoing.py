@@ -57,7 +57,10 @@ class Job:
 
     @property
     def props(self) -> dict[str, Any]:
-        return message_props(self.row, self.automation)
+        props = message_props(self.row, self.automation)
+        if isinstance(self.content.get("template_version"), int):  # rendered: row has none yet
+            props["template_version"] = self.content["template_version"]
+        return props
 
 
 def message_props(row: MessageRecord, automation: str | None) -> dict[str, Any]:
@@ -65,6 +68,9 @@ def message_props(row: MessageRecord, automation: str | None) -> dict[str, Any]:
     out: dict[str, Any] = {"message": row.id, "channel": row.channel}
     if row.template:
         out["template"] = row.template
+        version = (row.content or {}).get("template_version")
+        if isinstance(version, int):  # reports count per template version
+            out["template_version"] = version
     if automation:
         out |= {"automation": automation, "node": row.node, "run": row.run_id}
     return out

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from conveyor.clock import Clock
-from conveyor.domain import tracking
+from conveyor.domain import reports, tracking
 from conveyor.domain.contacts import SubscriptionStatus
 from conveyor.domain.errors import Forbidden, InvalidInput, NotFound
 from conveyor.domain.sms import keyword
@@ -68,6 +68,9 @@ class Reactions:
             proxy = tracking.mail_proxy(ip, user_agent)
             if proxy:
                 props |= {"proxy": proxy}
+            machine = reports.machine_open(ip, user_agent, self._since_sent(message))
+            if machine:  # reports count it apart and leave it out of open rates
+                props |= {"machine": machine}
             self._record(tx, workspace, message.contact_id, "email.opened", props)
 
         self.store.transact(work)
@@ -83,6 +86,9 @@ class Reactions:
                 raise NotFound("this link is not valid")
             url = links[data.link]
             props = {**_props(tx, message), "url": url, "link": data.link}
+            machine = reports.machine_click(ip, user_agent, self._since_sent(message))
+            if machine:  # a link scanner: counted apart, never credited with a conversion
+                props |= {"machine": machine}
             self._record(tx, workspace, message.contact_id, "email.clicked", props)
             return url
 
@@ -306,6 +312,11 @@ class Reactions:
         self.store.transact(work)
 
     # --- shared ------------------------------------------------------------------------------
+
+    def _since_sent(self, message: MessageRecord) -> float | None:
+        if message.sent_at is None:
+            return None
+        return (self.clock.now() - message.sent_at).total_seconds()
 
     def _record(
         self, tx: Tx, workspace: Workspace, contact_id: int, name: str, props: dict[str, Any]

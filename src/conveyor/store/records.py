@@ -370,3 +370,43 @@ class TimelineRecord:
     automation: str | None = None
     version: int | None = None
     channel: str | None = None
+
+
+# --- reports ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReportMessageRecord(_FromRow):
+    message_id: int
+    workspace_id: int
+    contact_id: int
+    automation: str
+    node: str
+    template: str
+    template_version: int
+    channel: str
+    campaign: str
+    sent_at: datetime | None
+    last_opened_at: datetime | None
+    last_clicked_at: datetime | None
+    opened: bool
+    clicked: bool
+    opened_any: bool
+    clicked_any: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ReportFigure:
+    """One summed figure of a report: its day, the dimensions asked for, metric and value."""
+
+    day: str
+    dims: tuple[Any, ...]
+    metric: str
+    value: int
+
+
+@dataclass(frozen=True, slots=True)
+class FunnelNodeRecord:
+    node: str
+    reached: int
+    converted: int

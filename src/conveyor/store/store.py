@@ -20,6 +20,7 @@ from conveyor.store.events import EventQueries
 from conveyor.store.messages import MessageQueries
 from conveyor.store.ops import OpsQueries
 from conveyor.store.ratelimits import RateLimitQueries
+from conveyor.store.reports import ReportQueries
 from conveyor.store.scoring import ScoringQueries
 from conveyor.store.segments import SegmentQueries
 from conveyor.store.sessions import SessionQueries
@@ -57,6 +58,7 @@ class Tx:
         self.sessions = SessionQueries(conn)
         self.automation_stats = AutomationStatsQueries(conn)
         self.contact_search = ContactSearchQueries(conn, dialect)
+        self.reports = ReportQueries(conn, dialect)
 
     def high_water(self) -> int | None:
         """In an event-log consumer's transaction: see `Database.high_water`."""

@@ -29,6 +29,7 @@ TABLES = [
     (records.ScoreAwardRecord, schema.score_awards),
     (records.EventRecord, schema.events),
     (records.WebSessionRecord, schema.web_sessions),
+    (records.ReportMessageRecord, schema.report_messages),
 ]
 
 

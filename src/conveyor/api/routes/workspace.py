@@ -18,6 +18,7 @@ from conveyor.api.schemas import (
 )
 from conveyor.domain.errors import InvalidInput
 from conveyor.domain.fields import normalize_timezone
+from conveyor.domain.reports import check_attribution
 from conveyor.domain.workspaces import Workspace
 
 router = APIRouter(tags=["workspace"])
@@ -39,6 +40,8 @@ def update_settings(body: SettingsPatch, workspace: Admin, request: Request) -> 
             changes["timezone"] = normalize_timezone(changes["timezone"])
         except InvalidInput as exc:
             raise InvalidInput("timezone", exc.reason) from None
+    if changes.get("attribution") is not None:
+        changes["attribution"] = check_attribution(changes["attribution"])
     updated = conveyor_of(request).workspaces.update_settings(workspace, changes)
     return WorkspaceOut(name=updated.name, settings=updated.settings)
 

@@ -25,6 +25,8 @@ from conveyor.services.conditions import ConditionContext, Dependencies, depende
 from conveyor.services.engine import dates, dispatch
 from conveyor.services.engine.tick import Tick
 from conveyor.services.log import LogConsumer
+from conveyor.services.reports import LOG_CONSUMER as REPORTS
+from conveyor.services.reports import Reports
 from conveyor.services.scoring import LOG_CONSUMER as SCORING
 from conveyor.services.scoring import Scoring
 from conveyor.services.segments import LOG_CONSUMER as SEGMENTS
@@ -45,12 +47,14 @@ class Engine:
         batch: int = 1000,
         sweeps: tuple[Callable[[], int], ...] = (),
         scoring: Scoring | None = None,
+        reports: Reports | None = None,
     ) -> None:
         self.store = store
         self.sweeps = sweeps  # other timed work that records events (overdue tasks)
         self.clock = clock
         self.segments = segments
         self.scoring = scoring or Scoring(store, clock, batch=batch)
+        self.reports = reports or Reports(store, clock)
         self.batch = batch  # events per pass, due runs per claim: one transaction's worth
         self._parsed: dict[tuple[int, int], Automation] = {}
         self._watched: dict[tuple[int, int, str | None], list[Dependencies]] = {}
@@ -63,6 +67,7 @@ class Engine:
                 (SCORING, self.scoring.on_events),
                 (SEGMENTS, segments.on_events),
                 (LOG_CONSUMER, self.on_events),
+                (REPORTS, self.reports.on_events),
             ],
         )
 
