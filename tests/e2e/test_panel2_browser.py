@@ -306,7 +306,7 @@ def test_settings_channels_policy_keys_and_team(conveyor, tenants, chromium, dat
         look(page, f"{db}-settings")
 
         # email: a bad SMTP URL is shown by its field; a good one is saved
-        page.get_by_label("From").fill("Acme <news@acme.example>")
+        page.get_by_label("From", exact=True).fill("Acme <news@acme.example>")
         page.get_by_label("SMTP URL").fill("ftp://nowhere")
         page.get_by_role("button", name="Save email settings").click()
         expect(page.locator("#err-email-smtp_url")).to_be_visible()
@@ -374,3 +374,52 @@ def test_settings_channels_policy_keys_and_team(conveyor, tenants, chromium, dat
         page.get_by_role("button", name="Add member").click()
         expect(page.locator("#err-team-email")).to_contain_text("exists")
         look(page, f"{db}-settings-team")
+
+
+def test_reports_overview_and_an_automations_funnel(conveyor, tenants, chromium, database_url):
+    """Three subscribers get the welcome email through a real SMTP server: the reports count
+    them sent, draw them in the series and in the funnel; a bad range is shown by its field."""
+    acme, _ = tenants
+    db = "pg" if database_url.startswith("postgresql") else "sqlite"
+    ws = acme.workspace
+    sink = SmtpSink().start()
+    try:
+        with (
+            LiveServer(create_app(conveyor)) as server,
+            httpx.Client(base_url=server.url, headers=acme.admin, timeout=10) as api,
+        ):
+            conveyor.catalog.create_list(ws, "newsletter")
+            api.put("/channels/email", json={"from": "A <news@acme.example>", "smtp_url": sink.url})
+            for path in sorted((ROOT / "examples" / "templates").glob("*.yaml")):
+                for template in yaml.safe_load(path.read_text()):
+                    api.post("/templates", json=template)
+            conveyor.automations.apply(ws, frame.example("welcome-series"))
+            conveyor.automations.set_status(ws, "welcome-series", "active")
+            for name in ("ada", "grace", "linus"):
+                frame.subscribe(api, f"{name}@example.com")
+            deliver(conveyor)
+            assert len(sink.messages) == 3
+
+            page = frame_page(chromium)
+            sign_in(page, server.url, "mia@acme.example")
+            page.get_by_role("link", name="Reports").click()
+            page.wait_for_url("**/app/reports")
+            expect(page.locator('[data-kpi="sent"]')).to_have_text("3")
+            expect(page.locator('[data-kpi="opens_machine"]')).to_have_text("0")
+            expect(page.locator("svg.timechart title")).to_contain_text("Sent: 3")
+            expect(page.get_by_role("row", name="welcome-series")).to_contain_text("3")
+            look(page, f"{db}-reports")
+
+            page.get_by_role("link", name="welcome-series").click()
+            page.wait_for_url("**/app/reports/automations/welcome-series?**")
+            expect(page.locator("svg.funnel title")).to_contain_text("welcome: 3 reached")
+            expect(page.get_by_role("row", name="welcome")).to_contain_text("3")
+            look(page, f"{db}-reports-automation")
+
+            page.get_by_label("From", exact=True).fill("2030-01-10")
+            page.get_by_label("To", exact=True).fill("2030-01-01")
+            page.get_by_role("button", name="Show").click()
+            expect(page.locator(".field-error")).to_be_visible()
+            look(page, f"{db}-reports-bad-range")
+    finally:
+        sink.stop()

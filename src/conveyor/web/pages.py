@@ -33,7 +33,9 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
 }
 # The sections with pages so far: the navigation shows these (the rest when they are built).
-SECTIONS = frozenset({"automations", "contacts", "segments", "messages", "crm", "settings"})
+SECTIONS = frozenset(
+    {"automations", "contacts", "segments", "messages", "crm", "settings", "reports"}
+)
 NAV = (
     ("automations", "Automations"),
     ("contacts", "Contacts"),

@@ -12,7 +12,16 @@ from starlette.exceptions import HTTPException
 from conveyor.bootstrap import Conveyor
 from conveyor.domain.errors import ConveyorError
 from conveyor.web.pages import STATIC, redirect, render, signin_url
-from conveyor.web.routes import automations, contacts, crm, messages, segments, settings, signin
+from conveyor.web.routes import (
+    automations,
+    contacts,
+    crm,
+    messages,
+    reports,
+    segments,
+    settings,
+    signin,
+)
 from conveyor.web.session import COOKIE, SignInNeeded
 
 
@@ -28,6 +37,7 @@ def create_panel(conveyor: Conveyor) -> FastAPI:
         messages.router,
         crm.router,
         settings.router,
+        reports.router,
     ):
         panel.include_router(router)
 
