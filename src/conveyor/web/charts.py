@@ -31,20 +31,21 @@ class TimeChart:
 
 
 def _nice(top: int) -> int:
-    """A round axis maximum at or above `top` (1, 2, 5 × 10^n)."""
-    if top <= 5:
-        return 5
-    step = 10 ** (len(str(top)) - 1)
+    """A round axis maximum at or above `top`: four grid steps of 1, 2 or 5 × 10^n each."""
+    need = max(1, -(-top // 4))  # the smallest whole step that reaches `top` in four
+    scale = 10 ** (len(str(need)) - 1)
     for m in (1, 2, 5, 10):
-        if m * step >= top:
-            return m * step
-    return 10 * step
+        if m * scale >= need:
+            return 4 * m * scale
+    return 40 * scale
 
 
-def time_chart(periods: list[dict[str, Any]], keys: list[tuple[str, str, str]]) -> TimeChart:
+def time_chart(
+    periods: list[dict[str, Any]], keys: list[tuple[str, str, str]], width: int = WIDTH
+) -> TimeChart:
     """One line per (key, label, css) over the periods, on one shared y scale from zero."""
     top = _nice(max([int(p.get(k) or 0) for p in periods for k, _, _ in keys] + [1]))
-    inner_w, inner_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    inner_w, inner_h = width - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     n = max(len(periods) - 1, 1)
 
     def x(i: int) -> float:
@@ -61,7 +62,7 @@ def time_chart(periods: list[dict[str, Any]], keys: list[tuple[str, str, str]]) 
     grid = [(y(top * f / 4), f"{round(top * f / 4):,}") for f in range(5)]
     every = max(1, len(periods) // 8)
     ticks = [(x(i), p["period"][5:]) for i, p in enumerate(periods) if i % every == 0]
-    return TimeChart(WIDTH, HEIGHT, series, grid, ticks, HEIGHT - BOTTOM)
+    return TimeChart(width, HEIGHT, series, grid, ticks, HEIGHT - BOTTOM)
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,7 @@ async def overview(request: Request, member: Member, granularity: str = "day") -
         report=report,
         errors=errors,
         given={"from": start, "to": end, "granularity": granularity},
-        chart=time_chart(report["series"], LINES) if report else None,
+        chart=time_chart(report["series"], LINES, width=1160) if report else None,
     )
 
 
