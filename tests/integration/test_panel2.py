@@ -232,3 +232,33 @@ def test_settings_changes_are_for_admins_of_this_workspace_only(
         assert client.post(
             "/app/settings/keys/999999999999999999999/revoke", data={"csrf": token}
         ).status_code in (400, 422)
+
+
+def test_messages_are_paged_newest_first_without_gaps_or_repeats(
+    conveyor: Conveyor, server, tenant
+):
+    import re
+
+    ws = tenant.workspace
+    conveyor.catalog.create_list(ws, "newsletter")
+    welcome = yaml.safe_load((EXAMPLES / "automations" / "welcome-series.yaml").read_text())
+    conveyor.automations.apply(ws, welcome)
+    conveyor.automations.set_status(ws, "welcome-series", "active")
+    with httpx.Client(base_url=server.url, headers=tenant.admin, timeout=10) as api:
+        for n in range(55):
+            cid = api.post("/contacts", json={"email": f"p{n}@example.com"}).json()["id"]
+            api.put(f"/contacts/{cid}/lists/newsletter", json={"status": "subscribed"})
+    conveyor.engine.run_until_idle()  # the messages are made; nothing sends them
+    made = sorted((m.id for m in conveyor.delivery.messages(ws, limit=500)), reverse=True)
+    assert len(made) == 55
+    user(conveyor, tenant, "vera@acme.example", "viewer")
+    with browser(server) as client:
+        sign_in(client, "vera@acme.example")
+        first = client.get("/app/messages?channel=email")
+        ids = [int(i) for i in re.findall(r'data-message="(\d+)"', first.text)]
+        more = re.search(r'href="\?([^"]+)" rel="next"', first.text)
+        assert more, "a link to older messages"
+        second = client.get("/app/messages?" + more.group(1).replace("&amp;", "&"))
+        ids += [int(i) for i in re.findall(r'data-message="(\d+)"', second.text)]
+        assert 'rel="next"' not in second.text
+    assert ids == made
