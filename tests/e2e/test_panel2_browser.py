@@ -291,6 +291,14 @@ def test_crm_board_moves_by_keyboard_and_by_drag(conveyor, tenants, chromium, da
         }
         look(page, f"{db}-crm-board-moved")
 
+        viewer = frame_page(chromium)
+        sign_in(viewer, server.url, "vic@acme.example")
+        viewer.goto(f"{server.url}/app/crm/sales")
+        expect(viewer.locator(".deal")).to_have_count(3)
+        expect(viewer.locator(".deal[draggable]")).to_have_count(0)
+        expect(viewer.get_by_role("button", name="Move", exact=False)).to_have_count(0)
+        look(viewer, f"{db}-crm-board-viewer")
+
 
 def test_settings_channels_policy_keys_and_team(conveyor, tenants, chromium, database_url):
     acme, _ = tenants
@@ -374,6 +382,16 @@ def test_settings_channels_policy_keys_and_team(conveyor, tenants, chromium, dat
         page.get_by_role("button", name="Add member").click()
         expect(page.locator("#err-team-email")).to_contain_text("exists")
         look(page, f"{db}-settings-team")
+
+        # a viewer reads the channels and the policy, and sees no form, key or member
+        viewer = frame_page(chromium)
+        sign_in(viewer, server.url, "vic@acme.example")
+        viewer.goto(f"{server.url}/app/settings")
+        expect(viewer.locator("pre code")).to_contain_text("repeat_within: 30 days")
+        expect(viewer.get_by_role("heading", name="API keys")).to_have_count(0)
+        expect(viewer.get_by_role("heading", name="Team")).to_have_count(0)
+        expect(viewer.locator("form[method=post]")).to_have_count(1)  # signing out only
+        look(viewer, f"{db}-settings-viewer")
 
 
 def test_reports_overview_and_an_automations_funnel(conveyor, tenants, chromium, database_url):
