@@ -450,6 +450,7 @@ class Delivery:
         channel: str | None = None,
         after_id: int | None = None,
         limit: int = 100,
+        newest_first: bool = False,
     ) -> list[MessageRecord]:
         with self.store.read() as tx:
             return tx.messages.page(
@@ -459,6 +460,7 @@ class Delivery:
                 channel=channel,
                 after_id=after_id,
                 limit=limit,
+                newest_first=newest_first,
             )
 
     def message(self, workspace: Workspace, message_id: int) -> MessageRecord:

@@ -214,7 +214,10 @@ class MessageQueries:
         channel: str | None = None,
         after_id: int | None = None,
         limit: int = 100,
+        newest_first: bool = False,
     ) -> list[MessageRecord]:
+        """A keyset page by id; `newest_first` pages downwards (`after_id` is then the last id
+        seen, and the page holds smaller ones)."""
         stmt = select(outbox).where(outbox.c.workspace_id == workspace_id)
         if contact_id is not None:
             stmt = stmt.where(outbox.c.contact_id == contact_id)
@@ -223,10 +226,11 @@ class MessageQueries:
         if channel is not None:
             stmt = stmt.where(outbox.c.channel == channel)
         if after_id is not None:
-            stmt = stmt.where(outbox.c.id > after_id)
+            stmt = stmt.where(outbox.c.id < after_id if newest_first else outbox.c.id > after_id)
+        order = outbox.c.id.desc() if newest_first else outbox.c.id
         return [
             MessageRecord.from_row(row)
-            for row in self.conn.execute(stmt.order_by(outbox.c.id).limit(limit))
+            for row in self.conn.execute(stmt.order_by(order).limit(limit))
         ]
 
     def set_status(self, message_id: int, status: str) -> None:

@@ -33,7 +33,9 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
 }
 # The sections with pages so far: the navigation shows these (the rest when they are built).
-SECTIONS = frozenset({"automations", "contacts"})
+SECTIONS = frozenset(
+    {"automations", "contacts", "segments", "messages", "crm", "settings", "reports"}
+)
 NAV = (
     ("automations", "Automations"),
     ("contacts", "Contacts"),
@@ -93,6 +95,19 @@ def _query(search: Any, **extra: str) -> str:
     return urlencode({k: v for k, v in given.items() if v and (k, v) != ("within", "any")})
 
 
+def _money(value: Any) -> str:
+    """An amount in major units with thousands separators ("12,500.00")."""
+    try:
+        return f"{float(value):,.2f}"
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _query_of(**given: Any) -> str:
+    """A query string of the given parts that are set."""
+    return urlencode({k: v for k, v in given.items() if v})
+
+
 @cache
 def environment() -> Environment:
     env = Environment(
@@ -107,7 +122,8 @@ def environment() -> Environment:
     env.globals.update(asset=lambda name: f"{base()}/static/{name}?v={asset_version(name)}")
     from conveyor.web.drawing import describe
 
-    env.globals.update(describe=describe, query=_query)
+    env.globals.update(describe=describe, query=_query, query_of=_query_of)
+    env.filters.update(money=_money)
     env.globals.update(base=base, can=can, Action=Action, nav=NAV, sections=SECTIONS)
     return env
 

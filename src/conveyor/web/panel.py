@@ -12,7 +12,16 @@ from starlette.exceptions import HTTPException
 from conveyor.bootstrap import Conveyor
 from conveyor.domain.errors import ConveyorError
 from conveyor.web.pages import STATIC, redirect, render, signin_url
-from conveyor.web.routes import automations, contacts, signin
+from conveyor.web.routes import (
+    automations,
+    contacts,
+    crm,
+    messages,
+    reports,
+    segments,
+    settings,
+    signin,
+)
 from conveyor.web.session import COOKIE, SignInNeeded
 
 
@@ -20,7 +29,16 @@ def create_panel(conveyor: Conveyor) -> FastAPI:
     panel = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     panel.state.conveyor = conveyor
     panel.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for router in (signin.router, automations.router, contacts.router):
+    for router in (
+        signin.router,
+        automations.router,
+        contacts.router,
+        segments.router,
+        messages.router,
+        crm.router,
+        settings.router,
+        reports.router,
+    ):
         panel.include_router(router)
 
     @panel.get("/", include_in_schema=False)
