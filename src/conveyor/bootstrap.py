@@ -58,6 +58,7 @@ class Conveyor:
         migrate.upgrade(self.store.db.engine)
 
     def close(self) -> None:
+        self.ingest.close()
         self.delivery.close()
         self.store.close()
 
