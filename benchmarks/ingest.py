@@ -128,7 +128,8 @@ def bench(dialect: str, args: argparse.Namespace) -> dict[str, Any]:
         args.warmup * args.batch, args.batch, args.users, args.seed + 1, "warm", shards
     )
     bodies = workload(args.events, args.batch, args.users, args.seed, "bench", shards)
-    with database(dialect, "ingest") as (db_url, env), server(env) as live:
+    serve_args = () if args.with_worker else ("--no-worker",)
+    with database(dialect, "ingest") as (db_url, env), server(env, serve_args) as live:
         proc, url, key = live.proc, live.url, live.key
         log.print(f"{dialect}: server pid {proc.pid}, sending {len(bodies)} batches")
         warm = send(url, key, warmup, args.threads, args.time_cap)
@@ -165,6 +166,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     disjoint = "give each client thread its own users (no two requests touch one contact at once)"
     parser.add_argument("--disjoint-users", action="store_true", help=disjoint)
+    parser.add_argument(
+        "--with-worker", action="store_true", help="serve with its worker (default: API alone)"
+    )
     parser.add_argument("--profile", metavar="FILE", help="py-spy the server into FILE.<db>.txt")
     args = parser.parse_args()
     facts_before = machine()

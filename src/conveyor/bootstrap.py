@@ -78,7 +78,7 @@ def bootstrap(
     catalog = CatalogService(store, clock)
     contacts = Contacts(store, clock)
     segments = Segments(store, clock, contacts)
-    workspaces = Workspaces(store, clock)
+    workspaces = Workspaces(store, clock, key_ttl=settings.key_cache_seconds)
     policies = SendPolicies(store, clock, workspaces)
     crm = Crm(store, clock)
     tasks = Tasks(store, clock)
@@ -98,7 +98,9 @@ def bootstrap(
         workspaces=workspaces,
         contacts=contacts,
         catalog=catalog,
-        ingest=Ingest(store, clock, max_depth=settings.max_json_depth),
+        ingest=Ingest(
+            store, clock, max_depth=settings.max_json_depth, group_calls=settings.ingest_group_calls
+        ),
         imports=Imports(store, clock, catalog),
         segments=segments,
         automations=Automations(store, clock),

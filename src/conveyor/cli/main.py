@@ -674,6 +674,8 @@ def scoring_recompute(workspace: WorkspaceOpt = None) -> None:
     except ConveyorError as exc:
         _fail(exc.detail)
     out.print(f"{scored} contacts scored", highlight=False)
+
+
 # The sales side's commands live in their own module; it uses the helpers above.
 from conveyor.cli.crm import APPS as CRM_APPS  # noqa: E402
 
