@@ -4,6 +4,7 @@ CONVEYOR_* settings as the parent, which has already migrated the database."""
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 from fastapi import FastAPI
@@ -20,7 +21,18 @@ HttpProtocol: Any = http_protocol(_settings.max_header_bytes, _settings.max_head
 
 def app() -> FastAPI:
     logs.configure()
-    return create_app(bootstrap(Settings()))
+    made = create_app(bootstrap(Settings()))
+    settle_heap()
+    return made
+
+
+def settle_heap() -> None:
+    """Move what start-up built (modules, the app, SQLAlchemy's tables) out of the garbage
+    collector's sight: a full collection then walks only what requests allocate. The ingest
+    writer allocates a few dicts per call, so collections are frequent: ~12 % less CPU per
+    event measured on the writer alone (README, Performance)."""
+    gc.collect()
+    gc.freeze()
 
 
 def protocol_option() -> str:

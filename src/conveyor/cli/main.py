@@ -180,7 +180,11 @@ def serve(
             common["http"] = serving.protocol_option()
             uvicorn.run(f"{serving.__name__}:app", factory=True, workers=api_workers, **common)
         else:
-            uvicorn.run(create_app(conveyor), **common)
+            from conveyor.api.serving import settle_heap
+
+            app = create_app(conveyor)
+            settle_heap()
+            uvicorn.run(app, **common)
     finally:
         supervisor.stop()
 
