@@ -133,6 +133,13 @@ def singles(bodies: list[bytes]) -> list[tuple[str, bytes]]:
     return out
 
 
+def send_cpu(
+    pid: int, url: str, bodies: list[tuple[str, bytes]], threads: int, cap: float
+) -> dict[str, Any]:
+    before = cpu_seconds(pid)
+    return send(url, "-", bodies, threads, cap) | {"cpu": cpu_seconds(pid) - before}
+
+
 def timed(proc: subprocess.Popen[str], work: Any) -> dict[str, Any]:
     """`work()`'s result with the server's CPU seconds while it ran."""
     before = cpu_seconds(proc.pid)
@@ -207,23 +214,14 @@ def bench(dialect: str, args: argparse.Namespace) -> list[dict[str, Any]]:
         out.append(base | {"what": "Conveyor single calls", **single})
     # The same calls inserted raw: `sent` calls' rows took `raw_seconds`.
     out.append(base | {"what": "raw inserts, same rows", "calls": sent, "seconds": raw_seconds})
-    with tempfile.TemporaryDirectory(prefix="conveyor-bench-bare-") as tmp, bare_server(tmp) as url:
+    bare_tmp = tempfile.TemporaryDirectory(prefix="conveyor-bench-bare-")
+    with bare_tmp as tmp, bare_server(tmp) as (url, pid):
         send(url, "-", batches(warmup), args.threads, args.time_cap)
-        out.append(
-            base
-            | {
-                "what": "bare FastAPI /v1/batch",
-                **send(url, "-", batches(bodies), args.threads, args.time_cap),
-            }
-        )
+        bare = send_cpu(pid, url, batches(bodies), args.threads, args.time_cap)
+        out.append(base | {"what": "bare FastAPI /v1/batch", **bare})
         if one_by_one:
-            out.append(
-                base
-                | {
-                    "what": "bare FastAPI single calls",
-                    **send(url, "-", one_by_one, args.track_threads, args.time_cap),
-                }
-            )
+            bare = send_cpu(pid, url, one_by_one, args.track_threads, args.time_cap)
+            out.append(base | {"what": "bare FastAPI single calls", **bare})
     return out
 
 

@@ -53,7 +53,7 @@ app.add_api_route("/health", lambda: {"ok": True}, methods=["GET"])
 
 
 @contextlib.contextmanager
-def bare_server(tmp: str) -> Iterator[str]:
+def bare_server(tmp: str) -> Iterator[tuple[str, int]]:
     """The bare endpoint in its own uvicorn process (as `conveyor serve` is)."""
     with open(os.path.join(tmp, "bare_api.py"), "w") as out:
         out.write(BARE_APP)
@@ -74,7 +74,7 @@ def bare_server(tmp: str) -> Iterator[str]:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit("the bare FastAPI server did not start")
             time.sleep(0.1)
-        yield url
+        yield url, proc.pid
     finally:
         proc.terminate()
         proc.wait(30)
