@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import JSON, Connection, Table
+from sqlalchemy.exc import DBAPIError
 
 from conveyor.store.schema import UTCDateTime
 
@@ -188,3 +189,49 @@ def select_in(
                 values_[i] = decode(values_[i])
             out.append(tuple(values_))
     return out
+
+
+# --- PostgreSQL: COPY -------------------------------------------------------------------------
+
+
+def copy(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """PostgreSQL's COPY FROM STDIN for many rows (each with the same keys), in the order given:
+    3x the rows/s of a pipelined executemany of INSERTs for the event log (README, Performance).
+    Sequence-made ids follow that order, as with INSERT."""
+    if not rows:
+        return
+    columns = tuple(rows[0])
+    _sql, encoders = _plan(table, columns, "postgresql", None)
+    quoted = ", ".join(f'"{c}"' for c in columns)
+    sql = f"COPY {table.name} ({quoted}) FROM STDIN"
+    driver: Any = conn.connection.dbapi_connection
+    error = conn.dialect.loaded_dbapi.Error
+    cursor = driver.cursor()
+    try:
+        with cursor.copy(sql) as out:
+            for row in _encoded(rows, columns, encoders):
+                out.write_row(row)
+    except error as exc:  # as SQLAlchemy would raise it: IntegrityError, OperationalError…
+        raise DBAPIError.instance(sql, None, exc, error) from exc
+    finally:
+        cursor.close()
+
+
+def next_ids(conn: Connection, table: Table, count: int) -> list[int]:
+    """`count` fresh ids from the sequence behind `table`.id (PostgreSQL), ascending."""
+    sequence = _sequence(conn, table.name)
+    rows = conn.exec_driver_sql(
+        "SELECT nextval(%s) FROM generate_series(1, %s)", (sequence, count)
+    ).all()
+    return sorted(row[0] for row in rows)
+
+
+_sequences: dict[str, str] = {}
+
+
+def _sequence(conn: Connection, table: str) -> str:
+    if table not in _sequences:
+        _sequences[table] = conn.exec_driver_sql(
+            "SELECT pg_get_serial_sequence(%s, 'id')", (table,)
+        ).scalar_one()
+    return _sequences[table]

@@ -31,7 +31,10 @@ class EventQueries:
 
     def append(self, rows: list[dict[str, Any]]) -> None:
         """Append events in the given order; the log's ids grow in that order."""
-        bulk.insert(self.conn, events, rows)
+        if self.dialect == "postgresql" and len(rows) >= 20 and _same_keys(rows):
+            bulk.copy(self.conn, events, rows)
+        else:
+            bulk.insert(self.conn, events, rows)
 
     def page(
         self,
@@ -195,3 +198,8 @@ class EventQueries:
             out += [EventRecord.from_row(row) for row in self.conn.execute(stmt)]
         out.sort(key=lambda e: e.id)
         return out
+
+
+def _same_keys(rows: list[dict[str, Any]]) -> bool:
+    first = rows[0].keys()
+    return all(row.keys() == first for row in rows)
