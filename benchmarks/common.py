@@ -274,7 +274,9 @@ def trigger_latency(
             .where(runs.c.status == "active", runs.c.wake_at <= datetime.now(UTC))
         )
         with reader.store.db.read_connection() as conn:
-            backlog_events = conn.execute(undispatched.where(events.c.name == event)).scalar_one()
+            backlog_events = conn.execute(
+                undispatched.where(events.c.name == event)
+            ).scalar_one()
             backlog_log = conn.execute(undispatched).scalar_one()
             backlog_runs = conn.execute(due).scalar_one()
         load_sent = load_1min()

@@ -456,11 +456,8 @@ def main() -> None:
         ("  % prepare: load contacts/templates", "mail_pct_load", "{:.0f}"),
         ("  % prepare: render (Liquid, CSS inline, text, MIME)", "mail_pct_render", "{:.0f}"),
         ("  % send (SMTP, concurrent; outcomes recorded meanwhile)", "mail_pct_send", "{:.0f}"),
-        (
-            "    % record (outcomes + events, transactions, during the sends)",
-            "mail_pct_record",
-            "{:.0f}",
-        ),
+        ("    % record (outcomes + events, transactions, during the sends)", "mail_pct_record",
+         "{:.0f}"),
         ("  % other", "mail_pct_other", "{:.0f}"),
         ("emails/s with caps and a send window on", "policed_per_s"),
         ("  slower with the policy, % (target < 20)", "policy_slower_pct", "{:.0f}"),

@@ -79,27 +79,17 @@ def seed(url: str, contacts: int, smtp_url: str) -> None:
     app = bootstrap(Settings(database_url=url, webhook_allow="127.0.0.1/32"))
     app.upgrade_schema()
     workspace, _ = app.workspaces.create("bench")
-    app.channels.configure(
-        workspace, "email", {"from": "Bench <b@bench.example>", "smtp_url": smtp_url}
-    )
-    app.templates.save(
-        workspace,
-        "scale-mail",
-        "email",
-        {"subject": "Hi {{ contact.first_name }}", "text": "Hello {{ contact.email }}"},
-    )
+    app.channels.configure(workspace, "email", {"from": "Bench <b@bench.example>",
+                                                 "smtp_url": smtp_url})
+    app.templates.save(workspace, "scale-mail", "email",
+                       {"subject": "Hi {{ contact.first_name }}", "text": "Hello {{ contact.email }}"})
     app.automations.apply(workspace, AUTOMATION)
     app.automations.set_status(workspace, "scale", "active")
     for start in range(0, contacts, 500):
         calls: list[dict[str, Any]] = []
         for i in range(start, min(start + 500, contacts)):
-            calls.append(
-                {
-                    "type": "identify",
-                    "userId": f"u{i}",
-                    "traits": {"email": f"p{i}@example.com", "firstName": f"P{i}"},
-                }
-            )
+            calls.append({"type": "identify", "userId": f"u{i}",
+                          "traits": {"email": f"p{i}@example.com", "firstName": f"P{i}"}})
             calls.append({"type": "track", "userId": f"u{i}", "event": "go"})
         assert app.ingest.calls(workspace, calls).accepted == len(calls)
     with app.store.db.engine.connect() as conn:
@@ -107,38 +97,26 @@ def seed(url: str, contacts: int, smtp_url: str) -> None:
     app.close()
 
 
-def measure(
-    url: str, workers: int, contacts: int, sink: Sink, env: dict[str, str]
-) -> dict[str, Any]:
+def measure(url: str, workers: int, contacts: int, sink: Sink, env: dict[str, str]) -> dict[str, Any]:
     app = bootstrap(Settings(database_url=url))
     engine = app.store.db.engine
     procs = []
     started = time.monotonic()
     for _ in range(workers):
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "conveyor.cli.main", "worker"],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-        )
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "conveyor.cli.main", "worker"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
     try:
         while True:
             with engine.connect() as conn:
-                finished = conn.execute(
-                    select(func.count()).select_from(runs).where(runs.c.status == "finished")
-                ).scalar_one()
+                finished = conn.execute(select(func.count()).select_from(runs).where(
+                    runs.c.status == "finished")).scalar_one()
             if finished >= contacts and sink.received >= contacts:
                 break
             if time.monotonic() - started > 900:
                 raise RuntimeError(f"not done after 900 s: {finished} runs, {sink.received} emails")
             if any(p.poll() is not None for p in procs):
-                raise RuntimeError(
-                    "a worker died: "
-                    + "".join(p.stderr.read() for p in procs if p.poll() is not None)
-                )
+                raise RuntimeError("a worker died: " + "".join(p.stderr.read() for p in procs if p.poll() is not None))
             time.sleep(0.2)
         wall = time.monotonic() - started
     finally:
@@ -149,52 +127,28 @@ def measure(
     with engine.connect() as conn:
         # The engine's steps (delivery records its outcomes as steps too: those are the emails).
         n_steps, first, last = conn.execute(
-            select(func.count(), func.min(steps.c.at), func.max(steps.c.at)).where(
-                steps.c.outcome.not_in(DELIVERY_OUTCOMES)
-            )
-        ).one()
+            select(func.count(), func.min(steps.c.at), func.max(steps.c.at))
+            .where(steps.c.outcome.not_in(DELIVERY_OUTCOMES))).one()
         sent, first_sent, last_sent = conn.execute(
-            select(func.count(), func.min(outbox.c.sent_at), func.max(outbox.c.sent_at)).where(
-                outbox.c.status == "sent"
-            )
-        ).one()
+            select(func.count(), func.min(outbox.c.sent_at), func.max(outbox.c.sent_at))
+            .where(outbox.c.status == "sent")).one()
         rows = conn.execute(select(func.count()).select_from(outbox)).scalar_one()
         per_run = conn.execute(text("SELECT count(*) FROM runs")).scalar_one()
-        twice = conn.execute(
-            text(
-                "SELECT count(*) FROM (SELECT run_id, node, outcome FROM steps WHERE run_id IS NOT NULL "
-                "GROUP BY run_id, node, outcome HAVING count(*) > 1) t"
-            )
-        ).scalar_one()
-        shapes = conn.execute(
-            text("SELECT count(DISTINCT n) FROM (SELECT count(*) n FROM steps GROUP BY run_id) t")
-        ).scalar_one()
+        twice = conn.execute(text(
+            "SELECT count(*) FROM (SELECT run_id, node, outcome FROM steps WHERE run_id IS NOT NULL "
+            "GROUP BY run_id, node, outcome HAVING count(*) > 1) t")).scalar_one()
+        shapes = conn.execute(text(
+            "SELECT count(DISTINCT n) FROM (SELECT count(*) n FROM steps GROUP BY run_id) t")).scalar_one()
     app.close()
     span = (last - first).total_seconds() if isinstance(first, datetime) else float("nan")
-    sent_span = (
-        (last_sent - first_sent).total_seconds()
-        if isinstance(first_sent, datetime)
-        else float("nan")
-    )
-    once = (
-        per_run == contacts
-        and rows == contacts
-        and sent == contacts
-        and twice == 0
-        and shapes == 1
-        and len(sink.ids) == contacts
-        and max(sink.ids.values()) == 1
-    )
+    sent_span = (last_sent - first_sent).total_seconds() if isinstance(first_sent, datetime) else float("nan")
+    once = (per_run == contacts and rows == contacts and sent == contacts and twice == 0
+            and shapes == 1 and len(sink.ids) == contacts and max(sink.ids.values()) == 1)
     return {
-        "workers": workers,
-        "steps": n_steps,
-        "steps_s": n_steps / span if span else float("nan"),
-        "emails_s": sent / sent_span if sent_span else float("nan"),
-        "wall": wall,
-        "once": "yes"
-        if once
-        else f"NO (runs {per_run}, outbox {rows}, sent {sent}, "
-        f"dup steps {twice}, received {sink.received})",
+        "workers": workers, "steps": n_steps, "steps_s": n_steps / span if span else float("nan"),
+        "emails_s": sent / sent_span if sent_span else float("nan"), "wall": wall,
+        "once": "yes" if once else f"NO (runs {per_run}, outbox {rows}, sent {sent}, "
+                                   f"dup steps {twice}, received {sink.received})",
     }
 
 
@@ -216,32 +170,19 @@ def main() -> None:
             with database("postgresql", "scaleout") as (url, extra):
                 log.print(f"{workers} worker(s): seeding {args.contacts:,} contacts")
                 seed(url, args.contacts, smtp_url)
-                env = {
-                    **os.environ,
-                    **extra,
-                    "PYTHONPATH": SRC,
-                    "CONVEYOR_WEBHOOK_ALLOW": "127.0.0.1/32",
-                    "CONVEYOR_LOG_FORMAT": "text",
-                }
+                env = {**os.environ, **extra, "PYTHONPATH": SRC, "CONVEYOR_WEBHOOK_ALLOW": "127.0.0.1/32",
+                       "CONVEYOR_LOG_FORMAT": "text"}
                 results.append(measure(url, workers, args.contacts, sink, env))
                 log.print(results[-1])
         finally:
             controller.stop()
-    table = Table(
-        title=f"conveyor worker processes on one PostgreSQL, {args.contacts:,} contacts "
-        "x (add_tag, send_email, add_tag)"
-    )
+    table = Table(title=f"conveyor worker processes on one PostgreSQL, {args.contacts:,} contacts "
+                        "x (add_tag, send_email, add_tag)")
     for header in ("workers", "contact-steps/s", "emails/s", "wall s", "steps", "exactly once"):
         table.add_column(header, justify="right")
     for r in results:
-        table.add_row(
-            str(r["workers"]),
-            f"{r['steps_s']:,.0f}",
-            f"{r['emails_s']:,.0f}",
-            f"{r['wall']:.1f}",
-            f"{r['steps']:,}",
-            r["once"],
-        )
+        table.add_row(str(r["workers"]), f"{r['steps_s']:,.0f}", f"{r['emails_s']:,.0f}",
+                      f"{r['wall']:.1f}", f"{r['steps']:,}", r["once"])
     Console(width=140).print(table)
     print(f"at the start: {started}\nat the end:   {machine()}")
 

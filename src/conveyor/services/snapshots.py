@@ -113,7 +113,9 @@ def snapshot(
         created_at=row.created_at,
         updated_at=row.updated_at,
         tags=set(tags),
-        lists={ctx.list_keys[lid]: st for lid, st in subscriptions.items() if lid in ctx.list_keys},
+        lists={
+            ctx.list_keys[lid]: st for lid, st in subscriptions.items() if lid in ctx.list_keys
+        },
         events=events,
         runs=runs,
         timezone=row.timezone or ctx.timezone,

@@ -168,8 +168,6 @@ def _crm_trigger(kind: str, value: Any, here: str) -> Trigger:
         if not isinstance(given, str) or not given:
             raise InvalidInput(f"{here}.{key}", "names it")
     return Trigger(name, tuple(PropertyIs((k,), "eq", v) for k, v in value.items()))
-
-
 def trigger_preset(raw: dict[str, Any], path: str, parser: Parser) -> Trigger:
     """An event and its filters written as a trigger (scoring rules use the same presets)."""
     return _presets(raw, path, parser, "")
