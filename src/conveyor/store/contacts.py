@@ -205,14 +205,12 @@ class ContactQueries:
         holds the database's only write lock from its start (BEGIN IMMEDIATE), so nobody else
         inserts meanwhile, and SQLite gives each new row the next id above the largest. Half the
         cost of SQLAlchemy's INSERT … RETURNING for the ~40 contacts of an ingest group."""
-        before = self.conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM contacts").scalar()
+        before = bulk.driver(self.conn, "SELECT coalesce(max(id), 0) FROM contacts", (), fetch=True)
         bulk.insert(self.conn, contacts, rows)
-        ids = [
-            row[0]
-            for row in self.conn.exec_driver_sql(
-                "SELECT id FROM contacts WHERE id > ? ORDER BY id", (before,)
-            )
-        ]
+        found = bulk.driver(
+            self.conn, "SELECT id FROM contacts WHERE id > ? ORDER BY id", before[0], fetch=True
+        )
+        ids = [row[0] for row in found]
         if len(ids) != len(rows):  # never, unless someone wrote beside the lock
             raise RuntimeError(f"inserted {len(rows)} contacts, found {len(ids)} new ids")
         return ids
