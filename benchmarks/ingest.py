@@ -185,7 +185,10 @@ def bench(dialect: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     serve_args = () if args.with_worker else ("--no-worker",)
     serve_args += ("--api-workers", str(args.api_workers)) if args.api_workers > 1 else ()
     out: list[dict[str, Any]] = []
-    with database(dialect, "ingest") as (db_url, env), server(env, serve_args, ready_seconds=120) as live:
+    with (
+        database(dialect, "ingest") as (db_url, env),
+        server(env, serve_args, ready_seconds=120) as live,
+    ):
         proc, url, key = live.proc, live.url, live.key
         log.print(f"{dialect}: server pid {proc.pid}, sending {len(bodies)} batches")
         warm = send(url, key, batches(warmup), args.threads, args.time_cap)
