@@ -3,6 +3,9 @@
 A batch is validated item by item; the good items are applied in one transaction (contacts
 upserted, anonymous visitors merged, the calls and the system events they cause appended to the
 log); the bad ones are reported by index. Calls are idempotent on their `messageId`.
+
+The API hands requests to `submit`: this process's group writer (services/group_commit.py)
+applies every request waiting in one transaction, each with its own result.
 """
 
 from __future__ import annotations
