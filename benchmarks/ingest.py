@@ -203,7 +203,7 @@ def bench(dialect: str, args: argparse.Namespace) -> list[dict[str, Any]]:
                 )
         rows = count_rows(db_url)
         log.print(f"{dialect}: {rows}; raw inserts of the same rows")
-        raw_seconds = raw_inserts(dialect, event_rows(db_url))
+        raw_seconds, raw_cpu = raw_inserts(dialect, event_rows(db_url))
     log.print(f"{dialect}: {run['calls']:,} calls in {run['seconds']:.1f}s")
     sent = warm["calls"] + run["calls"] + single.get("calls", 0)
     # Each accepted call is one non-system row; the system events it caused come on top.
@@ -216,7 +216,8 @@ def bench(dialect: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     if single:
         out.append(base | {"what": "Conveyor single calls", **single})
     # The same calls inserted raw: `sent` calls' rows took `raw_seconds`.
-    out.append(base | {"what": "raw inserts, same rows", "calls": sent, "seconds": raw_seconds})
+    raw = {"what": "raw inserts, same rows", "calls": sent, "seconds": raw_seconds}
+    out.append(base | raw | ({"cpu": raw_cpu} if raw_cpu else {}))
     bare_tmp = tempfile.TemporaryDirectory(prefix="conveyor-bench-bare-")
     with bare_tmp as tmp, bare_server(tmp) as (url, pid):
         send(url, "-", batches(warmup), args.threads, args.time_cap)
@@ -276,7 +277,9 @@ def main() -> None:
             http = ceilings.get((r["database"], kind))
             raw = ceilings.get((r["database"], "raw"))
             versus = " ".join(
-                f"{rate / c:.0%} {name}" for name, c in (("of HTTP", http), ("of raw", raw)) if c
+                f"{rate / c:.0%} {name}"
+                for name, c in (("of HTTP", http), ("of raw", raw if kind == "batch" else None))
+                if c
             )
         requests = r.get("requests")
         table.add_row(
