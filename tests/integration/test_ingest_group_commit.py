@@ -104,6 +104,15 @@ def test_a_failing_request_does_not_fail_its_group():
     with pytest.raises(ValueError, match="bad alone"):
         futures[1].result(10)
     assert groups == [["hold"], ["a", "bad", "c"]]  # the three waited together, one group
+    # A waiter that gives up before its group is taken: not applied, and the writer goes on.
+    release.clear()
+    started.clear()
+    held = writer.submit("hold")
+    assert started.wait(10)
+    gone, kept = writer.submit("gone"), writer.submit("kept")
+    assert gone.cancel()
+    release.set()
+    assert kept.result(10) == "KEPT" and groups[-1] == ["kept"]
     writer.close()
     with pytest.raises(RuntimeError):
         writer.submit("late")

@@ -101,9 +101,20 @@ class GroupCommit(Generic[P, R]):
                     break
                 group.append(more)
                 calls += more.size
-            self._run(group)
+            try:
+                self._run(group)
+            except Exception:  # noqa: BLE001 - the writer must outlive any one group
+                log.exception("the ingest writer failed a group")
+                for pending in group:
+                    if not pending.future.done():
+                        pending.future.set_exception(RuntimeError("the ingest writer failed"))
 
     def _run(self, group: list[_Pending[P, R]]) -> None:
+        # A request whose waiter gave up (its future cancelled before the writer took it) is
+        # not applied; from here on no future can be cancelled.
+        group = [p for p in group if p.future.set_running_or_notify_cancel()]
+        if not group:
+            return
         self.groups += 1
         self.requests += len(group)
         try:
