@@ -111,9 +111,11 @@ class Server:
 
 
 @contextlib.contextmanager
-def server(env: dict[str, str], serve_args: Sequence[str] = ()) -> Iterator[Server]:
+def server(
+    env: dict[str, str], serve_args: Sequence[str] = (), ready_seconds: float = 30
+) -> Iterator[Server]:
     """Run `conveyor serve` (the API, and the worker process it starts) on a free port;
-    `serve_args` go to `serve` (e.g. `--no-worker`)."""
+    `serve_args` go to `serve` (e.g. `--no-worker`); healthy within `ready_seconds`."""
     port = free_port()
     path = os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
     proc = subprocess.Popen(
@@ -134,7 +136,7 @@ def server(env: dict[str, str], serve_args: Sequence[str] = ()) -> Iterator[Serv
         else:
             raise SystemExit("conveyor serve printed no admin key")
         threading.Thread(target=tail.extend, args=(proc.stdout,), daemon=True).start()
-        url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 30
+        url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + ready_seconds
         while True:
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{url}/health").status_code == 200:

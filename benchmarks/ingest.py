@@ -8,24 +8,28 @@ rows of the event log to prove every call, and the system events it caused, was 
 
     .venv/bin/python benchmarks/ingest.py [--events N] [--dialect sqlite|postgresql|both]
 
-`--profile FILE` also records the server with py-spy (raw stacks in FILE.<db>.txt).
+`--profile FILE` also records the server with py-spy (raw stacks in FILE.<db>.<mode>.txt).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import random
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 import orjson
 from common import BIN, database, dialects, log, machine, server
+from ingest_ceilings import bare_server, cpu_seconds, event_rows, raw_inserts
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import create_engine, text
@@ -68,11 +72,14 @@ def workload(
     return [orjson.dumps({"batch": calls[i : i + batch]}) for i in range(0, len(calls), batch)]
 
 
-def send(url: str, key: str, bodies: list[bytes], threads: int, cap: float) -> dict[str, Any]:
-    """POST the bodies from `threads` keep-alive clients until done or `cap` seconds passed.
+def send(
+    url: str, key: str, bodies: list[tuple[str, bytes]], threads: int, cap: float
+) -> dict[str, Any]:
+    """POST the (path, body) pairs from `threads` keep-alive clients until done or `cap` seconds
+    passed.
 
-    Like Segment's SDKs, a batch answered 5xx is sent again (calls are idempotent on messageId,
-    and a failed batch was rolled back): at most 5 times, each retry counted in the result."""
+    Like Segment's SDKs, a request answered 5xx is sent again (calls are idempotent on messageId,
+    and a failed request was rolled back): at most 5 times, each retry counted in the result."""
     latencies, failures, accepted, retries = [], [], [0] * threads, [0] * threads
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     deadline = time.perf_counter() + cap
@@ -82,17 +89,18 @@ def send(url: str, key: str, bodies: list[bytes], threads: int, cap: float) -> d
             for i in range(slot, len(bodies), threads):  # round-robin: matches the shards
                 if time.perf_counter() > deadline or failures:
                     return
+                path, body = bodies[i]
                 for attempt in range(6):
                     sent_at = time.perf_counter()
-                    response = client.post("/v1/batch", content=bodies[i])
+                    response = client.post(path, content=body)
                     latencies.append(time.perf_counter() - sent_at)
                     if response.status_code < 500 or attempt == 5:
                         break
                     retries[slot] += 1
                     time.sleep(0.05 * 2**attempt)
                 reply = response.json() if response.status_code == 200 else {}
-                if not reply or reply["errors"] or reply["duplicates"]:
-                    failures.append(f"batch {i}: {response.status_code} {response.text[:500]}")
+                if not reply or reply.get("errors") or reply["duplicates"]:
+                    failures.append(f"request {i}: {response.status_code} {response.text[:500]}")
                     return
                 accepted[slot] += reply["accepted"]
 
@@ -104,11 +112,39 @@ def send(url: str, key: str, bodies: list[bytes], threads: int, cap: float) -> d
     latencies.sort()
     return {
         "calls": sum(accepted),
+        "requests": len(latencies),
         "seconds": time.perf_counter() - start,
         "retries": sum(retries),
         "p50": latencies[len(latencies) // 2],
         "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
     }
+
+
+def batches(bodies: list[bytes]) -> list[tuple[str, bytes]]:
+    return [("/v1/batch", body) for body in bodies]
+
+
+def singles(bodies: list[bytes]) -> list[tuple[str, bytes]]:
+    """Each call of these batches alone, to its own endpoint (/v1/track, /v1/page…)."""
+    out = []
+    for body in bodies:
+        for call in orjson.loads(body)["batch"]:
+            out.append((f"/v1/{call['type']}", orjson.dumps(call)))
+    return out
+
+
+def send_cpu(
+    pid: int, url: str, bodies: list[tuple[str, bytes]], threads: int, cap: float
+) -> dict[str, Any]:
+    before = cpu_seconds(pid)
+    return send(url, "-", bodies, threads, cap) | {"cpu": cpu_seconds(pid) - before}
+
+
+def timed(proc: subprocess.Popen[str], work: Any) -> dict[str, Any]:
+    """`work()`'s result with the server's CPU seconds while it ran."""
+    before = cpu_seconds(proc.pid)
+    result = work()
+    return result | {"cpu": cpu_seconds(proc.pid) - before}
 
 
 def count_rows(url: str) -> dict[str, int]:
@@ -122,35 +158,75 @@ def count_rows(url: str) -> dict[str, int]:
     return {f"{k}_rows": rows.get(k, 0) for k in ("call", "system")} | {"contacts": contacts}
 
 
-def bench(dialect: str, args: argparse.Namespace) -> dict[str, Any]:
+@contextlib.contextmanager
+def profiled(profile: str | None, pid: int, name: str) -> Iterator[None]:
+    """py-spy (from the venv) samples the server meanwhile: raw stacks in `profile`.<name>.txt."""
+    if not profile:
+        yield
+        return
+    py_spy = shutil.which("py-spy", path=BIN) or "py-spy"
+    options = f"--format raw --rate 200 -p {pid} -o {profile}.{name}.txt"
+    spy = subprocess.Popen([py_spy, "record", *options.split()], stdout=sys.stderr)
+    time.sleep(1)
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)  # py-spy writes its file and exits
+        spy.wait(timeout=60)
+
+
+def bench(dialect: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     shards = args.threads if args.disjoint_users else 1
     warmup = workload(
         args.warmup * args.batch, args.batch, args.users, args.seed + 1, "warm", shards
     )
     bodies = workload(args.events, args.batch, args.users, args.seed, "bench", shards)
-    with database(dialect, "ingest") as (db_url, env), server(env) as live:
+    one_by_one = singles(workload(args.track_calls, args.batch, args.users, args.seed, "one"))
+    serve_args = () if args.with_worker else ("--no-worker",)
+    serve_args += ("--api-workers", str(args.api_workers)) if args.api_workers > 1 else ()
+    out: list[dict[str, Any]] = []
+    with (
+        database(dialect, "ingest") as (db_url, env),
+        server(env, serve_args, ready_seconds=120) as live,
+    ):
         proc, url, key = live.proc, live.url, live.key
         log.print(f"{dialect}: server pid {proc.pid}, sending {len(bodies)} batches")
-        warm = send(url, key, warmup, args.threads, args.time_cap)
-        spy = None
-        if args.profile:  # py-spy (from the venv) samples the server during the timed run
-            py_spy = shutil.which("py-spy", path=BIN) or "py-spy"
-            options = f"--format raw --rate 200 -p {proc.pid} -o {args.profile}.{dialect}.txt"
-            spy = subprocess.Popen([py_spy, "record", *options.split()], stdout=sys.stderr)
-            time.sleep(1)
-        run = send(url, key, bodies, args.threads, args.time_cap)
-        if spy is not None:
-            spy.send_signal(signal.SIGINT)  # py-spy writes its file and exits
-            spy.wait(timeout=60)
+        warm = send(url, key, batches(warmup), args.threads, args.time_cap)
+        with profiled(args.profile, proc.pid, f"{dialect}.batch"):
+            run = timed(proc, lambda: send(url, key, batches(bodies), args.threads, args.time_cap))
+        single: dict[str, Any] = {}
+        if one_by_one:
+            log.print(f"{dialect}: {len(one_by_one):,} single calls, {args.track_threads} clients")
+            with profiled(args.profile, proc.pid, f"{dialect}.single"):
+                single = timed(
+                    proc, lambda: send(url, key, one_by_one, args.track_threads, args.time_cap)
+                )
         rows = count_rows(db_url)
+        log.print(f"{dialect}: {rows}; raw inserts of the same rows")
+        raw_seconds, raw_cpu = raw_inserts(dialect, event_rows(db_url))
     log.print(f"{dialect}: {run['calls']:,} calls in {run['seconds']:.1f}s")
-    sent = warm["calls"] + run["calls"]
+    sent = warm["calls"] + run["calls"] + single.get("calls", 0)
     # Each accepted call is one non-system row; the system events it caused come on top.
     if rows["call_rows"] != sent or rows["call_rows"] + rows["system_rows"] < sent:
         raise SystemExit(f"{dialect}: sent {sent:,} calls but the log holds {rows}")
     if rows["system_rows"] < 2 * rows["contacts"]:  # contact.created + field.changed(external_id)
         raise SystemExit(f"{dialect}: system events missing for new contacts: {rows}")
-    return {"database": dialect, **run, **rows, "retries": warm["retries"] + run["retries"]}
+    base = {"database": dialect, **rows}
+    out.append(base | {"what": "Conveyor /v1/batch", **run})
+    if single:
+        out.append(base | {"what": "Conveyor single calls", **single})
+    # The same calls inserted raw: `sent` calls' rows took `raw_seconds`.
+    raw = {"what": "raw inserts, same rows", "calls": sent, "seconds": raw_seconds}
+    out.append(base | raw | ({"cpu": raw_cpu} if raw_cpu else {}))
+    bare_tmp = tempfile.TemporaryDirectory(prefix="conveyor-bench-bare-")
+    with bare_tmp as tmp, bare_server(tmp) as (url, pid):
+        send(url, "-", batches(warmup), args.threads, args.time_cap)
+        bare = send_cpu(pid, url, batches(bodies), args.threads, args.time_cap)
+        out.append(base | {"what": "bare FastAPI /v1/batch", **bare})
+        if one_by_one:
+            bare = send_cpu(pid, url, one_by_one, args.track_threads, args.time_cap)
+            out.append(base | {"what": "bare FastAPI single calls", **bare})
+    return out
 
 
 def main() -> None:
@@ -159,35 +235,67 @@ def main() -> None:
     parser.add_argument("--dialect", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--batch", type=int, default=100, help="calls per /v1/batch request")
     parser.add_argument("--threads", type=int, default=4, help="concurrent keep-alive clients")
+    parser.add_argument("--track-calls", type=int, default=20_000, help="single calls (timed)")
+    parser.add_argument("--track-threads", type=int, default=8, help="clients of single calls")
+    parser.add_argument("--api-workers", type=int, default=1, help="API processes (PostgreSQL)")
     parser.add_argument("--users", type=int, default=20_000, help="size of the user-id pool")
     parser.add_argument("--warmup", type=int, default=20, help="untimed batches sent first")
     parser.add_argument("--time-cap", type=float, default=300.0, help="seconds per database")
     parser.add_argument("--seed", type=int, default=42)
     disjoint = "give each client thread its own users (no two requests touch one contact at once)"
     parser.add_argument("--disjoint-users", action="store_true", help=disjoint)
+    parser.add_argument(
+        "--with-worker", action="store_true", help="serve with its worker (default: API alone)"
+    )
     parser.add_argument("--profile", metavar="FILE", help="py-spy the server into FILE.<db>.txt")
     args = parser.parse_args()
     facts_before = machine()
-    results = [bench(dialect, args) for dialect in dialects(args.dialect)]
+    results = [row for dialect in dialects(args.dialect) for row in bench(dialect, args)]
 
     table = Table(
-        title=f"Conveyor ingest: POST /v1/batch × {args.batch} calls, {args.threads} client "
-        f"threads, {args.users:,} {'disjoint ' if args.disjoint_users else ''}users; "
-        f"log rows include {args.warmup} warm-up batches"
+        title=f"Conveyor ingest, `conveyor serve`{' with its worker' if args.with_worker else ''}"
+        f" ({args.api_workers} API process(es)): /v1/batch × {args.batch} calls from "
+        f"{args.threads} clients; single calls from {args.track_threads} clients; "
+        f"{args.users:,} {'disjoint ' if args.disjoint_users else ''}users"
     )
-    columns = "database|calls timed|seconds|events/s|p50 ms|p99 ms|5xx retries|call rows|"
-    for column in (columns + "system rows|contacts").split("|"):
-        table.add_column(column, justify="left" if column == "database" else "right")
+    columns = "database|what|calls|seconds|requests/s|events/s|vs ceiling|p50 ms|p99 ms|"
+    for column in (columns + "server CPU s|events/CPU-s").split("|"):
+        table.add_column(column, justify="left" if column in ("database", "what") else "right")
+    ceilings: dict[tuple[str, str], float] = {}
     for r in results:
-        rate, p50, p99 = r["calls"] / r["seconds"], r["p50"] * 1000, r["p99"] * 1000
+        rate = r["calls"] / r["seconds"]
+        kind = "single" if "single" in r["what"] else "batch"
+        if r["what"].startswith("bare"):
+            ceilings[(r["database"], kind)] = rate
+        elif r["what"].startswith("raw"):
+            ceilings[(r["database"], "raw")] = rate
+    for r in results:
+        rate = r["calls"] / r["seconds"]
+        kind = "single" if "single" in r["what"] else "batch"
+        versus = ""
+        if r["what"].startswith("Conveyor"):
+            http = ceilings.get((r["database"], kind))
+            raw = ceilings.get((r["database"], "raw"))
+            versus = " ".join(
+                f"{rate / c:.0%} {name}"
+                for name, c in (("of HTTP", http), ("of raw", raw if kind == "batch" else None))
+                if c
+            )
+        requests = r.get("requests")
         table.add_row(
             r["database"],
+            r["what"],
             f"{r['calls']:,}",
             f"{r['seconds']:.1f}",
-            *(f"{value:,.0f}" for value in (rate, p50, p99)),
-            *(f"{r[name]:,}" for name in ("retries", "call_rows", "system_rows", "contacts")),
+            f"{requests / r['seconds']:,.0f}" if requests else "",
+            f"{rate:,.0f}",
+            versus,
+            f"{r['p50'] * 1000:,.1f}" if "p50" in r else "",
+            f"{r['p99'] * 1000:,.1f}" if "p99" in r else "",
+            f"{r['cpu']:.1f}" if "cpu" in r else "",
+            f"{r['calls'] / r['cpu']:,.0f}" if r.get("cpu") else "",
         )
-    Console(width=max(120, Console().width)).print(table)
+    Console(width=max(160, Console().width)).print(table)
     print(f"at the start: {facts_before}\nat the end:   {machine()}")
 
 

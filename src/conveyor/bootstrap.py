@@ -76,6 +76,7 @@ class Conveyor:
         migrate.upgrade(self.store.db.engine)
 
     def close(self) -> None:
+        self.ingest.close()
         self.delivery.close()
         self.store.close()
 
@@ -95,7 +96,7 @@ def bootstrap(
     catalog = CatalogService(store, clock)
     contacts = Contacts(store, clock)
     segments = Segments(store, clock, contacts)
-    workspaces = Workspaces(store, clock)
+    workspaces = Workspaces(store, clock, key_ttl=settings.key_cache_seconds)
     deliverability = Deliverability(store, clock)
     policies = SendPolicies(store, clock, workspaces, deliverability)
     crm = Crm(store, clock)
@@ -135,7 +136,9 @@ def bootstrap(
         workspaces=workspaces,
         contacts=contacts,
         catalog=catalog,
-        ingest=Ingest(store, clock, max_depth=settings.max_json_depth),
+        ingest=Ingest(
+            store, clock, max_depth=settings.max_json_depth, group_calls=settings.ingest_group_calls
+        ),
         imports=Imports(store, clock, catalog),
         segments=segments,
         automations=automations,

@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     # an email's HTML past 102 KB; a parsed template holds ~35 bytes per character.
     max_template_bytes: int = 256_000
     default_workspace: str = "default"
+    # An API process keeps a key it has checked for this long: a revoked key (or a workspace's
+    # changed settings) reaches the other processes within it; 0 reads the key on every request.
+    key_cache_seconds: float = 1.0
+    # The most tracking calls one group-commit transaction applies (services/group_commit.py).
+    ingest_group_calls: int = 5_000
     # Delivery. A workspace's own channel settings (PUT /channels/email) take precedence.
     smtp_url: str | None = None  # smtp://user:pass@host:587?security=starttls
     email_from: str | None = None  # "Acme <news@acme.example>"

@@ -105,6 +105,9 @@ def serve(
     no_worker: Annotated[
         bool, typer.Option("--no-worker", help="the API alone; run `conveyor worker` elsewhere")
     ] = False,
+    api_workers: Annotated[
+        int, typer.Option(min=1, help="API processes sharing the port (>1: PostgreSQL)")
+    ] = 1,
 ) -> None:
     """Run the API (migrating the database first) and, in worker processes it starts, restarts
     and stops, the engine and delivery. Creates the default workspace on first start."""
@@ -123,6 +126,8 @@ def serve(
     conveyor = _open(settings)
     if workers > 1 and conveyor.store.db.is_sqlite:
         _fail("SQLite has one writer at a time: more than one worker process needs PostgreSQL")
+    if api_workers > 1 and conveyor.store.db.is_sqlite:
+        _fail("SQLite has one writer at a time: more than one API process needs PostgreSQL")
     if workers > 1 and settings.worker_metrics_port:
         _fail("one CONVEYOR_WORKER_METRICS_PORT cannot serve several workers: run them yourself")
     _log_to_stderr()
@@ -155,17 +160,31 @@ def serve(
     # uvicorn re-raises SIGTERM after its graceful shutdown; exit through `finally` instead of
     # dying on it, so the workers are stopped rather than left to notice serve is gone.
     signal.signal(signal.SIGTERM, _exit_on_signal)
+    common = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": "info",
+        "access_log": False,
+        "log_config": None,  # uvicorn's lines go through Conveyor's handler (logs.configure)
+        **uvicorn_options(settings.max_header_bytes, settings.max_header_fields),
+    }
     try:
         supervisor.start()
-        uvicorn.run(
-            create_app(conveyor),
-            host=settings.host,
-            port=settings.port,
-            log_level="info",
-            access_log=False,
-            **uvicorn_options(settings.max_header_bytes, settings.max_header_fields),
-            log_config=None,  # uvicorn's lines go through Conveyor's handler (logs.configure)
-        )
+        if api_workers > 1:
+            # Each process builds its own app from the same settings (api/serving.py), with its
+            # own group writer: on PostgreSQL they write side by side.
+            from conveyor.api import serving
+
+            os.environ.update(env)
+            conveyor.close()
+            common["http"] = serving.protocol_option()
+            uvicorn.run(f"{serving.__name__}:app", factory=True, workers=api_workers, **common)
+        else:
+            from conveyor.api.serving import settle_heap
+
+            app = create_app(conveyor)
+            settle_heap()
+            uvicorn.run(app, **common)
     finally:
         supervisor.stop()
 

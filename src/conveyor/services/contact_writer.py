@@ -614,7 +614,9 @@ class ContactWriter:
         fresh = [s for s in live if s.new]
         # Unique values may move between contacts within one batch (a merge, a swap): free the
         # old ones first, so no statement below meets a value that is about to go away.
-        moved = [s.id for s in live if not s.new and s.stored_keys != _keys(s)]
+        # Only a value that goes away can be taken by another contact: a contact gaining its first
+        # email (the usual identify) is rewritten by the update below without this extra UPDATE.
+        moved = [s.id for s in live if not s.new and _lost_a_key(s.stored_keys, _keys(s))]
         tx.contacts.release_unique(moved)
         for winner, loser in self._merges:  # merge winners are always stored contacts
             tx.contacts.absorb(winner.current().id, loser.id)  # type: ignore[arg-type]
@@ -720,6 +722,12 @@ class ContactWriter:
             lists={self.catalog.lists_by_id[lid].key: str(st) for lid, st in subs.items()},
             anonymous_ids=aliases,
         )
+
+
+def _lost_a_key(
+    stored: tuple[str | None, str | None], current: tuple[str | None, str | None]
+) -> bool:
+    return any(old is not None and old != new for old, new in zip(stored, current, strict=True))
 
 
 def _keys(state: ContactState) -> tuple[str | None, str | None]:

@@ -3,10 +3,14 @@
 A batch is validated item by item; the good items are applied in one transaction (contacts
 upserted, anonymous visitors merged, the calls and the system events they cause appended to the
 log); the bad ones are reported by index. Calls are idempotent on their `messageId`.
+
+The API hands requests to `submit`: this process's group writer (services/group_commit.py)
+applies every request waiting in one transaction, each with its own result.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +32,7 @@ from conveyor.domain.messages import (
 from conveyor.domain.payloads import MAX_DEPTH, check_depth
 from conveyor.domain.workspaces import Workspace
 from conveyor.services.contact_writer import ContactState, ContactWriter, Prepared
+from conveyor.services.group_commit import GroupCommit
 from conveyor.store.store import Store, Tx
 
 AnyCall = Identify | Track | Page | Screen | Group | Alias
@@ -40,15 +45,28 @@ class IngestResult:
     errors: list[ItemError] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Request:
+    """One tracking request's calls, parsed, on their way to the group writer."""
+
+    workspace: Workspace
+    parsed: list[tuple[int, AnyCall]]
+    errors: list[ItemError]  # the calls that did not parse, by index
+
+
 class Ingest:
-    def __init__(self, store: Store, clock: Clock, *, max_depth: int = MAX_DEPTH) -> None:
+    def __init__(
+        self, store: Store, clock: Clock, *, max_depth: int = MAX_DEPTH, group_calls: int = 5000
+    ) -> None:
         self.store = store
         self.clock = clock
         self.max_depth = max_depth
+        self.writer: GroupCommit[Request, IngestResult] = GroupCommit(
+            self._apply_group, self._apply_one, max_calls=group_calls, name="ingest-writer"
+        )
 
-    def calls(
-        self, workspace: Workspace, items: list[Any], *, call_type: str | None = None
-    ) -> IngestResult:
+    @staticmethod
+    def parse(workspace: Workspace, items: list[Any], *, call_type: str | None = None) -> Request:
         parsed: list[tuple[int, AnyCall]] = []
         errors: list[ItemError] = []
         for index, raw in enumerate(items):
@@ -56,13 +74,59 @@ class Ingest:
                 parsed.append((index, parse_call(raw, call_type=call_type)))
             except InvalidInput as exc:
                 errors.append(ItemError(index, exc.errors))
-        if not parsed:
-            return IngestResult(errors=errors)
-        result = self.store.transact(lambda tx: _Batch(tx, workspace, self.clock).run(parsed))
-        result.errors = sorted(errors + result.errors, key=lambda e: e.index)
+        return Request(workspace, parsed, errors)
+
+    def calls(
+        self, workspace: Workspace, items: list[Any], *, call_type: str | None = None
+    ) -> IngestResult:
+        """Apply calls now, in a transaction of their own."""
+        return self._apply_one(self.parse(workspace, items, call_type=call_type))
+
+    def submit(self, request: Request) -> Future[IngestResult]:
+        """Hand a parsed request to this process's group writer (see services/group_commit.py):
+        the future is done once its calls are committed, with those of other requests."""
+        if not request.parsed:
+            done: Future[IngestResult] = Future()
+            done.set_result(self._finish(request, IngestResult()))
+            return done
+        return self.writer.submit(request, len(request.parsed))
+
+    def close(self) -> None:
+        self.writer.close()
+
+    def _apply_one(self, request: Request) -> IngestResult:
+        if not request.parsed:
+            return self._finish(request, IngestResult())
+        return self._apply_group([request])[0]
+
+    def _apply_group(self, requests: list[Request]) -> list[IngestResult]:
+        """Every request's calls in one transaction: one `_Batch` per workspace (in id order, so
+        concurrent writers on PostgreSQL lock keys in one order)."""
+        live = [r for r in requests if r.parsed]
+        by_workspace: dict[int, list[Request]] = {}
+        for request in live:
+            by_workspace.setdefault(request.workspace.id, []).append(request)
+
+        def work(tx: Tx) -> dict[int, IngestResult]:
+            out: dict[int, IngestResult] = {}
+            for workspace_id in sorted(by_workspace):
+                group = by_workspace[workspace_id]
+                batch = _Batch(tx, group[0].workspace, self.clock)
+                for request, result in zip(
+                    group, batch.run_many([r.parsed for r in group]), strict=True
+                ):
+                    out[id(request)] = result
+            return out
+
+        results = self.store.transact(work) if live else {}
+        return [self._finish(r, results.get(id(r), IngestResult())) for r in requests]
+
+    @staticmethod
+    def _finish(request: Request, result: IngestResult) -> IngestResult:
+        result.errors = sorted(request.errors + result.errors, key=lambda e: e.index)
         failed = {e.index for e in result.errors}
         telemetry.count(
-            telemetry.EVENTS_INGESTED, ((c.type,) for i, c in parsed if i not in failed)
+            telemetry.EVENTS_INGESTED, ((c.type,) for i, c in request.parsed if i not in failed)
         )
         return result
 
@@ -119,19 +183,28 @@ class _Batch:
         self.workspace = workspace
 
     def run(self, parsed: list[tuple[int, AnyCall]]) -> IngestResult:
-        result = IngestResult()
-        message_ids = {call.messageId for _, call in parsed if call.messageId}
+        return self.run_many([parsed])[0]
+
+    def run_many(self, requests: list[list[tuple[int, AnyCall]]]) -> list[IngestResult]:
+        """Apply several requests' calls (of this workspace) in order, with one look-up of
+        the message ids and one contact preload for all of them, and one flush; each request
+        gets its own result. A messageId seen in an earlier request is a duplicate in a later."""
+        results = [IngestResult() for _ in requests]
+        every = [call for parsed in requests for _, call in parsed]
+        message_ids = {call.messageId for call in every if call.messageId}
         seen = (
             self.tx.events.seen_message_ids(self.workspace.id, message_ids)
             if message_ids
             else set()
         )
-        prepared: dict[int, Prepared] = {}
+        prepared: list[dict[int, Prepared]] = [{} for _ in requests]
         emails: set[str] = set()
-        for index, call in parsed:
-            if isinstance(call, Identify):
+        for parsed, result, ready in zip(requests, results, prepared, strict=True):
+            for index, call in parsed:
+                if not isinstance(call, Identify):
+                    continue
                 try:
-                    prepared[index] = self.writer.prepare(
+                    ready[index] = self.writer.prepare(
                         traits_to_values(call.traits),
                         declare_unknown=self.workspace.auto_declare_fields or False,
                         prefix="traits.",
@@ -139,15 +212,26 @@ class _Batch:
                 except InvalidInput as exc:
                     result.errors.append(ItemError(index, exc.errors))
                     continue
-                if prepared[index].standard.get("email"):
-                    emails.add(prepared[index].standard["email"])
+                if ready[index].standard.get("email"):
+                    emails.add(ready[index].standard["email"])
+        aliases = {c.previousId for c in every if isinstance(c, Alias)}
         self.writer.preload(
-            external_ids={c.userId for _, c in parsed if c.userId}
-            | {c.previousId for _, c in parsed if isinstance(c, Alias)},
-            anonymous_ids={c.anonymousId for _, c in parsed if c.anonymousId}
-            | {c.previousId for _, c in parsed if isinstance(c, Alias)},
+            external_ids={c.userId for c in every if c.userId} | aliases,
+            anonymous_ids={c.anonymousId for c in every if c.anonymousId} | aliases,
             emails=emails,
         )
+        for parsed, result, ready in zip(requests, results, prepared, strict=True):
+            self._run_one(parsed, result, ready, seen)
+        self.writer.flush()
+        return results
+
+    def _run_one(
+        self,
+        parsed: list[tuple[int, AnyCall]],
+        result: IngestResult,
+        prepared: dict[int, Prepared],
+        seen: set[str],
+    ) -> None:
         failed = {e.index for e in result.errors}
         for index, call in parsed:
             if index in failed:
@@ -169,8 +253,6 @@ class _Batch:
                 )
                 continue
             result.accepted += 1
-        self.writer.flush()
-        return result
 
     def _apply(self, index: int, call: AnyCall, prepared: dict[int, Prepared]) -> None:
         writer = self.writer

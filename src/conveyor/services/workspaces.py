@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -46,10 +49,52 @@ def workspace_from_row(row: WorkspaceRecord) -> Workspace:
     return Workspace(id=row.id, name=row.name, secret=row.secret, settings=dict(row.settings or {}))
 
 
+class KeyCache:
+    """Keys this process checked a moment ago, by hash: a tracking request needs no database
+    read to know who it is (that read was ~8 % of the API's time at 2,800 events/s).
+
+    An entry lives `ttl` seconds of `ticker` (monotonic, not the Clock: it measures this
+    process's own time, and the SimulatedClock only moves when told): a key revoked by another
+    process stops working here within `ttl`; one revoked by this process at once. Unknown keys
+    are never kept, so a key created a moment ago works at once everywhere.
+    """
+
+    def __init__(self, ttl: float, ticker: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl
+        self.ticker = ticker
+        self._entries: dict[str, tuple[float, Principal]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key_hash: str) -> Principal | None:
+        entry = self._entries.get(key_hash)
+        if entry is None:
+            return None
+        if self.ticker() >= entry[0]:
+            with self._lock:
+                if self._entries.get(key_hash) is entry:
+                    del self._entries[key_hash]
+            return None
+        return entry[1]
+
+    def put(self, key_hash: str, who: Principal) -> None:
+        if self.ttl > 0:
+            with self._lock:
+                if len(self._entries) >= 10_000:  # a bound, however many keys are presented
+                    self._entries.clear()
+                self._entries[key_hash] = (self.ticker() + self.ttl, who)
+
+    def forget(self, *, key_id: int | None = None, workspace_id: int | None = None) -> None:
+        with self._lock:
+            for key_hash, (_, who) in list(self._entries.items()):
+                if who.key_id == key_id or who.workspace.id == workspace_id:
+                    del self._entries[key_hash]
+
+
 class Workspaces:
-    def __init__(self, store: Store, clock: Clock) -> None:
+    def __init__(self, store: Store, clock: Clock, *, key_ttl: float = 1.0) -> None:
         self.store = store
         self.clock = clock
+        self.key_cache = KeyCache(key_ttl)
 
     def create(self, name: str, settings: dict[str, Any] | None = None) -> tuple[Workspace, NewKey]:
         """A new workspace and its first admin key."""
@@ -93,7 +138,9 @@ class Workspaces:
             tx.workspaces.set_settings(workspace.id, settings)
             return workspace_from_row(self._stored(tx, workspace.id))
 
-        return self.store.transact(work)
+        updated = self.store.transact(work)
+        self.key_cache.forget(workspace_id=workspace.id)
+        return updated
 
     @staticmethod
     def _stored(tx: Tx, workspace_id: int) -> WorkspaceRecord:
@@ -145,12 +192,19 @@ class Workspaces:
                 raise Conflict(f"key {key_id} is revoked already")
 
         self.store.transact(work)
+        self.key_cache.forget(key_id=key_id)
 
     def authenticate(self, secret: str) -> Principal:
         if not secret:
             raise Unauthorized("send an API key as 'Authorization: Bearer KEY'")
+        key_hash = hash_key(secret)
+        who = self.key_cache.get(key_hash)
+        if who is not None:
+            return who
         with self.store.peek() as tx:  # one statement: no transaction to begin and commit
-            key = tx.workspaces.key_by_hash(hash_key(secret))
+            key = tx.workspaces.key_by_hash(key_hash)
         if key is None:
             raise Unauthorized("unknown or revoked API key")
-        return Principal(workspace_from_row(key.workspace), KeyKind(key.kind), key.key_id)
+        who = Principal(workspace_from_row(key.workspace), KeyKind(key.kind), key.key_id)
+        self.key_cache.put(key_hash, who)
+        return who

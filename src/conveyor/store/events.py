@@ -19,22 +19,22 @@ class EventQueries:
         self.dialect = dialect
 
     def seen_message_ids(self, workspace_id: int, message_ids: Iterable[str]) -> set[str]:
-        wanted = list(message_ids)
-        seen: set[str] = set()
-        for start in range(0, len(wanted), 500):
-            seen.update(
-                self.conn.execute(
-                    select(events.c.message_id).where(
-                        events.c.workspace_id == workspace_id,
-                        events.c.message_id.in_(wanted[start : start + 500]),
-                    )
-                ).scalars()
-            )
-        return seen
+        rows = bulk.select_in(
+            self.conn,
+            events,
+            ("message_id",),
+            "message_id",
+            list(message_ids),
+            workspace_id=workspace_id,
+        )
+        return {row[0] for row in rows}
 
     def append(self, rows: list[dict[str, Any]]) -> None:
         """Append events in the given order; the log's ids grow in that order."""
-        bulk.insert(self.conn, events, rows)
+        if self.dialect == "postgresql" and len(rows) >= 20 and _same_keys(rows):
+            bulk.copy(self.conn, events, rows)
+        else:
+            bulk.insert(self.conn, events, rows)
 
     def page(
         self,
@@ -198,3 +198,8 @@ class EventQueries:
             out += [EventRecord.from_row(row) for row in self.conn.execute(stmt)]
         out.sort(key=lambda e: e.id)
         return out
+
+
+def _same_keys(rows: list[dict[str, Any]]) -> bool:
+    first = rows[0].keys()
+    return all(row.keys() == first for row in rows)
