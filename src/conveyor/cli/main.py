@@ -730,7 +730,8 @@ def scoring_recompute(workspace: WorkspaceOpt = None) -> None:
     out.print(f"{scored} contacts scored", highlight=False)
 
 
-# The sales side's commands live in their own module; it uses the helpers above.
+# The commands of the sales side, campaigns and reports live in their own modules; they use
+# the helpers above.
 from conveyor.cli.campaigns import APPS as CAMPAIGN_APPS  # noqa: E402
 from conveyor.cli.crm import APPS as CRM_APPS  # noqa: E402
 from conveyor.cli.reports import report_app as REPORT_APP  # noqa: E402
