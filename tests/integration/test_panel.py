@@ -282,14 +282,33 @@ def test_contacts_search_pages_and_filters(conveyor: Conveyor, live, tenant):
     conveyor.catalog.create_list(tenant.workspace, "newsletter")
     with httpx.Client(base_url=live.url, headers=tenant.admin) as api:
         for i in range(60):
-            body = {"email": f"p{i:02d}@example.com", "external_id": f"u-{i}", "first_name": f"Person{i}"}
+            body = {
+                "email": f"p{i:02d}@example.com",
+                "external_id": f"u-{i}",
+                "first_name": f"Person{i}",
+            }
             if i % 3 == 0:
                 body["tags"] = ["vip"]
             assert api.post("/contacts", json=body).status_code == 201
-        assert api.post("/contacts", json={"email": "grace@hopper.example", "first_name": "Grace", "last_name": "Hopper"}).status_code == 201
+        assert (
+            api.post(
+                "/contacts",
+                json={
+                    "email": "grace@hopper.example",
+                    "first_name": "Grace",
+                    "last_name": "Hopper",
+                },
+            ).status_code
+            == 201
+        )
     other = make_tenant(conveyor, "globex")
     with httpx.Client(base_url=live.url, headers=other.admin) as api:
-        assert api.post("/contacts", json={"email": "secret@globex.example", "first_name": "Grace"}).status_code == 201
+        assert (
+            api.post(
+                "/contacts", json={"email": "secret@globex.example", "first_name": "Grace"}
+            ).status_code
+            == 201
+        )
     with browser(live) as client:
         sign_in(client, "ada@acme.example")
         first = client.get("/app/contacts")
@@ -326,18 +345,23 @@ def test_contacts_search_pages_and_filters(conveyor: Conveyor, live, tenant):
         assert cursor.status_code == 422
 
 
-def test_a_contact_timeline_has_every_event_step_and_message(conveyor: Conveyor, live, tenant, clock):
+def test_a_contact_timeline_has_every_event_step_and_message(
+    conveyor: Conveyor, live, tenant, clock
+):
     from datetime import timedelta
 
     user(conveyor, tenant, "ada@acme.example", "viewer")
     conveyor.catalog.create_list(tenant.workspace, "newsletter")
     conveyor.automations.apply(
         tenant.workspace,
-        {**WELCOME, "nodes": [
-            {"id": "welcome", "type": "send_email", "template": "welcome-1"},
-            {"id": "first-week", "type": "wait", "for": "7 days"},
-            {"id": "tips", "type": "add_tag", "tag": "tipped"},
-        ]},
+        {
+            **WELCOME,
+            "nodes": [
+                {"id": "welcome", "type": "send_email", "template": "welcome-1"},
+                {"id": "first-week", "type": "wait", "for": "7 days"},
+                {"id": "tips", "type": "add_tag", "tag": "tipped"},
+            ],
+        },
     )
     conveyor.automations.set_status(tenant.workspace, "welcome-series", "active")
     cid = subscribe(live, tenant, "grace@example.com")
@@ -386,7 +410,7 @@ def test_a_refused_change_is_shown_as_an_error_where_it_happened(conveyor: Conve
         shown = client.get(done.headers["location"])
         assert 'class="flash failed" role="alert"' in shown.text
         assert "archived cannot become active" in shown.text
-        assert "class=\"flash" not in client.get(done.headers["location"]).text  # shown once
+        assert 'class="flash' not in client.get(done.headers["location"]).text  # shown once
 
 
 def test_pages_are_never_cached_or_framed(conveyor: Conveyor, live, tenant):
@@ -411,7 +435,9 @@ def test_the_cookie_is_secure_when_configured(conveyor: Conveyor, live, tenant):
             headers={"Cookie": f"conveyor_signin={token}"},
         )
         assert signed.status_code == 303
-        assert "Secure" in signed.headers["set-cookie"] and "HttpOnly" in signed.headers["set-cookie"]
+        assert (
+            "Secure" in signed.headers["set-cookie"] and "HttpOnly" in signed.headers["set-cookie"]
+        )
 
 
 def test_a_removed_member_or_a_new_password_ends_the_session(conveyor: Conveyor, live, tenant):
@@ -423,7 +449,9 @@ def test_a_removed_member_or_a_new_password_ends_the_session(conveyor: Conveyor,
         assert ada.get("/app/automations").status_code == 200
         conveyor.signin.set_password(tenant.workspace, "ada@acme.example", "another long password")
         assert ada.get("/app/automations").status_code == 303  # back to sign-in
-        bob_id = next(m["id"] for m in conveyor.crm.members(tenant.workspace) if m["email"].startswith("bob"))
+        bob_id = next(
+            m["id"] for m in conveyor.crm.members(tenant.workspace) if m["email"].startswith("bob")
+        )
         assert bob.get("/app/automations").status_code == 200
         conveyor.crm.remove_member(tenant.workspace, bob_id)
         gone = bob.get("/app/automations")
@@ -445,11 +473,24 @@ def test_a_profile_with_scores_deals_tasks_and_an_owner(conveyor: Conveyor, live
             "/contacts",
             json={"email": "max@big.example", "first_name": "Max", "fields": {"country": "DE"}},
         ).json()["id"]
-        member = api.post("/members", json={"name": "Sam Sales", "email": "sam@acme.example"}).json()
+        member = api.post(
+            "/members", json={"name": "Sam Sales", "email": "sam@acme.example"}
+        ).json()
         assert api.put(f"/contacts/{cid}/owner", json={"member": member["id"]}).status_code == 200
-        assert api.post("/pipelines", json={"key": "sales", "stages": [
-            {"name": "Lead", "probability": 10}, {"name": "Won", "probability": 100}]}).status_code in (200, 201)
-        deal = api.post("/deals", json={"title": "Big order", "pipeline": "sales", "contact_id": cid, "value": 1200})
+        assert api.post(
+            "/pipelines",
+            json={
+                "key": "sales",
+                "stages": [
+                    {"name": "Lead", "probability": 10},
+                    {"name": "Won", "probability": 100},
+                ],
+            },
+        ).status_code in (200, 201)
+        deal = api.post(
+            "/deals",
+            json={"title": "Big order", "pipeline": "sales", "contact_id": cid, "value": 1200},
+        )
         assert deal.status_code == 201, deal.text
         task = api.post("/tasks", json={"title": "Call Max", "contact_id": cid})
         assert task.status_code == 201, task.text
@@ -457,5 +498,55 @@ def test_a_profile_with_scores_deals_tasks_and_an_owner(conveyor: Conveyor, live
         sign_in(client, "ada@acme.example")
         page = client.get(f"/app/contacts/{cid}")
         assert page.status_code == 200, page.text
-        for text in ("Big order", "Lead", "Call Max", "owner Sam Sales", "engagement", "fit", "dach", "country"):
+        for text in (
+            "Big order",
+            "Lead",
+            "Call Max",
+            "owner Sam Sales",
+            "engagement",
+            "fit",
+            "dach",
+            "country",
+        ):
             assert text in page.text, text
+
+
+def test_an_automation_page_shows_its_split_test(conveyor: Conveyor, live, tenant):
+    """Each path's contacts, successes and rate, and where the decision stands, with its reason."""
+    test = {"metric": "converted", "event": "order_completed", "min_sample": 10, "window": "1 day"}
+    definition = {
+        "key": "checkout-test",
+        "name": "Checkout test",
+        "triggers": [{"event": "signed_up"}],
+        "nodes": [
+            {
+                "id": "pick",
+                "type": "split",
+                "test": test,
+                "paths": [
+                    {"name": "A", "weight": 1, "next": "a"},
+                    {"name": "B", "weight": 1, "next": "b"},
+                ],
+            },
+            {"id": "a", "type": "add_tag", "tag": "path-a", "next": "end"},
+            {"id": "b", "type": "add_tag", "tag": "path-b", "next": "end"},
+        ],
+    }
+    conveyor.automations.apply(tenant.workspace, definition)
+    conveyor.automations.set_status(tenant.workspace, "checkout-test", "active")
+    with httpx.Client(base_url=live.url, timeout=30) as api:
+        calls = [{"type": "track", "userId": f"u{i}", "event": "signed_up"} for i in range(12)]
+        assert api.post("/v1/batch", headers=tenant.write, json={"batch": calls}).status_code == 200
+    conveyor.engine.run_until_idle()
+    conveyor.experiments.check(tenant.workspace, "checkout-test")
+    user(conveyor, tenant, "mia@acme.example", "viewer")
+    with browser(live) as client:
+        sign_in(client, "mia@acme.example")
+        page = client.get("/app/automations/checkout-test")
+    assert page.status_code == 200
+    html = page.text
+    assert "Split tests" in html and "pick" in html
+    assert "Metric: converted (order_completed)" in html
+    rows = re.findall(r'<th scope="row">([AB])[^<]*</th><td class="num">(\d+)</td>', html)
+    assert {name for name, _ in rows} == {"A", "B"}
+    assert sum(int(n) for _, n in rows) == 12  # every contact on one path

@@ -57,7 +57,8 @@ async def change_status(
 async def automation_page(
     request: Request, member: Member, key: str, version: int | None = None
 ) -> Response:
-    graph = conveyor_of(request).automation_views.graph(member.workspace, key, version)
+    conveyor = conveyor_of(request)
+    graph = conveyor.automation_views.graph(member.workspace, key, version)
     return render(
         request,
         "automations/graph.html",
@@ -66,6 +67,8 @@ async def automation_page(
         title=graph.name,
         graph=graph,
         svg=draw_graph(graph),
+        # Its split tests: each path's counts and rate, and the decision with its statistics.
+        tests=conveyor.experiments.of_automation(member.workspace, key),
     )
 
 
