@@ -96,12 +96,7 @@ def test_segments_list_members_and_why(conveyor, tenants, chromium, database_url
         look(page, f"{db}-segments")
 
         # the keyboard reaches a segment and opens it
-        for _ in range(30):
-            page.keyboard.press("Tab")
-            if page.evaluate("document.activeElement?.textContent") == "VIP customers":
-                break
-        else:
-            pytest.fail("Tab never reached the segment's link")
+        frame.tab_to(page, "VIP customers")
         page.keyboard.press("Enter")
         page.wait_for_url("**/app/segments/vips")
         expect(page.locator('[data-count="members"]')).to_have_text("53")

@@ -67,6 +67,15 @@ def check_accessibility(page: Page, name: str) -> None:
     assert not bad, f"{name}: " + "; ".join(bad)
 
 
+def tab_to(page: Page, text: str, presses: int = 30) -> None:
+    """Press Tab until the focused element reads `text` (the keyboard reaches it), or fail."""
+    for _ in range(presses):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement?.textContent") == text:
+            return
+    pytest.fail(f"Tab never reached {text!r}")
+
+
 def sign_in(page: Page, url: str, email: str) -> None:
     page.goto(f"{url}/")
     page.get_by_label("Email").fill(email)
@@ -129,12 +138,7 @@ def test_a_marketer_watches_the_welcome_series_run(conveyor, seeded, browser, da
 
         # the graph (reached from the list with the keyboard), then counts that move while the
         # page stays open
-        for _ in range(30):
-            page.keyboard.press("Tab")
-            if page.evaluate("document.activeElement?.textContent") == "Welcome series":
-                break
-        else:
-            pytest.fail("Tab never reached the automation's link in the list")
+        tab_to(page, "Welcome series")
         page.keyboard.press("Enter")
         page.wait_for_url("**/app/automations/welcome-series")
         waiting = page.locator('g.node[data-node="first-week"] tspan[data-count="waiting"]')
