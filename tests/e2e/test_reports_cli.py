@@ -17,6 +17,7 @@ def test_report_commands(env):
     env = {**env, "COLUMNS": "220"}  # a wide terminal: the tables have many columns
     run(env, "workspace", "create", "shop")
     cart = str(EXAMPLES / "automations" / "abandoned-cart.yaml")
+    run(env, "template", "apply", str(EXAMPLES / "templates" / "scenarios.yaml"), "-w", "shop")
     run(env, "automation", "apply", cart, "-w", "shop")
     shown = run(env, "report", "automation", "abandoned-cart", "-w", "shop", "--by", "week",
                 "--from", "2026-11-01", "--to", "2026-11-30").stdout

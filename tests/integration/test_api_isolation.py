@@ -373,6 +373,10 @@ CASES = [
     Case("POST", INBOUND + "/email-events", PUBLIC, 404, 200,
          body=[{"event": "delivered", "email": EMAIL}]),
     Case("GET", "/sdk/conveyor.js", PUBLIC, 200, 200),
+    # The API reference, served from the package (offline): the same for everyone.
+    Case("GET", "/docs", PUBLIC, 200, 200),
+    Case("GET", "/docs/oauth2-redirect", PUBLIC, 200, 200),
+    Case("GET", "/redoc", PUBLIC, 200, 200),
     # analytics.js's own error counters: no key, nothing stored.
     Case("POST", "/v1/m", PUBLIC, 200, 200, body={"series": []}),
     Case("POST", "/m", PUBLIC, 200, 200, body={"series": []}),
