@@ -282,10 +282,12 @@ def test_a_new_user_watches_scenario_1_on_conveyor_serve(env, browser, database_
             env=env, input=PASSWORD + "\n", capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         assert made.returncode == 0, made.stderr
-        run(env, "automation", "apply", str(ROOT / "examples/automations/welcome-series.yaml"),
-            "--activate")  # fmt: skip
+        # The README's order: the templates, the list, then the automation that names them.
+        run(env, "template", "apply", str(ROOT / "examples/templates/welcome.yaml"))
         with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}) as api:
             assert api.post("/lists", json={"key": "newsletter"}).status_code == 201
+            run(env, "automation", "apply",
+                str(ROOT / "examples/automations/welcome-series.yaml"), "--activate")  # fmt: skip
             # this page keeps the panel's CSP: the panel's own script must work under it
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             refused: list[str] = []
