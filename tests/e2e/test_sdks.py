@@ -6,6 +6,7 @@ eleven months away from the SDKs' clocks: an uncorrected timestamp would be far 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -37,13 +38,16 @@ def node_modules() -> Path:
     modules = SDK_DIR / "node_modules"
     lock = SDK_DIR / "package-lock.json"
     marker = modules / ".package-lock.json"
-    if not marker.exists() or marker.stat().st_mtime < lock.stat().st_mtime:
-        subprocess.run(
-            [NPM, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-            cwd=SDK_DIR,
-            check=True,
-            timeout=300,
-        )
+    # One install at a time: test workers running in parallel would each start one.
+    with open(SDK_DIR / ".npm-install.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        if not marker.exists() or marker.stat().st_mtime < lock.stat().st_mtime:
+            subprocess.run(
+                [NPM, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+                cwd=SDK_DIR,
+                check=True,
+                timeout=300,
+            )
     return modules
 
 
