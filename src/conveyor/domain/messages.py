@@ -106,7 +106,10 @@ class _Call(BaseModel):
             return received_at
         if self.sentAt is None:
             return moment
-        return min(received_at - (self.sentAt - moment), received_at)
+        try:
+            return min(received_at - (self.sentAt - moment), received_at)
+        except OverflowError:  # a sentAt and a moment centuries apart: no clock is that far off
+            return moment
 
 
 # Top-level names with nothing to keep: the key (never stored) and what the server sets itself.

@@ -151,3 +151,16 @@ def test_trait_keys():
     assert trait_key("firstName") == "first_name"
     assert trait_key("userId") is None
     assert trait_key("Lifetime Value") == "lifetime_value"
+
+
+def test_a_sent_at_centuries_away_from_the_moment_is_no_error():
+    far = parse_call(
+        {
+            "type": "alias",
+            "userId": "u",
+            "previousId": "p",
+            "timestamp": "0001-01-01T00:00:00Z",
+            "sentAt": "9999-12-31T00:00:00Z",
+        }
+    )
+    assert far.occurred_at(NOW) == datetime(1, 1, 1, tzinfo=UTC)
