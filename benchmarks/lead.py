@@ -362,7 +362,7 @@ def main() -> None:
         ("  ... worker: engine.dispatch (trigger, enroll)", "lone_engine.dispatch"),
         ("  ... worker: engine.execute (if, add_tag)", "lone_engine.execute"),
         ("  commits of transactions that wrote", "lone_writes"),
-        ("  rollbacks (none expected)", "lone_rollbacks"),
+        ("  pool resets on return (ROLLBACK; a no-op with no transaction open)", "lone_rollbacks"),
         ("  PostgreSQL, not counted: pre-ping SELECT 1 + BEGIN", "lone_hidden"),
         ("  PostgreSQL round trips in all (statements, those, COMMITs)", "lone_round_trips"),
         ("lone lead, rest of the worker round until idle: statements / commits", "lone_rest"),
