@@ -34,6 +34,16 @@ STEPS = Counter(
     "Automation steps executed by the engine, by node type and outcome.",
     ["node_type", "outcome"],
 )
+RUNS_CLAIMED = Counter(
+    "conveyor_runs_claimed",
+    "Runs whose timer was due, claimed by this worker to advance.",
+)
+RUNS_ADVANCED = Counter(
+    "conveyor_runs_advanced",
+    "Runs advanced by the engine, by why: entered (a trigger or an automation let it in),"
+    " due (its timer came), woken (an event it waits on), released (let out of a queue).",
+    ["why"],
+)
 DELIVERIES = Counter(
     "conveyor_deliveries",
     "Delivery attempts recorded, by channel and outcome (sent, retry, failed, dead, skipped).",
@@ -44,6 +54,13 @@ PROVIDER_SECONDS = Histogram(
     "Time a provider took to take (or refuse) one message, by channel and result (ok, error).",
     ["channel", "result"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+OUTBOX_WAIT_SECONDS = Histogram(
+    "conveyor_outbox_wait_seconds",
+    "Time a sent message waited in the outbox: from when it could go (queued, or the moment a"
+    " send policy allowed) to when the provider took it, by channel.",
+    ["channel"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
 )
 DEFERRALS = Counter(
     "conveyor_send_policy_holds",

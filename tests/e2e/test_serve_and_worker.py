@@ -182,3 +182,34 @@ def test_conveyor_worker_alone_delivers_email(env, database_url, tmp_path, smtp)
     assert "Hello ada@example.com" in received.part("plain")
     assert worker.returncode == 0, output
     assert "SIGTERM: stopping after the current transaction" in output
+
+
+def test_a_worker_serves_its_own_metrics(env, database_url, tmp_path):
+    """Steps, runs and the worker's own database pool, on its metrics port (Prometheus text)."""
+    app = bootstrap(Settings(database_url=database_url, data_dir=tmp_path))
+    workspace, _ = app.workspaces.create("shop")
+    app.automations.apply(workspace, TAGGING)
+    app.automations.set_status(workspace, "welcome", "active")
+    assert app.ingest.calls(workspace, [{"type": "track", "userId": "u1",
+                                         "event": "signed_up"}]).accepted == 1
+    app.close()
+    port = free_port()
+    with subprocess.Popen(
+        [CONVEYOR, "worker", "--metrics-port", str(port)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    ) as worker:
+        try:
+            def scraped() -> str | None:
+                try:
+                    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+                except httpx.HTTPError:
+                    return None
+                return text if 'conveyor_steps_total{node_type="add_tag"' in text else None
+
+            text = eventually(scraped, "the worker's metrics after its first step")
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            output = worker.communicate(timeout=DEADLINE)[0]
+    assert worker.returncode == 0, output
+    assert re.search(r'conveyor_runs_advanced_total\{why="entered"\} [1-9]', text), text
+    assert re.search(r'conveyor_db_pool_connections\{state="open"\} [1-9]', text), text

@@ -94,6 +94,12 @@ def test_a_seeded_workload_moves_the_metrics(client, tenant, conveyor, clock, sm
         for result in ("ok", "error")
     }
     assert timed == {"ok": 2, "error": 1}
+    waited = (value(after, "conveyor_outbox_wait_seconds_count", channel="email")
+              - value(before, "conveyor_outbox_wait_seconds_count", channel="email"))
+    assert waited == 2  # one observation per message sent
+    entered = (value(after, "conveyor_runs_advanced_total", why="entered")
+               - value(before, "conveyor_runs_advanced_total", why="entered"))
+    assert entered == 6  # 2 automations × 3 people, each advanced as it entered
     held = (value(after, "conveyor_send_policy_holds_total", channel="email", action="deferred")
             - value(before, "conveyor_send_policy_holds_total", channel="email", action="deferred"))
     assert held >= 2  # each person's second email waits 16 hours (the cap counts tries)
@@ -119,6 +125,11 @@ def test_a_seeded_workload_moves_the_metrics(client, tenant, conveyor, clock, sm
     conveyor.engine.dispatch()
     assert value(scrape(client), "conveyor_runs_due") == 0
     clock.advance(timedelta(hours=2))
-    assert value(scrape(client), "conveyor_runs_due") == 1
+    due = scrape(client)
+    assert value(due, "conveyor_runs_due") == 1
     conveyor.engine.execute()
-    assert value(scrape(client), "conveyor_runs_due") == 0
+    done = scrape(client)
+    assert value(done, "conveyor_runs_due") == 0
+    for name, labels in (("conveyor_runs_claimed_total", {}),
+                         ("conveyor_runs_advanced_total", {"why": "due"})):
+        assert value(done, name, **labels) == value(due, name, **labels) + 1, name

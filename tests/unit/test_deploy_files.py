@@ -22,19 +22,36 @@ EXPOSED = {
     "conveyor_send_policy_holds_total", "conveyor_event_log_lag", "conveyor_event_log_head",
     "conveyor_runs_due", "conveyor_outbox_messages", "conveyor_worker_heartbeat_age_seconds",
     "conveyor_database_up", "conveyor_db_pool_connections",
-    "conveyor_delivery_provider_seconds_bucket",
+    "conveyor_delivery_provider_seconds_bucket", "conveyor_runs_claimed_total",
+    "conveyor_runs_advanced_total", "conveyor_outbox_wait_seconds_bucket",
 }  # fmt: skip
 
 
 def test_the_exposed_names_are_the_ones_the_code_defines() -> None:
     from conveyor import telemetry
 
-    counters = {f"{c._name}_total" for c in (telemetry.HTTP_REQUESTS, telemetry.EVENTS_INGESTED,
-                                             telemetry.STEPS, telemetry.DELIVERIES,
-                                             telemetry.DEFERRALS)}
-    gauges = set(re.findall(r'GaugeMetricFamily\(\s*"(conveyor_\w+)"',
-                            (ROOT / "src/conveyor/services/ops.py").read_text()))
-    histograms = {f"{h._name}_bucket" for h in (telemetry.HTTP_SECONDS, telemetry.PROVIDER_SECONDS)}
+    counters = {
+        f"{c._name}_total"
+        for c in (
+            telemetry.HTTP_REQUESTS,
+            telemetry.EVENTS_INGESTED,
+            telemetry.STEPS,
+            telemetry.DELIVERIES,
+            telemetry.DEFERRALS,
+            telemetry.RUNS_CLAIMED,
+            telemetry.RUNS_ADVANCED,
+        )
+    }
+    gauges = set(
+        re.findall(
+            r'GaugeMetricFamily\(\s*"(conveyor_\w+)"',
+            (ROOT / "src/conveyor/services/ops.py").read_text(),
+        )
+    )
+    histograms = {
+        f"{h._name}_bucket"
+        for h in (telemetry.HTTP_SECONDS, telemetry.PROVIDER_SECONDS, telemetry.OUTBOX_WAIT_SECONDS)
+    }
     assert counters | gauges | histograms == EXPOSED
 
 

@@ -14,6 +14,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
+from conveyor import logs
 from conveyor.domain.automations import ContactChange
 from conveyor.domain.contacts import (
     Contact,
@@ -144,6 +145,8 @@ class ContactWriter:
         self.workspace = workspace
         self.now = now
         self.source = source
+        # Stamped on every event recorded: the HTTP request (or the run it caused) that wrote it.
+        self.request_id: str | None = logs.request_id.get()
         self.catalog = catalog or Catalog(tx, workspace.id)
         # Told of every event recorded for a stored contact (the engine keeps its facts current).
         self.observer: Callable[[int, str, dict[str, Any]], None] | None = None
@@ -570,6 +573,7 @@ class ContactWriter:
                     "message_id": message_id,
                     "timestamp": timestamp or self.now,
                     "received_at": self.now,
+                    "request_id": self.request_id,
                 },
             )
         )

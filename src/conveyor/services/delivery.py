@@ -327,8 +327,9 @@ class Delivery:
             writer = ContactWriter(tx, workspace, now, source="delivery")
             writer.preload(ids={j.row.contact_id for j in group if j.contact is not None})
             for job in group:
+                writer.request_id = job.row.request_id  # its reactions trace to the request
                 update, step = self._outcome(job, now, writer, tx)
-                _observe(job, update)
+                _observe(job, update, now)
                 finished.append({"id": job.row.id, "claimed_attempts": job.row.attempts, **update})
                 if step is not None and job.row.run_id is not None and job.row.automation_id:
                     steps.append(_step(job, now, *step))
@@ -492,11 +493,17 @@ def _fits(template_channel: str, channel: str) -> bool:
     return template_channel == channel or (channel == "team" and template_channel == "email")
 
 
-def _observe(job: Job, update: dict[str, Any]) -> None:
-    """Count the outcome; log one that did not go out, with its context (ids and the provider's
-    reason: never the recipient's content)."""
+def _observe(job: Job, update: dict[str, Any], now: datetime) -> None:
+    """Count the outcome (and, for a sent message, how long it waited in the outbox after it
+    could go); log one that did not go out, with its context (ids and the provider's reason:
+    never the recipient's content)."""
     outcome = "retry" if update["status"] == "pending" else update["status"]
     telemetry.DELIVERIES.labels(job.channel, outcome).inc()
+    if outcome == "sent":
+        ready = max(job.row.created_at, job.row.send_after or job.row.created_at)
+        telemetry.OUTBOX_WAIT_SECONDS.labels(job.channel).observe(
+            max((now - ready).total_seconds(), 0.0)
+        )
     if outcome in ("retry", "failed", "dead"):
         log.warning(
             "%s message %d not sent (%s): %s",
@@ -510,6 +517,7 @@ def _observe(job: Job, update: dict[str, Any]) -> None:
                 "channel": job.channel,
                 "attempt": job.row.attempts,
                 "outcome": outcome,
+                "request_id": job.row.request_id,
             },
         )
 

@@ -14,7 +14,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from conveyor import telemetry
+from conveyor import logs, telemetry
 from conveyor.clock import Clock
 from conveyor.domain.automations import webhook_event
 from conveyor.domain.errors import Conflict, FieldError, InvalidInput, ItemError
@@ -52,6 +52,9 @@ class Request:
     workspace: Workspace
     parsed: list[tuple[int, AnyCall]]
     errors: list[ItemError]  # the calls that did not parse, by index
+    # The HTTP request's id (logs.request_id), stamped on its events so the runs, steps and
+    # messages they cause can be traced back to it.
+    request_id: str | None = field(default_factory=logs.request_id.get)
 
 
 class Ingest:
@@ -112,9 +115,8 @@ class Ingest:
             for workspace_id in sorted(by_workspace):
                 group = by_workspace[workspace_id]
                 batch = _Batch(tx, group[0].workspace, self.clock)
-                for request, result in zip(
-                    group, batch.run_many([r.parsed for r in group]), strict=True
-                ):
+                results = batch.run_many([r.parsed for r in group], [r.request_id for r in group])
+                for request, result in zip(group, results, strict=True):
                     out[id(request)] = result
             return out
 
@@ -185,11 +187,17 @@ class _Batch:
     def run(self, parsed: list[tuple[int, AnyCall]]) -> IngestResult:
         return self.run_many([parsed])[0]
 
-    def run_many(self, requests: list[list[tuple[int, AnyCall]]]) -> list[IngestResult]:
+    def run_many(
+        self,
+        requests: list[list[tuple[int, AnyCall]]],
+        request_ids: list[str | None] | None = None,
+    ) -> list[IngestResult]:
         """Apply several requests' calls (of this workspace) in order, with one look-up of
         the message ids and one contact preload for all of them, and one flush; each request
-        gets its own result. A messageId seen in an earlier request is a duplicate in a later."""
+        gets its own result. A messageId seen in an earlier request is a duplicate in a later.
+        `request_ids`: each request's id, stamped on the events it records."""
         results = [IngestResult() for _ in requests]
+        ids = request_ids if request_ids is not None else [self.writer.request_id] * len(requests)
         every = [call for parsed in requests for _, call in parsed]
         message_ids = {call.messageId for call in every if call.messageId}
         seen = (
@@ -220,7 +228,8 @@ class _Batch:
             anonymous_ids={c.anonymousId for c in every if c.anonymousId} | aliases,
             emails=emails,
         )
-        for parsed, result, ready in zip(requests, results, prepared, strict=True):
+        for parsed, result, ready, rid in zip(requests, results, prepared, ids, strict=True):
+            self.writer.request_id = rid
             self._run_one(parsed, result, ready, seen)
         self.writer.flush()
         return results

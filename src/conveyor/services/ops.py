@@ -158,6 +158,29 @@ def _brief(exc: Exception) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
 
 
+class PoolCollector(Collector):
+    """This process's database pool (connections in use, and open). The API serves it beside
+    the store's gauges; a worker serves it on its own metrics port, since each process has its
+    own pool."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        in_use, held = self.store.db.pool_use()
+        pool = GaugeMetricFamily(
+            "conveyor_db_pool_connections",
+            "This process's database connections: in use, and open (in use + idle).",
+            labels=["state"],
+        )
+        pool.add_metric(["in_use"], in_use)
+        pool.add_metric(["open"], held)
+        yield pool
+
+
 class StoreCollector(Collector):
     """Gauges of shared state, read through the store when Prometheus scrapes (a few set-based
     reads: the log head and cursors, due runs, outbox by state, heartbeats)."""
@@ -169,15 +192,6 @@ class StoreCollector(Collector):
         return []  # no reads at registration
 
     def collect(self) -> Iterator[Any]:
-        in_use, held = self.ops.store.db.pool_use()
-        pool = GaugeMetricFamily(
-            "conveyor_db_pool_connections",
-            "This process's database connections: in use, and open (in use + idle).",
-            labels=["state"],
-        )
-        pool.add_metric(["in_use"], in_use)
-        pool.add_metric(["open"], held)
-        yield pool
         up = GaugeMetricFamily("conveyor_database_up", "1 when the database answered this scrape.")
         try:
             families = list(self._families())

@@ -117,6 +117,7 @@ class EventQueries:
                 events.c.context,
                 workspaces.c.catalog_version,
                 events.c.timestamp,
+                events.c.request_id,
             )
             .join(workspaces, workspaces.c.id == events.c.workspace_id)
             .where(events.c.id > position)

@@ -182,6 +182,7 @@ class MessageRecord(_FromRow):
     error: str | None
     sent_at: datetime | None
     campaign_id: int | None = None  # the campaign that queued it
+    request_id: str | None = None  # the HTTP request its run started from
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +211,7 @@ class EventRecord(_FromRow):
     message_id: str | None
     timestamp: datetime
     received_at: datetime
+    request_id: str | None = None  # the HTTP request that wrote it (or whose run did)
 
 
 @dataclass(frozen=True, slots=True)

@@ -196,6 +196,8 @@ events = Table(
     Column("message_id", String(255), nullable=True),
     Column("timestamp", UTCDateTime, nullable=False),
     Column("received_at", UTCDateTime, nullable=False),
+    # The HTTP request that wrote it (or whose run did): logs, runs and messages name it too.
+    Column("request_id", String(128), nullable=True),
     UniqueConstraint("workspace_id", "message_id", name="uq_events_workspace_message_id"),
     Index("ix_events_contact_id", "contact_id", "id"),
     Index("ix_events_workspace_name_timestamp", "workspace_id", "name", "timestamp"),
@@ -285,6 +287,7 @@ runs = Table(
     Column("outcome", String(32), nullable=True),  # completed, goal_reached, exited, ended
     Column("entered_at", UTCDateTime, nullable=False),
     Column("finished_at", UTCDateTime, nullable=True),
+    Column("request_id", String(128), nullable=True),  # the request whose event started it
     Index("ix_runs_status_wake_at", "status", "wake_at"),
     Index("ix_runs_contact_automation", "contact_id", "automation_id"),
     Index("ix_runs_automation_node", "automation_id", "status", "node"),
@@ -340,6 +343,7 @@ outbox = Table(
     Column("sent_at", UTCDateTime, nullable=True),
     # The campaign that queued it (campaigns, issue 14); NULL for automation messages.
     Column("campaign_id", Integer, nullable=True),
+    Column("request_id", String(128), nullable=True),  # the request its run started from
     Index("ix_outbox_status_id", "status", "id"),
     Index("ix_outbox_status_send_after", "status", "send_after"),
     Index("ix_outbox_contact_id", "contact_id", "id"),

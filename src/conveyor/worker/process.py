@@ -41,12 +41,15 @@ def run_worker(
     `parent`: the pid of the serve that started this worker. If it dies, even by SIGKILL, this
     process is handed to another parent; noticing that is how a worker never outlives serve.
     `metrics`: (host, port) to serve this process's Prometheus counters on (steps, deliveries,
-    deferrals happen here, not in the API process).
+    deferrals happen here, not in the API process) and its own database pool's use.
     """
     tune_gc()
     if metrics is not None:
-        from prometheus_client import start_http_server
+        from prometheus_client import REGISTRY, start_http_server
 
+        from conveyor.services.ops import PoolCollector
+
+        REGISTRY.register(PoolCollector(conveyor.store))
         start_http_server(metrics[1], addr=metrics[0])
         log.info("worker metrics on http://%s:%d/metrics", *metrics)
     loop = BackgroundLoop(conveyor, role)

@@ -8,7 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 
 from conveyor.api.auth import conveyor_of
 from conveyor.api.problems import PROBLEM
-from conveyor.services.ops import StoreCollector
+from conveyor.services.ops import PoolCollector, StoreCollector
 
 router = APIRouter(tags=["operations"])
 
@@ -60,6 +60,8 @@ def _store_registry(request: Request) -> CollectorRegistry:
     registry = getattr(request.app.state, "store_metrics", None)
     if registry is None:
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(StoreCollector(conveyor_of(request).ops))
+        conveyor = conveyor_of(request)
+        registry.register(PoolCollector(conveyor.store))
+        registry.register(StoreCollector(conveyor.ops))
         request.app.state.store_metrics = registry
     return registry

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from conveyor import telemetry
 from conveyor.clock import Clock
 from conveyor.domain.automations import Automation
 from conveyor.domain.automations.triggers import TriggerIndex
@@ -168,6 +169,7 @@ class Engine:
     def _execute(self, tx: Tx, limit: int) -> int:
         now = self.clock.now()
         claimed = tx.automations.claim_due(now, limit)
+        telemetry.RUNS_CLAIMED.inc(len(claimed))
         by_workspace: dict[int, list[Any]] = defaultdict(list)
         for run in claimed:
             by_workspace[run.workspace_id].append(run)
@@ -177,7 +179,7 @@ class Engine:
                 tick = Tick(self, tx, self.log.contexts.get(tx, workspaces[workspace_id]), now)
                 tick.load({run.contact_id for run in runs})
                 for run in runs:
-                    tick.plan(tick.adopt(run))
+                    tick.plan(tick.adopt(run), "due")
                 tick.settle()
                 tick.flush()
         return len(claimed)

@@ -26,7 +26,13 @@ def on_events(tick: Tick, rows: list[Any], index: TriggerIndex[int]) -> None:
             if tick.pending(event.contact_id, automation_id):
                 tick.drain()
             trigger = trigger_properties(event.name, event.kind, props)
-            tick.enroll(automation_id, event.contact_id, trigger, source=event.name)
+            tick.enroll(
+                automation_id,
+                event.contact_id,
+                trigger,
+                source=event.name,
+                request_id=event.request_id,
+            )
         if from_engine(event):
             continue  # the tick that wrote it woke what it concerns
         for run in list(tick.inside.get(event.contact_id, ())):

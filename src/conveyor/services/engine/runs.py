@@ -27,6 +27,7 @@ class LiveRun:
     new: bool = False
     changed: bool = False
     advanced: int = 0  # times advanced in this tick
+    request_id: str | None = None  # the HTTP request whose event started it
 
     @classmethod
     def from_row(cls, row: Any) -> LiveRun:
@@ -44,6 +45,7 @@ class LiveRun:
             entered_at=row.entered_at,
             outcome=row.outcome,
             finished_at=row.finished_at,
+            request_id=row.request_id,
         )
 
     def finish(self, outcome: str, now: datetime) -> None:
@@ -77,6 +79,7 @@ class LiveRun:
             "created_at": now,
             "send_after": now,
             "priority": priority,
+            "request_id": self.request_id,
         }
 
     def insert_row(self, workspace_id: int) -> dict[str, Any]:
@@ -86,5 +89,6 @@ class LiveRun:
             "version": self.version,
             "contact_id": self.contact_id,
             "trigger": self.trigger,
+            "request_id": self.request_id,
             **self.columns(),
         }

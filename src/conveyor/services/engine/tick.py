@@ -12,27 +12,20 @@ from bisect import bisect_right
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from conveyor import telemetry
 from conveyor.domain.automations import (
     Automation,
-    ContactChange,
-    CrmChange,
-    EndOther,
-    Enroll,
-    Record,
-    Send,
 )
 from conveyor.domain.automations.entry import Decision, RunRef, decide, releasable
 from conveyor.domain.automations.nodes.actions import ContactRules
-from conveyor.domain.automations.run import Done, RunState, advance
+from conveyor.domain.automations.run import RunState, advance
 from conveyor.domain.conditions import DEAL_EVENTS
-from conveyor.domain.errors import InvalidInput
 from conveyor.domain.evaluation import Evaluator, EventFact, RunFact, Snapshot, event_names
 from conveyor.services import snapshots
 from conveyor.services.conditions import ConditionContext
 from conveyor.services.contact_writer import Catalog, ContactWriter
 from conveyor.services.crm import effects as crm_effects
 from conveyor.services.crm.writer import CrmWriter
+from conveyor.services.engine import effects, writes
 from conveyor.services.engine.runs import LiveRun
 from conveyor.store.store import Tx
 
@@ -53,6 +46,7 @@ class Tick:
         catalog = Catalog(tx, ctx.workspace.id, field_rows=ctx.field_rows, list_rows=ctx.list_rows)
         self.writer = ContactWriter(tx, ctx.workspace, now, source="automation", catalog=catalog)
         self.writer.observer = self.observed
+        self.request_id = self.writer.request_id  # this tick's own (an API call's), if any
         self.crm = CrmWriter(tx, self.writer)
         self.rules = ContactRules(
             ctx.fields,
@@ -74,7 +68,8 @@ class Tick:
         self.entries: dict[tuple[int, int], list[datetime]] = {}  # (contact, automation)
         self.touched: dict[int, LiveRun] = {}  # by id(run), in order
         self.agenda: list[LiveRun] = []  # runs to advance now, in order (see `plan`)
-        self.planned: set[int] = set()  # id(run) of the runs on the agenda
+        self.planned: dict[int, str] = {}  # id(run) of the runs on the agenda: why it is there
+        self.advanced: list[str] = []  # why each advance of this tick happened (for metrics)
         self.steps: list[tuple[LiveRun | None, dict[str, Any]]] = []
         self.messages: list[tuple[LiveRun, int, dict[str, Any]]] = []
         self.running: LiveRun | None = None
@@ -145,14 +140,38 @@ class Tick:
     # --- entering ------------------------------------------------------------------------------
 
     def enroll(
-        self, automation_id: int, contact_id: int, trigger: dict[str, Any], *, source: str
+        self,
+        automation_id: int,
+        contact_id: int,
+        trigger: dict[str, Any],
+        *,
+        source: str,
+        request_id: str | None = None,
     ) -> Decision:
+        """Let a contact in (or queue or skip it, saying why). `request_id`: the HTTP request
+        whose event triggered it, carried by the run into its steps' events and messages."""
         row = self.rows[automation_id]
         automation = self.automation(row.id, row.version)
         self.load({contact_id})
         facts = self.facts.get(contact_id)
         if facts is None:
             return Decision("skip", "no such contact")
+        previous = self.writer.request_id
+        self.writer.request_id = request_id or previous
+        try:
+            return self._enroll(row, automation, contact_id, facts, trigger, source)
+        finally:
+            self.writer.request_id = previous
+
+    def _enroll(
+        self,
+        row: Any,
+        automation: Automation,
+        contact_id: int,
+        facts: Snapshot,
+        trigger: dict[str, Any],
+        source: str,
+    ) -> Decision:
         entries = (
             []
             if automation.entry.repeat == "every_time" and not automation.entry.max_per_day
@@ -179,7 +198,7 @@ class Tick:
         run = LiveRun(
             None, row.id, row.version, contact_id, "queued" if queued else "active",
             automation.start, {}, None if queued else self.now, 0, trigger, self.now,
-            new=True, changed=True,
+            new=True, changed=True, request_id=self.writer.request_id,
         )  # fmt: skip
         self.inside[contact_id].append(run)
         self.touch(run)
@@ -192,7 +211,7 @@ class Tick:
         for victim in decision.preempt:
             self.preempt(contact_id, victim, row.key, automation)
         if not queued:
-            self.plan(run)
+            self.plan(run, "entered")
         return decision
 
     def preempt(
@@ -211,9 +230,10 @@ class Tick:
 
     # --- advancing -----------------------------------------------------------------------------
 
-    def plan(self, run: LiveRun) -> None:
+    def plan(self, run: LiveRun, why: str = "woken") -> None:
+        """Put a run on the agenda; `why`: entered, due, woken or released (counted)."""
         if id(run) not in self.planned:
-            self.planned.add(id(run))
+            self.planned[id(run)] = why
             self.agenda.append(run)
 
     def pending(self, contact_id: int, automation_id: int) -> bool:
@@ -232,7 +252,7 @@ class Tick:
                 agenda, self.agenda = self.agenda, []
                 agenda.reverse()
             run = agenda.pop()
-            self.planned.discard(id(run))
+            why = self.planned.pop(id(run), "woken")
             if run.status != "active":
                 continue
             if run.advanced >= MAX_ADVANCES:
@@ -240,6 +260,7 @@ class Tick:
                 self.touch(run)
                 continue
             run.advanced += 1
+            self.advanced.append(why)
             self.advance(run)
 
     def settle(self) -> None:
@@ -287,14 +308,16 @@ class Tick:
         )  # fmt: skip
         self.running = run
         start = self._position()
+        self.writer.request_id = run.request_id or self.request_id
         try:
             result = advance(automation, state, facts, self.now, self.evaluator, self.rules)
             for step in result.logged:
                 self.step(run, step.node, step.outcome, step.reason)
             for done in result.effects:
-                self.carry_out(run, automation, done)
+                effects.carry_out(self, run, automation, done)
         finally:
             self.running = None
+            self.writer.request_id = self.request_id
             self.origins.append((start, self._position(), run))
         run.node, run.state, run.steps, run.wake_at = (
             result.node, result.state, result.steps, result.wake_at,
@@ -303,46 +326,6 @@ class Tick:
         if result.outcome is not None and run.status == "active":
             self.finish(run, result.outcome)
 
-    def carry_out(self, run: LiveRun, automation: Automation, done: Done) -> None:
-        effect = done.effect
-        if isinstance(effect, Send):
-            if effect.channel == "team":
-                try:
-                    effect = crm_effects.team_recipients(
-                        self.crm, run.contact_id, run.trigger, effect
-                    )
-                except InvalidInput as exc:
-                    self.step(run, done.node, "failed", {"why": exc.detail, "field": exc.field})
-                    return
-            message = run.message(effect, done.node, self.now, automation.level)
-            self.messages.append((run, done.step, {**message, "workspace_id": self.workspace.id}))
-        elif isinstance(effect, ContactChange):
-            try:
-                state = self.writer.by_id(run.contact_id)
-                if state is not None:
-                    self.writer.apply_change(state, effect)
-            except InvalidInput as exc:
-                self.step(run, done.node, "failed", {"why": exc.detail})
-        elif isinstance(effect, CrmChange):
-            # A change that fails its checks writes no deal, task or note (only a round-robin
-            # turn it took may stay taken).
-            try:
-                crm_effects.apply(self.crm, run.contact_id, effect)
-            except InvalidInput as exc:
-                self.step(run, done.node, "failed", {"why": exc.detail, "field": exc.field})
-        elif isinstance(effect, Record):
-            self.record(run.contact_id, effect.name, effect.properties)
-        elif isinstance(effect, Enroll):
-            row = self.by_key.get(effect.automation)
-            if row is not None and row.status == "active":
-                source = f"automation {automation.key}"
-                self.enroll(row.id, run.contact_id, run.trigger, source=source)
-        elif isinstance(effect, EndOther):
-            row = self.by_key.get(effect.automation)
-            for other in list(self.inside.get(run.contact_id, ())):
-                if row is not None and other.automation_id == row.id:
-                    self.finish(other, "ended")
-
     def finish(self, run: LiveRun, outcome: str, because: dict[str, Any] | None = None) -> None:
         """A run ended: its event, then the entries queued behind it that may now go in."""
         key = self.rows[run.automation_id].key
@@ -350,7 +333,10 @@ class Tick:
         # A run ended by something else (`because`) left early: an exit, as far as history goes.
         name = "automation.exited" if outcome == "exited" or because else "automation.completed"
         self.record(
-            run.contact_id, name, {"automation": key, "outcome": outcome, **(because or {})}
+            run.contact_id,
+            name,
+            {"automation": key, "outcome": outcome, **(because or {})},
+            request_id=run.request_id,
         )
         runs = self.inside[run.contact_id]
         runs[:] = [r for r in runs if r is not run]
@@ -366,7 +352,7 @@ class Tick:
                 waiting.status, waiting.state, waiting.entered_at = "active", {}, self.now
                 waiting.wake_at = self.now
                 self.touch(waiting)
-                self.plan(waiting)
+                self.plan(waiting, "released")
 
     def touch(self, run: LiveRun) -> None:
         run.changed = True
@@ -398,37 +384,22 @@ class Tick:
         }
         self.steps.append((run, row))
 
-    def _step_labels(self, item: tuple[LiveRun | None, dict[str, Any]]) -> tuple[str, str]:
-        """A step's metric labels: its node's type ("entry" for a skipped entry) and outcome."""
-        row = item[1]
+    def record(
+        self,
+        contact_id: int,
+        name: str,
+        properties: dict[str, Any],
+        *,
+        request_id: str | None = None,  # the run's, when it is not the one advancing
+    ) -> None:
+        writer = self.writer
+        previous = writer.request_id
+        writer.request_id = request_id or previous
         try:
-            node = self.automation(row["automation_id"], row["version"]).nodes.get(row["node"])
-        except Exception:  # counting never fails a tick
-            node = None
-        return (node.type if node is not None else "entry", row["outcome"])
-
-    def record(self, contact_id: int, name: str, properties: dict[str, Any]) -> None:
-        self.writer.record(self.writer.by_id(contact_id), name, properties)
+            writer.record(writer.by_id(contact_id), name, properties)
+        finally:
+            writer.request_id = previous
 
     def flush(self) -> None:
-        self.writer.flush()
-        touched = list(self.touched.values())
-        new = [r for r in touched if r.new]
-        ids = self.tx.automations.add_runs([r.insert_row(self.workspace.id) for r in new])
-        self.tx.automations.save_runs([{**r.columns(), "id": r.id} for r in touched if not r.new])
-        for run, run_id in zip(new, ids, strict=True):
-            run.id, run.new = run_id, False
-            self.known[run_id] = run
-        self.tx.automations.add_steps(
-            [{**row, "run_id": run.id if run else None} for run, row in self.steps]
-        )
-        telemetry.count(telemetry.STEPS, map(self._step_labels, self.steps))
-        self.tx.automations.add_messages(
-            [
-                {**row, "run_id": run.id, "idempotency_key": f"run:{run.id}:step:{step}"}
-                for run, step, row in self.messages
-            ]
-        )
-        self.touched, self.steps, self.messages = {}, [], []
-        for run in touched:
-            run.changed = False
+        """Write what the tick did: contacts and events, runs, steps, messages."""
+        writes.flush(self)
