@@ -193,9 +193,35 @@ def _target(node: Node, now: datetime) -> Target:
     return Target(node.id, node.type, due_at(node, now))
 
 
+TOP_ORDER = ("key", "name", "triggers", "entry", "priority", "exit_when", "start", "nodes")
+NODE_ORDER = ("id", "type")
+
+
+def _ordered(
+    d: dict[str, Any], first: tuple[str, ...], last: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    keys = [k for k in first if k in d]
+    keys += [k for k in d if k not in first and k not in last]
+    return {k: d[k] for k in keys + [k for k in last if k in d]}
+
+
+def yaml_text(definition: Any) -> str:
+    """A definition as YAML in the order people write it (key, name, triggers, …, nodes; each
+    node's id and type first, `next` last), whatever order the database kept its keys in, so
+    two versions' diff shows what changed and nothing else."""
+    if not isinstance(definition, dict):
+        return yaml.safe_dump(definition, sort_keys=False) if definition else ""
+    out = _ordered(definition, TOP_ORDER)
+    if isinstance(out.get("nodes"), list):
+        out["nodes"] = [
+            _ordered(n, NODE_ORDER, ("next",)) if isinstance(n, dict) else n for n in out["nodes"]
+        ]
+    return yaml.safe_dump(out, sort_keys=False, allow_unicode=True)
+
+
 def _diff(key: str, before: Any, after: Any, old: int, new: int) -> str:
     def text(d: Any) -> list[str]:
-        return yaml.safe_dump(d, sort_keys=False).splitlines(keepends=True) if d else []
+        return yaml_text(d).splitlines(keepends=True) if d else []
 
     return "".join(
         difflib.unified_diff(text(before), text(after), f"{key} v{old}", f"{key} v{new}")

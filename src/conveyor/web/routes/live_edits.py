@@ -13,7 +13,7 @@ from fastapi.responses import Response
 from conveyor.domain.automations.moves import Move
 from conveyor.domain.errors import Conflict, InvalidInput
 from conveyor.domain.permissions import Action
-from conveyor.services.live_edits import Review
+from conveyor.services.live_edits import Review, yaml_text
 from conveyor.services.signin import SignedIn
 from conveyor.web.pages import base, redirect, render
 from conveyor.web.session import acting, allowed, conveyor_of, signed_in
@@ -28,7 +28,7 @@ async def publish_page(request: Request, member: Member, key: str) -> Response:
     allowed(member, Action.MANAGE_AUTOMATIONS)
     conveyor = conveyor_of(request)
     info = conveyor.automations.get(member.workspace, key)
-    return _edit(request, member, key, yaml.safe_dump(info.definition, sort_keys=False))
+    return _edit(request, member, key, yaml_text(info.definition))
 
 
 @router.post("/{key}/publish")
