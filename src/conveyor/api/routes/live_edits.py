@@ -64,7 +64,7 @@ class PublishedOut(AutomationOut):
 
 
 @router.get("/automations/{key}/positions", response_model=PositionsOut)
-def positions(key: str, workspace: Admin, request: Request) -> PositionsOut:
+def automation_positions(key: str, workspace: Admin, request: Request) -> PositionsOut:
     """Per version and node: the contacts inside there now (what a publish may move)."""
     version, found = conveyor_of(request).live_edits.positions(workspace, key)
     return PositionsOut(
@@ -81,7 +81,9 @@ def positions(key: str, workspace: Admin, request: Request) -> PositionsOut:
 
 
 @router.post("/automations/{key}/publish", response_model=PublishedOut)
-def publish(key: str, body: PublishIn, workspace: Admin, request: Request) -> PublishedOut:
+def publish_automation(
+    key: str, body: PublishIn, workspace: Admin, request: Request
+) -> PublishedOut:
     """Publish `definition` as the new live version and move contacts as `moves` say (every
     active run at `from_node` of `from_version` goes to `to_node` of the new version, due at
     once; a wait there starts over). Contacts at nodes not named stay on their version. 409
