@@ -23,6 +23,7 @@ from conveyor.services.engine import Engine
 from conveyor.services.experiments import Experiments
 from conveyor.services.imports import Imports
 from conveyor.services.ingest import Ingest
+from conveyor.services.live_edits import LiveEdits
 from conveyor.services.ops import Operations
 from conveyor.services.policies import SendPolicies
 from conveyor.services.reactions import Reactions
@@ -71,6 +72,7 @@ class Conveyor:
     signin: SignIn
     automation_views: AutomationViews
     contact_views: ContactViews
+    live_edits: LiveEdits
 
     def upgrade_schema(self) -> None:
         migrate.upgrade(self.store.db.engine)
@@ -164,4 +166,5 @@ def bootstrap(
         signin=SignIn(store, clock, crm),
         automation_views=AutomationViews(store, clock, automations),
         contact_views=ContactViews(store, clock, contacts),
+        live_edits=LiveEdits(store, clock, automations),
     )

@@ -20,6 +20,7 @@ from conveyor.api.routes import (
     deliverability,
     experiments,
     links,
+    live_edits,
     messages,
     ops,
     pipelines,
@@ -89,6 +90,7 @@ def create_app(conveyor: Conveyor) -> FastAPI:
         campaigns.router,
         bulk_jobs.router,
         reports.router,
+        live_edits.router,
     ):
         app.include_router(router)
     install_panel(app, conveyor)  # the panel, at /app (`/` leads there)

@@ -221,6 +221,9 @@ EXAMPLES: dict[str, Any] = {
     "try_made_up": {"definition": _AUTOMATION, "days": 14,
                     "contact": {"email": "ada@example.com", "first_name": "Ada",
                                 "lists": {"newsletter": "subscribed"}}},
+    # editing a live automation
+    "publish_automation": {"definition": _AUTOMATION, "base_version": 1,
+                           "moves": [{"from_version": 1, "from_node": "pause", "to_node": "tips"}]},
 }  # fmt: skip
 
 

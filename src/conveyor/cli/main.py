@@ -17,7 +17,7 @@ from rich.table import Table
 
 from conveyor import __version__, logs
 from conveyor.bootstrap import Conveyor, bootstrap
-from conveyor.cli import ops, simulate
+from conveyor.cli import live_edits, ops, simulate
 from conveyor.cli.output import ERRORS, out, take_json_flag
 from conveyor.domain.errors import ConveyorError
 from conveyor.services.imports import parse_mapping
@@ -525,14 +525,19 @@ def automation_apply(
     file: AutomationFile,
     workspace: WorkspaceOpt = None,
     activate: Annotated[bool, typer.Option(help="make it active right away")] = False,
+    move: live_edits.MoveOpt = None,
 ) -> None:
-    """Create the automation, or add a new version when the file changed."""
+    """Create the automation, or add a new version when the file changed (contacts inside
+    stay on their version unless a --move takes them to a node of the new one)."""
     conveyor = _open()
     try:
         ws = _workspace(conveyor, workspace)
         conveyor.automations.validate(ws, _load(file))
         _refuse_missing(conveyor, ws, file)
-        info, result = conveyor.automations.apply(ws, _load(file))
+        if move:
+            info, result = live_edits.publish(conveyor, ws, _load(file), move)
+        else:
+            info, result = conveyor.automations.apply(ws, _load(file))
         if activate and info.status != "active":
             info = conveyor.automations.set_status(ws, info.key, "active")
     except ConveyorError as exc:
@@ -577,6 +582,7 @@ def automation_status(key: str, status: str, workspace: WorkspaceOpt = None) -> 
     out.print(f"{info.key}: {info.status}")
 
 
+automation_app.command("positions")(live_edits.positions)
 automation_app.command("simulate")(simulate.simulate)
 automation_app.command("forecast")(simulate.forecast)
 automation_app.command("try")(simulate.try_contact)

@@ -17,7 +17,7 @@ from conveyor.store.records import NodeStepRecord
 from conveyor.store.store import Store, Tx
 
 WINDOW = timedelta(days=30)
-NOT_PASSED = ("waiting", "exited", "failed", "goal_reached")
+NOT_PASSED = ("waiting", "exited", "failed", "goal_reached", "moved")  # moved: an arrival
 
 
 @dataclass(frozen=True)

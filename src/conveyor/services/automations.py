@@ -105,31 +105,30 @@ class Automations:
         Returns what happened: "created", "new version", or "unchanged".
         """
 
-        def work(tx: Tx) -> tuple[AutomationInfo, str]:
-            automation = parse_definition(tx, workspace, raw, saving=True)
-            check_nodes(tx, workspace.id, automation)
-            now = self.clock.now()
-            row = tx.automations.by_key(workspace.id, automation.key)
-            if row is None:
-                automation_id = tx.automations.add(
-                    workspace.id, automation.key, automation.name, now
-                )
-                tx.automations.add_version(automation_id, 1, raw, now)
-                tx.automations.change(automation_id, {"version": 1})
-                what = "created"
-            else:
-                if row.status == "archived":
-                    raise Conflict(f"automation '{automation.key}' is archived")
-                if tx.automations.definition(row.id, row.version) == raw:
-                    return self._info(tx, row), "unchanged"
-                tx.automations.add_version(row.id, row.version + 1, raw, now)
-                tx.automations.change(
-                    row.id, {"version": row.version + 1, "name": automation.name, "updated_at": now}
-                )
-                what = "new version"
-            return self._info(tx, tx.automations.by_key(workspace.id, automation.key)), what
+        return self.store.transact(lambda tx: self.save(tx, workspace, raw))
 
-        return self.store.transact(work)
+    def save(self, tx: Tx, workspace: Workspace, raw: Any) -> tuple[AutomationInfo, str]:
+        """`apply` in the caller's transaction (a live edit moves runs in the same one)."""
+        automation = parse_definition(tx, workspace, raw, saving=True)
+        check_nodes(tx, workspace.id, automation)
+        now = self.clock.now()
+        row = tx.automations.by_key(workspace.id, automation.key)
+        if row is None:
+            automation_id = tx.automations.add(workspace.id, automation.key, automation.name, now)
+            tx.automations.add_version(automation_id, 1, raw, now)
+            tx.automations.change(automation_id, {"version": 1})
+            what = "created"
+        else:
+            if row.status == "archived":
+                raise Conflict(f"automation '{automation.key}' is archived")
+            if tx.automations.definition(row.id, row.version) == raw:
+                return self._info(tx, row), "unchanged"
+            tx.automations.add_version(row.id, row.version + 1, raw, now)
+            tx.automations.change(
+                row.id, {"version": row.version + 1, "name": automation.name, "updated_at": now}
+            )
+            what = "new version"
+        return self._info(tx, tx.automations.by_key(workspace.id, automation.key)), what
 
     def set_status(self, workspace: Workspace, key: str, status: str) -> AutomationInfo:
         def work(tx: Tx) -> AutomationInfo:

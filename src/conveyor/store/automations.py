@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, func, insert, select, update
 
 from conveyor.store import bulk
+from conveyor.store.records import MovedRunRecord, RunPositionRecord
 from conveyor.store.schema import automation_versions, automations, outbox, runs, steps
 
 
@@ -202,6 +203,84 @@ class AutomationQueries:
                 .group_by(runs.c.node)
             )
         )
+
+    def positions(self, automation_id: int) -> list[RunPositionRecord]:
+        """Per (version, node): active runs there now (what a live edit shows)."""
+        stmt = (
+            select(runs.c.version, runs.c.node, func.count())
+            .where(runs.c.automation_id == automation_id, runs.c.status == "active")
+            .group_by(runs.c.version, runs.c.node)
+            .order_by(runs.c.version, runs.c.node)
+        )
+        return [RunPositionRecord(v, n or "", c) for v, n, c in self.conn.execute(stmt)]
+
+    def move_runs(
+        self,
+        automation_id: int,
+        from_version: int,
+        from_node: str,
+        to_version: int,
+        to_node: str,
+        now: datetime,
+        reason: dict[str, Any],
+    ) -> list[MovedRunRecord]:
+        """Move every active run at (from_version, from_node) to `to_node` of `to_version`,
+        due now with no state, and log a `moved` step for each (in the caller's transaction).
+
+        Runs are locked as the engine locks them (FOR UPDATE in id order on PostgreSQL, waiting
+        for a worker's tick that holds one; SQLite has one writer at a time): a run a worker
+        advanced meanwhile no longer matches and is not moved, one it left there is moved once.
+        """
+        where = (
+            runs.c.automation_id == automation_id,
+            runs.c.version == from_version,
+            runs.c.node == from_node,
+            runs.c.status == "active",
+        )
+        if self.dialect == "postgresql":
+            ids = list(
+                self.conn.execute(
+                    select(runs.c.id).where(*where).order_by(runs.c.id).with_for_update()
+                ).scalars()
+            )
+        else:
+            ids = list(self.conn.execute(select(runs.c.id).where(*where)).scalars())
+        moved: list[MovedRunRecord] = []
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            result = self.conn.execute(
+                update(runs)
+                .where(runs.c.id.in_(chunk), *where)
+                .values(
+                    version=to_version,
+                    node=to_node,
+                    state={},
+                    wake_at=now,
+                    steps=runs.c.steps + 1,
+                )
+                .returning(runs.c.id, runs.c.contact_id, runs.c.workspace_id)
+            )
+            rows = result.all()
+            moved += [MovedRunRecord(r.id, r.contact_id) for r in rows]
+            bulk.insert(
+                self.conn,
+                steps,
+                [
+                    {
+                        "workspace_id": r.workspace_id,
+                        "run_id": r.id,
+                        "contact_id": r.contact_id,
+                        "automation_id": automation_id,
+                        "version": to_version,
+                        "node": to_node,
+                        "outcome": "moved",
+                        "reason": reason,
+                        "at": now,
+                    }
+                    for r in rows
+                ],
+            )
+        return moved
 
     def outcome_counts(self, automation_id: int) -> list[Any]:
         return list(

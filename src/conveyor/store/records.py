@@ -509,3 +509,23 @@ class FunnelNodeRecord:
     node: str
     reached: int
     converted: int
+
+
+# --- live edits ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RunPositionRecord:
+    """Active runs of an automation at one node of one version."""
+
+    version: int
+    node: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class MovedRunRecord:
+    """A run a live edit moved to a node of the new version."""
+
+    id: int
+    contact_id: int

@@ -16,6 +16,7 @@ from conveyor.web.routes import (
     automations,
     contacts,
     crm,
+    live_edits,
     messages,
     reports,
     segments,
@@ -38,6 +39,7 @@ def create_panel(conveyor: Conveyor) -> FastAPI:
         crm.router,
         settings.router,
         reports.router,
+        live_edits.router,
     ):
         panel.include_router(router)
 
