@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from conveyor.clock import Clock, SystemClock
+from conveyor.services.automation_drafts import AutomationDrafts
 from conveyor.services.automation_views import AutomationViews
 from conveyor.services.automations import Automations
 from conveyor.services.bulk import BulkJobs
@@ -71,6 +72,7 @@ class Conveyor:
     signin: SignIn
     automation_views: AutomationViews
     contact_views: ContactViews
+    automation_drafts: AutomationDrafts
 
     def upgrade_schema(self) -> None:
         migrate.upgrade(self.store.db.engine)
@@ -164,4 +166,5 @@ def bootstrap(
         signin=SignIn(store, clock, crm),
         automation_views=AutomationViews(store, clock, automations),
         contact_views=ContactViews(store, clock, contacts),
+        automation_drafts=AutomationDrafts(store, clock, automations, code),
     )

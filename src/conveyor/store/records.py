@@ -507,3 +507,16 @@ class FunnelNodeRecord:
     node: str
     reached: int
     converted: int
+
+
+@dataclass(frozen=True, slots=True)
+class AutomationDraftRecord(_FromRow):
+    """An unfinished definition saved from the builder (its YAML text, valid or not)."""
+
+    id: int
+    workspace_id: int
+    automation_key: str | None
+    name: str
+    source: str
+    created_at: datetime
+    updated_at: datetime
