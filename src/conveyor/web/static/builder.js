@@ -351,8 +351,13 @@ function renderCanvas() {
     const detail = document.createElement("span");
     detail.className = "node-summary";
     detail.textContent = summary(node);
-    main.append(kind, name, detail);
-    main.setAttribute("aria-label", `${t ? t.title : node.type} ${node.id}${bad.length ? ", has a problem" : ""}`);
+    main.append(kind, " ", name, " ", detail);
+    if (bad.length) {
+      const flag = document.createElement("span");
+      flag.className = "sr-only";
+      flag.textContent = " (has a problem)";
+      main.append(flag);
+    }
     li.append(main);
     for (const p of bad) {
       const err = document.createElement("p");

@@ -1,0 +1,269 @@
+"""The automation builder in headless Chromium against the real app on both databases: a marketer
+builds scenario 4 (the abandoned cart) on the canvas from an empty automation with the palette and
+the forms, sees problems inline with the CLI's words, edits through the YAML view, saves a draft,
+reviews the diff, publishes; the engine runs it for a contact, and the exported YAML equals the
+example file. The keyboard alone moves, copies, pastes, deletes and undoes. axe-core on every
+page; screenshots go to /tmp/builder-shots."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from playwright.sync_api import Locator, Page, expect
+
+from conveyor.api.app import create_app
+from conveyor.bootstrap import Conveyor
+from conveyor.domain.automations import REGISTRY
+from conveyor.domain.errors import InvalidInput
+from tests.e2e import test_panel_browser as frame
+from tests.e2e.test_panel2_browser import chromium, deliver, frame_page  # noqa: F401
+from tests.e2e.test_panel_browser import PASSWORD, ROOT, pytestmark  # noqa: F401
+from tests.integration.conftest import LiveServer, Tenant, make_tenant
+
+SHOTS = Path("/tmp/builder-shots")
+
+
+def look(page: Page, name: str) -> None:
+    frame.SHOTS = SHOTS
+    frame.check_accessibility(page, name)
+
+
+@pytest.fixture
+def acme(conveyor: Conveyor) -> Tenant:
+    tenant = make_tenant(conveyor, "acme")
+    ws = tenant.workspace
+    conveyor.signin.create_user(ws, "mia@acme.example", "marketer", PASSWORD, name="Mia Marketer")
+    conveyor.signin.create_user(ws, "vic@acme.example", "viewer", PASSWORD, name="Vic Viewer")
+    conveyor.catalog.create_list(ws, "newsletter")
+    conveyor.catalog.create_list(ws, "loyal-customers")
+    for path in sorted((ROOT / "examples" / "templates").glob("*.yaml")):
+        for template in yaml.safe_load(path.read_text()):
+            conveyor.templates.save(ws, template["key"], template["channel"], template["content"])
+    return tenant
+
+
+def checked(page: Page) -> None:
+    """Wait for the server's check of the latest change."""
+    before = page.locator("#builder").get_attribute("data-checked")
+    page.wait_for_function(
+        "b => document.getElementById('builder').dataset.checked !== b", arg=before
+    )
+
+
+def inspector(page: Page) -> Locator:
+    return page.locator("#inspector")
+
+
+def add(page: Page, kind: str, node_id: str) -> Locator:
+    page.locator("#palette").get_by_role("button", name=kind, exact=True).click()
+    form = inspector(page)
+    form.get_by_label("Id", exact=True).fill(node_id)
+    expect(page.locator("#inspector-title")).to_contain_text(node_id)
+    return form
+
+
+def event_condition(form: Locator, event: str) -> None:
+    form.get_by_label("Condition", exact=True).select_option(label="event")
+    form.get_by_label("Event", exact=True).fill(event)
+    form.get_by_label("Within", exact=True).select_option(label="since entry")
+
+
+def open_node(page: Page, node_id: str) -> Locator:
+    page.locator(f'#nodes button.node-main[data-node="{node_id}"]').click()
+    expect(page.locator("#inspector-title")).to_contain_text(node_id)
+    return inspector(page)
+
+
+def yaml_view(page: Page) -> dict:
+    page.get_by_role("tab", name="YAML").click()
+    text = page.locator("#yaml-text").input_value()
+    page.get_by_role("tab", name="Canvas").click()
+    return yaml.safe_load(text)
+
+
+def build_abandoned_cart(page: Page) -> None:
+    """Scenario 4 from an empty automation, by the palette and the forms only."""
+    form = inspector(page)
+    form.get_by_label("Key", exact=True).fill("abandoned-cart")
+    form.get_by_label("Name", exact=True).fill("Abandoned cart")
+    form.get_by_role("button", name="Add trigger").click()
+    form.get_by_label("Event", exact=True).fill("cart_updated")
+    form.get_by_label("Repeat", exact=True).select_option(label="every time")
+
+    node = add(page, "Wait until", "wait-for-order")
+    event_condition(node, "order_completed")
+    node.get_by_label("Timeout", exact=True).fill("1 hour")
+    node = add(page, "Send email", "reminder")
+    node.get_by_label("Template", exact=True).fill("cart-reminder-1")
+    node = add(page, "Wait", "one-day")
+    node.get_by_label("For", exact=True).fill("1 day")
+    node = add(page, "Send email", "second-reminder")
+    node.get_by_label("Template", exact=True).fill("cart-reminder-2")
+    node.get_by_label("Next", exact=True).select_option("end")
+    node = add(page, "Goal", "ordered")
+    event_condition(node, "order_completed")
+    node.get_by_label("Otherwise", exact=True).select_option(label="end")
+
+    # wire the wait: "on timeout" on the canvas (an output, then the node it leads to), "next"
+    # by its form
+    page.get_by_role("button", name="Connect on timeout of wait-for-order").click()
+    page.locator('#nodes button.node-main[data-node="reminder"]').click()
+    node = open_node(page, "wait-for-order")
+    expect(node.get_by_label("On timeout", exact=True)).to_have_value("reminder")
+    node.get_by_label("Next", exact=True).select_option("ordered")
+
+
+def test_a_marketer_builds_the_abandoned_cart_and_it_runs(conveyor, acme, chromium, database_url):
+    db = "pg" if database_url.startswith("postgresql") else "sqlite"
+    example = frame.example("abandoned-cart")
+    with (
+        LiveServer(create_app(conveyor)) as server,
+        httpx.Client(base_url=server.url, headers=acme.admin, timeout=10) as api,
+    ):
+        page = frame_page(chromium)
+        frame.sign_in(page, server.url, "mia@acme.example")
+        page.goto(f"{server.url}/app/builder")
+        expect(page.get_by_role("heading", name="New automation")).to_be_visible()
+        expect(page.locator("#problems")).to_contain_text("Add a node")
+        look(page, f"{db}-builder-empty")
+
+        # every node type of the schema is in the palette
+        palette = page.locator("#palette button[data-add]")
+        expect(palette).to_have_count(len(REGISTRY))
+
+        build_abandoned_cart(page)
+        checked(page)
+        expect(page.locator("#problems")).to_contain_text("No problem found")
+        expect(page.locator("#nodes li.node")).to_have_count(5)
+        look(page, f"{db}-builder-cart")
+        assert yaml_view(page) == example
+
+        # inline validation, in the CLI's words, on the node it concerns
+        node = open_node(page, "reminder")
+        node.get_by_label("Template", exact=True).fill("")
+        checked(page)
+        broken = {**example, "nodes": [dict(n) for n in example["nodes"]]}
+        broken["nodes"][1]["template"] = ""
+        with pytest.raises(InvalidInput) as cli:
+            conveyor.automations.validate(acme.workspace, broken)
+        card = page.locator('#nodes li.node[data-id="reminder"]')
+        expect(card.locator(".node-error")).to_have_text(cli.value.detail)
+        expect(node.locator('.field[data-path="nodes.1.template"] .field-error')).to_have_text(
+            cli.value.detail
+        )
+        look(page, f"{db}-builder-inline-error")
+        node.get_by_label("Template", exact=True).fill("cart-reminder-9")
+        checked(page)
+        expect(card.locator(".node-error")).to_have_text(
+            "nodes.1.template: no email template 'cart-reminder-9'"
+        )
+        node.get_by_label("Template", exact=True).fill("cart-reminder-1")
+        checked(page)
+        expect(card.locator(".node-error")).to_have_count(0)
+
+        # the YAML view: an edit shows on the canvas; a mistake points at its line
+        page.get_by_role("tab", name="YAML").click()
+        area = page.locator("#yaml-text")
+        text = area.input_value()
+        area.fill(text.replace("for: 1 day", "for: 2 days"))
+        expect(page.locator("#yaml-error")).to_have_text("")
+        page.get_by_role("tab", name="Canvas").click()
+        expect(page.locator('#nodes li.node[data-id="one-day"]')).to_contain_text("for: 2 days")
+        page.get_by_role("tab", name="YAML").click()
+        lines = area.input_value().splitlines()
+        where = next(i for i, line in enumerate(lines) if "2 days" in line)
+        lines[where] = lines[where].replace("for: 2 days", "for: [2 days")
+        area.fill("\n".join(lines))
+        expect(page.locator("#yaml-error")).to_contain_text(re.compile(r"^Line \d+, column"))
+        expect(page.locator("#yaml-gutter .bad")).to_have_count(1)
+        look(page, f"{db}-builder-yaml-error")
+        area.fill(text)  # back to 1 day
+        expect(page.locator("#yaml-error")).to_have_text("")
+        page.get_by_role("tab", name="Canvas").click()
+        expect(page.locator('#nodes li.node[data-id="one-day"]')).to_contain_text("for: 1 day")
+
+        # save a draft, then review: the diff against nothing yet, then publish
+        page.get_by_role("button", name="Save draft").click()
+        expect(page.locator("#builder-said")).to_contain_text("Draft saved")
+        (draft,) = conveyor.automation_drafts.all(acme.workspace)
+        assert yaml.safe_load(draft.source) == example
+        page.get_by_role("button", name="Review and publish").click()
+        page.wait_for_url("**/app/builder/review?draft=*")
+        expect(page.locator("pre.diff")).to_contain_text("+key: abandoned-cart")
+        look(page, f"{db}-builder-review")
+        page.get_by_role("button", name="Publish version 1").click()
+        page.wait_for_url("**/app/automations/abandoned-cart")
+        expect(page.locator(".flash")).to_contain_text("is created (active)")
+        assert conveyor.automation_drafts.all(acme.workspace) == []
+
+        # the engine runs it: a cart left alone gets the first reminder after an hour
+        tracked = api.post(
+            "/v1/track",
+            headers=acme.write,
+            json={"userId": "cara", "event": "cart_updated", "properties": {"total": 40}},
+        )
+        assert tracked.status_code == 200, tracked.text
+        deliver(conveyor)
+        conveyor.clock.advance(timedelta(minutes=61))
+        deliver(conveyor)
+        cara = api.get("/contacts", params={"q": "cara"}).json()["items"][0]["id"]
+        outbox = api.get("/outbox", params={"contact": cara}).json()["items"]
+        assert [m["template"] for m in outbox] == ["cart-reminder-1"]
+
+        # the exported definition is the example file's
+        stored = api.get("/automations/abandoned-cart").json()
+        assert stored["definition"] == example
+        assert stored["status"] == "active"
+
+
+def test_the_keyboard_moves_copies_deletes_and_undoes(conveyor, acme, chromium, database_url):
+    db = "pg" if database_url.startswith("postgresql") else "sqlite"
+    conveyor.automations.apply(acme.workspace, frame.example("abandoned-cart"))
+    with LiveServer(create_app(conveyor)) as server:
+        page = frame_page(chromium)
+        frame.sign_in(page, server.url, "mia@acme.example")
+        page.goto(f"{server.url}/app/automations/abandoned-cart/edit")
+        expect(page.get_by_role("heading", name="Edit Abandoned cart")).to_be_visible()
+        expect(page.locator("#nodes li.node")).to_have_count(5)
+        checked(page)
+        before = yaml_view(page)
+
+        # Tab reaches the palette; Enter adds a node and focuses it on the canvas
+        frame.tab_to(page, "Add tag", presses=80)
+        page.keyboard.press("Enter")
+        expect(page.locator("#nodes li.node")).to_have_count(6)
+        focused = page.evaluate("document.activeElement.dataset.node")
+        assert focused == "add-tag-1"
+        card = page.locator('#nodes li.node[data-id="add-tag-1"]')
+        left = card.evaluate("e => e.offsetLeft")
+        page.keyboard.press("ArrowRight")
+        page.keyboard.press("Shift+ArrowRight")
+        assert card.evaluate("e => e.offsetLeft") == left + 60
+        page.keyboard.press("Control+c")
+        page.keyboard.press("Control+v")
+        expect(page.locator("#nodes li.node")).to_have_count(7)
+        assert page.evaluate("document.activeElement.dataset.node") == "add-tag-2"
+        page.keyboard.press("Delete")
+        expect(page.locator("#nodes li.node")).to_have_count(6)
+        look(page, f"{db}-builder-keyboard")
+        for _ in range(4):  # paste, move ×2 (one move coalesces), add: back to the start
+            page.keyboard.press("Control+z")
+        page.keyboard.press("Control+z")
+        expect(page.locator("#nodes li.node")).to_have_count(5)
+        page.keyboard.press("Control+y")
+        expect(page.locator("#nodes li.node")).to_have_count(6)
+        page.keyboard.press("Control+z")
+        expect(page.locator("#nodes li.node")).to_have_count(5)
+        checked(page)
+        assert yaml_view(page) == before
+
+        # a viewer may not open the builder
+        viewer = frame_page(chromium)
+        frame.sign_in(viewer, server.url, "vic@acme.example")
+        viewer.goto(f"{server.url}/app/builder")
+        expect(viewer.get_by_role("heading", name="Not allowed")).to_be_visible()
