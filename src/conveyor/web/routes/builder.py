@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
+from markupsafe import Markup
 
 from conveyor.domain.automations.schema import automation_schema
 from conveyor.domain.errors import ConveyorError, NotFound
@@ -23,9 +24,7 @@ Member = Annotated[SignedIn, Depends(signed_in)]
 EMPTY = {"key": "", "name": "", "triggers": [], "entry": {"repeat": "once"}, "nodes": []}
 
 
-def _builder(
-    request: Request, member: SignedIn, key: str | None, draft: int | None
-) -> Response:
+def _builder(request: Request, member: SignedIn, key: str | None, draft: int | None) -> Response:
     allowed(member, Action.MANAGE_AUTOMATIONS)
     conveyor = conveyor_of(request)
     info = conveyor.automations.get(member.workspace, key) if key else None
@@ -47,7 +46,13 @@ def _builder(
         title=f"Edit {info.name}" if info else "New automation",
         info=info,
         start=start,
-        schema=automation_schema(),
+        # In the schema's own order (tojson would sort it): forms list a node's fields as written.
+        schema_json=Markup(
+            json.dumps(automation_schema())
+            .replace("<", "\\u003c")
+            .replace(">", "\\u003e")
+            .replace("&", "\\u0026")
+        ),
         drafts=conveyor.automation_drafts.all(member.workspace, key) if key else [],
     )
 
@@ -134,9 +139,7 @@ async def review(request: Request, member: Member, draft: int) -> Response:
     conveyor = conveyor_of(request)
     saved = conveyor.automation_drafts.get(member.workspace, draft)
     raw, yaml_error = read_yaml(saved.source)
-    problems = (
-        conveyor.automation_drafts.check(member.workspace, raw) if yaml_error is None else []
-    )
+    problems = conveyor.automation_drafts.check(member.workspace, raw) if yaml_error is None else []
     key = raw.get("key") if isinstance(raw, dict) and isinstance(raw.get("key"), str) else None
     live = None
     if key:

@@ -716,8 +716,9 @@ function renderInspector() {
     });
     box.append(fieldBox(["nodes", index, "id"], "Id", idInput));
     if (t) {
-      for (const [key, s] of Object.entries(t.properties)) {
-        if (key === "id" || key === "type" || key === "next") continue;
+      const keys = Object.keys(t.properties).filter((k) => !["id", "type", "name", "next"].includes(k));
+      for (const key of [...keys, "name"]) {
+        const s = t.properties[key];
         const field = render(s, ["nodes", index, key], key === "name" ? "Label" : human(key), t.required.includes(key));
         if (field) box.append(field);
       }
