@@ -8,21 +8,23 @@ page; screenshots go to /tmp/builder-shots."""
 from __future__ import annotations
 
 import re
+import shutil
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
 from conveyor.api.app import create_app
 from conveyor.bootstrap import Conveyor
 from conveyor.domain.automations import REGISTRY
 from conveyor.domain.errors import InvalidInput
 from tests.e2e import test_panel_browser as frame
-from tests.e2e.test_panel2_browser import chromium, deliver, frame_page  # noqa: F401
-from tests.e2e.test_panel_browser import PASSWORD, ROOT, pytestmark  # noqa: F401
+from tests.e2e.test_panel2_browser import deliver, frame_page
+from tests.e2e.test_panel_browser import ARGS, PASSWORD, ROOT, pytestmark  # noqa: F401
 from tests.integration.conftest import LiveServer, Tenant, make_tenant
 
 SHOTS = Path("/tmp/builder-shots")
@@ -31,6 +33,16 @@ SHOTS = Path("/tmp/builder-shots")
 def look(page: Page, name: str) -> None:
     frame.SHOTS = SHOTS
     frame.check_accessibility(page, name)
+
+
+@pytest.fixture
+def chromium() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=shutil.which("chromium"), args=ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
 
 
 @pytest.fixture
