@@ -33,6 +33,15 @@ SHOTS = Path("/tmp/builder-shots")
 def look(page: Page, name: str) -> None:
     frame.SHOTS = SHOTS
     frame.check_accessibility(page, name)
+    assert not getattr(page, "script_errors", []), page.script_errors
+
+
+def open_page(chromium: Browser) -> Page:
+    """A page whose script errors are kept (and `look` fails on any)."""
+    page = frame_page(chromium)
+    page.script_errors = []  # type: ignore[attr-defined]
+    page.on("pageerror", lambda error: page.script_errors.append(str(error)))
+    return page
 
 
 @pytest.fixture
@@ -60,11 +69,9 @@ def acme(conveyor: Conveyor) -> Tenant:
 
 
 def checked(page: Page) -> None:
-    """Wait for the server's check of the latest change."""
-    before = page.locator("#builder").get_attribute("data-checked")
-    page.wait_for_function(
-        "b => document.getElementById('builder').dataset.checked !== b", arg=before
-    )
+    """Wait until the server has checked the latest change."""
+    page.wait_for_timeout(400)  # the builder waits for typing to pause before it checks
+    page.wait_for_selector("#builder:not([data-pending])", state="attached")
 
 
 def inspector(page: Page) -> Locator:
@@ -96,6 +103,16 @@ def yaml_view(page: Page) -> dict:
     text = page.locator("#yaml-text").input_value()
     page.get_by_role("tab", name="Canvas").click()
     return yaml.safe_load(text)
+
+
+def same(got: dict, example: dict) -> None:
+    """The definitions are equal (compared node by node, so a difference reads clearly)."""
+    for mine, theirs in zip(got.get("nodes", []), example["nodes"], strict=False):
+        assert mine == theirs
+    assert {k: v for k, v in got.items() if k != "nodes"} == {
+        k: v for k, v in example.items() if k != "nodes"
+    }
+    assert got == example
 
 
 def build_abandoned_cart(page: Page) -> None:
@@ -137,7 +154,7 @@ def test_a_marketer_builds_the_abandoned_cart_and_it_runs(conveyor, acme, chromi
         LiveServer(create_app(conveyor)) as server,
         httpx.Client(base_url=server.url, headers=acme.admin, timeout=10) as api,
     ):
-        page = frame_page(chromium)
+        page = open_page(chromium)
         frame.sign_in(page, server.url, "mia@acme.example")
         page.goto(f"{server.url}/app/builder")
         expect(page.get_by_role("heading", name="New automation")).to_be_visible()
@@ -153,7 +170,7 @@ def test_a_marketer_builds_the_abandoned_cart_and_it_runs(conveyor, acme, chromi
         expect(page.locator("#problems")).to_contain_text("No problem found")
         expect(page.locator("#nodes li.node")).to_have_count(5)
         look(page, f"{db}-builder-cart")
-        assert yaml_view(page) == example
+        same(yaml_view(page), example)
 
         # inline validation, in the CLI's words, on the node it concerns
         node = open_node(page, "reminder")
@@ -237,7 +254,7 @@ def test_the_keyboard_moves_copies_deletes_and_undoes(conveyor, acme, chromium, 
     db = "pg" if database_url.startswith("postgresql") else "sqlite"
     conveyor.automations.apply(acme.workspace, frame.example("abandoned-cart"))
     with LiveServer(create_app(conveyor)) as server:
-        page = frame_page(chromium)
+        page = open_page(chromium)
         frame.sign_in(page, server.url, "mia@acme.example")
         page.goto(f"{server.url}/app/automations/abandoned-cart/edit")
         expect(page.get_by_role("heading", name="Edit Abandoned cart")).to_be_visible()
@@ -279,3 +296,135 @@ def test_the_keyboard_moves_copies_deletes_and_undoes(conveyor, acme, chromium, 
         frame.sign_in(viewer, server.url, "vic@acme.example")
         viewer.goto(f"{server.url}/app/builder")
         expect(viewer.get_by_role("heading", name="Not allowed")).to_be_visible()
+
+
+def trigger(page: Page, kind: str, field: str, value: str) -> None:
+    form = inspector(page)
+    form.get_by_role("button", name="Add trigger").click()
+    form.get_by_label("Trigger 1", exact=True).select_option(label=kind)
+    form.get_by_label(field, exact=True).fill(value)
+
+
+def build_welcome_series(page: Page) -> None:
+    form = inspector(page)
+    form.get_by_label("Key", exact=True).fill("welcome-series")
+    form.get_by_label("Name", exact=True).fill("Welcome series")
+    trigger(page, "list subscribed", "List subscribed", "newsletter")
+    for node_id, kind, field, value in [
+        ("welcome", "Send email", "Template", "welcome-1"),
+        ("first-week", "Wait", "For", "7 days"),
+        ("tips", "Send email", "Template", "welcome-2"),
+        ("second-week", "Wait", "For", "7 days"),
+        ("offer", "Send email", "Template", "welcome-3"),
+    ]:
+        add(page, kind, node_id).get_by_label(field, exact=True).fill(value)
+
+
+def build_first_purchase_or_loyal(page: Page) -> None:
+    form = inspector(page)
+    form.get_by_label("Key", exact=True).fill("first-purchase-or-loyal")
+    form.get_by_label("Name", exact=True).fill("First purchase or loyal")
+    trigger(page, "Custom event", "Event", "order_completed")
+    form.get_by_label("Repeat", exact=True).select_option(label="every time")
+    node = add(page, "If", "first-order")
+    node.get_by_label("Condition", exact=True).select_option(label="event")
+    node.get_by_label("Event", exact=True).fill("order_completed")
+    node.get_by_label("Count", exact=True).select_option(label="eq")
+    node.get_by_label("Count: eq", exact=True).fill("1")
+    node = add(page, "Send email", "promo")
+    node.get_by_label("Template", exact=True).fill("first-order-promo")
+    node.get_by_label("Next", exact=True).select_option("end")
+    add(page, "Subscribe", "loyal").get_by_label("List", exact=True).fill("loyal-customers")
+    node = open_node(page, "first-order")
+    node.get_by_label("Then", exact=True).select_option("promo")
+    page.get_by_role("button", name="Connect else of first-order").click()
+    page.locator('#nodes button.node-main[data-node="loyal"]').click()
+
+
+def build_open_or_remind(page: Page) -> None:
+    form = inspector(page)
+    form.get_by_label("Key", exact=True).fill("open-or-remind")
+    form.get_by_label("Name", exact=True).fill("Open or remind")
+    trigger(page, "tag added", "Tag added", "offer-2026")
+    form.get_by_label("Repeat", exact=True).select_option("")  # no entry rules: the defaults
+    add(page, "Send email", "offer").get_by_label("Template", exact=True).fill("offer")
+    node = add(page, "Wait until", "wait-for-open")
+    node.get_by_label("Condition", exact=True).select_option(label="message")
+    node.get_by_label("Message", exact=True).select_option(label="opened")
+    node.get_by_label("Template", exact=True).fill("offer")
+    node.get_by_label("Within", exact=True).select_option(label="since entry")
+    node.get_by_label("Timeout", exact=True).fill("3 days")
+    node = add(page, "Send email", "follow-up")
+    node.get_by_label("Template", exact=True).fill("offer-follow-up")
+    node.get_by_label("Next", exact=True).select_option("end")
+    add(page, "Send email", "reminder").get_by_label("Template", exact=True).fill("offer-reminder")
+    node = open_node(page, "wait-for-open")
+    node.get_by_label("On timeout", exact=True).select_option("reminder")
+    node.get_by_label("Next", exact=True).select_option("follow-up")
+
+
+def enter_welcome(api: httpx.Client, acme: Tenant) -> int:
+    return frame.subscribe(api, "ada@example.com")
+
+
+def enter_first_purchase(api: httpx.Client, acme: Tenant) -> int:
+    made = api.post("/contacts", json={"email": "bo@example.com", "external_id": "bo"})
+    assert made.status_code == 201, made.text
+    tracked = api.post(
+        "/v1/track",
+        headers=acme.write,
+        json={"userId": "bo", "event": "order_completed", "properties": {"total": 20}},
+    )
+    assert tracked.status_code == 200, tracked.text
+    return made.json()["id"]
+
+
+def enter_open_or_remind(api: httpx.Client, acme: Tenant) -> int:
+    made = api.post("/contacts", json={"email": "cy@example.com", "tags": ["offer-2026"]})
+    assert made.status_code == 201, made.text
+    return made.json()["id"]
+
+
+@pytest.mark.parametrize(
+    ("name", "build", "enter", "first"),
+    [
+        ("welcome-series", build_welcome_series, enter_welcome, "welcome-1"),
+        (
+            "first-purchase-or-loyal",
+            build_first_purchase_or_loyal,
+            enter_first_purchase,
+            "first-order-promo",
+        ),
+        ("open-or-remind", build_open_or_remind, enter_open_or_remind, "offer"),
+    ],
+)
+def test_more_scenarios_built_on_the_canvas_run(
+    conveyor, acme, chromium, database_url, name, build, enter, first
+):
+    """Scenarios 1, 3 and 6, each from an empty automation by the palette and the forms."""
+    db = "pg" if database_url.startswith("postgresql") else "sqlite"
+    example = frame.example(name)
+    with (
+        LiveServer(create_app(conveyor)) as server,
+        httpx.Client(base_url=server.url, headers=acme.admin, timeout=10) as api,
+    ):
+        page = open_page(chromium)
+        frame.sign_in(page, server.url, "mia@acme.example")
+        page.get_by_role("link", name="New automation").click()
+        page.wait_for_url("**/app/builder")
+        build(page)
+        checked(page)
+        expect(page.locator("#problems")).to_contain_text("No problem found")
+        same(yaml_view(page), example)
+        look(page, f"{db}-builder-{name}")
+        page.get_by_role("button", name="Review and publish").click()
+        page.wait_for_url("**/app/builder/review?draft=*")
+        page.get_by_role("button", name="Publish version 1").click()
+        page.wait_for_url(f"**/app/automations/{name}")
+        stored = api.get(f"/automations/{name}").json()
+        assert (stored["definition"], stored["status"]) == (example, "active")
+
+        contact = enter(api, acme)
+        deliver(conveyor)
+        outbox = api.get("/outbox", params={"contact": contact}).json()["items"]
+        assert [m["template"] for m in outbox] == [first]

@@ -183,11 +183,11 @@ function edges() {
 }
 
 function exported() {
-  // the definition as saved: keys in a reader's order, `next` left out where it is the node below
+  // the definition as saved: keys in a reader's order
   const out = {};
   for (const key of ORDER) if (doc[key] !== undefined && key !== "nodes") out[key] = doc[key];
   for (const [key, value] of Object.entries(doc)) if (!(key in out) && key !== "nodes") out[key] = value;
-  out.nodes = doc.nodes.map((node, i) => {
+  out.nodes = doc.nodes.map((node) => {
     const t = typeOf(node.type);
     const n = { id: node.id, type: node.type };
     if (node.name) n.name = node.name;
@@ -196,8 +196,8 @@ function exported() {
       if (["id", "type", "name", "next"].includes(key) || key in n || node[key] === undefined) continue;
       n[key] = node[key];
     }
-    const below = doc.nodes[i + 1] && doc.nodes[i + 1].id;
-    if (node.next !== undefined && !(follows(node) && node.next === below)) n.next = node.next;
+    // `next` as the marketer set it: left unset, a node leads on to the one below
+    if (node.next !== undefined) n.next = node.next;
     return n;
   });
   return JSON.parse(JSON.stringify(out));
@@ -805,7 +805,11 @@ function connect(id, path, target) {
 let checkTimer = null;
 let checking = null;
 
+let wanted = 0; // changes made; a check that saw the last of them clears data-pending
+
 function scheduleCheck() {
+  wanted += 1;
+  root.dataset.pending = "1";
   clearTimeout(checkTimer);
   checkTimer = setTimeout(runCheck, 350);
 }
@@ -823,6 +827,7 @@ async function post(url, fields) {
 
 async function runCheck() {
   clearTimeout(checkTimer);
+  const seen = wanted;
   const mine = (checking = post(root.dataset.check, { definition: JSON.stringify(exported()) }));
   let result;
   try {
@@ -839,6 +844,7 @@ async function runCheck() {
     gutter();
   }
   root.dataset.checked = String(Date.now());
+  if (seen === wanted) delete root.dataset.pending;
   renderCanvas();
   showProblems();
 }
@@ -1127,6 +1133,12 @@ function init() {
     copy: copyNode,
     paste: pasteNode,
     delete: () => deleteNode(),
+    tidy: () => {
+      layout();
+      commit();
+      renderCanvas();
+      say("Nodes arranged top to bottom from the first.");
+    },
     save: () => saveDraft().catch((e) => say(`Not saved: ${e.message}`)),
     review: async () => {
       try {
