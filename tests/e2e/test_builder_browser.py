@@ -158,7 +158,8 @@ def test_a_marketer_builds_the_abandoned_cart_and_it_runs(conveyor, acme, chromi
         frame.sign_in(page, server.url, "mia@acme.example")
         page.goto(f"{server.url}/app/builder")
         expect(page.get_by_role("heading", name="New automation")).to_be_visible()
-        expect(page.locator("#problems")).to_contain_text("Add a node")
+        checked(page)
+        expect(page.locator("#problems")).to_have_text("key: 1-64 of a-z, 0-9, - and _")
         look(page, f"{db}-builder-empty")
 
         # every node type of the schema is in the palette
@@ -221,6 +222,15 @@ def test_a_marketer_builds_the_abandoned_cart_and_it_runs(conveyor, acme, chromi
         expect(page.locator("#builder-said")).to_contain_text("Draft saved")
         (draft,) = conveyor.automation_drafts.all(acme.workspace)
         assert yaml.safe_load(draft.source) == example
+        # the drafts list reopens it, as it was saved
+        page.goto(f"{server.url}/app/builder/drafts")
+        look(page, f"{db}-builder-drafts")
+        href = page.get_by_role("link", name="Abandoned cart").get_attribute("href")
+        assert href == f"/app/builder?draft={draft.id}"
+        page.goto(f"{server.url}{href}")
+        expect(page.locator("#nodes li.node")).to_have_count(5)
+        checked(page)
+        same(yaml_view(page), example)
         page.get_by_role("button", name="Review and publish").click()
         page.wait_for_url("**/app/builder/review?draft=*")
         expect(page.locator("pre.diff")).to_contain_text("+key: abandoned-cart")

@@ -122,6 +122,8 @@ async def drafts_page(request: Request, member: Member) -> Response:
         section="automations",
         title="Drafts",
         drafts=conveyor_of(request).automation_drafts.all(member.workspace),
+        # a draft of a new automation already has its key: it opens in the new-automation builder
+        existing={a.key for a in conveyor_of(request).automations.all(member.workspace)},
     )
 
 
