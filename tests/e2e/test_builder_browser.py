@@ -364,6 +364,12 @@ def build_open_or_remind(page: Page) -> None:
     node.get_by_label("Template", exact=True).fill("offer")
     node.get_by_label("Within", exact=True).select_option(label="since entry")
     node.get_by_label("Timeout", exact=True).fill("3 days")
+    # the form shows the kind of each value: "since entry" stays chosen after a redraw
+    node = open_node(page, "offer")
+    node = open_node(page, "wait-for-open")
+    expect(node.get_by_label("Within", exact=True).locator("option:checked")).to_have_text(
+        "since entry"
+    )
     node = add(page, "Send email", "follow-up")
     node.get_by_label("Template", exact=True).fill("offer-follow-up")
     node.get_by_label("Next", exact=True).select_option("end")

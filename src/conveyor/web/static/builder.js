@@ -66,6 +66,7 @@ function matches(s0, v) {
   if (s.enum) return s.enum.includes(v);
   if (s.oneOf) return s.oneOf.some((alt) => matches(alt, v));
   if (s.type && !typeMatches(s.type, v)) return false;
+  if (s.pattern && typeof v === "string" && !new RegExp(s.pattern).test(v)) return false;
   if (s.type === "object") {
     if ((s.required || []).some((k) => !(k in v))) return false;
     if (s.additionalProperties === false && Object.keys(v).some((k) => !(k in (s.properties || {})))) return false;
@@ -549,7 +550,9 @@ function render(s0, path, label, required) {
 function renderChoice(s, path, label, required) {
   const value = getIn(path);
   const alts = s.oneOf;
-  let chosen = alts.findIndex((alt) => matches(alt, value));
+  // a constant that is the value wins over a pattern or a type that also takes it
+  let chosen = alts.findIndex((alt) => "const" in resolve(alt) && resolve(alt).const === value);
+  if (chosen < 0) chosen = alts.findIndex((alt) => matches(alt, value));
   const wrap = document.createElement("div");
   const select = document.createElement("select");
   select.id = newId();
