@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from conveyor.clock import Clock, SystemClock
+from conveyor.services.automation_drafts import AutomationDrafts
 from conveyor.services.automation_views import AutomationViews
 from conveyor.services.automations import Automations
 from conveyor.services.bulk import BulkJobs
@@ -73,6 +74,7 @@ class Conveyor:
     automation_views: AutomationViews
     contact_views: ContactViews
     live_edits: LiveEdits
+    automation_drafts: AutomationDrafts
 
     def upgrade_schema(self) -> None:
         migrate.upgrade(self.store.db.engine)
@@ -167,4 +169,5 @@ def bootstrap(
         automation_views=AutomationViews(store, clock, automations),
         contact_views=ContactViews(store, clock, contacts),
         live_edits=LiveEdits(store, clock, automations),
+        automation_drafts=AutomationDrafts(store, clock, automations, code),
     )

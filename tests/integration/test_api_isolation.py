@@ -359,6 +359,7 @@ CASES = [
     Case("GET", "/readyz", PUBLIC, 503, 503),  # no worker has beaten in this test
     Case("GET", "/metrics", PUBLIC, 200, 200),
     Case("GET", "/schemas/condition.json", PUBLIC, 200, 200),
+    Case("GET", "/schemas/automation.json", PUBLIC, 200, 200),
     # A's confirmation link and webhook URL, presented under B's name, do nothing.
     Case("GET", "/confirm/{workspace}/{token}", PUBLIC, 404, 200),
     Case("POST", "/hooks/{workspace_name}/{key}/{token}", PUBLIC, 404, 202,

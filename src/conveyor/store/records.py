@@ -529,3 +529,19 @@ class MovedRunRecord:
 
     id: int
     contact_id: int
+
+
+# --- builder drafts ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AutomationDraftRecord(_FromRow):
+    """An unfinished definition saved from the builder (its YAML text, valid or not)."""
+
+    id: int
+    workspace_id: int
+    automation_key: str | None
+    name: str
+    source: str
+    created_at: datetime
+    updated_at: datetime

@@ -20,6 +20,7 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     String,
     Table,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -853,4 +854,21 @@ report_messages = Table(
     Column("opened_any", Boolean, nullable=False),  # anyone, machines too
     Column("clicked_any", Boolean, nullable=False),
     Index("ix_report_messages_contact", "workspace_id", "contact_id"),
+)
+
+# The builder's unfinished definitions: YAML text as the marketer left it (it may not parse),
+# for a new automation (no key yet) or beside an existing one, never touching its live version.
+automation_drafts = Table(
+    "automation_drafts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "workspace_id", Integer, ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("automation_key", String(64), nullable=True),  # the automation it edits, if any
+    Column("name", String(255), nullable=False),
+    Column("source", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("ix_automation_drafts_workspace", "workspace_id", "updated_at"),
 )

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 
+from conveyor.store.automation_drafts import AutomationDraftQueries
 from conveyor.store.automation_stats import AutomationStatsQueries
 from conveyor.store.automations import AutomationQueries
 from conveyor.store.bulk_jobs import BulkJobQueries
@@ -70,6 +71,7 @@ class Tx:
         self.automation_stats = AutomationStatsQueries(conn)
         self.contact_search = ContactSearchQueries(conn, dialect)
         self.reports = ReportQueries(conn, dialect)
+        self.automation_drafts = AutomationDraftQueries(conn)
 
     @contextlib.contextmanager
     def savepoint(self) -> Iterator[None]:

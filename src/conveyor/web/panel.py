@@ -14,6 +14,7 @@ from conveyor.domain.errors import ConveyorError
 from conveyor.web.pages import STATIC, redirect, render, signin_url
 from conveyor.web.routes import (
     automations,
+    builder,
     contacts,
     crm,
     live_edits,
@@ -40,6 +41,7 @@ def create_panel(conveyor: Conveyor) -> FastAPI:
         settings.router,
         reports.router,
         live_edits.router,
+        builder.router,
     ):
         panel.include_router(router)
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from conveyor.api.auth import conveyor_of
+from conveyor.domain.automations.schema import automation_schema
 from conveyor.domain.condition_schema import condition_schema
 from conveyor.domain.errors import ConveyorError, NotFound
 
@@ -19,6 +20,12 @@ router = APIRouter(tags=["public"])
 def condition_json_schema() -> dict[str, Any]:
     """The JSON Schema of conditions (segments, branches, goals), for editors and CI."""
     return condition_schema()
+
+
+@router.get("/schemas/automation.json")
+def automation_json_schema() -> dict[str, Any]:
+    """The JSON Schema of whole automations (every node type), for editors and the builder."""
+    return automation_schema()
 
 
 @router.get("/health")

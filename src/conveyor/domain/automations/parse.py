@@ -31,6 +31,31 @@ from conveyor.domain.errors import InvalidInput
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
+# Presets naming one thing (`list_subscribed: newsletter`): the event and its property.
+SIMPLE_TRIGGERS = {
+    "list_subscribed": ("list.subscribed", "list"),
+    "list_unsubscribed": ("list.unsubscribed", "list"),
+    "tag_added": ("tag.added", "tag"),
+    "tag_removed": ("tag.removed", "tag"),
+    "segment_entered": ("segment.entered", "segment"),
+    "segment_exited": ("segment.exited", "segment"),
+    "goal_reached": ("automation.goal_reached", "automation"),
+    "goal_skipped": ("automation.goal_skipped", "automation"),
+    "automation_completed": ("automation.completed", "automation"),
+}
+# Presets over an event, with optional filters (`order_completed: [{property: total, ...}]`).
+EVENT_TRIGGERS = (
+    "order_completed",
+    "cart_updated",
+    "form_submitted",
+    "email_opened",
+    "email_clicked",
+    "email_replied",
+    "sms_replied",
+    "manual",
+)
+
+
 def _presets(raw: dict[str, Any], path: str, parser: Parser, key: str) -> Trigger:
     """Trigger presets of the catalog, each a documented shorthand over an event."""
 
@@ -51,32 +76,12 @@ def _presets(raw: dict[str, Any], path: str, parser: Parser, key: str) -> Trigge
         return Trigger(raw["event"], where)
     kind, value = next(iter(raw.items()))
     here = f"{path}.{kind}"
-    simple = {
-        "list_subscribed": ("list.subscribed", "list"),
-        "list_unsubscribed": ("list.unsubscribed", "list"),
-        "tag_added": ("tag.added", "tag"),
-        "tag_removed": ("tag.removed", "tag"),
-        "segment_entered": ("segment.entered", "segment"),
-        "segment_exited": ("segment.exited", "segment"),
-        "goal_reached": ("automation.goal_reached", "automation"),
-        "goal_skipped": ("automation.goal_skipped", "automation"),
-        "automation_completed": ("automation.completed", "automation"),
-    }
-    if kind in simple:
-        name, prop = simple[kind]
+    if kind in SIMPLE_TRIGGERS:
+        name, prop = SIMPLE_TRIGGERS[kind]
         if not isinstance(value, str) or not value:
             raise InvalidInput(here, f"names the {prop}")
         return one(name, **{prop: value})
-    if kind in (
-        "order_completed",
-        "cart_updated",
-        "form_submitted",
-        "email_opened",
-        "email_clicked",
-        "email_replied",
-        "sms_replied",
-        "manual",
-    ):
+    if kind in EVENT_TRIGGERS:
         name = {
             "email_opened": "email.opened",
             "email_clicked": "email.clicked",
