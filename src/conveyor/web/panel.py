@@ -18,6 +18,7 @@ from conveyor.web.routes import (
     crm,
     messages,
     reports,
+    segment_builder,
     segments,
     settings,
     signin,
@@ -33,6 +34,7 @@ def create_panel(conveyor: Conveyor) -> FastAPI:
         signin.router,
         automations.router,
         contacts.router,
+        segment_builder.router,  # before segments: /segments/new is not a key
         segments.router,
         messages.router,
         crm.router,
