@@ -18,7 +18,7 @@ const KINDS = {
 };
 const LABELS = {
   event: "Event", where: "Where its properties", count: "How many times", within: "Within the last",
-  first: "First time", last: "Last time", aggregate: "Or compare a property's", property: "Property",
+  first: "First time", last: "Last time", aggregate: "Or compare an aggregate", property: "Property",
   op: "Operator", value: "Value", field: "Field", list: "List", status: "Status", segment: "Segment",
   score: "Score", message: "Email was", template: "Template", automation: "Automation", goal: "Goal",
   deal: "Deal", pipeline: "Pipeline", stage: "Stage", tag: "has the tag", tags_any: "has any of",
@@ -239,7 +239,7 @@ class Builder {
       }));
     } else {
       buttons.push(h("button", {
-        type: "button", class: "small link", text: "Not", "aria-label": `Turn this ${describe} condition around (Not)`,
+        type: "button", class: "small link", text: "Not", "aria-label": `Not: turn this ${describe} condition around`,
         onclick: () => { replace(parent, target, { type: "not", item: target }); this.rerender(); },
       }));
     }
@@ -403,18 +403,25 @@ class Builder {
     const chosen = names.find((n) => n in value) || (optional ? "" : names[0]);
     const id = `${this.idBase}-${idPart(path)}-which`;
     const row = h("div", { class: "choice", "data-kind": "choice" });
+    const base = this.idBase;
+    const show = (which, given) => {
+      const old = row.querySelector(":scope > .prop");
+      if (old) old.remove();
+      if (!which) return;
+      this.idBase = base;
+      const inner = this.renderProp(which, this.resolve(schema.properties[which]), given, join(path, which), pred, sync, true);
+      inner.querySelector("label").classList.add("sr-only");
+      row.append(inner);
+    };
+    // Another choice swaps only its value's control (in place: focus stays on the select).
     const pick = this.select(id, names.map((n) => [n, label(n)]), chosen, optional, () => {
+      show(pick.value, undefined);
       sync();
-      this.rerender(id);
     });
     pick.dataset.choice = "1";
     pick.setAttribute("aria-label", path ? `${label(path.split(".").pop())}: which` : `${KINDS[pred.kind]}: which`);
     row.append(pick);
-    if (chosen) {
-      const inner = this.renderProp(chosen, this.resolve(schema.properties[chosen]), value[chosen], join(path, chosen), pred, sync, true);
-      inner.querySelector("label").classList.add("sr-only");
-      row.append(inner);
-    }
+    show(chosen, value[chosen]);
     return row;
   }
 
@@ -578,7 +585,7 @@ class Builder {
     for (const el of this.root.querySelectorAll(".node-error")) { el.hidden = true; el.textContent = ""; }
     for (const el of this.root.querySelectorAll("[aria-invalid='true']")) {
       el.removeAttribute("aria-invalid");
-      el.removeAttribute("aria-errormessage");
+      if (el.getAttribute("aria-describedby")?.startsWith("error-")) el.removeAttribute("aria-describedby");
     }
     for (const id of ["segment-key-error", "form-error"]) {
       const el = this.root.querySelector(`#${id}`);
@@ -623,7 +630,7 @@ class Builder {
       }
       if (control) {
         control.setAttribute("aria-invalid", "true");
-        control.setAttribute("aria-errormessage", message.id);
+        control.setAttribute("aria-describedby", message.id);
       }
     }
   }
