@@ -73,7 +73,9 @@ def seed_orders(conveyor: Conveyor, api: httpx.Client, tenant: Tenant) -> None:
     }
     for user, placed in orders.items():
         traits = {"email": f"{user}@example.com", "first_name": user.title()}
-        made = api.post("/v1/identify", headers=tenant.write, json={"userId": user, "traits": traits})
+        made = api.post(
+            "/v1/identify", headers=tenant.write, json={"userId": user, "traits": traits}
+        )
         assert made.status_code == 200, made.text
         for days, items in placed:
             sent = api.post(

@@ -14,6 +14,7 @@ from conveyor.domain.errors import ConveyorError
 from conveyor.web.pages import STATIC, redirect, render, signin_url
 from conveyor.web.routes import (
     automations,
+    campaigns,
     contacts,
     crm,
     messages,
@@ -40,6 +41,7 @@ def create_panel(conveyor: Conveyor) -> FastAPI:
         crm.router,
         settings.router,
         reports.router,
+        campaigns.router,
     ):
         panel.include_router(router)
 

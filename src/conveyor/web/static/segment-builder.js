@@ -232,6 +232,7 @@ class Builder {
   nodeButtons(target, parent) {
     const describe = target.type === "pred" ? KINDS[target.kind].toLowerCase() : target.type === "not" ? "not" : "group";
     const buttons = [];
+    if (parent.type === "not") return buttons; // the Not's own buttons act on it
     if (target.type === "not") {
       buttons.push(h("button", {
         type: "button", class: "small link", text: "Remove Not", "aria-label": "Remove Not (keep its condition)",
@@ -679,7 +680,7 @@ class Builder {
       const { ok, data } = await this.post(this.root.dataset.explain, { contact: input.value, condition });
       if (!ok) {
         if (data.field === "contact" || !data.field || !data.field.startsWith("condition")) {
-          error.textContent = data.detail;
+          error.textContent = data.field === "contact" ? data.errors[0].detail : data.detail;
           error.hidden = false;
           input.setAttribute("aria-invalid", "true");
         } else {
