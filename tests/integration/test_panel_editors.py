@@ -247,3 +247,56 @@ def test_campaign_count_and_composer_forms(conveyor: Conveyor, server, world):
             "/app/campaigns/new", data={"csrf": form_token(page.text), "key": "x"}
         )
         assert refused.status_code == 403
+
+
+def test_composed_ab_test_at_a_moment_is_saved_then_moved(conveyor: Conveyor, server, world):
+    import yaml
+
+    from tests.e2e.test_panel_browser import ROOT
+
+    ws = world.workspace
+    with httpx.Client(base_url=server.url, headers=world.admin, timeout=10) as api:
+        for template in yaml.safe_load((ROOT / "examples/templates/newsletter.yaml").read_text()):
+            assert api.post("/templates", json=template).status_code in (200, 201)
+    client, _ = session(server, "mia@acme.example")
+    with closing(client):
+        token = form_token(client.get("/app/campaigns/new").text)
+        form = {
+            "csrf": token,
+            "key": "subject",
+            "name": "Subject test",
+            "template": "newsletter",
+            "tags": "vip",
+            "exclude_segments": [],
+            "when": "at",
+            "at": "2031-01-02T09:30",
+            "ab": "on",
+            "variant": "newsletter-urgent",
+            "sample": "10",
+            "wait": "2 hours",
+            "metric": "clicked",
+        }
+        sms = client.post("/app/campaigns/new", data={**form, "variant": "flash-sms"})
+        assert sms.status_code == 422 and "is for sms" in sms.text
+        made = client.post("/app/campaigns/new", data=form)
+        assert made.status_code == 303 and made.headers["location"] == "/app/campaigns/subject"
+        info = conveyor.campaigns.get(ws, "subject")
+        assert info.ab_test == {
+            "variants": ["newsletter", "newsletter-urgent"],
+            "sample": 10,
+            "wait": 7200,
+            "metric": "clicked",
+        }
+        assert info.schedule == {"at": "2031-01-02T09:30:00+00:00"}  # the workspace's UTC
+        assert info.audience == {"tags": ["vip"]}
+        edit = client.get("/app/campaigns/subject/edit")
+        assert 'value="2031-01-02T09:30"' in edit.text and 'value="10"' in edit.text
+        # a move its state does not allow is said on the page, never a 5xx
+        refused = client.post("/app/campaigns/subject/pause", data={"csrf": token})
+        assert refused.status_code == 303
+        assert conveyor.campaigns.get(ws, "subject").status == "draft"
+        done = client.post("/app/campaigns/subject/schedule", data={"csrf": token})
+        assert done.status_code == 303
+        assert conveyor.campaigns.get(ws, "subject").status == "scheduled"
+        page = client.get("/app/campaigns/subject/edit", follow_redirects=True)
+        assert "Only a draft can change" in page.text
