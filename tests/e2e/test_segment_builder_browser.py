@@ -329,8 +329,18 @@ def test_a_campaign_is_composed_to_the_segment_and_scheduled(
         expect(checker.get_by_role("row", name="Private sale")).to_contain_text("cancelled")
         look(checker, f"{db}-campaigns")
         checker.goto(f"{server.url}/app/campaigns/new")
+        # the keyboard: from the template, Tab to the segment's box, Space ticks it, it counts
+        checker.get_by_label("Template", exact=True).focus()
+        for _ in range(6):
+            checker.keyboard.press("Tab")
+            if checker.evaluate("document.activeElement.value") == "good-customers":
+                break
+        else:
+            pytest.fail("Tab never reached the segment's box")
+        checker.keyboard.press("Space")
+        expect(checker.locator("#count [data-count]")).to_have_text("1")
         checker.get_by_label("Or tagged with any of").fill("vip")
-        expect(checker.locator("#count [data-count]")).to_have_text("2")
+        expect(checker.locator("#count [data-count]")).to_have_text("3")
         look(checker, f"{db}-composer")
         checker.goto(f"{server.url}/app/campaigns/private-sale")
         look(checker, f"{db}-campaign")
