@@ -94,6 +94,11 @@ class Builder {
     }
     this.vocab = await response.json();
     this.defs = this.vocab.schema.$defs;
+    // The predicates are the schema's: the known ones in a marketer's order, any new one after.
+    const named = this.defs.condition.oneOf.map((ref) => ref.$ref.split("/").pop())
+      .filter((k) => !["all", "any", "not"].includes(k));
+    const order = [...Object.keys(KINDS).filter((k) => named.includes(k)), ...named.filter((k) => !(k in KINDS))];
+    this.kinds = Object.fromEntries(order.map((k) => [k, KINDS[k] || label(k)]));
     const given = this.root.dataset.condition ? JSON.parse(this.root.dataset.condition) : null;
     this.tree = given ? this.fromJSON(given) : { type: "group", op: "all", items: [] };
     if (this.tree.type !== "group") this.tree = { type: "group", op: "all", items: [this.tree] };
@@ -110,7 +115,7 @@ class Builder {
     if (raw && Array.isArray(raw.any)) return { type: "group", op: "any", items: raw.any.map((r) => this.fromJSON(r)) };
     if (raw && raw.not) return { type: "not", item: this.fromJSON(raw.not) };
     const kind = ["tag", "tags_any", "tags_all"].some((k) => k in raw) ? "tags"
-      : Object.keys(KINDS).find((k) => k in raw) || "field";
+      : Object.keys(this.kinds).find((k) => k in raw) || "field";
     return { type: "pred", kind, data: { ...raw } };
   }
 
@@ -189,7 +194,7 @@ class Builder {
     group.items.forEach((item) => list.append(h("li", {}, this.renderNode(item, group))));
     if (group.items.length === 0) list.append(h("li", { class: "muted none", text: "No condition yet: add one below." }));
     const kinds = h("select", { id: addId, "aria-label": "Kind of condition to add" },
-      Object.entries(KINDS).map(([k, text]) => h("option", { value: k, text })));
+      Object.entries(this.kinds).map(([k, text]) => h("option", { value: k, text })));
     const add = h("div", { class: "group-add" },
       kinds,
       h("button", {
@@ -230,7 +235,7 @@ class Builder {
 
   // Remove, and Not / un-Not, for any node in a group or a Not.
   nodeButtons(target, parent) {
-    const describe = target.type === "pred" ? KINDS[target.kind].toLowerCase() : target.type === "not" ? "not" : "group";
+    const describe = target.type === "pred" ? this.kinds[target.kind].toLowerCase() : target.type === "not" ? "not" : "group";
     const buttons = [];
     if (parent.type === "not") return buttons; // the Not's own buttons act on it
     if (target.type === "not") {
@@ -288,7 +293,7 @@ class Builder {
   }
 
   renderPred(pred, parent) {
-    const title = KINDS[pred.kind];
+    const title = this.kinds[pred.kind];
     const box = h("fieldset", { class: `pred pred-${pred.kind}` });
     node(box, pred);
     box.append(h("legend", {}, h("span", { class: "pred-kind", text: title })));
@@ -420,7 +425,7 @@ class Builder {
       sync();
     });
     pick.dataset.choice = "1";
-    pick.setAttribute("aria-label", path ? `${label(path.split(".").pop())}: which` : `${KINDS[pred.kind]}: which`);
+    pick.setAttribute("aria-label", path ? `${label(path.split(".").pop())}: which` : `${this.kinds[pred.kind]}: which`);
     row.append(pick);
     show(chosen, value[chosen]);
     return row;
