@@ -170,8 +170,15 @@ class Campaigns:
         with self.store.read() as tx:
             return [CampaignInfo.of(r) for r in tx.campaigns.all(workspace.id)]
 
-    def count(self, workspace: Workspace, key: str | None = None, audience: Any = None) -> int:
-        """How many contacts the audience holds now (those with an address for the channel)."""
+    def count(
+        self,
+        workspace: Workspace,
+        key: str | None = None,
+        audience: Any = None,
+        channel: str | None = None,
+    ) -> int:
+        """How many contacts the audience holds now (with `channel`: those with an address for
+        it; a saved campaign: its own channel, and once started its frozen count)."""
         with self.store.read() as tx:
             if key is not None:
                 row = self._row(tx, workspace, key)
@@ -179,7 +186,7 @@ class Campaigns:
                     return row.audience_count  # frozen
                 raw, channel = audience_of(row), row.channel
             else:
-                raw, channel = audience, None
+                raw = audience
             audience = resolve(tx, workspace, raw, channel, self.clock.now())
             return tx.campaigns.count_audience(audience)
 

@@ -15,7 +15,14 @@ from datetime import datetime
 from typing import Any
 
 from conveyor.clock import Clock
-from conveyor.domain.conditions import Condition, find_cycle, segment_refs
+from conveyor.domain.condition_schema import condition_schema
+from conveyor.domain.conditions import (
+    OPS_BY_TYPE,
+    STANDARD_TYPES,
+    Condition,
+    find_cycle,
+    segment_refs,
+)
 from conveyor.domain.contacts import Contact
 from conveyor.domain.errors import Conflict, InvalidInput, NotFound
 from conveyor.domain.evaluation import Evaluator, Snapshot, Verdict, event_names
@@ -131,6 +138,38 @@ class Segments:
             tx.segments.remove(segment.id)
 
         self.store.transact(work)
+
+    def vocabulary(self, workspace: Workspace) -> dict[str, Any]:
+        """What a condition can name in this workspace, for an editor's pickers, with the
+        condition language's JSON Schema (the editor builds each predicate's form from it)."""
+        with self.store.read() as tx:
+            ctx = self._context(tx, workspace)
+            fields = [
+                {"key": k, "type": str(t), "label": k.replace("_", " "), "standard": True}
+                for k, t in STANDARD_TYPES.items()
+            ] + [
+                {
+                    "key": f.key,
+                    "type": str(f.type),
+                    "label": f.label or f.key,
+                    "choices": list(f.choices) if f.choices else None,
+                    "standard": False,
+                }
+                for f in ctx.fields.values()
+            ]
+            return {
+                "schema": condition_schema(),
+                "fields": fields,
+                "ops": {str(t): sorted(ops) for t, ops in OPS_BY_TYPE.items()},
+                "lists": sorted(ctx.lists),
+                "segments": [{"key": k, "name": r.name} for k, r in sorted(ctx.rows.items())],
+                "automations": sorted(ctx.automations.values()),
+                "scores": sorted({"score", *ctx.scoring.scores}),
+                "tags": tx.catalog.tag_names(workspace.id),
+                "events": tx.catalog.event_names(workspace.id),
+                "templates": sorted(row.key for row in tx.templates.all(workspace.id)),
+                "pipelines": sorted(row.key for row in tx.crm.pipelines(workspace.id)),
+            }
 
     # --- audiences ---------------------------------------------------------------------------
 

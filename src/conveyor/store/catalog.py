@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, func, insert, select, update
 
 from conveyor.store.records import FieldRecord, ListRecord
-from conveyor.store.schema import field_definitions, lists, subscriptions
+from conveyor.store.schema import contact_tags, events, field_definitions, lists, subscriptions
 
 
 class CatalogQueries:
@@ -100,3 +100,27 @@ class CatalogQueries:
         for list_id, status, n in rows:
             counts.setdefault(list_id, {})[status] = n
         return counts
+
+    # --- names in use (the segment builder's pickers) ---------------------------------------
+
+    def tag_names(self, workspace_id: int, limit: int = 200) -> list[str]:
+        """The tags contacts carry, in order, at most `limit`."""
+        return self._distinct(contact_tags.c.tag, contact_tags.c.workspace_id, workspace_id, limit)
+
+    def event_names(self, workspace_id: int, limit: int = 200) -> list[str]:
+        """The names of the events in the log, in order, at most `limit`."""
+        return self._distinct(events.c.name, events.c.workspace_id, workspace_id, limit)
+
+    def _distinct(self, column: Any, scope: Any, workspace_id: int, limit: int) -> list[str]:
+        # A loose index scan: one index seek per distinct name (both tables have an index on
+        # (workspace_id, name)), where SELECT DISTINCT would read every row of a large log.
+        found: list[str] = []
+        while len(found) < limit:
+            stmt = select(func.min(column)).where(scope == workspace_id)
+            if found:
+                stmt = stmt.where(column > found[-1])
+            name = self.conn.execute(stmt).scalar()
+            if name is None:
+                break
+            found.append(name)
+        return found

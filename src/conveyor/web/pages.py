@@ -35,11 +35,13 @@ SECURITY_HEADERS = {
 # The sections with pages so far: the navigation shows these (the rest when they are built).
 SECTIONS = frozenset(
     {"automations", "contacts", "segments", "messages", "crm", "settings", "reports"}
+    | {"campaigns"}
 )
 NAV = (
     ("automations", "Automations"),
     ("contacts", "Contacts"),
     ("segments", "Segments"),
+    ("campaigns", "Campaigns"),
     ("messages", "Messages"),
     ("reports", "Reports"),
     ("crm", "CRM"),

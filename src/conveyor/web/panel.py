@@ -15,11 +15,13 @@ from conveyor.web.pages import STATIC, redirect, render, signin_url
 from conveyor.web.routes import (
     automations,
     builder,
+    campaigns,
     contacts,
     crm,
     live_edits,
     messages,
     reports,
+    segment_builder,
     segments,
     settings,
     signin,
@@ -35,6 +37,7 @@ def create_panel(conveyor: Conveyor) -> FastAPI:
         signin.router,
         automations.router,
         contacts.router,
+        segment_builder.router,  # before segments: /segments/new is not a key
         segments.router,
         messages.router,
         crm.router,
@@ -42,6 +45,7 @@ def create_panel(conveyor: Conveyor) -> FastAPI:
         reports.router,
         live_edits.router,
         builder.router,
+        campaigns.router,
     ):
         panel.include_router(router)
 
