@@ -31,6 +31,7 @@ from conveyor.services.scoring import Scoring
 from conveyor.services.segments import Segments
 from conveyor.services.signin import SignIn
 from conveyor.services.simulate import Simulator
+from conveyor.services.template_editor import TemplateEditor
 from conveyor.services.templates import Templates
 from conveyor.services.workspace_code import WorkspaceCode
 from conveyor.services.workspaces import Workspaces
@@ -71,6 +72,7 @@ class Conveyor:
     signin: SignIn
     automation_views: AutomationViews
     contact_views: ContactViews
+    template_editor: TemplateEditor
 
     def upgrade_schema(self) -> None:
         migrate.upgrade(self.store.db.engine)
@@ -164,4 +166,7 @@ def bootstrap(
         signin=SignIn(store, clock, crm),
         automation_views=AutomationViews(store, clock, automations),
         contact_views=ContactViews(store, clock, contacts),
+        template_editor=TemplateEditor(
+            store, clock, settings, contacts, providers, max_bytes=settings.max_template_bytes
+        ),
     )

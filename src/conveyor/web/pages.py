@@ -35,12 +35,14 @@ SECURITY_HEADERS = {
 # The sections with pages so far: the navigation shows these (the rest when they are built).
 SECTIONS = frozenset(
     {"automations", "contacts", "segments", "messages", "crm", "settings", "reports"}
+    | {"templates"}
 )
 NAV = (
     ("automations", "Automations"),
     ("contacts", "Contacts"),
     ("segments", "Segments"),
     ("messages", "Messages"),
+    ("templates", "Templates"),
     ("reports", "Reports"),
     ("crm", "CRM"),
     ("settings", "Settings"),

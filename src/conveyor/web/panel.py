@@ -21,6 +21,7 @@ from conveyor.web.routes import (
     segments,
     settings,
     signin,
+    templates,
 )
 from conveyor.web.session import COOKIE, SignInNeeded
 
@@ -38,6 +39,7 @@ def create_panel(conveyor: Conveyor) -> FastAPI:
         crm.router,
         settings.router,
         reports.router,
+        templates.router,
     ):
         panel.include_router(router)
 
