@@ -22,6 +22,7 @@ from conveyor.web.routes import (
     settings,
     signin,
     templates,
+    trying,
 )
 from conveyor.web.session import COOKIE, SignInNeeded
 
@@ -40,6 +41,7 @@ def create_panel(conveyor: Conveyor) -> FastAPI:
         settings.router,
         reports.router,
         templates.router,
+        trying.router,
     ):
         panel.include_router(router)
 
