@@ -171,11 +171,27 @@ def since(start: datetime, at: datetime) -> str:
     return "+" + " ".join(parts)
 
 
+def why(reason: Any) -> str:
+    """A step's reason in words: its `why`; a timeout says how long it waited and what it
+    last saw."""
+    if not isinstance(reason, dict):
+        return str(reason or "")
+    if isinstance(reason.get("why"), str):
+        return reason["why"]
+    if "timeout" in reason:
+        last = reason.get("last")
+        seen = (
+            f"; last checked: {last['why']}" if isinstance(last, dict) and last.get("why") else ""
+        )
+        return f"timed out after {reason['timeout']}{seen}"
+    return "; ".join(f"{k}: {v}" for k, v in reason.items() if v is not None)[:500]
+
+
 def _result(path: dict[str, Any], who: Any, start: datetime, days: int) -> dict[str, Any]:
     steps = []
     for step in path["steps"]:
         at = datetime.fromisoformat(step["at"])
-        steps.append(step | {"at": at, "since": since(start, at)})
+        steps.append(step | {"at": at, "since": since(start, at), "why": why(step["reason"])})
     messages = []
     for message in path["messages"]:
         created = datetime.fromisoformat(message["created_at"])

@@ -119,6 +119,7 @@ function editor() {
     }
     if (mine !== asked) return; // a newer answer is on its way
     form.dataset.state = answer.ok ? "ok" : "invalid";
+    document.getElementById("stale-note").hidden = answer.ok;
     showProblems(form, answer.problems || [], marks);
     if (contactError) {
       contactError.hidden = !answer.contact_problem;
