@@ -162,6 +162,9 @@ def test_edit_preview_error_save_diff_and_test_send(conveyor, acme, chromium, da
         assert received.message["Subject"] == "[Test] Hello Ada"
         assert "Welcome back Ada!" in received.part("html")
         expect(page.get_by_text("Latest test sends (1)")).to_be_visible()
+        expect(preview.get_by_role("heading", name="Welcome back Ada!")).to_be_visible()
+        page.get_by_text("Latest test sends (1)").click()
+        expect(page.locator("details.tests li")).to_contain_text("qa@acme.example · sent")
         look(page, f"{db}-test-sent")
 
 
