@@ -217,6 +217,7 @@ def test_a_viewer_is_refused_every_change_and_other_workspaces_stay_apart(
 ):
     other = make_tenant(conveyor, "globex")
     conveyor.templates.save(other.workspace, "secret", "email", GREETING, "Globex secret")
+    theirs = add_contact(server, other, "bob@globex.example", "Bob")
     with browser(server) as client:
         sign_in(client, "vic@acme.example")
         page = client.get("/app/templates")
@@ -233,6 +234,12 @@ def test_a_viewer_is_refused_every_change_and_other_workspaces_stay_apart(
         assert client.get("/app/templates/secret").status_code == 404
         assert client.get("/app/templates/secret/frame").status_code == 404
         assert client.get("/app/templates/secret/versions").status_code == 404
+        # another workspace's contact is not found, by id or by email
+        for who in (str(theirs), "bob@globex.example"):
+            seen = client.post("/app/templates/render.json", data=draft(token, contact=who))
+            assert "Bob" not in seen.text and seen.json()["contact_problem"], who
+            framed = client.post("/app/templates/frame", data=draft(token, contact=who))
+            assert "Bob" not in framed.text
     with browser(server) as client:
         sign_in(client, "mia@acme.example")
         token = form_token(client.get("/app/templates").text)
