@@ -78,6 +78,14 @@ def test_preview_renders_the_draft_for_a_contact_in_a_frame_that_runs_nothing(
         saved = client.get("/app/templates/greeting/frame", params={"contact": str(cid)})
         assert "Hi Ada!" in saved.text and saved.headers["content-security-policy"] == csp
 
+        # the trigger event's properties, as the cart reminder uses them
+        items = "{% for item in event.items %}{{ item.name }} x{{ item.qty }}; {% endfor %}"
+        cart = draft(
+            token, text=items, contact=str(cid), event='{"items": [{"name": "Mug", "qty": 2}]}'
+        )
+        assert client.post("/app/templates/render.json", data=cart).json()["text"] == "Mug x2; "
+        bad = client.post("/app/templates/render.json", data=cart | {"event": "{items"}).json()
+        assert not bad["ok"] and bad["event_problem"].startswith("not JSON")
         unknown = client.post("/app/templates/render.json", data=draft(token, contact="nobody@x.y"))
         assert "nobody@x.y" in unknown.json()["contact_problem"]
         # without its CSRF token the preview is refused
@@ -191,7 +199,12 @@ def test_a_test_send_arrives_is_limited_per_member_and_logged(
             bad = client.post(
                 "/app/templates/greeting/test", data=draft(token, to="not-an-address")
             )
-            assert bad.status_code == 422 and 'id="err-to"' in bad.text
+            assert bad.status_code == 422
+            assert (
+                '<p id="err-to" class="field-error" data-error-for="to">an email address'
+                in bad.text
+            )
+            assert 'id="err-body" class="field-error" data-error-for="body" hidden' in bad.text
             for _ in range(int(TEST_SENDS[0]) - 1):
                 client.post("/app/templates/greeting/test", data=draft(token, to="qa@acme.example"))
             limited = client.post(

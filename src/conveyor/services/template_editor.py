@@ -192,6 +192,7 @@ class TemplateEditor:
         content: dict[str, Any],
         to: str,
         contact: str = "",
+        event: dict[str, Any] | None = None,
     ) -> str:
         """Send the draft once to `to` through the workspace's email channel, subject marked
         `[Test]`, without tracking or unsubscribe; recorded as `template.test_sent`. Returns
@@ -199,7 +200,7 @@ class TemplateEditor:
         address = _address(to)
         if channel not in ("email", "team"):
             raise InvalidInput("channel", "only email templates have a test send")
-        rendered = self.render(workspace, channel, content, contact)
+        rendered = self.render(workspace, channel, content, contact, event)
         url, sender = email_setup(workspace, self.settings)
         if not url or not sender:
             raise InvalidInput("to", "this workspace has no email channel: set it in Settings")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import difflib
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -78,7 +79,21 @@ def field_of(problem: Problem) -> str:
     part = problem.part
     if part in ("html", "mjml"):
         return "body"
-    return part if part in FIELDS or part in ("key", "name") else "body"
+    return part if part in FIELDS or part in ("key", "name", "contact", "to", "event") else "body"
+
+
+def event_of(form: Any) -> dict[str, Any]:
+    """The trigger event's properties the preview renders with (`event.*`), as JSON."""
+    text = str(form.get("event", "") or "").strip()
+    if not text:
+        return {}
+    try:
+        found = json.loads(text)
+    except ValueError as exc:
+        raise InvalidInput("event", f"not JSON: {exc}") from None
+    if not isinstance(found, dict):
+        raise InvalidInput("event", 'an object of properties, e.g. {"items": [{"name": "Mug"}]}')
+    return found
 
 
 def errors_of(problems: list[Problem]) -> dict[str, Problem]:
@@ -120,6 +135,7 @@ def _editor(
     contact: str = "",
     to: str = "",
     key: str = "",
+    event: str = "",
 ) -> Response:
     conveyor = conveyor_of(request)
     tests = conveyor.template_editor.test_sends(member.workspace, info.key) if info else []
@@ -129,10 +145,13 @@ def _editor(
         content = draft_of(form, info.content)[1] if form else info.content
         try:
             preview = conveyor.template_editor.render(
-                member.workspace, info.channel, content, contact
+                member.workspace, info.channel, content, contact, event_of({"event": event})
             )
         except NotFound as exc:
             errors["contact"] = Problem("contact", exc.detail)
+        except InvalidInput as exc:
+            if exc.field == "event":
+                errors["event"] = problem_of(exc)
         except ConveyorError:
             preview = None
     return render(
@@ -148,6 +167,7 @@ def _editor(
         preview=preview,
         sent=sent,
         contact=contact,
+        event=event,
         to=to or member.email,
         new_key=key,
         tests=tests,
@@ -201,7 +221,13 @@ async def render_draft(request: Request) -> Response:
     out: dict[str, Any] = {"ok": not problems, "problems": [_problem_json(p) for p in problems]}
     if not problems:
         try:
-            done = editor.render(member.workspace, channel, content, str(form.get("contact", "")))
+            event = event_of(form)
+            done = editor.render(
+                member.workspace, channel, content, str(form.get("contact", "")), event
+            )
+        except InvalidInput as exc:
+            key = "event_problem" if exc.field == "event" else "render_problem"
+            out |= {key: exc.reason if exc.field == "event" else exc.detail, "ok": False}
         except ConveyorError as exc:
             out["contact_problem" if exc.status == 404 else "render_problem"] = exc.detail
             if exc.status != 404:
@@ -275,6 +301,7 @@ async def save_template(request: Request, key: str) -> Response:
         status=422,
         contact=str(form.get("contact", "")),
         to=str(form.get("to", "")),
+        event=str(form.get("event", "")),
     )
 
 
@@ -303,9 +330,11 @@ async def test_send(request: Request, key: str) -> Response:
                 content,
                 to,
                 contact,
+                event_of(form),
             )
         except InvalidInput as exc:
-            problems = [Problem("to" if exc.field == "to" else "body", exc.reason)]
+            field = exc.field if exc.field in ("to", "event") else "body"
+            problems = [Problem(field, exc.reason)]
             status = 422
         except NotFound as exc:
             problems = [Problem("contact", exc.detail)]
@@ -323,6 +352,7 @@ async def test_send(request: Request, key: str) -> Response:
         sent=sent,
         contact=contact,
         to=to,
+        event=str(form.get("event", "")),
     )
 
 
@@ -382,7 +412,7 @@ def _frame(
     if problems:
         return _frame_note("Fix the errors shown beside the editor to see the preview.", 200)
     try:
-        done = editor.render(member.workspace, channel, content, contact)
+        done = editor.render(member.workspace, channel, content, contact, event_of(form))
     except ConveyorError as exc:
         return _frame_note(exc.detail, 200)
     if done.html is None:

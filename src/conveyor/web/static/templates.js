@@ -52,11 +52,11 @@ function showProblems(form, problems, marks) {
     const field = box.dataset.errorFor;
     const input = document.getElementById(`f-${field}`);
     const problem = byInput[field];
-    if (field === "contact" || field === "to") continue; // set by their own answers
+    if (field === "contact" || field === "to" || field === "event") continue; // their own answers
     box.textContent = "";
     box.hidden = !problem;
-    if (input) input.toggleAttribute("aria-invalid", Boolean(problem));
     if (input && problem) input.setAttribute("aria-invalid", "true");
+    else if (input) input.removeAttribute("aria-invalid");
     if (!problem) continue;
     if (problem.line) {
       const button = document.createElement("button");
@@ -124,6 +124,14 @@ function editor() {
     if (contactError) {
       contactError.hidden = !answer.contact_problem;
       contactError.textContent = answer.contact_problem || "";
+    }
+    const eventError = document.getElementById("err-event");
+    if (eventError) {
+      eventError.hidden = !answer.event_problem;
+      eventError.textContent = answer.event_problem || "";
+      const input = document.getElementById("f-event");
+      if (answer.event_problem) input.setAttribute("aria-invalid", "true");
+      else input.removeAttribute("aria-invalid");
     }
     if (answer.render_problem) contactStatus.textContent = answer.render_problem;
     if (!answer.ok) return;
