@@ -33,6 +33,7 @@ from conveyor.services.scoring import Scoring
 from conveyor.services.segments import Segments
 from conveyor.services.signin import SignIn
 from conveyor.services.simulate import Simulator
+from conveyor.services.template_editor import TemplateEditor
 from conveyor.services.templates import Templates
 from conveyor.services.workspace_code import WorkspaceCode
 from conveyor.services.workspaces import Workspaces
@@ -75,6 +76,7 @@ class Conveyor:
     contact_views: ContactViews
     live_edits: LiveEdits
     automation_drafts: AutomationDrafts
+    template_editor: TemplateEditor
 
     def upgrade_schema(self) -> None:
         migrate.upgrade(self.store.db.engine)
@@ -170,4 +172,7 @@ def bootstrap(
         contact_views=ContactViews(store, clock, contacts),
         live_edits=LiveEdits(store, clock, automations),
         automation_drafts=AutomationDrafts(store, clock, automations, code),
+        template_editor=TemplateEditor(
+            store, clock, settings, contacts, providers, max_bytes=settings.max_template_bytes
+        ),
     )

@@ -14,6 +14,7 @@ class Action(StrEnum):
     EDIT_CRM = "edit_crm"  # deals, tasks, notes, owners
     MANAGE_SETTINGS = "manage_settings"  # channels, policies, scoring, keys
     MANAGE_TEAM = "manage_team"  # members and their roles
+    EDIT_TEMPLATES = "edit_templates"  # save message templates, send a test of one
 
 
 _EVERYTHING = frozenset(Action)
@@ -21,7 +22,13 @@ GRANTS: dict[str, frozenset[Action]] = {
     "owner": _EVERYTHING,
     "admin": _EVERYTHING,
     "marketer": frozenset(
-        {Action.VIEW, Action.MANAGE_AUTOMATIONS, Action.EDIT_CONTACTS, Action.EDIT_CRM}
+        {
+            Action.VIEW,
+            Action.MANAGE_AUTOMATIONS,
+            Action.EDIT_CONTACTS,
+            Action.EDIT_CRM,
+            Action.EDIT_TEMPLATES,
+        }
     ),
     "sales": frozenset({Action.VIEW, Action.EDIT_CONTACTS, Action.EDIT_CRM}),
     "viewer": frozenset({Action.VIEW}),

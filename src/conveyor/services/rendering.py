@@ -307,7 +307,13 @@ def email_parts(content: dict[str, Any], context: dict[str, Any], links: Links) 
     if html is not None:
         if text is None:  # from the HTML before its CSS is inlined: the same text, faster
             text = html_to_text(html)
-        html = css_inline.inline(html)
+        # Never fetch a stylesheet a template links to (MJML links Google Fonts by default): a
+        # render must not wait on, fail with, or be pointed by a tenant at another server. The
+        # <link> stays for the mail clients that load it.
+        try:
+            html = css_inline.inline(html, load_remote_stylesheets=False, keep_link_tags=True)
+        except css_inline.InlineError as exc:
+            raise RenderError(f"CSS: {exc}") from None
         html = track_links(with_preheader(html, preheader), links)
     return EmailParts(subject, html, text or "", list(links.seen))
 

@@ -35,7 +35,7 @@ SECURITY_HEADERS = {
 # The sections with pages so far: the navigation shows these (the rest when they are built).
 SECTIONS = frozenset(
     {"automations", "contacts", "segments", "messages", "crm", "settings", "reports"}
-    | {"campaigns"}
+    | {"campaigns", "templates"}
 )
 NAV = (
     ("automations", "Automations"),
@@ -43,6 +43,7 @@ NAV = (
     ("segments", "Segments"),
     ("campaigns", "Campaigns"),
     ("messages", "Messages"),
+    ("templates", "Templates"),
     ("reports", "Reports"),
     ("crm", "CRM"),
     ("settings", "Settings"),

@@ -25,6 +25,8 @@ from conveyor.web.routes import (
     segments,
     settings,
     signin,
+    templates,
+    trying,
 )
 from conveyor.web.session import COOKIE, SignInNeeded
 
@@ -46,6 +48,8 @@ def create_panel(conveyor: Conveyor) -> FastAPI:
         live_edits.router,
         builder.router,
         campaigns.router,
+        templates.router,
+        trying.router,
     ):
         panel.include_router(router)
 

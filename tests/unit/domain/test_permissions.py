@@ -31,3 +31,10 @@ def test_owners_and_admins_do_everything(role):
 
 def test_an_unknown_role_may_do_nothing():
     assert not any(can("intern", a) for a in Action)
+
+
+def test_marketers_edit_templates_and_sales_and_viewers_do_not():
+    assert can("marketer", Action.EDIT_TEMPLATES)
+    assert not can("sales", Action.EDIT_TEMPLATES)
+    with pytest.raises(Forbidden, match="a viewer may not edit templates"):
+        require("viewer", Action.EDIT_TEMPLATES)

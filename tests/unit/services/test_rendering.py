@@ -116,3 +116,21 @@ def test_safe_links_are_kept():
     assert rendering.neutralise_links(html) == html
     parts = rendering.email_parts({"subject": "s", "html": html}, {}, links)
     assert "mailto:a@example.com" in parts.html and "tel:+481" in parts.html
+
+
+def test_a_linked_stylesheet_is_never_fetched_and_stays_for_mail_clients():
+    """MJML links Google Fonts by default; css-inline fetched every linked stylesheet, so a
+    render waited on (or failed without) the network, and a tenant could point the server at
+    any address. A port nothing listens on would fail the render if it were fetched."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/style.css"
+    html = f'<html><head><link rel="stylesheet" href="{url}"><style>p {{ color: red }}</style></head><body><p>x</p></body></html>'
+    links = rendering.Links(click=None, open_pixel=None, unsubscribe=None)
+    parts = rendering.email_parts({"subject": "s", "html": html}, {}, links)
+    assert url in parts.html and 'style="color: red' in parts.html
+    mjml = "<mjml><mj-body><mj-section><mj-column><mj-text>Hi</mj-text></mj-column></mj-section></mj-body></mjml>"
+    parts = rendering.email_parts({"subject": "s", "mjml": mjml}, {}, links)
+    assert "fonts.googleapis.com" in parts.html and "Hi" in parts.text
