@@ -89,6 +89,8 @@ def bench(dialect: str, contacts: int, days: int, workers: list[int]) -> dict[st
             )
             out[f"seconds_{n}"] = time.perf_counter() - began
             out[f"cpu_{n}"] = report.cpu_seconds
+            # the largest worker process's peak (the backtest's processes are this one's children)
+            out[f"rss_workers_{n}"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
             if n == workers[0]:
                 out["rss_after"] = rss_mb()
                 out["rss_peak"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -142,6 +144,7 @@ def main() -> None:
                     (f"backtest seconds, {n} process(es)", f"seconds_{n}", "{:,.1f}", "< 60"),
                     (f"  CPU seconds, {n} process(es)", f"cpu_{n}", "{:,.1f}"),
                     ("  load average (1 min) at its start", f"load_{n}", "{:,.1f}"),
+                    ("  peak RSS of a worker process so far, MB", f"rss_workers_{n}"),
                 )
             ),
             ("events / s", "events_per_s"),
