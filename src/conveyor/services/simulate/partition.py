@@ -1,6 +1,11 @@
 """A backtest split by contact across processes, one per core: contacts are independent in the
 engine, so each process replays its share of the log (contact id modulo the parts) and the
-parts' reports add up to the whole's, the same as one process would make."""
+parts' reports add up to the whole's, the same as one process would make.
+
+One way they could differ: the log's ids follow commit order, its receive times the clock, so an
+event can come after one received a little later; the replay takes it at the later moment, and in
+a part that later event may be another part's. Ingest's batches commit within milliseconds, so
+this moves an event by at most that much."""
 
 from __future__ import annotations
 
