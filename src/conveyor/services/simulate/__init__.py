@@ -112,7 +112,8 @@ class Simulator:
             return max(1, asked)
         if events < PARALLEL_FROM or not shareable(self.store.url):
             return 1
-        return min(os.cpu_count() or 1, MAX_WORKERS)
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        return min(cores or 1, MAX_WORKERS)
 
     def forecast(self, workspace: Workspace, scope: Scope, days: int) -> Report:
         """Message pressure for the next `days`: every active automation (and the draft) over
