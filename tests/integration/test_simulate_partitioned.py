@@ -8,6 +8,7 @@ import pytest
 from benchmarks import history
 
 from conveyor.services.simulate import Scope
+from conveyor.services.simulate.partition import shareable
 from conveyor.services.simulate.report import merged
 
 DAYS, CONTACTS = 6, 90
@@ -53,3 +54,11 @@ def test_a_partitioned_backtest_equals_the_whole(conveyor, shop, scope):
     assert all(c % 2 == p for p, ids in enumerate(followed) for c in ids)
     assert sum(part.events for part in parts) == whole.events
     assert merged(parts).as_dict() == expected
+
+
+def test_only_a_database_other_processes_can_open_is_split():
+    assert shareable("sqlite:////var/lib/conveyor/conveyor.db")
+    assert shareable("postgresql+psycopg://conveyor@db/conveyor")
+    assert not shareable("sqlite://")
+    assert not shareable("sqlite:///:memory:")
+    assert not shareable("sqlite:///file:x?mode=memory&uri=true")

@@ -108,9 +108,11 @@ class Simulator:
         return report
 
     def _workers(self, asked: int | None, events: int) -> int:
+        if not shareable(self.store.url):
+            return 1  # an in-memory database: other processes would open empty ones
         if asked is not None:
             return max(1, asked)
-        if events < PARALLEL_FROM or not shareable(self.store.url):
+        if events < PARALLEL_FROM:
             return 1
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         return min(cores or 1, MAX_WORKERS)
