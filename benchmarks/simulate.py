@@ -10,7 +10,11 @@ seconds, events and steps per second, RSS before and after (memory grows with co
 events), and the simulated counts as a sanity check.
 
     .venv/bin/python benchmarks/simulate.py [--contacts 100000] [--days 30]
-        [--dialect sqlite|postgresql|both]
+        [--dialect sqlite|postgresql|both] [--workers 1,2]
+
+`--workers 1,2`: the backtest once in one process, then split by contact across two (the
+reports must be equal); the time per run, its CPU seconds (every process's) and the load
+average when it started. "events / s" and "steps / s" are of the last run.
 
 Databases: a temp-dir SQLite file, or `conveyor_bench_simulate_<pid>` on 127.0.0.1:5432
 (dropped).
@@ -20,8 +24,10 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import resource
 import time
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -58,7 +64,7 @@ nodes:
 """)
 
 
-def bench(dialect: str, contacts: int, days: int) -> dict[str, Any]:
+def bench(dialect: str, contacts: int, days: int, workers: list[int]) -> dict[str, Any]:
     with database(dialect, "simulate") as (url, _):
         start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=days)
         clock = SimulatedClock(start)
@@ -75,11 +81,24 @@ def bench(dialect: str, contacts: int, days: int) -> dict[str, Any]:
             with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
                 conn.execute("VACUUM ANALYZE")
         out["rss_before"] = rss_mb()
-        began = time.perf_counter()
-        report = conveyor.simulator.backtest(workspace, Scope(DRAFT), start, clock.now())
-        out["seconds"] = time.perf_counter() - began
-        out["rss_after"] = rss_mb()
-        out["rss_peak"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        for n in workers:  # the one-process run first: its RSS is the replay's
+            out[f"load_{n}"] = os.getloadavg()[0]
+            began = time.perf_counter()
+            report = conveyor.simulator.backtest(
+                workspace, Scope(DRAFT), start, clock.now(), workers=n
+            )
+            out[f"seconds_{n}"] = time.perf_counter() - began
+            out[f"cpu_{n}"] = report.cpu_seconds
+            # the largest worker process's peak (the backtest's processes are this one's children)
+            out[f"rss_workers_{n}"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+            if n == workers[0]:
+                out["rss_after"] = rss_mb()
+                out["rss_peak"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+                first = report.as_dict()
+            elif report.as_dict() != first:
+                raise AssertionError(f"{n} processes made another report than {workers[0]}")
+            log.print(f"{dialect}: {n} process(es): {out[f'seconds_{n}']:.1f} s", highlight=False)
+        out["seconds"] = out[f"seconds_{workers[-1]}"]
         tally = report.tallies["cart-rescue"]
         out["events"] = report.events
         out["steps"] = sum(sum(c.values()) for c in tally.nodes.values())
@@ -87,8 +106,8 @@ def bench(dialect: str, contacts: int, days: int) -> dict[str, Any]:
         out["sent"], out["deferred"] = tally.sent, tally.deferred
         out["events_per_s"] = report.events / out["seconds"]
         out["steps_per_s"] = out["steps"] / out["seconds"]
+        out["steps_per_cpu_s"] = out["steps"] / out[f"cpu_{workers[-1]}"]
         conveyor.close()
-    log.print(f"{dialect}: backtest in {out['seconds']:.1f} s", highlight=False)
     return out
 
 
@@ -97,20 +116,40 @@ def main() -> None:
     parser.add_argument("--contacts", type=int, default=100_000)
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--dialect", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument(
+        "--workers",
+        default="1,2",
+        help="processes to split the replay across, each timed in turn (e.g. 1,2 or 2)",
+    )
     args = parser.parse_args()
+    workers = [int(n) for n in args.workers.split(",")]
     started = machine()
     results: dict[str, dict[str, Any]] = {}
     for dialect in dialects(args.dialect):
-        with multiprocessing.get_context("spawn").Pool(1) as pool:
-            results[dialect] = pool.apply(bench, (dialect, args.contacts, args.days))
+        # Not a Pool: its daemonic workers could not start the backtest's own processes.
+        spawn = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(1, mp_context=spawn) as pool:
+            results[dialect] = pool.submit(
+                bench, dialect, args.contacts, args.days, workers
+            ).result()
     print_table(
         f"Backtest: {args.days} days × {args.contacts:,} contacts, 10-node draft",
         [
             ("contacts", "contacts"),
             ("events replayed", "events"),
-            ("backtest seconds", "seconds", "{:,.1f}", "< 60"),
+            *(
+                row
+                for n in workers
+                for row in (
+                    (f"backtest seconds, {n} process(es)", f"seconds_{n}", "{:,.1f}", "< 60"),
+                    (f"  CPU seconds, {n} process(es)", f"cpu_{n}", "{:,.1f}"),
+                    ("  load average (1 min) at its start", f"load_{n}", "{:,.1f}"),
+                    ("  peak RSS of a worker process so far, MB", f"rss_workers_{n}"),
+                )
+            ),
             ("events / s", "events_per_s"),
             ("steps / s", "steps_per_s"),
+            ("steps / CPU second", "steps_per_cpu_s"),
             ("entries", "entries"),
             ("steps", "steps"),
             ("messages sent", "sent"),

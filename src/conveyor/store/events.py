@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, func, insert, or_, select, update
 
 from conveyor.store import bulk
 from conveyor.store.records import EventRecord
@@ -158,10 +158,16 @@ class EventQueries:
         return int(found or 0)
 
     def replay(
-        self, workspace_id: int, after_id: int, up_to_id: int, limit: int
+        self,
+        workspace_id: int,
+        after_id: int,
+        up_to_id: int,
+        limit: int,
+        part: tuple[int, int] | None = None,
     ) -> list[EventRecord]:
         """The workspace's events in (after_id, up_to_id], oldest first, at most `limit`: one
-        chunk of a replay (the caller asks again from the last id it got)."""
+        chunk of a replay (the caller asks again from the last id it got). `part` (p, n): only
+        the events of contacts whose id is p modulo n (those of no contact go to part 0)."""
         stmt = (
             select(events)
             .where(
@@ -172,6 +178,10 @@ class EventQueries:
             .order_by(events.c.id)
             .limit(limit)
         )
+        if part is not None:
+            p, n = part
+            mine = events.c.contact_id % n == p
+            stmt = stmt.where(or_(mine, events.c.contact_id.is_(None)) if p == 0 else mine)
         return [EventRecord.from_row(row) for row in self.conn.execute(stmt)]
 
     def of_contacts(

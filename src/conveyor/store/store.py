@@ -87,6 +87,7 @@ class Tx:
 
 class Store:
     def __init__(self, url: str, **engine_kwargs: Any) -> None:
+        self.url = url  # what another process opens to read the same database
         self.db = Database(url, **engine_kwargs)
 
     @property

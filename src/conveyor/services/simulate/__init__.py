@@ -9,7 +9,9 @@ moments (except those the simulated automations make themselves: those are re-de
 
 from __future__ import annotations
 
+import os
 import random
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,6 +28,7 @@ from conveyor.services.engine.dispatch import from_engine
 from conveyor.services.policies import contact_timezone, lookback, policy_of
 from conveyor.services.segments import Segments
 from conveyor.services.simulate.inputs import SYNTHETIC_ID, Injected, made_up
+from conveyor.services.simulate.partition import partitioned, shareable
 from conveyor.services.simulate.replay import Outbox, Replay
 from conveyor.services.simulate.report import Report
 from conveyor.services.simulate.world import SimRow, SimTick
@@ -35,6 +38,10 @@ from conveyor.store.store import Store, Tx
 
 DRAFT_ID = -1  # the draft's id when no stored automation has its key
 CHUNK = 5000  # events read per query: memory is bounded by contacts, not by events
+# A backtest whose period holds this many events (ids, roughly) is split across processes:
+# below it, starting them costs more than they save.
+PARALLEL_FROM = 50_000
+MAX_WORKERS = 8
 
 
 @dataclass(frozen=True)
@@ -55,20 +62,60 @@ class Simulator:
         self.segments = segments
 
     def backtest(
-        self, workspace: Workspace, scope: Scope, since: datetime, until: datetime | None = None
+        self,
+        workspace: Workspace,
+        scope: Scope,
+        since: datetime,
+        until: datetime | None = None,
+        *,
+        workers: int | None = None,
     ) -> Report:
         """The workspace's logged events from `since` to `until` (now) through the scope's
-        automations, on a virtual clock."""
+        automations, on a virtual clock. `workers`: processes the contacts are split across
+        (None: one per core when the period's log is long enough to pay for starting them)."""
         end = until or self.clock.now()
         if since >= end:
             raise InvalidInput("from", "the period must start before it ends")
         with self.store.read() as tx:
             start_id = tx.events.position_at(workspace.id, since)
             end_id = tx.events.position_at(workspace.id, end)
+            parts = self._workers(workers, end_id - start_id)
+            if parts > 1:  # bad input is refused here, not in a worker
+                self._prepare(tx, workspace, scope, since, end, start_id)
+        if parts > 1:
+            now = self.clock.now()
+            return partitioned(self.store.url, now, workspace, scope, since, end, parts)
+        return self.part(workspace, scope, since, end, None)
+
+    def part(
+        self,
+        workspace: Workspace,
+        scope: Scope,
+        since: datetime,
+        end: datetime,
+        part: tuple[int, int] | None,
+    ) -> Report:
+        """A backtest of the contacts whose id is p modulo n (`part` (p, n); None: all).
+        Contacts are independent in the engine, so the parts' reports add up to the whole's."""
+        began = time.process_time()
+        with self.store.read() as tx:
+            start_id = tx.events.position_at(workspace.id, since)
+            end_id = tx.events.position_at(workspace.id, end)
             report, replay = self._prepare(tx, workspace, scope, since, end, start_id)
-            replay.run(self._chunks(tx, workspace.id, start_id, end_id, report), end)
+            replay.run(self._chunks(tx, workspace.id, start_id, end_id, report, part), end)
             report.contacts = len(replay.tick.facts)
+        report.cpu_seconds = time.process_time() - began
         return report
+
+    def _workers(self, asked: int | None, events: int) -> int:
+        if not shareable(self.store.url):
+            return 1  # an in-memory database: other processes would open empty ones
+        if asked is not None:
+            return max(1, asked)
+        if events < PARALLEL_FROM:
+            return 1
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        return min(cores or 1, MAX_WORKERS)
 
     def forecast(self, workspace: Workspace, scope: Scope, days: int) -> Report:
         """Message pressure for the next `days`: every active automation (and the draft) over
@@ -225,10 +272,16 @@ class Simulator:
         return admit
 
     def _chunks(
-        self, tx: Tx, workspace_id: int, after: int, up_to: int, report: Report
+        self,
+        tx: Tx,
+        workspace_id: int,
+        after: int,
+        up_to: int,
+        report: Report,
+        part: tuple[int, int] | None = None,
     ) -> Iterator[list[EventRecord]]:
         while after < up_to:
-            chunk = tx.events.replay(workspace_id, after, up_to, CHUNK)
+            chunk = tx.events.replay(workspace_id, after, up_to, CHUNK, part)
             if not chunk:
                 return
             after = chunk[-1].id

@@ -134,15 +134,19 @@ class Replay:
     def run(self, chunks: Iterable[list[EventRecord]], end: datetime) -> None:
         """Every chunk of the log in order, then the clock on to `end` (exclusive)."""
         pending: list[EventRecord] = []
+        first = 0
         for chunk in chunks:
             for event in chunk:
                 at = max(event.received_at, self.now)
-                if pending and (at != self.now or len(pending) >= self.batch):
+                # A moment's events go in batches of ids (not of counts): a contact's events
+                # batch the same way whether the replay has everyone or a part of them.
+                if pending and (at != self.now or event.id // self.batch != first):
                     self.moment(self.now, pending)
                     pending = []
                 if not pending:
                     self.until(at)
                     self.now = at
+                    first = event.id // self.batch
                 pending.append(event)
         if pending:
             self.moment(self.now, pending)

@@ -34,6 +34,11 @@ def rule_of(decision: Decision) -> str:
     return "; ".join(dict.fromkeys(rules)) or reason
 
 
+def ranked(counts: Counter[Any]) -> list[tuple[Any, int]]:
+    """Most first, ties by key: the same order however the counts were gathered."""
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+
+
 @dataclass
 class PathStep:
     at: datetime
@@ -70,6 +75,27 @@ class Tally:
     policy: Counter[tuple[str, str]] = field(default_factory=Counter)  # (defer|skip, rule)
     contacts: set[int] = field(default_factory=set)
 
+    def add(self, other: Tally) -> None:
+        """Another part's tally of the same automation (other contacts) added to this one."""
+        for mine, theirs in (
+            (self.entered, other.entered),
+            (self.queued, other.queued),
+            (self.not_entered, other.not_entered),
+            (self.outcomes, other.outcomes),
+            (self.goals, other.goals),
+            (self.sent_per_day, other.sent_per_day),
+            (self.policy, other.policy),
+        ):
+            mine.update(theirs)
+        for node, counts in other.nodes.items():
+            self.nodes[node].update(counts)
+        for day, counts in other.messages.items():
+            self.messages[day].update(counts)
+        self.sent += other.sent
+        self.deferred += other.deferred
+        self.skipped += other.skipped
+        self.contacts |= other.contacts
+
     def as_dict(self) -> dict[str, Any]:
         entries = sum(self.entered.values()) + sum(self.queued.values())
         return {
@@ -77,7 +103,7 @@ class Tally:
             "contacts": len(self.contacts),
             "entries_per_day": {d.isoformat(): n for d, n in sorted(self.entered.items())},
             "queued_per_day": {d.isoformat(): n for d, n in sorted(self.queued.items())},
-            "not_entered": dict(self.not_entered.most_common()),
+            "not_entered": dict(ranked(self.not_entered)),
             "nodes": {n: dict(c) for n, c in self.nodes.items()},
             "outcomes": dict(self.outcomes),
             "goals": dict(self.goals),
@@ -86,7 +112,7 @@ class Tally:
             "messages": {"sent": self.sent, "deferred": self.deferred, "skipped": self.skipped},
             "sent_per_day": {d.isoformat(): n for d, n in sorted(self.sent_per_day.items())},
             "policy": [
-                {"action": a, "rule": r, "decisions": n} for (a, r), n in self.policy.most_common()
+                {"action": a, "rule": r, "decisions": n} for (a, r), n in ranked(self.policy)
             ],
         }
 
@@ -117,6 +143,7 @@ class Report:
         self.notes: list[str] = []
         self.events = 0
         self.contacts = 0
+        self.cpu_seconds = 0.0  # the replay's, in every process it ran in
 
     def day(self, moment: datetime) -> date:
         return moment.astimezone(self.zone).date()
@@ -230,8 +257,7 @@ class Report:
             ),
             "capped": {rule: len(ids) for rule, ids in sorted(self.capped.items())},
             "collisions": [
-                {"held_back": a, "by": b, "messages": n}
-                for (a, b), n in self.collisions.most_common()
+                {"held_back": a, "by": b, "messages": n} for (a, b), n in ranked(self.collisions)
             ],
             "notes": self.notes,
         }
@@ -260,3 +286,25 @@ class Report:
                 for m in {m.seq: m for m in self.outbox.get(contact_id, [])}.values()
             ],
         }
+
+
+def merged(parts: list[Report]) -> Report:
+    """The reports of parts of one backtest (disjoint sets of contacts) as one report: counts
+    add up, contacts' paths are each in one part."""
+    out = parts[0]
+    for part in parts[1:]:
+        for key, tally in part.tallies.items():
+            out.tallies[key].add(tally)
+        out.per_contact.update(part.per_contact)
+        out.per_week.update(part.per_week)
+        for rule, ids in part.capped.items():
+            out.capped[rule] |= ids
+        out.collisions.update(part.collisions)
+        out.paths.update(part.paths)
+        out.entries.update(part.entries)
+        out.outbox.update(part.outbox)
+        out.senders.update(part.senders)
+        out.events += part.events
+        out.contacts += part.contacts
+        out.cpu_seconds += part.cpu_seconds
+    return out

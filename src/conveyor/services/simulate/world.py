@@ -186,13 +186,19 @@ class SimTick(Tick):
         loaded = snapshots.load(self.tx, self.ctx, wanted, self.names, up_to_id=self.start_id)
         self.writer.adopt(loaded.rows, loaded.tags, loaded.subscriptions)
         self.excluded |= wanted - set(loaded.snapshots)
-        later = self.tx.events.of_contacts(
-            loaded.snapshots, CHANGES | self.names | MEMBERSHIP, after_id=self.start_id
-        )
+        # Every change since the start (to undo from how the contacts are now); the events the
+        # conditions count only up to where the replay stands (the rest it will replay itself).
+        changes = self.tx.events.of_contacts(loaded.snapshots, CHANGES, after_id=self.start_id)
+        seen = (self.names | MEMBERSHIP) - CHANGES
+        later = [e for e in changes if e.id <= self.position]
+        if seen and self.position > self.start_id:
+            later += self.tx.events.of_contacts(
+                loaded.snapshots, seen, after_id=self.start_id, up_to_id=self.position
+            )
+            later.sort(key=lambda e: e.id)
         facts = loaded.snapshots
-        for event in reversed(later):  # back to the start …
-            if event.name in CHANGES:
-                self._change(facts[event.contact_id or 0], event, undo=True)
+        for event in reversed(changes):  # back to the start …
+            self._change(facts[event.contact_id or 0], event, undo=True)
         for snap in facts.values():  # (runs of the simulated automations are ours to make)
             snap.runs = [
                 r for r in snap.runs if r.entered_at < self.start and r.automation not in self.keys
