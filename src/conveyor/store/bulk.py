@@ -279,12 +279,6 @@ def _pipeline(conn: Connection, statements: list[tuple[str, Any]]) -> list[list[
             cursor.close()
 
 
-def begin_with(conn: Connection, sql: str) -> None:
-    """PostgreSQL: BEGIN and `sql` in one round trip (pipeline mode), where psycopg would
-    otherwise send its BEGIN alone first."""
-    _pipeline(conn, [(sql, None)])
-
-
 # --- PostgreSQL: COPY -------------------------------------------------------------------------
 
 

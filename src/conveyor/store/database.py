@@ -25,7 +25,6 @@ from sqlalchemy.exc import (
 )
 
 from conveyor.domain.errors import InvalidInput
-from conveyor.store import bulk
 
 try:
     import fcntl
@@ -172,8 +171,7 @@ class Database:
                 conn.execution_options(conveyor_begin="IMMEDIATE")
             with conn.begin():
                 if not self.is_sqlite and not follow_log:
-                    # With psycopg's BEGIN, in one round trip (see bulk.begin_with).
-                    bulk.begin_with(conn, f"SELECT pg_advisory_xact_lock_shared({LOG_LOCK})")
+                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock_shared({LOG_LOCK})")
                 yield conn
 
     def high_water(self, conn: Connection) -> int | None:
