@@ -161,3 +161,59 @@ def test_a_revoked_key_stops_working_on_another_process_within_the_cache_time(
             assert http.post(f"{b.url}/v1/track", headers=fresh, json=body).status_code == 200
     finally:
         other.close()
+
+
+def test_a_writer_waiting_for_a_persons_key_sees_the_contact_its_holder_created(conveyor, tenant):
+    """The key locks and the look-ups by key go to PostgreSQL in one round trip (a pipeline):
+    the look-up must still run after the lock was granted, with a fresh snapshot, so a second
+    writer finds the contact the first one committed instead of racing it to the unique index.
+    On SQLite one writer at a time gives the same answer."""
+    ws = tenant.workspace
+    created, release = threading.Event(), threading.Event()
+    seen: list[list[str | None]] = []
+
+    def first() -> None:
+        def work(tx):
+            ext, _, _ = tx.contacts.by_keys(ws.id, external_ids=["zoe"], emails=["z@example.com"])
+            assert ext == []
+            tx.contacts.insert(
+                [
+                    {
+                        "workspace_id": ws.id,
+                        "external_id": "zoe",
+                        "email": "z@example.com",
+                        "score": 0,
+                        "fields": {},
+                        "created_at": conveyor.clock.now(),
+                        "updated_at": conveyor.clock.now(),
+                    }
+                ]
+            )
+            created.set()
+            release.wait(10)
+
+        conveyor.store.transact(work)
+
+    def second() -> None:
+        created.wait(10)
+
+        def work(tx):
+            ext, mail, _ = tx.contacts.by_keys(
+                ws.id, external_ids=["zoe"], emails=["z@example.com"]
+            )
+            return [r.external_id for r in ext] + [r.email for r in mail]
+
+        seen.append(conveyor.store.transact(work))
+
+    one = threading.Thread(target=first)
+    one.start()
+    two = threading.Thread(target=second)
+    created.wait(10)
+    two.start()
+    if not conveyor.store.db.is_sqlite:
+        two.join(0.5)
+        assert two.is_alive(), "the second writer should wait for the first one's key lock"
+    release.set()
+    one.join(10)
+    two.join(10)
+    assert seen == [["zoe", "z@example.com"]]

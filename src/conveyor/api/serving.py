@@ -15,6 +15,11 @@ from conveyor.api.headers import http_protocol
 from conveyor.bootstrap import bootstrap
 from conveyor.settings import Settings
 
+# How long uvicorn's supervisor waits for a child's answer to its ping before it kills the child
+# and starts another. Its default (5 s) is shorter than a child's start-up on a busy 2-core
+# machine, which then never serves (cli/main.py, serve).
+WORKER_HEALTHCHECK_SECONDS = 60
+
 _settings = Settings()
 HttpProtocol: Any = http_protocol(_settings.max_header_bytes, _settings.max_header_fields)
 

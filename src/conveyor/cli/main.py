@@ -178,7 +178,17 @@ def serve(
             os.environ.update(env)
             conveyor.close()
             common["http"] = serving.protocol_option()
-            uvicorn.run(f"{serving.__name__}:app", factory=True, workers=api_workers, **common)
+            uvicorn.run(
+                f"{serving.__name__}:app",
+                factory=True,
+                workers=api_workers,
+                # uvicorn kills a child that does not answer its ping within this many seconds
+                # (default 5) and starts another: on a busy machine, importing and building the
+                # app took longer, so every child was killed before it served (measured at load
+                # 20: none came up in 2 minutes). A hung child is still replaced, just later.
+                timeout_worker_healthcheck=serving.WORKER_HEALTHCHECK_SECONDS,
+                **common,
+            )
         else:
             from conveyor.api.serving import settle_heap
 

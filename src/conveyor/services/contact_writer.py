@@ -177,20 +177,24 @@ class ContactWriter:
         ws = self.workspace.id
         # Concurrent writers about the same person take turns (PostgreSQL), so a second batch
         # sees the contact the first one created instead of racing it to the unique index.
-        self.tx.contacts.lock_keys(ws, [*external_ids, *emails, *anonymous_ids])
+        # The keys' locks and look-ups go in one round trip (store: `by_keys`).
+        by_external, by_email, targets = (
+            self.tx.contacts.by_keys(
+                ws, external_ids=external_ids, emails=emails, anonymous_ids=anonymous_ids
+            )
+            if external_ids or emails or anonymous_ids
+            else ([], [], {})
+        )
         loaded: list[ContactState] = []
         if ids:
             loaded += [self._adopt(row) for row in self.tx.contacts.by_ids(ws, ids)]
         if external_ids:
-            rows = self.tx.contacts.by_external_ids(ws, external_ids)
-            loaded += [self._adopt(row) for row in rows]
-            self._missing_external |= set(external_ids) - {row.external_id for row in rows}
+            loaded += [self._adopt(row) for row in by_external]
+            self._missing_external |= set(external_ids) - {row.external_id for row in by_external}
         if emails:
-            rows = self.tx.contacts.by_emails(ws, emails)
-            loaded += [self._adopt(row) for row in rows]
-            self._missing_emails |= set(emails) - {row.email for row in rows}
+            loaded += [self._adopt(row) for row in by_email]
+            self._missing_emails |= set(emails) - {row.email for row in by_email}
         if anonymous_ids:
-            targets = self.tx.contacts.alias_targets(ws, anonymous_ids)
             self._missing_aliases |= set(anonymous_ids) - set(targets)
             wanted = {cid for cid in targets.values() if cid not in self._by_id}
             if wanted:
