@@ -326,6 +326,10 @@ function nodeProblems(index) {
 
 function renderCanvas() {
   const list = $("nodes");
+  // a redraw (say, when a check comes back) keeps the keyboard where it was
+  const active = document.activeElement;
+  const within = active && list.contains(active) ? active.closest("li.node") : null;
+  const keep = within ? { id: within.dataset.id, port: active.dataset.port } : null;
   list.replaceChildren();
   doc.nodes.forEach((node, i) => {
     if (!pos[node.id]) placeNew(node.id);
@@ -382,6 +386,11 @@ function renderCanvas() {
     list.append(li);
   });
   root.classList.toggle("connecting", Boolean(connecting));
+  if (keep) {
+    const li = list.querySelector(`li[data-id="${CSS.escape(keep.id)}"]`);
+    const again = li && (keep.port ? li.querySelector(`button.port[data-port="${CSS.escape(keep.port)}"]`) : li.querySelector("button.node-main"));
+    if (again) again.focus();
+  }
   requestAnimationFrame(drawEdges);
 }
 
