@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
+from collections.abc import Iterable
 from datetime import datetime
 from functools import cache
 from pathlib import Path
@@ -183,3 +185,24 @@ def redirect(to: str, flash: str | None = None, *, failed: bool = False) -> Redi
 def signin_url(request: Request) -> str:
     here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     return f"{base()}/signin?next={quote(here, safe='')}"
+
+
+def diff_rows(lines: Iterable[str]) -> list[tuple[str, str]]:
+    """A unified diff's lines, each with its kind (meta, added, removed, same) for the diff views
+    (versions of automations and templates, the builder's review, a live edit's review)."""
+    return [
+        (
+            "meta"
+            if line.startswith(("---", "+++", "@@"))
+            else {"+": "added", "-": "removed"}.get(line[:1], "same"),
+            line,
+        )
+        for line in lines
+    ]
+
+
+def unified_rows(
+    before: list[str], after: list[str], before_name: str, after_name: str
+) -> list[tuple[str, str]]:
+    """The rows of the line difference between two texts (as lists of lines)."""
+    return diff_rows(difflib.unified_diff(before, after, before_name, after_name, lineterm=""))

@@ -3,7 +3,6 @@ steps, and versions with their differences."""
 
 from __future__ import annotations
 
-import difflib
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -13,7 +12,7 @@ from conveyor.domain.errors import ConveyorError
 from conveyor.domain.permissions import Action
 from conveyor.services.signin import SignedIn
 from conveyor.web.drawing import draw_graph
-from conveyor.web.pages import base, redirect, render
+from conveyor.web.pages import base, redirect, render, unified_rows
 from conveyor.web.session import acting, conveyor_of, signed_in
 
 router = APIRouter(prefix="/automations")
@@ -124,15 +123,7 @@ async def versions(
     if listed:
         before = views.definition_yaml(member.workspace, key, a).splitlines()
         after = views.definition_yaml(member.workspace, key, b).splitlines()
-        for line in difflib.unified_diff(
-            before, after, f"version {a}", f"version {b}", lineterm=""
-        ):
-            kind = (
-                "meta"
-                if line.startswith(("---", "+++", "@@"))
-                else {"+": "added", "-": "removed"}.get(line[:1], "same")
-            )
-            lines.append((kind, line))
+        lines = unified_rows(before, after, f"version {a}", f"version {b}")
     return render(
         request,
         "automations/versions.html",

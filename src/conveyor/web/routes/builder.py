@@ -3,7 +3,6 @@ view (JSON for the page's script), drafts, and review + publish with the diff sh
 
 from __future__ import annotations
 
-import difflib
 import json
 from typing import Annotated, Any
 
@@ -16,7 +15,7 @@ from conveyor.domain.errors import ConveyorError, NotFound
 from conveyor.domain.permissions import Action
 from conveyor.services.automation_drafts import read_yaml, to_yaml
 from conveyor.services.signin import SignedIn
-from conveyor.web.pages import base, redirect, render
+from conveyor.web.pages import base, redirect, render, unified_rows
 from conveyor.web.session import acting, allowed, conveyor_of, signed_in
 
 router = APIRouter()
@@ -151,20 +150,9 @@ async def review(request: Request, member: Member, draft: int) -> Response:
             live = None
     before = to_yaml(live.definition).splitlines() if live else []
     after = to_yaml(raw).splitlines() if yaml_error is None else saved.source.splitlines()
-    diff = []
-    for line in difflib.unified_diff(
-        before,
-        after,
-        f"version {live.version}" if live else "nothing yet",
-        "this draft",
-        lineterm="",
-    ):
-        kind = (
-            "meta"
-            if line.startswith(("---", "+++", "@@"))
-            else {"+": "added", "-": "removed"}.get(line[:1], "same")
-        )
-        diff.append((kind, line))
+    diff = unified_rows(
+        before, after, f"version {live.version}" if live else "nothing yet", "this draft"
+    )
     waiting = conveyor.automation_drafts.waiting(member.workspace, key) if live and key else 0
     return render(
         request,

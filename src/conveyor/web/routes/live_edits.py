@@ -15,7 +15,7 @@ from conveyor.domain.errors import Conflict, InvalidInput
 from conveyor.domain.permissions import Action
 from conveyor.services.live_edits import Review, yaml_text
 from conveyor.services.signin import SignedIn
-from conveyor.web.pages import base, redirect, render
+from conveyor.web.pages import base, diff_rows, redirect, render
 from conveyor.web.session import acting, allowed, conveyor_of, signed_in
 
 router = APIRouter(prefix="/automations")
@@ -146,14 +146,7 @@ def _review(
     status: int = 200,
     chosen: dict[str, str] | None = None,
 ) -> Response:
-    lines = []
-    for line in review.diff.splitlines():
-        kind = (
-            "meta"
-            if line.startswith(("---", "+++", "@@"))
-            else {"+": "added", "-": "removed"}.get(line[:1], "same")
-        )
-        lines.append((kind, line))
+    lines = diff_rows(review.diff.splitlines())
     return render(
         request,
         "automations/publish.html",

@@ -5,7 +5,6 @@ and a test send. The preview is a document of its own, framed, under a CSP that 
 from __future__ import annotations
 
 import asyncio
-import difflib
 import json
 from typing import Annotated, Any
 
@@ -17,7 +16,7 @@ from conveyor.domain.permissions import Action
 from conveyor.services.signin import SignedIn
 from conveyor.services.template_editor import Problem, problem_of
 from conveyor.services.templates import TemplateInfo
-from conveyor.web.pages import base, redirect, render
+from conveyor.web.pages import base, redirect, render, unified_rows
 from conveyor.web.session import acting, allowed, conveyor_of, signed_in
 
 router = APIRouter(prefix="/templates")
@@ -366,15 +365,8 @@ async def versions(
     by_version = {v["version"]: v for v in listed}
     b = b if b in by_version else info.version
     a = a if a in by_version else max(1, b - 1)
-    lines: list[tuple[str, str]] = []
     before, after = _as_text(by_version[a]["content"]), _as_text(by_version[b]["content"])
-    for line in difflib.unified_diff(before, after, f"version {a}", f"version {b}", lineterm=""):
-        kind = (
-            "meta"
-            if line.startswith(("---", "+++", "@@"))
-            else {"+": "added", "-": "removed"}.get(line[:1], "same")
-        )
-        lines.append((kind, line))
+    lines = unified_rows(before, after, f"version {a}", f"version {b}")
     return render(
         request,
         "templates/versions.html",
