@@ -113,7 +113,8 @@ def test_edit_preview_error_save_diff_and_test_send(conveyor, acme, chromium, da
         expect(preview.get_by_role("heading", name="Welcome back Ada!")).to_be_visible()
         expect(page.locator("#pv-text")).to_contain_text("Welcome back Ada!")
         page.get_by_label("Mobile (375 px)").check()
-        assert page.locator("#preview-frame").bounding_box()["width"] == pytest.approx(375, abs=1)
+        # the width is animated: wait for it to settle at the phone's width
+        expect(page.locator("#preview-frame")).to_have_css("width", "375px")
         look(page, f"{db}-editor")
 
         # an error: shown at its line and column, the line marked, the place one key away
