@@ -19,7 +19,7 @@ from conveyor import __version__, logs
 from conveyor.bootstrap import Conveyor, bootstrap
 from conveyor.cli import live_edits, ops, simulate
 from conveyor.cli.output import ERRORS, out, take_json_flag
-from conveyor.domain.errors import ConveyorError
+from conveyor.domain.errors import ConveyorError, NotFound
 from conveyor.services.imports import parse_mapping
 from conveyor.settings import Settings
 from conveyor.store.database import connection_problem, shown_url
@@ -92,7 +92,16 @@ def _fail(message: str, code: int = 1) -> None:
 
 
 def _workspace(conveyor: Conveyor, name: str | None):  # type: ignore[no-untyped-def]
-    return conveyor.workspaces.get(name or conveyor.settings.default_workspace)
+    """The named (or default) workspace; a message, not a traceback, when there is none (e.g.
+    the default one before the first `serve` created it)."""
+    wanted = name or conveyor.settings.default_workspace
+    try:
+        return conveyor.workspaces.get(wanted)
+    except NotFound:
+        _fail(
+            f"no workspace named '{wanted}': `conveyor serve` creates the default one on its first"
+            f" start, or `conveyor workspace create {wanted}`"
+        )
 
 
 @app.command()
