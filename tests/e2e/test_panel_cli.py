@@ -51,7 +51,7 @@ def test_user_create_then_sign_in(env):
         env=env, input=PASSWORD + "\n", capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert early.returncode == 1
-    assert "no workspace named 'default': start `conveyor serve` once" in early.stderr
+    assert "no workspace named 'default': `conveyor serve` creates" in early.stderr
     run(env, "workspace", "create", "default")
     made = subprocess.run(
         [

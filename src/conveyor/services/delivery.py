@@ -18,6 +18,7 @@ import asyncio
 import logging
 import random
 import time
+import weakref
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -195,6 +196,9 @@ class Delivery:
     def _run(self, work: Any) -> Any:
         if self._loop is None or self._loop.is_closed():
             self._loop = asyncio.new_event_loop()
+            # A Delivery dropped without close() (a test, an aborted CLI command) must not leave
+            # its loop and self-pipe for the garbage collector to warn about.
+            weakref.finalize(self, self._loop.close)
         return self._loop.run_until_complete(work)
 
     def close(self) -> None:
