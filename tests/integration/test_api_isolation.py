@@ -234,10 +234,11 @@ CASES = [
     Case("POST", "/scoring-model/validate", ADMIN, 200, 200, body=SCORING),
     Case("GET", CONTACT + "/scores", ADMIN, 404, 200),
     Case("GET", "/automations", ADMIN, 200, 200),
-    Case("POST", "/automations", ADMIN, 200, 200, body=AUTOMATION,
-         cross_json={"result": "created", "version": 1}, own_json={"result": "unchanged"}),
+    Case("POST", "/automations", ADMIN, 422, 200, body=AUTOMATION, variant="A's template",
+         own_json={"result": "unchanged"}),
     Case("POST", "/automations", ADMIN, 422, 200, body=USES_SEGMENT, variant="A's segment"),
-    Case("POST", "/automations/validate", ADMIN, 200, 200, body=AUTOMATION),
+    Case("POST", "/automations/validate", ADMIN, 422, 200, body=AUTOMATION,
+         variant="A's template"),
     Case("POST", "/automations/simulate", ADMIN, 200, 200, body={"definition": AUTOMATION}),
     Case("POST", "/automations/simulate", ADMIN, 422, 200, body={"definition": USES_SEGMENT},
          variant="A's segment"),
@@ -616,17 +617,22 @@ def world(shared: tuple[Conveyor, LiveServer], client: httpx.Client) -> World:
     bob = client.post("/contacts", json={"email": "bob@example.com", "tags": ["b-tag"]}, headers=b)
     check(bob, 201)
     check(client.post("/v1/track", json={"userId": "u-bob", "event": "signed_up"}, headers=b), 200)
+    check(client.post("/templates", json={"key": "welcome-1", **TEMPLATE},
+                      headers=tenant.admin), 200)
+    check(client.post("/templates", json={"key": "b-tpl", **TEMPLATE}, headers=b), 200)
     # Each workspace has an active automation with its contact inside, a step and a message.
-    for headers, key, contact_id in [(tenant.admin, "welcome", contact["id"]),
-                                     (b, "b-auto", bob.json()["id"])]:
-        check(client.post("/automations", json={**AUTOMATION, "key": key}, headers=headers), 200)
+    b_automation = {**AUTOMATION, "triggers": [{"list_subscribed": "promo"}],
+                    "nodes": [{**AUTOMATION["nodes"][0], "template": "b-tpl"},
+                              AUTOMATION["nodes"][1]]}
+    for headers, key, definition, contact_id in [
+        (tenant.admin, "welcome", AUTOMATION, contact["id"]),
+        (b, "b-auto", b_automation, bob.json()["id"]),
+    ]:
+        check(client.post("/automations", json={**definition, "key": key}, headers=headers), 200)
         check(client.patch(f"/automations/{key}", json={"status": "active"}, headers=headers),
               200)
         check(client.post(f"/automations/{key}/enroll", json={"contact_id": contact_id},
                           headers=headers), 200)
-    check(client.post("/templates", json={"key": "welcome-1", **TEMPLATE},
-                      headers=tenant.admin), 200)
-    check(client.post("/templates", json={"key": "b-tpl", **TEMPLATE}, headers=b), 200)
     for headers in (tenant.admin, b):
         check(client.put("/channels/email", json={"from": "shop@example.com"}, headers=headers),
               200)

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from conveyor.api.auth import admin_workspace, conveyor_of
 from conveyor.api.schemas import MAX_ID, ContactPath, Strict
-from conveyor.domain.errors import NotFound
+from conveyor.domain.errors import FieldError, InvalidInput, NotFound
 from conveyor.domain.signatures import same_secret
 from conveyor.domain.workspaces import Workspace
 from conveyor.services.automations import AutomationInfo, hook_token
@@ -50,6 +50,15 @@ class EnrollIn(Strict):
     contact_id: int = Field(ge=1, le=MAX_ID)
 
 
+def _refuse_missing(request: Request, workspace: Workspace, body: dict[str, Any]) -> None:
+    problems = conveyor_of(request).automation_drafts.check(workspace, body)
+    if problems:
+        first = problems[0]
+        raise InvalidInput(
+            first.path, first.message, [FieldError(p.path, p.message) for p in problems]
+        )
+
+
 @router.get("/automations", response_model=list[AutomationOut])
 def list_automations(workspace: Admin, request: Request) -> list[AutomationOut]:
     return [AutomationOut.of(a) for a in conveyor_of(request).automations.all(workspace)]
@@ -58,7 +67,10 @@ def list_automations(workspace: Admin, request: Request) -> list[AutomationOut]:
 @router.post("/automations", response_model=AppliedOut)
 def apply_automation(body: dict[str, Any], workspace: Admin, request: Request) -> AppliedOut:
     """Create an automation (as a draft) or, when it changed, add a new version. Contacts
-    inside keep their version; new entries take the new one."""
+    inside keep their version; new entries take the new one. Every template, list, segment and
+    automation it names must exist (422 naming each field), as `conveyor automation apply`
+    checks: a send naming a missing template would otherwise fail message by message."""
+    _refuse_missing(request, workspace, body)
     info, result = conveyor_of(request).automations.apply(workspace, body)
     return AppliedOut(**AutomationOut.of(info).model_dump(), result=result)
 
@@ -66,6 +78,7 @@ def apply_automation(body: dict[str, Any], workspace: Admin, request: Request) -
 @router.post("/automations/validate")
 def validate_automation(body: dict[str, Any], workspace: Admin, request: Request) -> dict[str, Any]:
     automation = conveyor_of(request).automations.validate(workspace, body)
+    _refuse_missing(request, workspace, body)
     return {"valid": True, "key": automation.key, "nodes": list(automation.nodes)}
 
 

@@ -192,9 +192,15 @@ class Engine:
             wanted: dict[int, list[int]] = defaultdict(list)
             contexts: dict[int, ConditionContext] = {}
             for row in candidates:
-                if row.workspace_id not in contexts:
-                    contexts[row.workspace_id] = ConditionContext(tx, workspaces[row.workspace_id])
-                automation = self.automation(tx, contexts[row.workspace_id], row.id, row.version)
+                # A parsed version needs no catalog: build a workspace's context (six reads)
+                # only for a version not parsed yet — not for every workspace on every sweep.
+                automation = self._parsed.get((row.id, row.version))
+                if automation is None:
+                    if row.workspace_id not in contexts:
+                        workspace = workspaces[row.workspace_id]
+                        contexts[row.workspace_id] = ConditionContext(tx, workspace)
+                    ctx = contexts[row.workspace_id]
+                    automation = self.automation(tx, ctx, row.id, row.version)
                 if any(t.date for t in automation.triggers):
                     wanted[row.workspace_id].append(row.id)
         return sum(
