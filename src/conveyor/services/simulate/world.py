@@ -174,6 +174,8 @@ class SimTick(Tick):
 
     def load(self, contact_ids: set[int]) -> None:
         wanted = {c for c in contact_ids if c not in self.inside and c not in self.excluded}
+        if not wanted:  # the usual case: every step of a run asks for its contact
+            return
         made = [c for c in wanted if c in self.synthetic]
         for contact_id in made:  # a contact made up for `try`: as given, with no history
             row, tags, subs = self.synthetic[contact_id]
