@@ -125,7 +125,7 @@ def advance(
         if node.type == "goal" and result.outcome in ("goal_reached", "goal_skipped"):
             _record(out, node.id, f"automation.{result.outcome}", automation.key)
         for effect in result.effects:
-            if isinstance(effect, ContactChange | CrmChange):
+            if isinstance(effect, (ContactChange, CrmChange)):
                 known.clear()  # the facts may change: conditions are asked again
             if isinstance(effect, ContactChange):
                 try:

@@ -223,8 +223,16 @@ class SimTick(Tick):
         at a time (those of its events that trigger or may wake something): a few large reads
         instead of many small ones. The same facts either way — a contact is brought to where
         the replay stands, and the events replayed after that reach it as they come."""
-        mine = [e for e in events if e.contact_id is not None and self.replayable(e)]
-        self.load({e.contact_id for e in self.engine.relevant(self, mine)})  # type: ignore[misc]
+        new = [
+            e
+            for e in events
+            if e.contact_id is not None
+            and e.contact_id not in self.inside
+            and e.contact_id not in self.excluded
+            and self.replayable(e)
+        ]
+        if new:
+            self.load({e.contact_id for e in self.engine.relevant(self, new)})  # type: ignore[misc]
 
     def _history(self, contact_ids: list[int]) -> None:
         """What entry rules and caps count from before the start: entries, sends."""
