@@ -271,7 +271,12 @@ def copy_rollups(conveyor: Any, source_url: str) -> None:
 
 
 def bench(
-    dialect: str, n: int, repeat: int, keep: bool = False, seed_only: bool = False
+    dialect: str,
+    n: int,
+    repeat: int,
+    keep: bool = False,
+    seed_only: bool = False,
+    load_only: bool = False,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"messages": n}
     with (kept if keep else partial(database, purpose="reports"))(dialect) as (url, _):
@@ -317,7 +322,15 @@ def bench(
             out["ceiling_eps"] = sample / (time.perf_counter() - began)
 
         consumer = LogConsumer(conveyor.store, clock, [(LOG_CONSUMER, conveyor.reports.on_events)])
-        if fresh and dialect == "postgresql" and keep and os.path.exists(KEPT["sqlite"][10:]):
+        if load_only:
+            conveyor.close()
+            return out
+        if (
+            dialect == "postgresql"
+            and keep
+            and not count(conveyor, report_daily)
+            and os.path.exists(KEPT["sqlite"].removeprefix("sqlite:///"))
+        ):
             # Measure the consumer on a sample, then take the SQLite run's rollups.
             began, done = time.perf_counter(), 0
             while done < out["events"] // 10 and (got := consumer.process(1000)):
@@ -363,8 +376,6 @@ def bench(
             out[f"{name}_p50"], out[f"{name}_p99"] = timed(call, repeat)
         first, last = month.isoformat(), today.isoformat()
         q_first = quarter.isoformat()
-        start_utc = datetime.combine(month, datetime.min.time(), UTC)
-        end_utc = datetime.combine(today + timedelta(days=1), datetime.min.time(), UTC)
 
         def sql(work: Any) -> Any:
             def run() -> None:
@@ -387,7 +398,7 @@ def bench(
                     ),
                 )
             ),
-            "funnel_30d": sql(lambda tx: tx.reports.funnel(4, start_utc, end_utc)),
+            "funnel_30d": sql(lambda tx: tx.reports.funnel(ws.id, "flow-3", first, last)),
             "template_30d": sql(
                 lambda tx: (
                     tx.reports.figures(ws.id, first, last, where={"template": "tpl-3"}),
@@ -430,14 +441,15 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--dialect", default="both", choices=["sqlite", "postgresql", "both"])
     parser.add_argument("--keep", action="store_true", help="seed once into kept databases")
-    parser.add_argument("--seed-only", action="store_true")
+    parser.add_argument("--seed-only", action="store_true", help="seed and fold, then stop")
+    parser.add_argument("--load-only", action="store_true", help="seed the log, then stop")
     args = parser.parse_args()
     started = machine()
     results = {
-        d: bench(d, args.messages, args.repeat, args.keep, args.seed_only)
+        d: bench(d, args.messages, args.repeat, args.keep, args.seed_only, args.load_only)
         for d in dialects(args.dialect)
     }
-    if args.seed_only:
+    if args.seed_only or args.load_only:
         log.print(results)
         return
     ms = "{:,.1f} ms"

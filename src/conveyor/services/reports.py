@@ -40,6 +40,20 @@ class Reports:
     def on_events(self, tx: Tx, ctx: ConditionContext, rows: list[Any], now: datetime) -> None:
         fold(tx, ctx.workspace, rows)
 
+    def fold_steps(self, limit: int = 5000) -> int:
+        """Fold the next steps of the step log into the funnel; how many step ids that passed
+        (0: caught up). Its own transaction, which moves its position: a killed process
+        resumes exactly where it stopped."""
+        with self.store.peek() as tx:
+            if not tx.reports.steps_behind():
+                return 0
+
+        def work(tx: Tx) -> int:
+            after = tx.reports.steps_position()
+            return tx.reports.fold_steps(after, tx.steps_high_water(), limit) - after
+
+        return self.store.transact(work, follow_log=True)
+
     # --- the reports -------------------------------------------------------------------------
 
     def automation(
@@ -63,7 +77,7 @@ class Reports:
                 workspace.id, span.first, span.last, by=("node",), where=where, per_day=False
             )
             active = dict(tx.automations.node_counts(row.id))
-            funnel = tx.reports.funnel(row.id, span.start_utc, span.end_utc)
+            funnel = tx.reports.funnel(workspace.id, key, span.first, span.last)
             definition = tx.automations.definition(row.id, row.version)
             try:
                 parsed = parse_definition(tx, workspace, definition, key=key)
