@@ -93,7 +93,8 @@ class Reports:
             by_node[f.dims[0]][f.metric] += f.value
         reach = {f.node: f for f in funnel}
         nodes = []
-        for node in order + sorted(n for n in by_node if n and n not in order):
+        removed = sorted(n for n in {*by_node, *reach} if n and n not in order)  # still counted
+        for node in order + removed:
             counts = by_node.get(node, _zeros())
             nodes.append(
                 {

@@ -277,3 +277,33 @@ class ReportQueries:
         cols = [t.day, *(t[n] for n in DIMENSIONS), t.metric, t.value]
         stmt = select(*cols).where(t.workspace_id == workspace_id)
         return {tuple(r[:-1]): int(r[-1]) for r in self.conn.execute(stmt)}
+
+    def overview_rows(self, workspace_id: int) -> dict[tuple[Any, ...], int]:
+        """Every row of the overview's rollup, by (day, automation, channel, metric): value."""
+        t = report_overview.c
+        stmt = select(t.day, t.automation, t.channel, t.metric, t.value).where(
+            t.workspace_id == workspace_id
+        )
+        return {tuple(r[:-1]): int(r[-1]) for r in self.conn.execute(stmt)}
+
+    def funnel_rows(self, workspace_id: int) -> dict[tuple[Any, ...], int]:
+        """Every funnel figure, by (automation, day, node, "reached" | "converted"): value."""
+        f = report_funnel.c
+        stmt = select(f.automation, f.day, f.node, f.reached, f.converted).where(
+            f.workspace_id == workspace_id
+        )
+        out: dict[tuple[Any, ...], int] = {}
+        for automation, day, node, reached, converted in self.conn.execute(stmt):
+            out[(automation, day, node, "reached")] = int(reached)
+            out[(automation, day, node, "converted")] = int(converted)
+        return out
+
+    def logged_steps(self, workspace_id: int) -> list[StepFact]:
+        """The workspace's whole step log, in order (the recompute check's raw input)."""
+        s = steps.c
+        stmt = (
+            select(s.id, s.workspace_id, s.run_id, s.automation_id, s.node, s.outcome, s.at)
+            .where(s.workspace_id == workspace_id)
+            .order_by(s.id)
+        )
+        return [StepFact(*r) for r in self.conn.execute(stmt)]
