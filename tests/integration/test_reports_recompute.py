@@ -337,6 +337,7 @@ def test_the_funnel_rollup_equals_a_recompute_from_the_step_log_through_crashes(
 
                 def crashy(tx, limit=limit):
                     after = tx.reports.steps_position()
+                    assert after is not None
                     tx.reports.fold_steps(after, tx.steps_high_water(), limit)
                     raise Crash  # after the fold wrote: the pass rolls back as a whole
 
@@ -366,3 +367,64 @@ def test_the_funnel_rollup_equals_a_recompute_from_the_step_log_through_crashes(
         if automation == "welcome" and metric == "reached":
             reached[node] += value
     assert {n["node"]: n["reached"] for n in report["nodes"] if n["reached"]} == dict(reached)
+
+
+def test_the_migration_backfills_the_funnel_and_the_overview_from_what_is_there(
+    conveyor, clock, database_url
+):
+    """A workspace upgraded to 0021_reports with history already folded: the new rollups are
+    filled from the step log and report_daily, equal to the recomputation."""
+    from alembic import command
+
+    from conveyor.store import migrate
+    from conveyor.store.database import make_engine
+
+    workspace, _ = conveyor.workspaces.create("shop", {"timezone": "America/New_York"})
+    conveyor.automations.apply(workspace, {
+        "key": "welcome", "triggers": [{"event": "signal"}],
+        "nodes": [{"id": "pause", "type": "wait", "for": "1 hour"}],
+    })  # fmt: skip
+    store = conveyor.store
+    with store.read() as tx:
+        keys = {tx.automations.by_key(workspace.id, "welcome").id: "welcome"}
+    model = AttributionModel("order_completed", ("revenue", "total"), 5, 1)
+    with store.write() as tx:
+        tx.events.append(
+            [
+                {
+                    **r,
+                    "workspace_id": workspace.id,
+                    "context": None,
+                    "message_id": None,
+                    "received_at": r["timestamp"],
+                }
+                for r in history(5, model)
+            ]  # fmt: skip
+        )
+        tx.automations.add_steps(
+            [{**r, "workspace_id": workspace.id} for r in step_history(5, list(keys), 4)]
+        )
+    consumer = LogConsumer(store, clock, [(LOG_CONSUMER, conveyor.reports.on_events)])
+    while consumer.process(100):
+        pass
+    engine = make_engine(database_url)
+    try:
+        config = migrate.alembic_config()
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.downgrade(config, "0020_builder")
+    finally:
+        migrate.upgrade(engine)  # back to head: 0021 backfills (and the database stays usable)
+        engine.dispose()
+    with store.read() as tx:
+        daily = tx.reports.all_rows(workspace.id)
+        overview = tx.reports.overview_rows(workspace.id)
+        funnel = tx.reports.funnel_rows(workspace.id)
+        logged = tx.reports.logged_steps(workspace.id)
+    coarse: Counter = Counter()
+    for (day, automation, _n, _t, _v, channel, _c, metric), value in daily.items():
+        coarse[(day, automation, channel, metric)] += value
+    assert overview == dict(coarse) and overview
+    expected = recompute_funnel(logged, keys, ZoneInfo("America/New_York"))
+    assert {k: v for k, v in funnel.items() if v} == dict(+expected) and expected
+    assert not conveyor.reports.fold_steps()  # the position is at the end of the step log

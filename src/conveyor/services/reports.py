@@ -50,6 +50,8 @@ class Reports:
 
         def work(tx: Tx) -> int:
             after = tx.reports.steps_position()
+            if after is None:  # another process is folding them
+                return 0
             return tx.reports.fold_steps(after, tx.steps_high_water(), limit) - after
 
         return self.store.transact(work, follow_log=True)

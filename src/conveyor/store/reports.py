@@ -176,11 +176,18 @@ class ReportQueries:
 
     # --- the step log's fold (the funnel) ----------------------------------------------------
 
-    def steps_position(self) -> int:
-        found = self.conn.execute(
-            select(report_progress.c.position).where(report_progress.c.name == STEPS)
-        ).scalar()
-        return int(found or 0)
+    def steps_position(self) -> int | None:
+        """The step log's fold position, locked until the transaction ends; None when another
+        process holds it (PostgreSQL): that process is folding these steps."""
+        stmt = select(report_progress.c.position).where(report_progress.c.name == STEPS)
+        if self.dialect == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True)
+        found = self.conn.execute(stmt).scalar()
+        if found is None:  # the row is made once (0021_reports); a peer may hold it
+            made = self._insert(report_progress).values(name=STEPS, position=0)
+            self.conn.execute(made.on_conflict_do_nothing())
+            found = self.conn.execute(stmt).scalar()
+        return None if found is None else int(found)
 
     def steps_behind(self) -> bool:
         """Whether the step log holds steps past the fold's position (one cheap look)."""

@@ -95,6 +95,7 @@ def upgrade() -> None:
     # run with the workers stopped: every step there is committed).
     queries = ReportQueries(bind, bind.dialect.name)
     up_to = queries.last_step()
+    queries.steps_position()  # the position's row, at 0
     position = 0
     while position < up_to:
         position = queries.fold_steps(position, up_to, BACKFILL_BATCH)
