@@ -49,7 +49,14 @@ from conveyor.services.log import LogConsumer
 from conveyor.services.reports import LOG_CONSUMER
 from conveyor.settings import Settings
 from conveyor.store import bulk
-from conveyor.store.schema import events, log_cursors, report_daily, report_messages, steps
+from conveyor.store.schema import (
+    events,
+    log_cursors,
+    report_daily,
+    report_messages,
+    report_overview,
+    steps,
+)
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 DAYS = 90
@@ -255,7 +262,7 @@ def copy_rollups(conveyor: Any, source_url: str) -> None:
     measured on a sample first)."""
     source = bootstrap(Settings(database_url=source_url), clock=SimulatedClock(NOW))
     with source.store.db.read_connection() as src, conveyor.store.db.engine.begin() as dst:
-        for table in (report_daily, report_messages):
+        for table in (report_daily, report_overview, report_messages):
             dst.execute(table.delete())
             batch: list[dict[str, Any]] = []
             for row in src.execute(select(table)).mappings():
