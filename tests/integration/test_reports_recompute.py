@@ -254,9 +254,14 @@ def test_rollups_equal_a_recompute_from_the_log_through_crashes(conveyor, clock,
     coarse: Counter = Counter()
     for (day, automation, _n, _t, _v, channel, _c, metric), value in expected.items():
         coarse[(day, automation, channel, metric)] += value
+    totals: Counter = Counter()
+    for (day, *_dims, metric), value in expected.items():
+        totals[(day, metric)] += value
     with store.read() as tx:
         overview = tx.reports.overview_rows(workspace.id)
+        series = tx.reports.totals_rows(workspace.id)
     assert {k: v for k, v in overview.items() if v} == dict(+coarse)
+    assert {k: v for k, v in series.items() if v} == dict(+totals)
 
 
 FLOW_NODES = ["pause", "send", "check", "bought"]
@@ -425,6 +430,11 @@ def test_the_migration_backfills_the_funnel_and_the_overview_from_what_is_there(
     for (day, automation, _n, _t, _v, channel, _c, metric), value in daily.items():
         coarse[(day, automation, channel, metric)] += value
     assert overview == dict(coarse) and overview
+    totals: Counter = Counter()
+    for (day, *_dims, metric), value in daily.items():
+        totals[(day, metric)] += value
+    with store.read() as tx:
+        assert tx.reports.totals_rows(workspace.id) == dict(totals)
     expected = recompute_funnel(logged, keys, ZoneInfo("America/New_York"))
     assert {k: v for k, v in funnel.items() if v} == dict(+expected) and expected
     assert not conveyor.reports.fold_steps()  # the position is at the end of the step log

@@ -170,18 +170,18 @@ class Reports:
         span = self._span(workspace, start, end, granularity)
         with self.store.read() as tx:
             figures = tx.reports.figures(workspace.id, span.first, span.last)
-            split = {
-                name: tx.reports.figures(
-                    workspace.id, span.first, span.last, by=(name,), per_day=False
-                )
-                for name in ("automation", "channel")
-            }
+            # One read for both splits: (automation, channel) pairs are few.
+            split = tx.reports.figures(
+                workspace.id, span.first, span.last, by=("automation", "channel"), per_day=False
+            )
         out = span.header(workspace, machine) | _summary(figures, span, machine)
-        for dimension, name in (("automation", "automations"), ("channel", "channels")):
+        for i, (dimension, name) in enumerate(
+            (("automation", "automations"), ("channel", "channels"))
+        ):
             groups: dict[str, dict[str, int]] = defaultdict(_zeros)
-            for f in split[dimension]:
-                if f.dims[0]:
-                    groups[f.dims[0]][f.metric] += f.value
+            for f in split:
+                if f.dims[i]:
+                    groups[f.dims[i]][f.metric] += f.value
             out[name] = [{dimension: k, **_shown(groups[k], machine)} for k in sorted(groups)]
         totals = out["totals"]
         totals["unattributed_conversions"] = totals["conversions_all"] - totals["conversions"]

@@ -22,6 +22,7 @@ from conveyor.store.schema import (
     report_messages,
     report_overview,
     report_progress,
+    report_totals,
     steps,
     workspaces,
 )
@@ -33,6 +34,7 @@ _FLAGS = ("opened", "clicked", "opened_any", "clicked_any")
 # The overview's rollup keeps only these dimensions (see schema.report_overview).
 OVERVIEW = ("automation", "channel")
 _OVERVIEW_KEY = ("workspace_id", "day", *OVERVIEW, "metric")
+_TOTALS_KEY = ("workspace_id", "day", "metric")
 _FUNNEL_KEY = ("workspace_id", "automation", "day", "node")
 STEPS = "steps"  # report_progress: how far the step log is folded
 
@@ -49,19 +51,21 @@ class ReportQueries:
 
     def add(self, rows: Sequence[dict[str, Any]]) -> None:
         """Add each row's `value` to its (workspace, day, dimensions, metric), and to the
-        overview's (workspace, day, automation, channel, metric): an upsert each."""
+        overview's (workspace, day, automation, channel, metric) and (workspace, day, metric):
+        an upsert each."""
         if not rows:
             return
-        coarse: dict[tuple[Any, ...], int] = defaultdict(int)
-        for r in rows:
-            coarse[tuple(r[k] for k in _OVERVIEW_KEY)] += r["value"]
         self._upsert_adding(report_daily, _KEY, ("value",), rows)
-        self._upsert_adding(
-            report_overview,
-            _OVERVIEW_KEY,
-            ("value",),
-            [dict(zip(_OVERVIEW_KEY, k, strict=True), value=v) for k, v in coarse.items()],
-        )
+        for table, key in ((report_overview, _OVERVIEW_KEY), (report_totals, _TOTALS_KEY)):
+            coarse: dict[tuple[Any, ...], int] = defaultdict(int)
+            for r in rows:
+                coarse[tuple(r[k] for k in key)] += r["value"]
+            self._upsert_adding(
+                table,
+                key,
+                ("value",),
+                [dict(zip(key, k, strict=True), value=v) for k, v in coarse.items()],
+            )
 
     def _upsert_adding(
         self,
@@ -133,8 +137,13 @@ class ReportQueries:
         for name in named:
             if name not in DIMENSIONS:
                 raise ValueError(f"unknown report dimension {name!r}")
-        # The overview's rollup has the same sums over fewer rows when it has every dimension.
-        t = (report_overview if all(n in OVERVIEW for n in named) else report_daily).c
+        # A coarser rollup has the same sums over fewer rows when it has every dimension.
+        if not named:
+            t = report_totals.c
+        elif all(n in OVERVIEW for n in named):
+            t = report_overview.c
+        else:
+            t = report_daily.c
         day = t.day if per_day else literal("").label("day")
         groups = [*(t[name] for name in by), t.metric]
         heads = [day, *groups]
@@ -291,6 +300,12 @@ class ReportQueries:
         stmt = select(t.day, t.automation, t.channel, t.metric, t.value).where(
             t.workspace_id == workspace_id
         )
+        return {tuple(r[:-1]): int(r[-1]) for r in self.conn.execute(stmt)}
+
+    def totals_rows(self, workspace_id: int) -> dict[tuple[Any, ...], int]:
+        """Every row of the overview's series rollup, by (day, metric): value."""
+        t = report_totals.c
+        stmt = select(t.day, t.metric, t.value).where(t.workspace_id == workspace_id)
         return {tuple(r[:-1]): int(r[-1]) for r in self.conn.execute(stmt)}
 
     def funnel_rows(self, workspace_id: int) -> dict[tuple[Any, ...], int]:

@@ -886,6 +886,18 @@ report_overview = Table(
     ),
 )
 
+# The overview's series: report_daily's sums per day and metric only (days x metrics rows).
+report_totals = Table(
+    "report_totals",
+    metadata,
+    Column("workspace_id", Integer, nullable=False),
+    Column("day", String(10), nullable=False),
+    Column("metric", String(32), nullable=False),
+    Column("value", BigInteger, nullable=False),
+    PrimaryKeyConstraint("workspace_id", "day", "metric", name="pk_report_totals"),
+    Index("ix_report_totals_day", "workspace_id", "day", "metric", "value"),
+)
+
 # An automation's funnel, folded from the step log: per day (workspace timezone) and node, the
 # runs that first reached the node that day, and how many of those reached a goal at or after it
 # (counted on the day they reached the node, when the goal comes).

@@ -1,4 +1,5 @@
-"""Reports without scans: the overview's coarser rollup (day, automation, channel, metric), the
+"""Reports without scans: the overview's coarser rollups ((day, automation, channel, metric) and
+(day, metric)), the
 funnel folded from the step log (report_funnel, its position in report_progress), and the
 step log's high-water mark on PostgreSQL. Both are backfilled from what is already there.
 
@@ -36,6 +37,14 @@ def upgrade() -> None:
         ),
     )
     op.create_table(
+        "report_totals",
+        sa.Column("workspace_id", sa.Integer(), nullable=False),
+        sa.Column("day", sa.String(length=10), nullable=False),
+        sa.Column("metric", sa.String(length=32), nullable=False),
+        sa.Column("value", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("workspace_id", "day", "metric", name="pk_report_totals"),
+    )
+    op.create_table(
         "report_funnel",
         sa.Column("workspace_id", sa.Integer(), nullable=False),
         sa.Column("automation", sa.String(length=64), nullable=False),
@@ -58,6 +67,14 @@ def upgrade() -> None:
         "INSERT INTO report_overview (workspace_id, day, automation, channel, metric, value) "
         "SELECT workspace_id, day, automation, channel, metric, sum(value) FROM report_daily "
         "GROUP BY workspace_id, day, automation, channel, metric"
+    )
+    op.execute(
+        "INSERT INTO report_totals (workspace_id, day, metric, value) "
+        "SELECT workspace_id, day, metric, sum(value) FROM report_daily "
+        "GROUP BY workspace_id, day, metric"
+    )
+    op.create_index(
+        "ix_report_totals_day", "report_totals", ["workspace_id", "day", "metric", "value"]
     )
     op.create_index(
         "ix_report_overview_day",
@@ -106,6 +123,8 @@ def downgrade() -> None:
         op.execute("DROP FUNCTION conveyor_follow_steps(bigint)")
     op.drop_table("report_progress")
     op.drop_table("report_funnel")
+    op.drop_index("ix_report_totals_day", table_name="report_totals")
+    op.drop_table("report_totals")
     op.drop_index("ix_report_overview_automation", table_name="report_overview")
     op.drop_index("ix_report_overview_day", table_name="report_overview")
     op.drop_table("report_overview")
