@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -212,14 +212,6 @@ class Span:
     @property
     def last(self) -> str:
         return self.end.isoformat()
-
-    @property
-    def start_utc(self) -> datetime:
-        return datetime.combine(self.start, time(), self.zone)
-
-    @property
-    def end_utc(self) -> datetime:
-        return datetime.combine(self.end + timedelta(days=1), time(), self.zone)
 
     def header(self, workspace: Workspace, machine: bool) -> dict[str, Any]:
         return {
