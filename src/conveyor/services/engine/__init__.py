@@ -73,8 +73,9 @@ class Engine:
         )
 
     def dispatch(self, limit: int | None = None) -> int:
-        """Follow the event log (segments, then triggers and wake-ups); how many events."""
-        return self.log.process(limit or self.batch)
+        """Follow the event log (segments, then triggers and wake-ups), and the step log into
+        the reports' funnel; how many events and steps."""
+        return self.log.process(limit or self.batch) + self.reports.fold_steps()
 
     def execute(self, limit: int | None = None) -> int:
         """Advance up to `limit` runs whose timer is due; how many were claimed."""
