@@ -10,7 +10,7 @@ seconds, events and steps per second, RSS before and after (memory grows with co
 events), and the simulated counts as a sanity check.
 
     .venv/bin/python benchmarks/simulate.py [--contacts 100000] [--days 30]
-        [--dialect sqlite|postgresql|both] [--workers 1,2]
+        [--dialect sqlite|postgresql|both] [--workers 1,2] [--keep DIR]
 
 `--workers 1,2`: the backtest once in one process, then split by contact across two (the
 reports must be equal); the time per run, its CPU seconds (every process's) and the load
@@ -23,10 +23,13 @@ Databases: a temp-dir SQLite file, or `conveyor_bench_simulate_<pid>` on 127.0.0
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import multiprocessing
 import os
 import resource
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -64,19 +67,58 @@ nodes:
 """)
 
 
-def bench(dialect: str, contacts: int, days: int, workers: list[int]) -> dict[str, Any]:
-    with database(dialect, "simulate") as (url, _):
-        start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=days)
-        clock = SimulatedClock(start)
-        conveyor = bootstrap(Settings(database_url=url), clock=clock)
-        conveyor.upgrade_schema()
-        workspace, _ = conveyor.workspaces.create("bench")
-        began = time.perf_counter()
-        workspace = history.setup(conveyor, workspace, contacts, active=False)
-        calls = history.plan(contacts, days)
-        history.run(conveyor, clock, workspace, calls, days, live=False)
-        out: dict[str, Any] = {"contacts": contacts, "ingest_s": time.perf_counter() - began}
-        log.print(f"{dialect}: seeded in {out['ingest_s']:.0f} s", highlight=False)
+@contextlib.contextmanager
+def kept(dialect: str, keep: str | None) -> Iterator[tuple[str, dict[str, str]]]:
+    """`--keep DIR` (SQLite): the seeded database stays in DIR and the next run reuses it."""
+    if keep is None or dialect != "sqlite":
+        with database(dialect, "simulate") as found:
+            yield found
+        return
+    os.makedirs(keep, exist_ok=True)
+    yield f"sqlite:///{keep}/conveyor.db", {"CONVEYOR_DATA_DIR": keep}
+
+
+def bench(
+    dialect: str, contacts: int, days: int, workers: list[int], keep: str | None = None
+) -> dict[str, Any]:
+    with kept(dialect, keep) as (url, _):
+        meta = os.path.join(keep, f"seeded-{contacts}-{days}.json") if keep else None
+        out: dict[str, Any] = {"contacts": contacts}
+        if meta and dialect == "sqlite" and os.path.exists(meta):
+            with open(meta) as f:
+                seeded = json.load(f)
+            start, end = (datetime.fromisoformat(seeded[k]) for k in ("start", "end"))
+            clock = SimulatedClock(end)
+            conveyor = bootstrap(Settings(database_url=url), clock=clock)
+            conveyor.upgrade_schema()
+            workspace = conveyor.workspaces.get("bench")
+            out["ingest_s"] = seeded["ingest_s"]
+            log.print(f"{dialect}: reusing the database seeded in {keep}", highlight=False)
+        else:
+            start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(
+                days=days
+            )
+            clock = SimulatedClock(start)
+            conveyor = bootstrap(Settings(database_url=url), clock=clock)
+            conveyor.upgrade_schema()
+            workspace, _ = conveyor.workspaces.create("bench")
+            began = time.perf_counter()
+            workspace = history.setup(conveyor, workspace, contacts, active=False)
+            calls = history.plan(contacts, days)
+            history.run(conveyor, clock, workspace, calls, days, live=False)
+            out["ingest_s"] = time.perf_counter() - began
+            log.print(f"{dialect}: seeded in {out['ingest_s']:.0f} s", highlight=False)
+            if meta and dialect == "sqlite":
+                with open(meta, "w") as f:
+                    json.dump(
+                        {
+                            "start": start.isoformat(),
+                            "end": clock.now().isoformat(),
+                            "ingest_s": out["ingest_s"],
+                        },
+                        f,
+                    )
+        end = clock.now()
         if dialect == "postgresql":  # not timed: autovacuum's job
             with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
                 conn.execute("VACUUM ANALYZE")
@@ -84,9 +126,7 @@ def bench(dialect: str, contacts: int, days: int, workers: list[int]) -> dict[st
         for n in workers:  # the one-process run first: its RSS is the replay's
             out[f"load_{n}"] = os.getloadavg()[0]
             began = time.perf_counter()
-            report = conveyor.simulator.backtest(
-                workspace, Scope(DRAFT), start, clock.now(), workers=n
-            )
+            report = conveyor.simulator.backtest(workspace, Scope(DRAFT), start, end, workers=n)
             out[f"seconds_{n}"] = time.perf_counter() - began
             out[f"cpu_{n}"] = report.cpu_seconds
             # the largest worker process's peak (the backtest's processes are this one's children)
@@ -121,6 +161,11 @@ def main() -> None:
         default="1,2",
         help="processes to split the replay across, each timed in turn (e.g. 1,2 or 2)",
     )
+    parser.add_argument(
+        "--keep",
+        metavar="DIR",
+        help="SQLite: seed into DIR once and reuse it on the next runs (the seeding is not timed)",
+    )
     args = parser.parse_args()
     workers = [int(n) for n in args.workers.split(",")]
     started = machine()
@@ -130,7 +175,7 @@ def main() -> None:
         spawn = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(1, mp_context=spawn) as pool:
             results[dialect] = pool.submit(
-                bench, dialect, args.contacts, args.days, workers
+                bench, dialect, args.contacts, args.days, workers, args.keep
             ).result()
     print_table(
         f"Backtest: {args.days} days × {args.contacts:,} contacts, 10-node draft",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -208,6 +208,61 @@ def attribute(touches: Iterable[Touch], at: datetime, model: AttributionModel) -
         if moment is not None and view_from <= moment <= at
     ]
     return max(views)[1] if views else None
+
+
+# --- the funnel, folded from the step log ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StepFact:
+    """A step of a run as the funnel sees it."""
+
+    id: int
+    workspace_id: int
+    run_id: int
+    automation_id: int
+    node: str
+    outcome: str
+    at: datetime
+
+
+def funnel_counts(
+    new: Iterable[StepFact],
+    earlier: Iterable[StepFact],
+    day_of: Callable[[int, datetime], str],
+) -> dict[tuple[int, int, str, str], list[int]]:
+    """What new steps (in log order) add to the funnel: (workspace, automation id, day, node)
+    -> [reached, converted]. `earlier`: the same runs' steps before the first new one.
+
+    A run reaches a node once, on the day of its first step there; it converted after the
+    node when any goal step of the run comes at or after that first step. So a goal counts,
+    on the day the node was reached, each node the run first reached since its previous goal
+    (those before were counted by that one): every (run, node) is reached once and converted
+    at most once, whatever batches the steps are folded in."""
+    first: dict[int, dict[str, StepFact]] = {}  # run -> node -> its first step there
+    last_goal: dict[int, int] = {}
+    for s in sorted(earlier, key=lambda s: s.id):
+        first.setdefault(s.run_id, {}).setdefault(s.node, s)
+        if s.outcome == "goal_reached":
+            last_goal[s.run_id] = s.id
+    out: dict[tuple[int, int, str, str], list[int]] = {}
+
+    def add(step: StepFact, which: int) -> None:
+        key = (step.workspace_id, step.automation_id, day_of(step.workspace_id, step.at), step.node)
+        out.setdefault(key, [0, 0])[which] += 1
+
+    for s in new:
+        nodes = first.setdefault(s.run_id, {})
+        if s.node not in nodes:
+            nodes[s.node] = s
+            add(s, 0)
+        if s.outcome == "goal_reached":
+            since = last_goal.get(s.run_id, 0)
+            for reached in nodes.values():
+                if since < reached.id <= s.id:
+                    add(reached, 1)
+            last_goal[s.run_id] = s.id
+    return out
 
 
 MAX_MINOR = 10**15  # a trillion in major units: more is a typo, counted as nothing

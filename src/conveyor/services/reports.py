@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -40,6 +40,22 @@ class Reports:
     def on_events(self, tx: Tx, ctx: ConditionContext, rows: list[Any], now: datetime) -> None:
         fold(tx, ctx.workspace, rows)
 
+    def fold_steps(self, limit: int = 5000) -> int:
+        """Fold the next steps of the step log into the funnel; how many step ids that passed
+        (0: caught up). Its own transaction, which moves its position: a killed process
+        resumes exactly where it stopped."""
+        with self.store.peek() as tx:
+            if not tx.reports.steps_behind():
+                return 0
+
+        def work(tx: Tx) -> int:
+            after = tx.reports.steps_position()
+            if after is None:  # another process is folding them
+                return 0
+            return tx.reports.fold_steps(after, tx.steps_high_water(), limit) - after
+
+        return self.store.transact(work, follow_log=True)
+
     # --- the reports -------------------------------------------------------------------------
 
     def automation(
@@ -63,7 +79,7 @@ class Reports:
                 workspace.id, span.first, span.last, by=("node",), where=where, per_day=False
             )
             active = dict(tx.automations.node_counts(row.id))
-            funnel = tx.reports.funnel(row.id, span.start_utc, span.end_utc)
+            funnel = tx.reports.funnel(workspace.id, key, span.first, span.last)
             definition = tx.automations.definition(row.id, row.version)
             try:
                 parsed = parse_definition(tx, workspace, definition, key=key)
@@ -79,7 +95,8 @@ class Reports:
             by_node[f.dims[0]][f.metric] += f.value
         reach = {f.node: f for f in funnel}
         nodes = []
-        for node in order + sorted(n for n in by_node if n and n not in order):
+        removed = sorted(n for n in {*by_node, *reach} if n and n not in order)  # still counted
+        for node in order + removed:
             counts = by_node.get(node, _zeros())
             nodes.append(
                 {
@@ -153,18 +170,18 @@ class Reports:
         span = self._span(workspace, start, end, granularity)
         with self.store.read() as tx:
             figures = tx.reports.figures(workspace.id, span.first, span.last)
-            split = {
-                name: tx.reports.figures(
-                    workspace.id, span.first, span.last, by=(name,), per_day=False
-                )
-                for name in ("automation", "channel")
-            }
+            # One read for both splits: (automation, channel) pairs are few.
+            split = tx.reports.figures(
+                workspace.id, span.first, span.last, by=("automation", "channel"), per_day=False
+            )
         out = span.header(workspace, machine) | _summary(figures, span, machine)
-        for dimension, name in (("automation", "automations"), ("channel", "channels")):
+        for i, (dimension, name) in enumerate(
+            (("automation", "automations"), ("channel", "channels"))
+        ):
             groups: dict[str, dict[str, int]] = defaultdict(_zeros)
-            for f in split[dimension]:
-                if f.dims[0]:
-                    groups[f.dims[0]][f.metric] += f.value
+            for f in split:
+                if f.dims[i]:
+                    groups[f.dims[i]][f.metric] += f.value
             out[name] = [{dimension: k, **_shown(groups[k], machine)} for k in sorted(groups)]
         totals = out["totals"]
         totals["unattributed_conversions"] = totals["conversions_all"] - totals["conversions"]
@@ -195,14 +212,6 @@ class Span:
     @property
     def last(self) -> str:
         return self.end.isoformat()
-
-    @property
-    def start_utc(self) -> datetime:
-        return datetime.combine(self.start, time(), self.zone)
-
-    @property
-    def end_utc(self) -> datetime:
-        return datetime.combine(self.end + timedelta(days=1), time(), self.zone)
 
     def header(self, workspace: Workspace, machine: bool) -> dict[str, Any]:
         return {

@@ -192,6 +192,13 @@ class Database:
             return None
         return conn.exec_driver_sql(f"SELECT conveyor_follow_log({LOG_LOCK})").scalar_one()
 
+    def steps_high_water(self, conn: Connection) -> int:
+        """`high_water` for the step log (migration 0021_reports): the id below which every
+        step is committed. In a `follow_log` transaction that has not asked `high_water`."""
+        if self.is_sqlite:
+            return int(conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM steps").scalar_one())
+        return int(conn.exec_driver_sql(f"SELECT conveyor_follow_steps({LOG_LOCK})").scalar_one())
+
     @contextlib.contextmanager
     def read_connection(self) -> Iterator[Connection]:
         with self.engine.connect() as conn, conn.begin():

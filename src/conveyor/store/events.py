@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, or_, select, update
+from sqlalchemy import Connection, Select, func, insert, or_, select, update
 
 from conveyor.store import bulk
 from conveyor.store.records import EventRecord
@@ -168,20 +168,7 @@ class EventQueries:
         """The workspace's events in (after_id, up_to_id], oldest first, at most `limit`: one
         chunk of a replay (the caller asks again from the last id it got). `part` (p, n): only
         the events of contacts whose id is p modulo n (those of no contact go to part 0)."""
-        stmt = (
-            select(events)
-            .where(
-                events.c.workspace_id == workspace_id,
-                events.c.id > after_id,
-                events.c.id <= up_to_id,
-            )
-            .order_by(events.c.id)
-            .limit(limit)
-        )
-        if part is not None:
-            p, n = part
-            mine = events.c.contact_id % n == p
-            stmt = stmt.where(or_(mine, events.c.contact_id.is_(None)) if p == 0 else mine)
+        stmt = replay_query(workspace_id, after_id, up_to_id, limit, part)
         return [EventRecord.from_row(row) for row in self.conn.execute(stmt)]
 
     def of_contacts(
@@ -209,6 +196,31 @@ class EventQueries:
             out += [EventRecord.from_row(row) for row in self.conn.execute(stmt)]
         out.sort(key=lambda e: e.id)
         return out
+
+
+def replay_query(
+    workspace_id: int, after_id: int, up_to_id: int, limit: int, part: tuple[int, int] | None
+) -> Select[Any]:
+    """`EventQueries.replay`'s statement. The workspace is compared as an expression
+    (`workspace_id + 0`) so that no index on it is usable: the planner then walks the primary
+    key's range in order and stops at `limit`. With the (workspace, name, timestamp) index
+    SQLite read and sorted the workspace's whole log for every chunk (0.26 s a chunk at 700,000
+    events, 0.008 s walking the key) — a replay's reads grew with the square of its log."""
+    stmt = (
+        select(events)
+        .where(
+            events.c.workspace_id + 0 == workspace_id,
+            events.c.id > after_id,
+            events.c.id <= up_to_id,
+        )
+        .order_by(events.c.id)
+        .limit(limit)
+    )
+    if part is not None:
+        p, n = part
+        mine = events.c.contact_id % n == p
+        stmt = stmt.where(or_(mine, events.c.contact_id.is_(None)) if p == 0 else mine)
+    return stmt
 
 
 def _same_keys(rows: list[dict[str, Any]]) -> bool:

@@ -856,6 +856,71 @@ report_messages = Table(
     Index("ix_report_messages_contact", "workspace_id", "contact_id"),
 )
 
+# The overview's rollup: report_daily's sums per day, automation, channel and metric only
+# (kept beside it by the same consumer), so a 30-day overview reads days x automations x
+# channels x metrics rows, not every node, template version and campaign of each day.
+report_overview = Table(
+    "report_overview",
+    metadata,
+    Column("workspace_id", Integer, nullable=False),
+    Column("day", String(10), nullable=False),
+    Column("automation", String(64), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("metric", String(32), nullable=False),
+    Column("value", BigInteger, nullable=False),
+    PrimaryKeyConstraint(
+        "workspace_id", "day", "automation", "channel", "metric", name="pk_report_overview"
+    ),
+    # Covering, as report_daily's: the sums read only an index.
+    Index(
+        "ix_report_overview_day", "workspace_id", "day", "automation", "channel", "metric", "value"
+    ),
+    Index(
+        "ix_report_overview_automation",
+        "workspace_id",
+        "automation",
+        "day",
+        "channel",
+        "metric",
+        "value",
+    ),
+)
+
+# The overview's series: report_daily's sums per day and metric only (days x metrics rows).
+report_totals = Table(
+    "report_totals",
+    metadata,
+    Column("workspace_id", Integer, nullable=False),
+    Column("day", String(10), nullable=False),
+    Column("metric", String(32), nullable=False),
+    Column("value", BigInteger, nullable=False),
+    PrimaryKeyConstraint("workspace_id", "day", "metric", name="pk_report_totals"),
+    Index("ix_report_totals_day", "workspace_id", "day", "metric", "value"),
+)
+
+# An automation's funnel, folded from the step log: per day (workspace timezone) and node, the
+# runs that first reached the node that day, and how many of those reached a goal at or after it
+# (counted on the day they reached the node, when the goal comes).
+report_funnel = Table(
+    "report_funnel",
+    metadata,
+    Column("workspace_id", Integer, nullable=False),
+    Column("automation", String(64), nullable=False),
+    Column("day", String(10), nullable=False),
+    Column("node", String(64), nullable=False),
+    Column("reached", BigInteger, nullable=False),
+    Column("converted", BigInteger, nullable=False),
+    PrimaryKeyConstraint("workspace_id", "automation", "day", "node", name="pk_report_funnel"),
+)
+
+# How far the reports have folded a log other than the event log (the step log: "steps").
+report_progress = Table(
+    "report_progress",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("position", BigInteger, nullable=False),
+)
+
 # The builder's unfinished definitions: YAML text as the marketer left it (it may not parse),
 # for a new automation (no key yet) or beside an existing one, never touching its live version.
 automation_drafts = Table(

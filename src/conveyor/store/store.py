@@ -84,6 +84,11 @@ class Tx:
         assert self._db is not None, "a consumer's transaction comes from Store.write"
         return self._db.high_water(self._conn)
 
+    def steps_high_water(self) -> int:
+        """In a step-log consumer's transaction: see `Database.steps_high_water`."""
+        assert self._db is not None, "a consumer's transaction comes from Store.write"
+        return self._db.steps_high_water(self._conn)
+
 
 class Store:
     def __init__(self, url: str, **engine_kwargs: Any) -> None:

@@ -11,11 +11,13 @@ from hypothesis import strategies as st
 from conveyor.domain.errors import InvalidInput
 from conveyor.domain.reports import (
     AttributionModel,
+    StepFact,
     Touch,
     attribute,
     attribution_model,
     check_attribution,
     check_range,
+    funnel_counts,
     graph_order,
     machine_click,
     machine_open,
@@ -62,9 +64,15 @@ def touch(i, sent=None, opened=None, clicked=None):
 
 def test_the_last_click_in_its_window_wins_over_any_open_or_receipt():
     model = AttributionModel()
-    touches = [touch(1, sent=100, clicked=90), touch(2, sent=2, opened=1), touch(3, sent=50, clicked=48)]
+    touches = [
+        touch(1, sent=100, clicked=90),
+        touch(2, sent=2, opened=1),
+        touch(3, sent=50, clicked=48),
+    ]
     assert attribute(touches, NOW, model) == 3
-    assert attribute([touch(1, sent=200, clicked=5 * 24 + 1), touch(2, sent=30)], NOW, model) is None
+    assert (
+        attribute([touch(1, sent=200, clicked=5 * 24 + 1), touch(2, sent=30)], NOW, model) is None
+    )
     assert attribute([touch(1, sent=200, clicked=5 * 24 + 1), touch(2, sent=20)], NOW, model) == 2
 
 
@@ -106,7 +114,9 @@ def test_revenue_is_read_in_minor_units_from_the_first_property_with_a_number():
 
 def test_attribution_settings_are_checked_field_by_field():
     assert check_attribution({"click_days": 7, "event": " purchase "}) == {
-        "click_days": 7, "event": "purchase"}
+        "click_days": 7,
+        "event": "purchase",
+    }
     for raw, field in [
         ({"click_days": 91}, "attribution.click_days"),
         ({"open_days": True}, "attribution.open_days"),
@@ -120,7 +130,8 @@ def test_attribution_settings_are_checked_field_by_field():
     model = attribution_model({"attribution": {"click_days": 2}})
     assert (model.click_days, model.open_days, model.event) == (2, 1, "order_completed")
     assert model.as_dict()["name"] == (
-        "last click within 2 days, else last human open or delivery within 1 days")
+        "last click within 2 days, else last human open or delivery within 1 days"
+    )
 
 
 def test_rates_leave_machines_out_unless_asked():
@@ -151,3 +162,69 @@ def test_periods_and_ranges():
 def test_graph_order_is_breadth_first_from_the_start():
     targets = {"a": ["b", "c"], "b": ["d"], "c": ["d"], "d": [], "orphan": []}
     assert graph_order("a", targets) == ["a", "b", "c", "d", "orphan"]
+
+
+# --- the funnel folded from the step log ---------------------------------------------------------
+
+
+def _day(_workspace: int, at: datetime) -> str:
+    return at.date().isoformat()
+
+
+def _steps(plan: list[tuple[int, str, int]]) -> list[StepFact]:
+    """(run, node, hours) -> steps in that order; node "goal" is a goal reached."""
+    return [
+        StepFact(
+            i + 1,
+            1,
+            run,
+            7,
+            node,
+            "goal_reached" if node == "goal" else "queued",
+            NOW + timedelta(hours=hours),
+        )  # fmt: skip
+        for i, (run, node, hours) in enumerate(plan)
+    ]
+
+
+def test_a_run_reaches_a_node_once_and_converts_on_the_day_it_reached_it():
+    steps = _steps([(1, "a", 0), (1, "b", 1), (1, "a", 30), (1, "goal", 60), (1, "goal", 70),
+                    (2, "a", 0), (2, "goal", 1)])  # fmt: skip
+    got = funnel_counts(steps, [], _day)
+    assert got == {
+        (1, 7, "2026-12-01", "a"): [2, 2],
+        (1, 7, "2026-12-01", "b"): [1, 1],
+        (1, 7, "2026-12-04", "goal"): [1, 1],  # its first goal step; the second adds nothing
+        (1, 7, "2026-12-01", "goal"): [1, 1],
+    }
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(1, 4), st.sampled_from(["a", "b", "c", "goal"]), st.integers(0, 96)),
+        max_size=40,
+    ),
+    st.lists(st.integers(0, 40), max_size=5),
+)
+def test_the_funnel_is_the_same_whatever_batches_the_steps_come_in(plan, cuts):
+    plan.sort(key=lambda p: p[2])
+    steps = _steps(plan)
+    whole = funnel_counts(steps, [], _day)
+    total: dict = {}
+    edges = sorted({0, len(steps), *(c for c in cuts if c <= len(steps))})
+    for a, b in zip(edges, edges[1:], strict=False):
+        for key, (reached, converted) in funnel_counts(steps[a:b], steps[:a], _day).items():
+            pair = total.setdefault(key, [0, 0])
+            pair[0] += reached
+            pair[1] += converted
+    assert total == whole
+    # and it is the plain definition: first step at a node, and a goal at or after it
+    expected: dict = {}
+    for run in {s.run_id for s in steps}:
+        mine = [s for s in steps if s.run_id == run]
+        for node in {s.node for s in mine}:
+            first = next(s for s in mine if s.node == node)
+            pair = expected.setdefault((1, 7, _day(1, first.at), node), [0, 0])
+            pair[0] += 1
+            pair[1] += any(s.outcome == "goal_reached" and s.id >= first.id for s in mine)
+    assert whole == expected

@@ -18,6 +18,7 @@ from conveyor.domain.automations.model import Automation, Node
 from conveyor.domain.automations.nodes import RunView, execute
 from conveyor.domain.automations.nodes.actions import ContactRules, apply_change
 from conveyor.domain.automations.nodes.crm import apply_deal_change
+from conveyor.domain.conditions import Condition
 from conveyor.domain.errors import InvalidInput
 from conveyor.domain.evaluation import Evaluator, Snapshot, Verdict
 
@@ -84,14 +85,18 @@ def advance(
     trigger_list = (
         run.trigger.get("list") if run.trigger.get("event") == "list.subscribed" else None
     )
+    # The exit and goal conditions are checked before every node, but within one advance
+    # `now` stands still and the facts change only where an effect is applied to them: their
+    # verdicts are kept (by condition) until then, and a chain of nodes asks each once.
+    known: dict[int, Verdict] = {}
     for _ in range(MAX_STEPS):
         if automation.exit_when is not None:
-            verdict = evaluator.evaluate(automation.exit_when, facts, now)
+            verdict = _verdict(automation.exit_when, facts, now, evaluator, known)
             if verdict.ok:
                 out.log(out.node, "exited", verdict.as_dict())
                 out.outcome = "exited"
                 return out
-        jump = goal_ahead(automation, out.node, facts, now, evaluator)
+        jump = goal_ahead(automation, out.node, facts, now, evaluator, known)
         if jump is not None:
             goal, verdict = jump
             out.log(goal.id, "goal_reached", verdict.as_dict())
@@ -120,6 +125,8 @@ def advance(
         if node.type == "goal" and result.outcome in ("goal_reached", "goal_skipped"):
             _record(out, node.id, f"automation.{result.outcome}", automation.key)
         for effect in result.effects:
+            if isinstance(effect, (ContactChange, CrmChange)):
+                known.clear()  # the facts may change: conditions are asked again
             if isinstance(effect, ContactChange):
                 try:
                     apply_change(effect, facts, rules)
@@ -151,11 +158,32 @@ def _record(out: Advance, node: str, name: str, automation: str) -> None:
 
 
 def goal_ahead(
-    automation: Automation, node_id: str, facts: Snapshot, now: datetime, ev: Evaluator
+    automation: Automation,
+    node_id: str,
+    facts: Snapshot,
+    now: datetime,
+    ev: Evaluator,
+    known: dict[int, Verdict] | None = None,
 ) -> tuple[Node, Verdict] | None:
-    """The first goal after the run's node (in the file's order) whose condition is met."""
+    """The first goal after the run's node (in the file's order) whose condition is met.
+    `known`: verdicts already reached for these facts at `now` (by condition), added to."""
     for goal in automation.goals_after(node_id):
-        verdict = ev.evaluate(goal.condition, facts, now)  # type: ignore[arg-type]
+        condition = goal.condition
+        assert condition is not None
+        verdict = (
+            ev.evaluate(condition, facts, now)
+            if known is None
+            else _verdict(condition, facts, now, ev, known)
+        )
         if verdict.ok:
             return goal, verdict
     return None
+
+
+def _verdict(
+    condition: Condition, facts: Snapshot, now: datetime, ev: Evaluator, known: dict[int, Verdict]
+) -> Verdict:
+    found = known.get(id(condition))
+    if found is None:
+        found = known[id(condition)] = ev.evaluate(condition, facts, now)
+    return found

@@ -73,8 +73,9 @@ class Engine:
         )
 
     def dispatch(self, limit: int | None = None) -> int:
-        """Follow the event log (segments, then triggers and wake-ups); how many events."""
-        return self.log.process(limit or self.batch)
+        """Follow the event log (segments, then triggers and wake-ups), and the step log into
+        the reports' funnel; how many events and steps."""
+        return self.log.process(limit or self.batch) + self.reports.fold_steps()
 
     def execute(self, limit: int | None = None) -> int:
         """Advance up to `limit` runs whose timer is due; how many were claimed."""
@@ -122,18 +123,22 @@ class Engine:
     def react(self, tick: Tick, rows: list[Any]) -> None:
         """A batch of the log through a tick: enroll, wake, advance, flush (live, and the
         simulator's in-memory tick)."""
+        relevant = self.relevant(tick, rows)
+        if relevant:
+            dispatch.on_events(tick, relevant, self.index(tick))
+            tick.flush()
+
+    def relevant(self, tick: Tick, rows: list[Any]) -> list[Any]:
+        """The events of a batch that trigger something or may wake a waiting run: only their
+        contacts need loading. Events a tick wrote itself woke what they concern in that tick
+        (`settle`)."""
         index, wakes = self.index(tick), self.wakes(tick)
-        # Only events that trigger something or may wake a waiting run need their contacts
-        # loaded. Events a tick wrote itself woke what they concern in that tick (`settle`).
-        relevant = [
+        return [
             r
             for r in rows
             if index.matching(r.name, r.properties or {})
             or (not dispatch.from_engine(r) and wakes.touched_by(r.name, r.properties or {}))
         ]
-        if relevant:
-            dispatch.on_events(tick, relevant, index)
-            tick.flush()
 
     def watched(self, tick: Tick, run: Any) -> list[Dependencies]:
         """What can wake a run at its node, as dependencies (kept per version and node)."""

@@ -9,10 +9,13 @@ moments (except those the simulated automations make themselves: those are re-de
 
 from __future__ import annotations
 
+import gc
 import os
 import random
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -42,6 +45,35 @@ CHUNK = 5000  # events read per query: memory is bounded by contacts, not by eve
 # below it, starting them costs more than they save.
 PARALLEL_FROM = 50_000
 MAX_WORKERS = 8
+
+
+@contextmanager
+def _collecting_less() -> Iterator[None]:
+    """The cyclic garbage collector less often during a replay: it holds hundreds of thousands
+    of live objects (contacts' facts, runs, messages) that every full collection walks again —
+    17 % of a 50,000-contact part's CPU time. What was alive before is set aside (`freeze`),
+    and a young collection waits for 50,000 new objects instead of 700; cycles are still
+    collected, so memory stays bounded. Backtests running at once (a server's threads) share
+    one setting: the first to start changes it, the last to end restores it."""
+    with _gc_lock:
+        if not _gc_users:
+            _gc_saved[:] = gc.get_threshold()
+            gc.freeze()
+            gc.set_threshold(50_000, _gc_saved[1], _gc_saved[2])
+        _gc_users.append(None)
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_users.pop()
+            if not _gc_users:
+                gc.set_threshold(*_gc_saved)
+                gc.unfreeze()
+
+
+_gc_lock = threading.Lock()
+_gc_users: list[None] = []
+_gc_saved: list[int] = []
 
 
 @dataclass(frozen=True)
@@ -98,7 +130,7 @@ class Simulator:
         """A backtest of the contacts whose id is p modulo n (`part` (p, n); None: all).
         Contacts are independent in the engine, so the parts' reports add up to the whole's."""
         began = time.process_time()
-        with self.store.read() as tx:
+        with self.store.read() as tx, _collecting_less():
             start_id = tx.events.position_at(workspace.id, since)
             end_id = tx.events.position_at(workspace.id, end)
             report, replay = self._prepare(tx, workspace, scope, since, end, start_id)

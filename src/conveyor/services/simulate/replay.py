@@ -136,6 +136,7 @@ class Replay:
         pending: list[EventRecord] = []
         first = 0
         for chunk in chunks:
+            self.tick.preload(chunk)
             for event in chunk:
                 at = max(event.received_at, self.now)
                 # A moment's events go in batches of ids (not of counts): a contact's events
