@@ -201,11 +201,12 @@ def select_in(
 @dataclass(frozen=True)
 class Lookup:
     """One `select_in` to run in `pipelined`; `table` None: `key` is a statement of its own
-    (`values` its parameters) whose rows are not wanted, e.g. taking advisory locks."""
+    (`values` its parameters) whose rows are not wanted, e.g. taking advisory locks; `key`
+    None: every row of the workspace."""
 
     table: Table | None
     columns: tuple[str, ...]
-    key: str
+    key: str | None
     values: Any
     workspace_id: int = 0
     lock: bool = False
@@ -222,10 +223,15 @@ def pipelined(conn: Connection, lookups: Sequence[Lookup]) -> list[list[tuple[An
     statements: list[tuple[int, str, Any]] = []  # (look-up, sql, params)
     for n, lookup in enumerate(lookups):
         if lookup.table is None:
+            assert lookup.key is not None
             statements.append((n, lookup.key, lookup.values))
             continue
         selected, _decoders = _reader(lookup.table, lookup.columns, dialect)
         head = f"SELECT {selected} FROM {lookup.table.name} WHERE workspace_id = "
+        if lookup.key is None:  # every row of the workspace
+            mark = "?" if dialect == "sqlite" else "%s"
+            statements.append((n, f"{head}{mark}", (lookup.workspace_id,)))
+            continue
         for start in range(0, len(lookup.values), 500):
             chunk = list(lookup.values[start : start + 500])
             if dialect == "sqlite":
