@@ -167,6 +167,7 @@ class ContactWriter:
         self._states: list[ContactState] = []
         self._merges: list[tuple[ContactState, ContactState]] = []
         self._events: list[tuple[ContactState | None, dict[str, Any]]] = []
+        self._system_context: dict[str, Any] = {"source": source}
 
     # --- finding contacts -----------------------------------------------------------------
 
@@ -587,7 +588,7 @@ class ContactWriter:
                     "kind": kind,
                     "name": str(name),
                     "properties": properties,
-                    "context": context if context is not None else {"source": self.source},
+                    "context": context if context is not None else self._context(),
                     "message_id": message_id,
                     "timestamp": timestamp or self.now,
                     "received_at": self.now,
@@ -595,6 +596,13 @@ class ContactWriter:
                 },
             )
         )
+
+    def _context(self) -> dict[str, Any]:
+        """A system event's context: one dict for all of them (never changed once recorded),
+        so the store encodes it once per flush."""
+        if self._system_context.get("source") != self.source:
+            self._system_context = {"source": self.source}
+        return self._system_context
 
     @property
     def position(self) -> int:
@@ -667,8 +675,9 @@ class ContactWriter:
                 and row["name"] == SystemEvent.CONTACT_CREATED
             ):
                 continue  # created and folded into an older contact within this batch
-            contact_id = state.current().id if state is not None else None
-            rows.append({**row, "contact_id": contact_id})
+            # Set in place: the row is the writer's own, and dropped with `_events` below.
+            row["contact_id"] = state.current().id if state is not None else None
+            rows.append(row)
         tx.events.append(rows)
         self._events = []
 

@@ -312,6 +312,11 @@ class _Batch:
     ) -> ContactState:
         """Find (or create) the contact a call is about; merge an anonymous visitor into it."""
         writer = self.writer
+        if user_id and anonymous_id is None and not values.standard:
+            # The usual call (a known user's track or page): nothing to merge, check or set.
+            known = writer.by_external_id(user_id)
+            if known is not None:
+                return known
         email = values.standard.get("email")
         by_user = writer.by_external_id(user_id) if user_id else None
         by_anon = writer.by_anonymous_id(anonymous_id) if anonymous_id else None

@@ -91,6 +91,18 @@ def _encoded(
         return [(encoders[0](pick(row)),) for row in rows]
     if not encode:
         return [pick(row) for row in rows]
+    # One JSON text per object: rows often share one (a writer's system events share their
+    # context). Keyed by id, valid while `rows` hold the objects, i.e. during this call.
+    texts: dict[int, Any] = {}
+
+    def shared_json(value: Any) -> Any:
+        key = id(value)
+        text = texts.get(key)
+        if text is None:
+            text = texts[key] = _json(value)
+        return text
+
+    encode = [(i, shared_json if e is _json else e) for i, e in encode]
     out = []
     for row in rows:
         values = list(pick(row))
