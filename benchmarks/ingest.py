@@ -141,7 +141,7 @@ def send_cpu(
     return send(url, "-", bodies, threads, cap) | {"cpu": cpu_seconds(pid) - before}
 
 
-def timed(proc: subprocess.Popen[str], work: Any) -> dict[str, Any]:
+def timed(proc: subprocess.Popen[bytes], work: Any) -> dict[str, Any]:
     """`work()`'s result with the server's CPU seconds while it ran."""
     before = cpu_seconds(proc.pid)
     result = work()
