@@ -102,6 +102,14 @@ def bench(dialect: str, args: argparse.Namespace) -> dict[str, Any]:
             profile.dump_stats(f"{args.profile}.{dialect}")
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         calls = sum(len(r.parsed) for g in timed for r in g)
+        # Every identify call's event sits on the contact with its email (ids kept in order).
+        with conveyor.store.db.engine.connect() as conn:
+            email = "properties->>'email'" if dialect == "postgresql" else "properties->>'$.email'"
+            wrong = conn.exec_driver_sql(
+                f"SELECT count(*) FROM events e JOIN contacts c ON c.id = e.contact_id "
+                f"WHERE e.name = 'identify' AND c.email <> e.{email}"
+            ).scalar_one()
+        assert wrong == 0, f"{wrong} identify events on a contact with another email"
         conveyor.close()
     return {
         "dialect": dialect,
