@@ -18,7 +18,7 @@ from operator import itemgetter
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, Boolean, Connection, Integer, Table
+from sqlalchemy import JSON, Connection, Table
 from sqlalchemy.exc import DBAPIError
 
 from conveyor.store.schema import UTCDateTime
@@ -322,38 +322,6 @@ def copy(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None
         raise DBAPIError.instance(sql, None, exc, error) from exc
     finally:
         cursor.close()
-
-
-def insert_ids(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> list[int]:
-    """PostgreSQL: INSERT many rows (each with the same keys) in one round trip, their new ids
-    in the order given — one statement over arrays (`unnest`), where a sequence read and a COPY
-    took three round trips. The rows go in `ORDER BY` their position, so the ids the sequence
-    hands out ascend in that order (as SQLAlchemy's own insertmanyvalues relies on)."""
-    if not rows:
-        return []
-    columns = tuple(rows[0])
-    _sql, encoders = _plan(table, columns, "postgresql", None)
-    encoded = _encoded(rows, columns, encoders)
-    arrays = [list(values) for values in zip(*encoded, strict=True)]
-    quoted = ", ".join(f'"{c}"' for c in columns)
-    casts = ", ".join(f"%s::{_pg_type(table.c[c].type)}[]" for c in columns)
-    sql = (
-        f"INSERT INTO {table.name} ({quoted}) SELECT {quoted} FROM unnest({casts}) "
-        f"WITH ORDINALITY AS given({quoted}, position) ORDER BY position RETURNING id"
-    )
-    return sorted(row[0] for row in driver(conn, sql, arrays, fetch=True))
-
-
-def _pg_type(kind: Any) -> str:
-    if isinstance(kind, JSON):
-        return "jsonb"
-    if isinstance(kind, UTCDateTime):
-        return "timestamptz"
-    if isinstance(kind, Boolean):
-        return "boolean"
-    if isinstance(kind, Integer):  # BigInteger and SmallInteger too
-        return "bigint"
-    return "text"
 
 
 def next_ids(conn: Connection, table: Table, count: int) -> list[int]:

@@ -245,8 +245,12 @@ class ContactQueries:
             return []
         if self.conn.dialect.name == "sqlite":
             return self._insert_sqlite(rows)
-        if len(rows) >= 2:  # one INSERT over arrays, its ids returned (PostgreSQL)
-            return bulk.insert_ids(self.conn, contacts, rows)
+        if len(rows) >= 10:  # ids from the sequence first, then one COPY (PostgreSQL)
+            ids = bulk.next_ids(self.conn, contacts, len(rows))
+            bulk.copy(
+                self.conn, contacts, [{"id": i, **row} for i, row in zip(ids, rows, strict=True)]
+            )
+            return ids
         result = self.conn.execute(
             insert(contacts).returning(contacts.c.id, sort_by_parameter_order=True), rows
         )
