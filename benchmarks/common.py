@@ -105,7 +105,7 @@ def database(dialect: str, purpose: str) -> Iterator[tuple[str, dict[str, str]]]
 
 @dataclass(frozen=True)
 class Server:
-    proc: subprocess.Popen[str]
+    proc: subprocess.Popen[bytes]
     url: str
     key: str  # the default workspace's admin key, printed once on the first start
 
@@ -115,45 +115,59 @@ def server(
     env: dict[str, str], serve_args: Sequence[str] = (), ready_seconds: float = 30
 ) -> Iterator[Server]:
     """Run `conveyor serve` (the API, and the worker process it starts) on a free port;
-    `serve_args` go to `serve` (e.g. `--no-worker`); healthy within `ready_seconds`."""
+    `serve_args` go to `serve` (e.g. `--no-worker`); healthy within `ready_seconds`.
+
+    Its output goes to a file, not a pipe: a pipe drained by a thread of this (busy, GIL-bound)
+    process filled up during the single-call run, and the server's one log line per request
+    then blocked its event loop until this process's reader got the GIL — a fifth of the
+    server's busy samples (py-spy, README: Performance)."""
     port = free_port()
     path = os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
-    proc = subprocess.Popen(
-        [f"{BIN}/conveyor", "serve", "--host", "127.0.0.1", "--port", str(port), *serve_args],
-        env={**os.environ, **env, "PYTHONPATH": path, "COLUMNS": "200"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    tail: deque[str] = deque(maxlen=80)  # the server's last lines, shown when something fails
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            tail.append(line)
-            if "shown only this once" in line:
-                key = next(proc.stdout).strip()
-                break
-        else:
-            raise SystemExit("conveyor serve printed no admin key")
-        threading.Thread(target=tail.extend, args=(proc.stdout,), daemon=True).start()
-        url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + ready_seconds
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/health").status_code == 200:
-                    break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("conveyor serve did not become healthy")
-            time.sleep(0.1)
-        yield Server(proc, url, key)
-    except BaseException:
-        stop(proc)
-        log.print("conveyor serve output, last lines:\n" + "".join(tail), highlight=False)
-        raise
-    finally:
-        stop(proc)
+    with tempfile.TemporaryDirectory(prefix="conveyor-bench-serve-") as tmp:
+        out_path = os.path.join(tmp, "serve.log")
+        with open(out_path, "wb") as out:
+            proc = subprocess.Popen(
+                [f"{BIN}/conveyor", "serve", "--host", "127.0.0.1", "--port", str(port)]
+                + list(serve_args),
+                env={**os.environ, **env, "PYTHONPATH": path, "COLUMNS": "200"},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+        def tail() -> str:
+            with open(out_path, encoding="utf-8", errors="replace") as log_file:
+                return "".join(deque(log_file, maxlen=80))
+
+        try:
+            key, deadline = None, time.monotonic() + ready_seconds
+            while key is None:
+                with open(out_path, encoding="utf-8", errors="replace") as log_file:
+                    lines = log_file.read().splitlines()
+                for n, line in enumerate(lines[:-1]):
+                    if "shown only this once" in line:
+                        key = lines[n + 1].strip()
+                if key is None:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        raise SystemExit("conveyor serve printed no admin key")
+                    time.sleep(0.1)
+            url = f"http://127.0.0.1:{port}"
+            while True:
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(f"{url}/health").status_code == 200:
+                        break
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit("conveyor serve did not become healthy")
+                time.sleep(0.1)
+            yield Server(proc, url, key)
+        except BaseException:
+            stop(proc)
+            log.print("conveyor serve output, last lines:\n" + tail(), highlight=False)
+            raise
+        finally:
+            stop(proc)
 
 
-def stop(proc: subprocess.Popen[str]) -> None:
+def stop(proc: subprocess.Popen[Any]) -> None:
     """SIGTERM, then SIGKILL if it has not exited in 30 s (a worker deep in a backlog)."""
     proc.terminate()  # a no-op when it has already exited
     try:
@@ -276,9 +290,7 @@ def trigger_latency(
             .where(runs.c.status == "active", runs.c.wake_at <= datetime.now(UTC))
         )
         with reader.store.db.read_connection() as conn:
-            backlog_events = conn.execute(
-                undispatched.where(events.c.name == event)
-            ).scalar_one()
+            backlog_events = conn.execute(undispatched.where(events.c.name == event)).scalar_one()
             backlog_log = conn.execute(undispatched).scalar_one()
             backlog_runs = conn.execute(due).scalar_one()
         load_sent = load_1min()

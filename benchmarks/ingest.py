@@ -28,6 +28,7 @@ from typing import Any
 
 import httpx
 import orjson
+import psycopg
 from common import BIN, database, dialects, log, machine, server
 from ingest_ceilings import bare_server, cpu_seconds, event_rows, raw_inserts
 from rich.console import Console
@@ -140,11 +141,21 @@ def send_cpu(
     return send(url, "-", bodies, threads, cap) | {"cpu": cpu_seconds(pid) - before}
 
 
-def timed(proc: subprocess.Popen[str], work: Any) -> dict[str, Any]:
+def timed(proc: subprocess.Popen[bytes], work: Any) -> dict[str, Any]:
     """`work()`'s result with the server's CPU seconds while it ran."""
     before = cpu_seconds(proc.pid)
     result = work()
     return result | {"cpu": cpu_seconds(proc.pid) - before}
+
+
+def analyze(url: str) -> None:
+    """Not timed: what autovacuum does within its first minute on a default PostgreSQL. This
+    machine's server runs with autovacuum off (`SHOW autovacuum`), and without statistics on a
+    fresh log the planner reads every event of the workspace for each message-id look-up (a
+    bitmap scan on `workspace_id` alone, estimated at 14 rows): 9 ms at 24,000 events, growing
+    with the log — the largest single cost of the PostgreSQL writer before this was found."""
+    with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
 
 
 def count_rows(url: str) -> dict[str, int]:
@@ -192,6 +203,8 @@ def bench(dialect: str, args: argparse.Namespace) -> list[dict[str, Any]]:
         proc, url, key = live.proc, live.url, live.key
         log.print(f"{dialect}: server pid {proc.pid}, sending {len(bodies)} batches")
         warm = send(url, key, batches(warmup), args.threads, args.time_cap)
+        if dialect == "postgresql" and not args.no_analyze:
+            analyze(db_url)
         with profiled(args.profile, proc.pid, f"{dialect}.batch"):
             run = timed(proc, lambda: send(url, key, batches(bodies), args.threads, args.time_cap))
         single: dict[str, Any] = {}
@@ -248,6 +261,8 @@ def main() -> None:
         "--with-worker", action="store_true", help="serve with its worker (default: API alone)"
     )
     parser.add_argument("--profile", metavar="FILE", help="py-spy the server into FILE.<db>.txt")
+    no_analyze = "PostgreSQL: no VACUUM ANALYZE after the warm-up (autovacuum's job; see `analyze`)"
+    parser.add_argument("--no-analyze", action="store_true", help=no_analyze)
     args = parser.parse_args()
     facts_before = machine()
     results = [row for dialect in dialects(args.dialect) for row in bench(dialect, args)]

@@ -8,7 +8,7 @@ of bulk statements, inside the caller's transaction.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
@@ -35,6 +35,7 @@ from conveyor.domain.fields import (
     normalize_standard,
 )
 from conveyor.domain.workspaces import Workspace
+from conveyor.store.bulk import Lookup
 from conveyor.store.store import Tx
 
 
@@ -56,6 +57,11 @@ class Catalog:
         self.pending_fields: list[FieldDefinition] = []
         # Declared by a prepared but not yet applied change; later items reuse the same type.
         self.pending: dict[str, FieldDefinition] = {}
+
+    def given(self, field_rows: list[Any]) -> None:
+        """The declared fields as read by the caller in this transaction (before any use)."""
+        if "fields" not in self.__dict__:
+            self._field_rows = field_rows
 
     @cached_property
     def fields(self) -> dict[str, FieldDefinition]:
@@ -161,6 +167,7 @@ class ContactWriter:
         self._states: list[ContactState] = []
         self._merges: list[tuple[ContactState, ContactState]] = []
         self._events: list[tuple[ContactState | None, dict[str, Any]]] = []
+        self._system_context: dict[str, Any] = {"source": source}
 
     # --- finding contacts -----------------------------------------------------------------
 
@@ -172,18 +179,25 @@ class ContactWriter:
         emails: set[str] = frozenset(),  # type: ignore[assignment]
         anonymous_ids: set[str] = frozenset(),  # type: ignore[assignment]
         with_relations: bool = False,
-    ) -> None:
-        """Load many contacts with a few queries instead of one query per lookup."""
+        first: Sequence[Lookup] = (),
+    ) -> list[list[Any]]:
+        """Load many contacts with a few queries instead of one query per lookup. `first`:
+        other look-ups to send in the same round trip, ahead of these (PostgreSQL); their rows
+        are returned."""
         ws = self.workspace.id
         # Concurrent writers about the same person take turns (PostgreSQL), so a second batch
         # sees the contact the first one created instead of racing it to the unique index.
         # The keys' locks and look-ups go in one round trip (store: `by_keys`).
-        by_external, by_email, targets = (
-            self.tx.contacts.by_keys(
-                ws, external_ids=external_ids, emails=emails, anonymous_ids=anonymous_ids
+        by_external, by_email, targets, ahead = (
+            self.tx.contacts.by_keys_after(
+                first,
+                ws,
+                external_ids=external_ids,
+                emails=emails,
+                anonymous_ids=anonymous_ids,
             )
-            if external_ids or emails or anonymous_ids
-            else ([], [], {})
+            if external_ids or emails or anonymous_ids or first
+            else ([], [], {}, [])
         )
         loaded: list[ContactState] = []
         if ids:
@@ -204,6 +218,7 @@ class ContactWriter:
                     self._by_alias[anonymous_id] = self._by_id[contact_id]
         if with_relations:
             self._load_relations([s for s in loaded if s.tags is None])
+        return ahead
 
     def adopt(
         self, rows: list[Any], tags: dict[int, set[str]], subscriptions: dict[int, dict[int, str]]
@@ -573,7 +588,7 @@ class ContactWriter:
                     "kind": kind,
                     "name": str(name),
                     "properties": properties,
-                    "context": context if context is not None else {"source": self.source},
+                    "context": context if context is not None else self._context(),
                     "message_id": message_id,
                     "timestamp": timestamp or self.now,
                     "received_at": self.now,
@@ -581,6 +596,13 @@ class ContactWriter:
                 },
             )
         )
+
+    def _context(self) -> dict[str, Any]:
+        """A system event's context: one dict for all of them (never changed once recorded),
+        so the store encodes it once per flush."""
+        if self._system_context.get("source") != self.source:
+            self._system_context = {"source": self.source}
+        return self._system_context
 
     @property
     def position(self) -> int:
@@ -653,8 +675,9 @@ class ContactWriter:
                 and row["name"] == SystemEvent.CONTACT_CREATED
             ):
                 continue  # created and folded into an older contact within this batch
-            contact_id = state.current().id if state is not None else None
-            rows.append({**row, "contact_id": contact_id})
+            # Set in place: the row is the writer's own, and dropped with `_events` below.
+            row["contact_id"] = state.current().id if state is not None else None
+            rows.append(row)
         tx.events.append(rows)
         self._events = []
 

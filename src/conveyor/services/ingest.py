@@ -10,6 +10,7 @@ applies every request waiting in one transaction, each with its own result.
 
 from __future__ import annotations
 
+import contextlib
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +19,12 @@ from conveyor import logs, telemetry
 from conveyor.clock import Clock
 from conveyor.domain.automations import webhook_event
 from conveyor.domain.errors import Conflict, FieldError, InvalidInput, ItemError
-from conveyor.domain.fields import normalize_locale, normalize_timezone
+from conveyor.domain.fields import (
+    STANDARD_FIELDS,
+    normalize_email,
+    normalize_locale,
+    normalize_timezone,
+)
 from conveyor.domain.messages import (
     Alias,
     Group,
@@ -120,7 +126,7 @@ class Ingest:
                     out[id(request)] = result
             return out
 
-        results = self.store.transact(work) if live else {}
+        results = self.store.transact(work, log_lock_later=True) if live else {}
         return [self._finish(r, results.get(id(r), IngestResult())) for r in requests]
 
     @staticmethod
@@ -200,34 +206,51 @@ class _Batch:
         ids = request_ids if request_ids is not None else [self.writer.request_id] * len(requests)
         every = [call for parsed in requests for _, call in parsed]
         message_ids = {call.messageId for call in every if call.messageId}
-        seen = (
-            self.tx.events.seen_message_ids(self.workspace.id, message_ids)
-            if message_ids
-            else set()
-        )
-        prepared: list[dict[int, Prepared]] = [{} for _ in requests]
+        # The identify calls' traits, and the emails among them normalised as `prepare` will:
+        # their contacts are looked up with the rest.
+        traits: list[dict[int, dict[str, Any]]] = [
+            {
+                index: traits_to_values(call.traits)
+                for index, call in parsed
+                if call.type == "identify"
+            }
+            for parsed in requests
+        ]
         emails: set[str] = set()
-        for parsed, result, ready in zip(requests, results, prepared, strict=True):
-            for index, call in parsed:
-                if not isinstance(call, Identify):
-                    continue
+        custom = False
+        for values in (v for by_index in traits for v in by_index.values()):
+            custom = custom or any(key not in STANDARD_FIELDS for key in values)
+            if values.get("email") is not None:
+                with contextlib.suppress(InvalidInput):  # `prepare` reports it
+                    emails.add(normalize_email(values["email"]))
+        # One round trip on PostgreSQL for the event log's lock, the message ids, the field
+        # catalog (when a trait may need it) and the contacts' key locks and look-ups.
+        first = self.tx.log_lock_lookup()
+        if message_ids:
+            first.append(self.tx.events.message_ids_lookup(self.workspace.id, message_ids))
+        if custom:
+            first.append(self.tx.catalog.fields_lookup(self.workspace.id))
+        aliases = {c.previousId for c in every if isinstance(c, Alias)}
+        ahead = self.writer.preload(
+            external_ids={c.userId for c in every if c.userId} | aliases,
+            anonymous_ids={c.anonymousId for c in every if c.anonymousId} | aliases,
+            emails=emails,
+            first=first,
+        )
+        if custom:
+            self.writer.catalog.given(self.tx.catalog.field_records(ahead.pop()))
+        seen = {row[0] for row in ahead.pop()} if message_ids else set()
+        prepared: list[dict[int, Prepared]] = [{} for _ in requests]
+        for by_index, result, ready in zip(traits, results, prepared, strict=True):
+            for index, values in by_index.items():
                 try:
                     ready[index] = self.writer.prepare(
-                        traits_to_values(call.traits),
+                        values,
                         declare_unknown=self.workspace.auto_declare_fields or False,
                         prefix="traits.",
                     )
                 except InvalidInput as exc:
                     result.errors.append(ItemError(index, exc.errors))
-                    continue
-                if ready[index].standard.get("email"):
-                    emails.add(ready[index].standard["email"])
-        aliases = {c.previousId for c in every if isinstance(c, Alias)}
-        self.writer.preload(
-            external_ids={c.userId for c in every if c.userId} | aliases,
-            anonymous_ids={c.anonymousId for c in every if c.anonymousId} | aliases,
-            emails=emails,
-        )
         for parsed, result, ready, rid in zip(requests, results, prepared, ids, strict=True):
             self.writer.request_id = rid
             self._run_one(parsed, result, ready, seen)
@@ -289,6 +312,11 @@ class _Batch:
     ) -> ContactState:
         """Find (or create) the contact a call is about; merge an anonymous visitor into it."""
         writer = self.writer
+        if user_id and anonymous_id is None and not values.standard:
+            # The usual call (a known user's track or page): nothing to merge, check or set.
+            known = writer.by_external_id(user_id)
+            if known is not None:
+                return known
         email = values.standard.get("email")
         by_user = writer.by_external_id(user_id) if user_id else None
         by_anon = writer.by_anonymous_id(anonymous_id) if anonymous_id else None

@@ -91,6 +91,18 @@ def _encoded(
         return [(encoders[0](pick(row)),) for row in rows]
     if not encode:
         return [pick(row) for row in rows]
+    # One JSON text per object: rows often share one (a writer's system events share their
+    # context). Keyed by id, valid while `rows` hold the objects, i.e. during this call.
+    texts: dict[int, Any] = {}
+
+    def shared_json(value: Any) -> Any:
+        key = id(value)
+        text = texts.get(key)
+        if text is None:
+            text = texts[key] = _json(value)
+        return text
+
+    encode = [(i, shared_json if e is _json else e) for i, e in encode]
     out = []
     for row in rows:
         values = list(pick(row))
@@ -201,11 +213,12 @@ def select_in(
 @dataclass(frozen=True)
 class Lookup:
     """One `select_in` to run in `pipelined`; `table` None: `key` is a statement of its own
-    (`values` its parameters) whose rows are not wanted, e.g. taking advisory locks."""
+    (`values` its parameters) whose rows are not wanted, e.g. taking advisory locks; `key`
+    None: every row of the workspace."""
 
     table: Table | None
     columns: tuple[str, ...]
-    key: str
+    key: str | None
     values: Any
     workspace_id: int = 0
     lock: bool = False
@@ -222,10 +235,15 @@ def pipelined(conn: Connection, lookups: Sequence[Lookup]) -> list[list[tuple[An
     statements: list[tuple[int, str, Any]] = []  # (look-up, sql, params)
     for n, lookup in enumerate(lookups):
         if lookup.table is None:
+            assert lookup.key is not None
             statements.append((n, lookup.key, lookup.values))
             continue
         selected, _decoders = _reader(lookup.table, lookup.columns, dialect)
         head = f"SELECT {selected} FROM {lookup.table.name} WHERE workspace_id = "
+        if lookup.key is None:  # every row of the workspace
+            mark = "?" if dialect == "sqlite" else "%s"
+            statements.append((n, f"{head}{mark}", (lookup.workspace_id,)))
+            continue
         for start in range(0, len(lookup.values), 500):
             chunk = list(lookup.values[start : start + 500])
             if dialect == "sqlite":

@@ -7,8 +7,11 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
+from conveyor.store import bulk
 from conveyor.store.records import FieldRecord, ListRecord
 from conveyor.store.schema import contact_tags, events, field_definitions, lists, subscriptions
+
+_FIELD_COLUMNS = tuple(c.name for c in field_definitions.c)  # FieldRecord's fields, in order
 
 
 class CatalogQueries:
@@ -26,6 +29,14 @@ class CatalogQueries:
                 .order_by(field_definitions.c.key)
             )
         ]
+
+    def fields_lookup(self, workspace_id: int) -> bulk.Lookup:
+        """`fields` as a look-up to pipeline with others; `field_records` makes its rows."""
+        return bulk.Lookup(field_definitions, _FIELD_COLUMNS, None, (), workspace_id)
+
+    @staticmethod
+    def field_records(rows: list[Any]) -> list[FieldRecord]:
+        return sorted((FieldRecord(*row) for row in rows), key=lambda r: r.key)
 
     def add_fields(self, workspace_id: int, rows: list[dict[str, Any]], now: datetime) -> None:
         if rows:

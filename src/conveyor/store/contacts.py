@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -60,9 +60,29 @@ class ContactQueries:
         """`lock_keys` on all the keys, then the contacts by external id, by email, and the
         targets of the anonymous ids (as `alias_targets`): one round trip to PostgreSQL (a
         pipeline), where these were four."""
+        by_external, by_email, aliases, _ = self.by_keys_after(
+            (),
+            workspace_id,
+            external_ids=external_ids,
+            emails=emails,
+            anonymous_ids=anonymous_ids,
+        )
+        return by_external, by_email, aliases
+
+    def by_keys_after(
+        self,
+        first: Sequence[bulk.Lookup],
+        workspace_id: int,
+        *,
+        external_ids: Iterable[str] = (),
+        emails: Iterable[str] = (),
+        anonymous_ids: Iterable[str] = (),
+    ) -> tuple[list[ContactRecord], list[ContactRecord], dict[str, int], list[list[Any]]]:
+        """`by_keys`, with other look-ups sent ahead of it in the same round trip (the ingest
+        writer's log lock, message ids and field catalog): their rows come fourth."""
         external_ids, emails, anonymous_ids = list(external_ids), list(emails), list(anonymous_ids)
         keys = sorted({*external_ids, *emails, *anonymous_ids})
-        lookups = []
+        lookups = list(first)
         if self.lock_rows and keys:
             lookups.append(bulk.Lookup(None, (), _LOCK_KEYS, {"ws": workspace_id, "keys": keys}))
         for key, values in (("external_id", external_ids), ("email", emails)):
@@ -78,11 +98,13 @@ class ContactQueries:
                 workspace_id,
             )
         )
-        *_, by_external, by_email, aliases = bulk.pipelined(self.conn, lookups)
+        found = bulk.pipelined(self.conn, lookups)
+        by_external, by_email, aliases = found[-3:]
         return (
             [ContactRecord(*row) for row in by_external],
             [ContactRecord(*row) for row in by_email],
             dict(aliases),  # type: ignore[arg-type]
+            found[: len(first)],
         )
 
     def _select(self, stmt: Select[Any]) -> list[ContactRecord]:

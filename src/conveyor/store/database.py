@@ -39,6 +39,8 @@ _RETRYABLE_PG = {"40001", "40P01", "23505"}
 # Every PostgreSQL write transaction holds this advisory lock shared; a log consumer takes it
 # exclusively for an instant to learn the highest event id below which all writers committed.
 LOG_LOCK = 0x636F6E76
+# Every writer of the event log holds it shared for its whole transaction (see `high_water`).
+LOG_LOCK_SQL = f"SELECT pg_advisory_xact_lock_shared({LOG_LOCK})"
 
 
 @contextlib.contextmanager
@@ -162,16 +164,20 @@ class Database:
         return self.dialect == "sqlite"
 
     @contextlib.contextmanager
-    def write_connection(self, *, follow_log: bool = False) -> Iterator[Connection]:
+    def write_connection(
+        self, *, follow_log: bool = False, log_lock_later: bool = False
+    ) -> Iterator[Connection]:
         """A write transaction. `follow_log`: a consumer of the event log's, which does not hold
         the writers' advisory lock from the start (PostgreSQL): it takes it with
-        `high_water` once it knows it has work (see there)."""
+        `high_water` once it knows it has work (see there). `log_lock_later`: the caller takes
+        the writers' lock itself (`LOG_LOCK_SQL`) before it writes anything — the ingest writer
+        sends it in the pipeline of its first look-ups, saving a round trip (PostgreSQL)."""
         with self._writers or contextlib.nullcontext(), self.engine.connect() as conn:
             if self.is_sqlite:
                 conn.execution_options(conveyor_begin="IMMEDIATE")
             with conn.begin():
-                if not self.is_sqlite and not follow_log:
-                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock_shared({LOG_LOCK})")
+                if not self.is_sqlite and not follow_log and not log_lock_later:
+                    conn.exec_driver_sql(LOG_LOCK_SQL)
                 yield conn
 
     def high_water(self, conn: Connection) -> int | None:

@@ -29,6 +29,11 @@ class EventQueries:
         )
         return {row[0] for row in rows}
 
+    def message_ids_lookup(self, workspace_id: int, message_ids: Iterable[str]) -> bulk.Lookup:
+        """`seen_message_ids` as a look-up to pipeline with others (`bulk.pipelined`); each
+        row's first value is a message id seen."""
+        return bulk.Lookup(events, ("message_id",), "message_id", list(message_ids), workspace_id)
+
     def append(self, rows: list[dict[str, Any]]) -> None:
         """Append events in the given order; the log's ids grow in that order."""
         if self.dialect == "postgresql" and len(rows) >= 20 and _same_keys(rows):

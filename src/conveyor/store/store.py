@@ -12,6 +12,7 @@ from sqlalchemy import Connection
 from conveyor.store.automation_drafts import AutomationDraftQueries
 from conveyor.store.automation_stats import AutomationStatsQueries
 from conveyor.store.automations import AutomationQueries
+from conveyor.store.bulk import Lookup
 from conveyor.store.bulk_jobs import BulkJobQueries
 from conveyor.store.campaigns import CampaignQueries
 from conveyor.store.catalog import CatalogQueries
@@ -19,7 +20,7 @@ from conveyor.store.conditions import AudienceQueries
 from conveyor.store.contact_search import ContactSearchQueries
 from conveyor.store.contacts import ContactQueries
 from conveyor.store.crm import CrmQueries
-from conveyor.store.database import Database, refusals
+from conveyor.store.database import LOG_LOCK_SQL, Database, refusals
 from conveyor.store.deliverability import DeliverabilityQueries
 from conveyor.store.events import EventQueries
 from conveyor.store.experiments import ExperimentQueries
@@ -50,6 +51,8 @@ class Tx:
         self._db = db
         self.writing = writing
         self.dialect = dialect
+        # Opened with `log_lock_later` and the event log's writer lock not taken yet.
+        self.log_lock_pending = False
         self.workspaces = WorkspaceQueries(conn)
         self.catalog = CatalogQueries(conn)
         self.contacts = ContactQueries(conn, lock_rows=writing and dialect == "postgresql")
@@ -78,6 +81,20 @@ class Tx:
         """A nested transaction: what `work` inside it did is undone alone if it raises."""
         with self._conn.begin_nested():
             yield
+
+    def log_lock_lookup(self) -> list[Lookup]:
+        """The event log's writer lock as the first statement of a pipeline (`bulk.pipelined`),
+        when this transaction was opened with `log_lock_later` and has not taken it yet; else
+        nothing. Whoever calls this sends it before writing."""
+        if not self.log_lock_pending:
+            return []
+        self.log_lock_pending = False
+        return [Lookup(None, (), LOG_LOCK_SQL, ())]
+
+    def take_log_lock(self) -> None:
+        if self.log_lock_pending:
+            self.log_lock_pending = False
+            self._conn.exec_driver_sql(LOG_LOCK_SQL)
 
     def high_water(self) -> int | None:
         """In an event-log consumer's transaction: see `Database.high_water`."""
@@ -128,13 +145,23 @@ class Store:
             pass
 
     @contextlib.contextmanager
-    def write(self, *, follow_log: bool = False) -> Iterator[Tx]:
+    def write(self, *, follow_log: bool = False, log_lock_later: bool = False) -> Iterator[Tx]:
+        """`log_lock_later`: the work takes the event log's writer lock itself, before it writes
+        (`Tx.log_lock_lookup`, in its first pipeline; PostgreSQL) — see `Database`."""
         unit = self._unit()
         if unit is not None:
             yield unit
             return
-        with refusals(), self.db.write_connection(follow_log=follow_log) as conn:
-            yield Tx(conn, writing=True, dialect=self.dialect, db=self.db)
+        later = log_lock_later and not follow_log and self.dialect == "postgresql"
+        with (
+            refusals(),
+            self.db.write_connection(follow_log=follow_log, log_lock_later=later) as conn,
+        ):
+            tx = Tx(conn, writing=True, dialect=self.dialect, db=self.db)
+            tx.log_lock_pending = later
+            yield tx
+            if tx.log_lock_pending:  # nothing took it: take it now, before the commit
+                tx.take_log_lock()
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Tx]:
@@ -155,16 +182,19 @@ class Store:
         with self.db.peek_connection() as conn:
             yield Tx(conn, writing=False, dialect=self.dialect)
 
-    def transact(self, work: Callable[[Tx], T], *, follow_log: bool = False) -> T:
+    def transact(
+        self, work: Callable[[Tx], T], *, follow_log: bool = False, log_lock_later: bool = False
+    ) -> T:
         """Run `work` in a write transaction, again from the start if it lost a race to a peer.
-        `follow_log`: the transaction of an event-log consumer (see `Tx.high_water`)."""
+        `follow_log`: the transaction of an event-log consumer (see `Tx.high_water`);
+        `log_lock_later`: see `write`."""
 
         unit = self._unit()
         if unit is not None:
             return work(unit)  # inside a unit of work: its transaction, retried as a whole
 
         def attempt() -> T:
-            with self.write(follow_log=follow_log) as tx:
+            with self.write(follow_log=follow_log, log_lock_later=log_lock_later) as tx:
                 return work(tx)
 
         return self.db.retrying(attempt)
