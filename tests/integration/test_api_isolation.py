@@ -584,7 +584,25 @@ NAMES = itertools.count(1)
 def world(shared: tuple[Conveyor, LiveServer], client: httpx.Client) -> World:
     """A (`tenant`) with a contact, field, lists, segment, automation, keys and events; B with
     its own of each, under other keys."""
-    conveyor, n = shared[0], next(NAMES)
+    return build_world(shared[0], client)
+
+
+@pytest.fixture(scope="module")
+def reading_world(shared: tuple[Conveyor, LiveServer]) -> Iterator[tuple[World, dict[str, Any]]]:
+    """One world for every case that only reads as A's admin (an admin GET), with A's snapshot:
+    each such test still asserts A unchanged after it, so a read that wrote would fail there
+    (and in the tests after it), not pass unseen."""
+    with httpx.Client(base_url=shared[1].url, timeout=30) as http:
+        made = build_world(shared[0], http)
+        yield made, snapshot(http, made)
+
+
+def reads_only(case: Case) -> bool:
+    return case.method == "GET" and case.access == ADMIN
+
+
+def build_world(conveyor: Conveyor, client: httpx.Client) -> World:
+    n = next(NAMES)
     tenant, other_tenant = make_tenant(conveyor, f"acme-{n}"), make_tenant(conveyor, f"globex-{n}")
     for path, body in [
         ("/fields", {"key": FIELD, "type": "text"}),
@@ -720,10 +738,15 @@ def bad_credentials(world: World, case: Case) -> list[tuple[str, dict[str, str],
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_route_is_isolated_and_checks_keys(
-    case: Case, world: World, client: httpx.Client
+    case: Case, client: httpx.Client, request: pytest.FixtureRequest
 ) -> None:
-    """One fixture setup per route (each costs ~0.4 s): every key check runs in here."""
-    before = snapshot(client, world)
+    """One fixture setup per route (each costs ~0.4 s; admin reads share one): every key check
+    runs in here."""
+    if reads_only(case):
+        world, before = request.getfixturevalue("reading_world")
+    else:
+        world = request.getfixturevalue("world")
+        before = snapshot(client, world)
 
     expected = {k: fill(v, world.values(case, world.a)) for k, v in (case.cross_json or {}).items()}
     response = send(client, world, case, world.b.admin, acting=world.b)
