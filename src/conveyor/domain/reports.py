@@ -113,8 +113,8 @@ class AttributionModel:
     @property
     def name(self) -> str:
         return (
-            f"last click within {self.click_days} days, else last human open or delivery "
-            f"within {self.open_days} days"
+            f"last click within {_days(self.click_days)}, else last human open or delivery "
+            f"within {_days(self.open_days)}"
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -387,3 +387,7 @@ def graph_order(start: str, targets: Mapping[str, Iterable[str]]) -> list[str]:
         order.append(here)
         queue += [t for t in targets[here] if t not in order]
     return order + [n for n in targets if n not in order]
+
+
+def _days(n: int) -> str:
+    return "1 day" if n == 1 else f"{n} days"

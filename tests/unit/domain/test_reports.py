@@ -130,7 +130,7 @@ def test_attribution_settings_are_checked_field_by_field():
     model = attribution_model({"attribution": {"click_days": 2}})
     assert (model.click_days, model.open_days, model.event) == (2, 1, "order_completed")
     assert model.as_dict()["name"] == (
-        "last click within 2 days, else last human open or delivery within 1 days"
+        "last click within 2 days, else last human open or delivery within 1 day"
     )
 
 
