@@ -1,9 +1,22 @@
 """Steps the channel and policy tests share: run the engine and delivery until nothing is due,
-activate an automation, save a template — all through the public API."""
+activate an automation, save a template, create what an automation names — all through the
+public API."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from conveyor.domain.workspace_code import named_refs, template_refs
+
+# The least each channel's template needs: POST /automations refuses a definition naming a
+# template the workspace lacks, so tests about something else create these first.
+MINIMAL_CONTENT: dict[str, dict[str, Any]] = {
+    "email": {"subject": "Hello", "text": "Hello {{ contact.email }}"},
+    "sms": {"body": "Hello"},
+    "site_message": {"title": "Hello", "body": "Hello"},
+    "team": {"subject": "Note", "text": "A contact"},
+    "webhook": {"body": "{}"},
+}
 
 
 def settle(conveyor: Any) -> None:
@@ -28,3 +41,25 @@ def activate(client: Any, tenant: Any, definition: dict[str, Any]) -> None:
 def save_template(client: Any, tenant: Any, template: dict[str, Any]) -> None:
     r = client.post("/templates", headers=tenant.admin, json=template)
     assert r.status_code == 200, r.text
+
+
+def provide(client: Any, headers: dict[str, str], definition: dict[str, Any]) -> None:
+    """Create every template (minimal, for the node's channel) and list an automation
+    definition names that the workspace lacks, so POST /automations accepts it. Segments and
+    other automations carry meaning of their own: the test creates those itself."""
+    r = client.get("/templates", headers=headers)
+    assert r.status_code == 200, r.text
+    have = {t["key"] for t in r.json()}
+    for _, key, channel in template_refs(definition):
+        if key not in have:
+            body = {"key": key, "channel": channel, "content": MINIMAL_CONTENT[channel]}
+            r = client.post("/templates", headers=headers, json=body)
+            assert r.status_code == 200, r.text
+            have.add(key)
+    lists = {key for _, kind, key in named_refs(definition) if kind == "list"}
+    if lists:
+        r = client.get("/lists", headers=headers)
+        assert r.status_code == 200, r.text
+        for key in sorted(lists - {item["key"] for item in r.json()}):
+            r = client.post("/lists", headers=headers, json={"key": key})
+            assert r.status_code in (200, 201), r.text
