@@ -33,8 +33,9 @@ def settle(conveyor: Any) -> None:
 def activate(client: Any, tenant: Any, definition: dict[str, Any]) -> None:
     r = client.post("/automations", headers=tenant.admin, json=definition)
     assert r.status_code == 200, r.text
-    r = client.patch(f"/automations/{definition['key']}", headers=tenant.admin,
-                     json={"status": "active"})
+    r = client.patch(
+        f"/automations/{definition['key']}", headers=tenant.admin, json={"status": "active"}
+    )
     assert r.status_code == 200, r.text
 
 
