@@ -9,11 +9,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.support.flows import example_templates, provide
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "automations"
 
 
 def apply(client, tenant, name, activate=True):
     definition = yaml.safe_load((EXAMPLES / f"{name}.yaml").read_text())
+    provide(client, tenant.admin, definition, example_templates())
     r = client.post("/automations", headers=tenant.admin, json=definition)
     assert r.status_code == 200, r.text
     if activate:
@@ -209,7 +212,10 @@ def test_scenario_9_onboarding_before_promotion(client, tenant, conveyor, clock,
     clock.advance(timedelta(days=3))
     settle(conveyor)
     assert outbox(client, tenant, "fay") == [
-        "onboarding-1", "onboarding-2", "spring-offer", "spring-sms"
+        "onboarding-1",
+        "onboarding-2",
+        "spring-offer",
+        "spring-sms",
     ]
     # Someone not in onboarding enters the promotion at once.
     other = client.post(
@@ -228,6 +234,7 @@ def test_versions_lifecycle_and_manual_enrollment(client, tenant, conveyor, cloc
     settle(conveyor)
     definition = yaml.safe_load((EXAMPLES / "welcome-series.yaml").read_text())
     definition["nodes"][0]["template"] = "welcome-1b"
+    provide(client, tenant.admin, definition)
     r = client.post("/automations", headers=tenant.admin, json=definition)
     assert r.json()["result"] == "new version" and r.json()["version"] == 2
     assert (
@@ -325,6 +332,7 @@ def test_a_segment_an_automation_uses_cannot_be_deleted(client, tenant):
         "triggers": [{"segment_entered": "vips"}],
         "nodes": [{"id": "hi", "type": "send_email", "template": "vip"}],
     }
+    provide(client, tenant.admin, definition)
     assert client.post("/automations", headers=tenant.admin, json=definition).status_code == 200
     r = client.delete("/segments/vips", headers=tenant.admin)
     assert r.status_code == 409 and "vip-welcome" in r.json()["detail"]
@@ -386,6 +394,7 @@ def test_date_trigger_fires_on_the_contacts_own_day_at_their_local_time(
         "nodes": [{"id": "remind", "type": "send_email", "template": "renewal"}],
     }
     for definition in (birthday, renewal):
+        provide(client, tenant.admin, definition, example_templates())
         assert (
             client.post("/automations", headers=tenant.admin, json=definition).status_code == 200
         ), definition

@@ -4,7 +4,11 @@ public API."""
 
 from __future__ import annotations
 
+from functools import cache
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from conveyor.domain.workspace_code import named_refs, template_refs
 
@@ -44,16 +48,37 @@ def save_template(client: Any, tenant: Any, template: dict[str, Any]) -> None:
     assert r.status_code == 200, r.text
 
 
-def provide(client: Any, headers: dict[str, str], definition: dict[str, Any]) -> None:
-    """Create every template (minimal, for the node's channel) and list an automation
-    definition names that the workspace lacks, so POST /automations accepts it. Segments and
-    other automations carry meaning of their own: the test creates those itself."""
+@cache
+def example_templates() -> dict[str, dict[str, Any]]:
+    """The templates under examples/templates, by key (for the examples' automations)."""
+    folder = Path(__file__).resolve().parents[2] / "examples" / "templates"
+    found: dict[str, dict[str, Any]] = {}
+    for path in sorted(folder.glob("*.yaml")):
+        for template in yaml.safe_load(path.read_text()):
+            found[template["key"]] = template
+    return found
+
+
+def provide(
+    client: Any,
+    headers: dict[str, str],
+    definition: dict[str, Any],
+    known: dict[str, dict[str, Any]] | None = None,
+) -> None:
+    """Create every template and list an automation definition names that the workspace
+    lacks, so POST /automations accepts it: a template from `known` when it holds the key
+    (e.g. example_templates()), else a minimal one for the node's channel. Segments and other
+    automations carry meaning of their own: the test creates those itself."""
     r = client.get("/templates", headers=headers)
     assert r.status_code == 200, r.text
     have = {t["key"] for t in r.json()}
     for _, key, channel in template_refs(definition):
         if key not in have:
-            body = {"key": key, "channel": channel, "content": MINIMAL_CONTENT[channel]}
+            body = (known or {}).get(key) or {
+                "key": key,
+                "channel": channel,
+                "content": MINIMAL_CONTENT[channel],
+            }
             r = client.post("/templates", headers=headers, json=body)
             assert r.status_code == 200, r.text
             have.add(key)
