@@ -18,6 +18,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from conveyor.api.app import create_app
 from conveyor.bootstrap import Conveyor
 from tests.integration.conftest import LiveServer, Tenant, make_tenant
+from tests.support.flows import example_templates
 
 pytestmark = [
     pytest.mark.e2e,
@@ -92,6 +93,11 @@ def seeded(conveyor: Conveyor) -> tuple[Tenant, Tenant]:
     conveyor.catalog.create_list(ws, "newsletter")
     conveyor.signin.create_user(ws, "mia@acme.example", "marketer", PASSWORD, name="Mia Marketer")
     conveyor.signin.create_user(ws, "vic@acme.example", "viewer", PASSWORD, name="Vic Viewer")
+    # The templates the two automations name: the test posts a new version of one through the
+    # API, which refuses a definition naming a template the workspace lacks.
+    for key in ("welcome-1", "welcome-2", "welcome-3", "cart-reminder-1", "cart-reminder-2"):
+        template = example_templates()[key]
+        conveyor.templates.save(ws, key, template["channel"], template["content"])
     conveyor.automations.apply(ws, example("welcome-series"))
     conveyor.automations.set_status(ws, "welcome-series", "active")
     conveyor.automations.apply(ws, example("abandoned-cart"))

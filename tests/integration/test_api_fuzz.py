@@ -36,6 +36,7 @@ from schemathesis.generation import GenerationMode
 from conveyor.bootstrap import Conveyor
 from conveyor.services.automations import hook_token
 from conveyor.services.contacts import confirmation_token
+from tests.support.flows import provide
 
 if TYPE_CHECKING:
     from schemathesis.schemas import APIOperation
@@ -90,6 +91,7 @@ def seed(conveyor: Conveyor, client: httpx.Client, tenant: Tenant) -> dict[str, 
         assert response.status_code == 201, response.text
     contact = client.get("/contacts/lookup", params={"email": "ada@example.com"},
                          headers=tenant.admin).json()
+    provide(client, tenant.admin, AUTOMATION)  # its template, which POST /automations requires
     for method, path, body in [
         ("POST", "/automations", AUTOMATION),
         ("PATCH", "/automations/welcome", {"status": "active"}),

@@ -9,10 +9,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.support.flows import example_templates, provide
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "automations"
 
 
 def apply(client, tenant, definition):
+    provide(client, tenant.admin, definition, example_templates())
     r = client.post("/automations", headers=tenant.admin, json=definition)
     assert r.status_code == 200, r.text
     r = client.patch(

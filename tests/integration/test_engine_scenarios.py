@@ -9,11 +9,16 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.support.flows import activate, example_templates, provide
+from tests.support.flows import settle as settle_all
+from tests.support.smtp import SmtpSink
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "automations"
 
 
 def apply(client, tenant, name, activate=True):
     definition = yaml.safe_load((EXAMPLES / f"{name}.yaml").read_text())
+    provide(client, tenant.admin, definition, example_templates())
     r = client.post("/automations", headers=tenant.admin, json=definition)
     assert r.status_code == 200, r.text
     if activate:
@@ -209,7 +214,10 @@ def test_scenario_9_onboarding_before_promotion(client, tenant, conveyor, clock,
     clock.advance(timedelta(days=3))
     settle(conveyor)
     assert outbox(client, tenant, "fay") == [
-        "onboarding-1", "onboarding-2", "spring-offer", "spring-sms"
+        "onboarding-1",
+        "onboarding-2",
+        "spring-offer",
+        "spring-sms",
     ]
     # Someone not in onboarding enters the promotion at once.
     other = client.post(
@@ -228,6 +236,7 @@ def test_versions_lifecycle_and_manual_enrollment(client, tenant, conveyor, cloc
     settle(conveyor)
     definition = yaml.safe_load((EXAMPLES / "welcome-series.yaml").read_text())
     definition["nodes"][0]["template"] = "welcome-1b"
+    provide(client, tenant.admin, definition)
     r = client.post("/automations", headers=tenant.admin, json=definition)
     assert r.json()["result"] == "new version" and r.json()["version"] == 2
     assert (
@@ -325,6 +334,7 @@ def test_a_segment_an_automation_uses_cannot_be_deleted(client, tenant):
         "triggers": [{"segment_entered": "vips"}],
         "nodes": [{"id": "hi", "type": "send_email", "template": "vip"}],
     }
+    provide(client, tenant.admin, definition)
     assert client.post("/automations", headers=tenant.admin, json=definition).status_code == 200
     r = client.delete("/segments/vips", headers=tenant.admin)
     assert r.status_code == 409 and "vip-welcome" in r.json()["detail"]
@@ -386,6 +396,7 @@ def test_date_trigger_fires_on_the_contacts_own_day_at_their_local_time(
         "nodes": [{"id": "remind", "type": "send_email", "template": "renewal"}],
     }
     for definition in (birthday, renewal):
+        provide(client, tenant.admin, definition, example_templates())
         assert (
             client.post("/automations", headers=tenant.admin, json=definition).status_code == 200
         ), definition
@@ -440,3 +451,70 @@ def test_date_trigger_fires_on_the_contacts_own_day_at_their_local_time(
         json={**birthday, "key": "bad", "triggers": [{"date": {"field": "renewal_day"}}]},
     )
     assert r.status_code == 422 and r.json()["field"] == "triggers.0.date.field"
+
+
+def test_a_missing_template_is_refused_at_save_and_one_deleted_later_fails_at_send(
+    client, tenant, conveyor, clock
+):
+    definition = {
+        "key": "two-mails",
+        "triggers": [{"event": "signed_up"}],
+        "nodes": [
+            {"id": "first", "type": "send_email", "template": "hello"},
+            {"id": "pause", "type": "wait", "for": "1 day"},
+            {"id": "second", "type": "send_email", "template": "follow-up"},
+        ],
+    }
+    # Naming templates the workspace lacks: refused at save, each field named, nothing stored.
+    for path in ("/automations/validate", "/automations"):
+        r = client.post(path, headers=tenant.admin, json=definition)
+        assert r.status_code == 422, r.text
+        assert r.json()["field"] == "nodes.0.template"
+        assert [e["field"] for e in r.json()["errors"]] == ["nodes.0.template", "nodes.2.template"]
+    assert client.get("/automations/two-mails", headers=tenant.admin).status_code == 404
+    provide(client, tenant.admin, definition)
+    sink = SmtpSink().start()
+    try:
+        r = client.put(
+            "/channels/email",
+            headers=tenant.admin,
+            json={"from": "Shop <news@acme-shop.com>", "smtp_url": sink.url},
+        )
+        assert r.status_code == 200, r.text
+        activate(client, tenant, definition)
+        # A template the current version uses cannot be deleted.
+        r = client.delete("/templates/follow-up", headers=tenant.admin)
+        assert r.status_code == 409 and "two-mails" in r.json()["detail"], r.text
+        r = client.post(
+            "/contacts",
+            headers=tenant.admin,
+            json={"external_id": "ann", "email": "ann@example.com"},
+        )
+        assert r.status_code == 201, r.text
+        track(client, tenant, "ann", "signed_up")
+        settle_all(conveyor)
+        # Version 2 sends another follow-up; ann stays on version 1, which still names the old
+        # one. Only the current version guards it, so it can be deleted: ann's second message
+        # then fails when it is sent.
+        changed = {
+            **definition,
+            "nodes": [
+                *definition["nodes"][:2],
+                {"id": "second", "type": "send_email", "template": "follow-up-2"},
+            ],
+        }
+        provide(client, tenant.admin, changed)
+        r = client.post("/automations", headers=tenant.admin, json=changed)
+        assert r.status_code == 200 and r.json()["version"] == 2, r.text
+        assert client.delete("/templates/follow-up", headers=tenant.admin).status_code == 204
+        clock.advance(timedelta(days=1))
+        settle_all(conveyor)
+    finally:
+        sink.stop()
+    items = client.get(
+        "/outbox", headers=tenant.admin, params={"contact": contact_id(client, tenant, "ann")}
+    ).json()["items"]
+    by_template = {m["template"]: m for m in items}
+    assert by_template["hello"]["status"] == "sent"
+    assert by_template["follow-up"]["status"] == "failed"
+    assert by_template["follow-up"]["error"] == "no email template 'follow-up'"

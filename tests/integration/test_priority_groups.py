@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import select
 
 from conveyor.store.schema import outbox
+from tests.support.flows import provide
 
 GROUP = "promotions"
 
@@ -32,6 +33,7 @@ def automation(
         "priority": priority,
         "nodes": nodes,
     }
+    provide(client, tenant.admin, definition)
     r = client.post("/automations", headers=tenant.admin, json=definition)
     assert r.status_code == 200, r.text
     r = client.patch(f"/automations/{key}", headers=tenant.admin, json={"status": "active"})
@@ -171,15 +173,13 @@ def test_preempt_within_one_event(client, tenant, conveyor, clock):
 
 def test_outbox_rows_carry_the_priority_level(client, tenant, conveyor):
     automation(client, tenant, "vip", level=10, wait=False)
-    r = client.post(
-        "/automations",
-        headers=tenant.admin,
-        json={
-            "key": "plain",
-            "triggers": [{"tag_added": "plain"}],
-            "nodes": [{"id": "hi", "type": "send_email", "template": "plain-1"}],
-        },
-    )
+    plain = {
+        "key": "plain",
+        "triggers": [{"tag_added": "plain"}],
+        "nodes": [{"id": "hi", "type": "send_email", "template": "plain-1"}],
+    }
+    provide(client, tenant.admin, plain)
+    r = client.post("/automations", headers=tenant.admin, json=plain)
     assert r.status_code == 200, r.text
     client.patch("/automations/plain", headers=tenant.admin, json={"status": "active"})
     cid = contact(client, tenant, "fox")

@@ -347,6 +347,7 @@ def test_the_forecast_names_the_automations_that_collide(client, tenant, clock):
         headers=tenant.admin,
         json={"caps": {"email": [{"max": 1, "per": "16 hours"}]}},
     )
+    _templates(client, tenant, "welcome-1", "upsell-1", "quiet-1")
     for key in ("welcome", "upsell", "quiet"):
         trigger = "signed_up" if key != "quiet" else "never_happens"
         activate(
