@@ -44,6 +44,7 @@ from conveyor.services.automations import hook_token
 from conveyor.services.channel_config import inbound_token
 from conveyor.services.contacts import confirmation_token
 from conveyor.settings import Settings
+from tests.conftest import empty_database
 from tests.integration.conftest import LiveServer, Tenant, make_tenant
 from tests.support.smtp import SmtpSink
 
@@ -556,8 +557,10 @@ def shared(
         path = tmp_path_factory.mktemp("isolation") / "conveyor.db"
         shutil.copy(request.getfixturevalue("sqlite_template"), path)
         url = f"sqlite:///{path}"
-    else:  # the session's database; earlier tests' rows are just more tenants
+    else:  # the session's database, emptied: an earlier test's worker heartbeat would make
+        # /readyz ready here
         url = request.getfixturevalue("postgres_url")
+        empty_database(url)
     settings = Settings(database_url=url, data_dir=tmp_path_factory.mktemp("data"))
     conveyor = bootstrap(settings, clock=SimulatedClock())
     smtp = SmtpSink().start()
