@@ -207,13 +207,15 @@ class Templates:
 
 
 def _automations_using(tx: Tx, workspace: Workspace, key: str) -> list[str]:
+    """Automations whose current version sends `key`, or an older version that still has
+    contacts inside (they would reach the send and fail there)."""
+    rows = {row.id: row for row in tx.automations.all(workspace.id)}
+    versions = {(r.id, r.version) for r in rows.values() if r.status != "archived" and r.version}
+    versions |= set(tx.automations.versions_in_use(workspace.id))
     users = []
-    for row in tx.automations.all(workspace.id):
-        if row.status == "archived" or row.version == 0:
-            continue
-        definition = tx.automations.definition(row.id, row.version) or {}
-        if any(
-            isinstance(n, dict) and n.get("template") == key for n in definition.get("nodes", [])
-        ):
-            users.append(row.key)
-    return users
+    for automation_id, version in sorted(versions):
+        definition = tx.automations.definition(automation_id, version) or {}
+        nodes = definition.get("nodes", [])
+        if any(isinstance(n, dict) and n.get("template") == key for n in nodes):
+            users.append(rows[automation_id].key)
+    return sorted(set(users))

@@ -92,6 +92,15 @@ class AutomationQueries:
             )
         )
 
+    def versions_in_use(self, workspace_id: int) -> list[tuple[int, int]]:
+        """(automation id, version) of every version with runs still inside or queued."""
+        rows = self.conn.execute(
+            select(runs.c.automation_id, runs.c.version)
+            .where(runs.c.workspace_id == workspace_id, runs.c.status != "finished")
+            .distinct()
+        )
+        return [(row.automation_id, row.version) for row in rows]
+
     # --- runs ------------------------------------------------------------------------------
 
     def add_runs(self, rows: list[dict[str, Any]]) -> list[int]:
