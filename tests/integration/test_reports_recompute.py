@@ -195,6 +195,15 @@ def recompute(events: list[Any], model: AttributionModel, zone: ZoneInfo) -> Cou
     return +out  # zero counts are no rows
 
 
+def as_logged(rows: list[dict], workspace_id: int) -> list[dict]:
+    """Generated history rows as the event log stores them (received when they happened)."""
+    return [
+        {**r, "workspace_id": workspace_id, "context": None, "message_id": None,
+         "received_at": r["timestamp"]}
+        for r in rows
+    ]  # fmt: skip
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_rollups_equal_a_recompute_from_the_log_through_crashes(conveyor, clock, seed):
     rnd = random.Random(seed * 7919)
@@ -210,18 +219,7 @@ def test_rollups_equal_a_recompute_from_the_log_through_crashes(conveyor, clock,
     rows = history(seed, model)
     store = conveyor.store
     with store.write() as tx:
-        tx.events.append(
-            [
-                {
-                    **r,
-                    "workspace_id": workspace.id,
-                    "context": None,
-                    "message_id": None,
-                    "received_at": r["timestamp"],
-                }
-                for r in rows
-            ]  # fmt: skip
-        )
+        tx.events.append(as_logged(rows, workspace.id))
     crashes = passes = 0
 
     def crashy(tx, ctx, events, now):
@@ -394,18 +392,7 @@ def test_the_migration_backfills_the_funnel_and_the_overview_from_what_is_there(
         keys = {tx.automations.by_key(workspace.id, "welcome").id: "welcome"}
     model = AttributionModel("order_completed", ("revenue", "total"), 5, 1)
     with store.write() as tx:
-        tx.events.append(
-            [
-                {
-                    **r,
-                    "workspace_id": workspace.id,
-                    "context": None,
-                    "message_id": None,
-                    "received_at": r["timestamp"],
-                }
-                for r in history(5, model)
-            ]  # fmt: skip
-        )
+        tx.events.append(as_logged(history(5, model), workspace.id))
         tx.automations.add_steps(
             [{**r, "workspace_id": workspace.id} for r in step_history(5, list(keys), 4)]
         )
