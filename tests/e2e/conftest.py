@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Iterator
 
 import pytest
+from playwright.sync_api import Browser, sync_playwright
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync"]
 
 
 @pytest.fixture
@@ -14,3 +19,23 @@ def env(database_url, tmp_path):
         "CONVEYOR_DATABASE_URL": database_url,
         "CONVEYOR_DATA_DIR": str(tmp_path / "data"),
     }
+
+
+@pytest.fixture
+def chromium() -> Iterator[Browser]:
+    """Headless Chromium for one test. Not shared by a file's tests: while Playwright's sync API
+    is open its loop counts as running in this thread, and the next test's fixtures (delivery's
+    event loop) could not run theirs."""
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS
+        )
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture
+def browser(chromium: Browser) -> Browser:
+    return chromium

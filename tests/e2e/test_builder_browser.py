@@ -8,15 +8,13 @@ page; screenshots go to /tmp/builder-shots."""
 from __future__ import annotations
 
 import re
-import shutil
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
-from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, expect
 
 from conveyor.api.app import create_app
 from conveyor.bootstrap import Conveyor
@@ -43,15 +41,6 @@ def open_page(chromium: Browser) -> Page:
     page.on("pageerror", lambda error: page.script_errors.append(str(error)))
     return page
 
-
-@pytest.fixture
-def chromium() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=shutil.which("chromium"), args=ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
 
 
 @pytest.fixture

@@ -4,13 +4,10 @@ axe-core on every page, the keyboard to reach the action. Screenshots go to /tmp
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import yaml
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from conveyor.api.app import create_app
 from conveyor.services.contacts import ContactChange
@@ -26,15 +23,6 @@ def look(page: Page, name: str) -> None:
     frame.SHOTS = SHOTS
     frame.check_accessibility(page, name)
 
-
-@pytest.fixture
-def chromium() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=shutil.which("chromium"), args=ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
 
 
 def test_review_move_and_publish(conveyor, chromium, database_url):

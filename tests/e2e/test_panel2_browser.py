@@ -5,8 +5,6 @@ keyboard, a viewer refused each change, and nothing of another workspace. Screen
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
@@ -14,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from conveyor.api.app import create_app
 from conveyor.bootstrap import Conveyor
@@ -41,15 +39,6 @@ def sign_in(page: Page, url: str, email: str) -> None:
     page.get_by_label("Password").press("Enter")
     page.wait_for_url(f"{url}/app/automations")
 
-
-@pytest.fixture
-def chromium() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=shutil.which("chromium"), args=ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
 
 
 @pytest.fixture

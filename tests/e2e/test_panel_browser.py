@@ -6,17 +6,17 @@ page passes axe-core with no serious or critical violation. Screenshots go to /t
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from conveyor.api.app import create_app
 from conveyor.bootstrap import Conveyor
+from tests.e2e.conftest import CHROMIUM_ARGS
 from tests.integration.conftest import LiveServer, Tenant, make_tenant
 from tests.support.flows import example_templates
 
@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 AXE = ROOT / "tests" / "support" / "axe" / "axe.min.js"
 SHOTS = Path("/tmp/panel-shots")
 PASSWORD = "correct horse battery"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync"]
+ARGS = CHROMIUM_ARGS
 
 
 def example(name: str) -> dict:
@@ -106,17 +106,6 @@ def seeded(conveyor: Conveyor) -> tuple[Tenant, Tenant]:
     )
     return acme, globex
 
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=shutil.which("chromium"), args=ARGS, headless=True
-        )
-        try:
-            yield launched
-        finally:
-            launched.close()
 
 
 def test_a_marketer_watches_the_welcome_series_run(conveyor, seeded, browser, database_url):

@@ -6,15 +6,13 @@ checks the pages in a second tab. Screenshots go to /tmp/editor-shots."""
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from conveyor.api.app import create_app
 from conveyor.bootstrap import Conveyor
@@ -26,15 +24,6 @@ from tests.integration.conftest import LiveServer, Tenant, make_tenant
 SHOTS = Path("/tmp/editor-shots")
 GOOD = yaml.safe_load((ROOT / "examples" / "segments" / "good-customers.yaml").read_text())
 
-
-@pytest.fixture
-def chromium() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=shutil.which("chromium"), args=ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
 
 
 def look(page: Page, name: str) -> None:
