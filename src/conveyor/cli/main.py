@@ -522,8 +522,8 @@ AutomationFile = Annotated[Path, typer.Argument(exists=True, dir_okay=False, rea
 
 def _refuse_missing(conveyor: Conveyor, ws, file: Path) -> None:  # type: ignore[no-untyped-def]
     """A template, list, segment or automation the file names and the workspace lacks."""
-    for path, problem in conveyor.code.missing(ws, _load(file)):
-        _fail(f"{file}: {path}: {problem.replace(' in the folder or the workspace', '')}")
+    for path, problem in conveyor.code.missing(ws, _load(file), in_folder=False):
+        _fail(f"{file}: {path}: {problem}")
 
 
 @automation_app.command("validate")

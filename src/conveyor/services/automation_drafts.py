@@ -80,8 +80,8 @@ class AutomationDrafts:
         except ConveyorError as exc:
             return [Problem("", exc.detail)]
         return [
-            Problem(path, problem.replace(" in the folder or the workspace", ""))
-            for path, problem in self.code.missing(workspace, raw)
+            Problem(path, problem)
+            for path, problem in self.code.missing(workspace, raw, in_folder=False)
         ]
 
     def waiting(self, workspace: Workspace, key: str) -> int:

@@ -172,8 +172,13 @@ class WorkspaceCode:
                     )
                 )
 
-    def missing(self, workspace: Workspace, automation: Any) -> list[tuple[str, str]]:
-        """What an automation definition names that the workspace lacks: (field, problem)."""
+    def missing(
+        self, workspace: Workspace, automation: Any, *, in_folder: bool = True
+    ) -> list[tuple[str, str]]:
+        """What an automation definition names that the workspace lacks: (field, problem).
+        `in_folder`: the definition is part of a folder being applied (the problem says the
+        folder may define it too)."""
+        where = " in the folder or the workspace" if in_folder else ""
         present = {t.key: t.channel for t in self.templates.all(workspace)}
         existing = self._existing(workspace)
         existing["list"] = {info.key for info, _ in self.catalog.lists(workspace)}
@@ -181,16 +186,14 @@ class WorkspaceCode:
         for path, key, channel in template_refs(automation):
             found = present.get(key)
             if found is None:
-                problems.append(
-                    (path, f"no {channel} template '{key}' in the folder or the workspace")
-                )
+                problems.append((path, f"no {channel} template '{key}'{where}"))
             elif found != channel:
                 problems.append(
                     (path, f"template '{key}' is for {found}, this node sends {channel}")
                 )
         for path, kind, key in named_refs(automation):
             if key not in existing[kind]:
-                problems.append((path, f"no {kind} '{key}' in the folder or the workspace"))
+                problems.append((path, f"no {kind} '{key}'{where}"))
         return problems
 
     def _prune(
