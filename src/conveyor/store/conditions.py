@@ -290,7 +290,22 @@ class ConditionSQL:
             return or_(x.is_(None), x.not_in(v))
         if op == "not_contains":
             return or_(x.is_(None), self._position(x, v) == 0)
+        if op in ("eq", "in") and not self.pg and not c.standard and c.type is not FieldType.NUMBER:
+            return self._sqlite_text_match(c, op, v)
         return and_(x.is_not(None), self._positive(op, x, v))
+
+    def _sqlite_text_match(self, c: FieldIs, op: str, v: Any) -> Expr:
+        """`eq`/`in` on a text field in SQLite's JSON: compare the extracted value first and check
+        its JSON type only on a match. The guarded value `_value` parses the document twice and
+        `x IS NOT NULL AND x = v` uses it twice — four parses per contact, where this takes one
+        for most (a 1M-contact `country = DE` count: 880 → 600 ms). Same truth: a match of
+        another JSON type fails the type check, and it is 0 or 1, never NULL, as `_field`'s
+        other answers (a negation around it keeps contacts without the field)."""
+        jpath = _sqlite_path((c.field,))
+        raw = func.json_extract(contacts.c.fields, jpath)
+        wanted = ("true", "false") if c.type is FieldType.BOOLEAN else ("text",)
+        matched = raw.in_(v) if op == "in" else raw == v
+        return case((matched, func.json_type(contacts.c.fields, jpath).in_(wanted)), else_=0)
 
     def _positive(self, op: str, x: Expr, v: Any) -> Expr:
         if op == "in":
