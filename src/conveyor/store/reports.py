@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, func, literal, or_, select
+from sqlalchemy import ColumnElement, Connection, and_, func, literal, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -37,6 +37,16 @@ _OVERVIEW_KEY = ("workspace_id", "day", *OVERVIEW, "metric")
 _TOTALS_KEY = ("workspace_id", "day", "metric")
 _FUNNEL_KEY = ("workspace_id", "automation", "day", "node")
 STEPS = "steps"  # report_progress: how far the step log is folded
+_UPSERTS: dict[tuple[Any, ...], Any] = {}  # the consumer's upserts, by table, key and dialect
+
+
+def steps_behind_clause() -> ColumnElement[bool]:
+    """True when the step log holds steps past the fold's position."""
+    position = (
+        select(report_progress.c.position).where(report_progress.c.name == STEPS).scalar_subquery()
+    )
+    latest = select(func.max(steps.c.id)).scalar_subquery()
+    return and_(latest.is_not(None), latest > func.coalesce(position, 0))
 
 
 class ReportQueries:
@@ -74,10 +84,13 @@ class ReportQueries:
         columns: Sequence[str],
         rows: Sequence[dict[str, Any]],
     ) -> None:
-        stmt = self._insert(table)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=list(key), set_={c: table.c[c] + stmt.excluded[c] for c in columns}
-        )
+        cache_key = (table.name, tuple(key), tuple(columns), self.dialect)
+        stmt = _UPSERTS.get(cache_key)
+        if stmt is None:  # built once: constructing it cost more CPU than executing it
+            stmt = self._insert(table)
+            stmt = _UPSERTS[cache_key] = stmt.on_conflict_do_update(
+                index_elements=list(key), set_={c: table.c[c] + stmt.excluded[c] for c in columns}
+            )
         for start in range(0, len(rows), _CHUNK):
             self.conn.execute(stmt, list(rows[start : start + _CHUNK]))
 
@@ -200,14 +213,7 @@ class ReportQueries:
 
     def steps_behind(self) -> bool:
         """Whether the step log holds steps past the fold's position (one cheap look)."""
-        position = (
-            select(report_progress.c.position)
-            .where(report_progress.c.name == STEPS)
-            .scalar_subquery()
-        )
-        latest = select(func.max(steps.c.id)).scalar_subquery()
-        row = self.conn.execute(select(latest, position)).one()
-        return row[0] is not None and row[0] > (row[1] or 0)
+        return bool(self.conn.execute(select(steps_behind_clause())).scalar())
 
     def last_step(self) -> int:
         return int(self.conn.execute(select(func.coalesce(func.max(steps.c.id), 0))).scalar_one())
