@@ -168,11 +168,13 @@ class BulkJobs:
 
     # --- the worker's part -----------------------------------------------------------------
 
-    def run(self, max_chunks: int = 4) -> int:
-        """Work through up to `max_chunks` chunks; how many contacts were done (0: idle)."""
-        with self.store.peek() as tx:
-            if not tx.bulk_jobs.any_waiting():
-                return 0
+    def run(self, max_chunks: int = 4, *, looked: bool = False) -> int:
+        """Work through up to `max_chunks` chunks; how many contacts were done (0: idle).
+        `looked`: the caller has just seen a job waiting."""
+        if not looked:
+            with self.store.peek() as tx:
+                if not tx.bulk_jobs.any_waiting():
+                    return 0
         total = 0
         for _ in range(max_chunks):
             done = self.store.transact(self._chunk)

@@ -29,11 +29,13 @@ class LogConsumer:
         self.names = [name for name, _ in self.handlers]
         self.contexts = Contexts()
 
-    def process(self, limit: int = 1000) -> int:
-        """Hand the next batch to the consumers; how many events that was (0: caught up)."""
-        with self.store.peek() as tx:
-            if not tx.events.behind(self.names):
-                return 0  # nothing new: no need to make writers wait for the high-water mark
+    def process(self, limit: int = 1000, *, looked: bool = False) -> int:
+        """Hand the next batch to the consumers; how many events that was (0: caught up).
+        `looked`: the caller has just seen events past the cursors (`WorkQueries.pending`)."""
+        if not looked:
+            with self.store.peek() as tx:
+                if not tx.events.behind(self.names):
+                    return 0  # nothing new: no need to make writers wait for the high-water mark
         return self.store.transact(lambda tx: self._process(tx, limit), follow_log=True)
 
     def _process(self, tx: Tx, limit: int) -> int:

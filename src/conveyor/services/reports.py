@@ -40,13 +40,14 @@ class Reports:
     def on_events(self, tx: Tx, ctx: ConditionContext, rows: list[Any], now: datetime) -> None:
         fold(tx, ctx.workspace, rows)
 
-    def fold_steps(self, limit: int = 5000) -> int:
+    def fold_steps(self, limit: int = 5000, *, looked: bool = False) -> int:
         """Fold the next steps of the step log into the funnel; how many step ids that passed
         (0: caught up). Its own transaction, which moves its position: a killed process
-        resumes exactly where it stopped."""
-        with self.store.peek() as tx:
-            if not tx.reports.steps_behind():
-                return 0
+        resumes exactly where it stopped. `looked`: the caller has just seen steps to fold."""
+        if not looked:
+            with self.store.peek() as tx:
+                if not tx.reports.steps_behind():
+                    return 0
 
         def work(tx: Tx) -> int:
             after = tx.reports.steps_position()

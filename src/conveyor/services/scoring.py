@@ -284,13 +284,14 @@ class Scoring:
 
     # --- decay ------------------------------------------------------------------------------
 
-    def sweep(self, limit: int | None = None) -> int:
+    def sweep(self, limit: int | None = None, *, looked: bool = False) -> int:
         """Record the threshold crossings decay has made by now; how many scores were looked
-        at (0: none was due)."""
+        at (0: none was due). `looked`: the caller has just seen one due."""
         now = self.clock.now()
-        with self.store.peek() as tx:
-            if not tx.scoring.any_due(now):
-                return 0
+        if not looked:
+            with self.store.peek() as tx:
+                if not tx.scoring.any_due(now):
+                    return 0
         return self.store.transact(lambda tx: self._sweep(tx, now, limit or self.batch))
 
     def _sweep(self, tx: Tx, now: datetime, limit: int) -> int:

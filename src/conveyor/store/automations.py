@@ -6,11 +6,16 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, exists, func, insert, select, update
 
 from conveyor.store import bulk
 from conveyor.store.records import MovedRunRecord, RunPositionRecord
 from conveyor.store.schema import automation_versions, automations, outbox, runs, steps
+
+
+def due_clause(now: datetime | ColumnElement[Any]) -> ColumnElement[bool]:
+    """True when any run's timer is due by `now`."""
+    return exists().where(runs.c.status == "active", runs.c.wake_at <= now)
 
 
 class AutomationQueries:
@@ -131,8 +136,7 @@ class AutomationQueries:
 
     def any_due(self, now: datetime) -> bool:
         """Whether any run's timer is due (an unlocked look)."""
-        stmt = select(runs.c.id).where(runs.c.status == "active", runs.c.wake_at <= now).limit(1)
-        return self.conn.execute(stmt).first() is not None
+        return bool(self.conn.execute(select(due_clause(now))).scalar())
 
     def claim_due(self, now: datetime, limit: int) -> list[Any]:
         """Due runs, locked for this transaction; other workers skip them (PostgreSQL)."""

@@ -6,11 +6,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, exists, func, insert, select, update
 
 from conveyor.store.audiences import AudienceIds, audience_where
 from conveyor.store.records import BulkJobRecord
 from conveyor.store.schema import bulk_jobs, contacts
+
+
+def waiting_clause() -> ColumnElement[bool]:
+    """True when a bulk job is queued or running."""
+    return exists().where(bulk_jobs.c.status.in_(("queued", "running")))
 
 
 class BulkJobQueries:
@@ -53,8 +58,7 @@ class BulkJobQueries:
         return BulkJobRecord.from_row(row) if row is not None else None
 
     def any_waiting(self) -> bool:
-        stmt = select(bulk_jobs.c.id).where(bulk_jobs.c.status.in_(("queued", "running"))).limit(1)
-        return self.conn.execute(stmt).first() is not None
+        return bool(self.conn.execute(select(waiting_clause())).scalar())
 
     def count(self, audience: AudienceIds) -> int:
         stmt = select(func.count()).select_from(contacts).where(audience_where(audience))

@@ -9,14 +9,17 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     String,
     case,
     cast,
     distinct,
+    exists,
     func,
     insert,
     literal,
+    or_,
     select,
     update,
 )
@@ -36,6 +39,16 @@ from conveyor.store.schema import (
 # Outbox statuses a campaign's message can still be withdrawn from (not handed to delivery).
 WITHDRAWABLE = ("pending", "held")
 UNFINISHED = ("pending", "held", "sending")
+
+
+def waiting_clause(now: datetime | ColumnElement[Any]) -> ColumnElement[bool]:
+    """True when a scheduled campaign's start has come or a campaign is sending (for
+    `CampaignSender.run_due`, which starts, finishes and decides them)."""
+    c = campaigns.c
+    return or_(
+        exists().where(c.status == "scheduled", c.starts_at <= now),
+        exists().where(c.status == "sending"),
+    )
 
 
 class CampaignQueries:

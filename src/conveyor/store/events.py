@@ -6,11 +6,24 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Select, and_, func, insert, or_, select, update
 
 from conveyor.store import bulk
 from conveyor.store.records import EventRecord
 from conveyor.store.schema import events, log_cursors, workspaces
+
+
+def behind_clause(names: list[str]) -> ColumnElement[bool]:
+    """True when the log holds events past any of these cursors (a cursor not made yet is at
+    the start); for `behind` and the worker's one look at all its queues (`store/work.py`)."""
+    lowest = (
+        select(func.min(log_cursors.c.position))
+        .where(log_cursors.c.name.in_(names))
+        .scalar_subquery()
+    )
+    known = select(func.count()).where(log_cursors.c.name.in_(names)).scalar_subquery()
+    latest = select(func.max(events.c.id)).scalar_subquery()
+    return and_(latest.is_not(None), or_(known < len(names), latest > lowest))
 
 
 class EventQueries:
@@ -71,17 +84,7 @@ class EventQueries:
 
     def behind(self, names: list[str]) -> bool:
         """Whether the log holds events past any of these cursors (one cheap, unlocked look)."""
-        lowest = (
-            select(func.min(log_cursors.c.position))
-            .where(log_cursors.c.name.in_(names))
-            .scalar_subquery()
-        )
-        known = select(func.count()).where(log_cursors.c.name.in_(names)).scalar_subquery()
-        row = self.conn.execute(
-            select(select(func.max(events.c.id)).scalar_subquery(), lowest, known)
-        ).one()
-        latest, position, count = row
-        return latest is not None and (count < len(names) or latest > position)
+        return bool(self.conn.execute(select(behind_clause(names))).scalar())
 
     def cursors(self, names: list[str]) -> dict[str, int]:
         """The positions of these cursors, locked until the transaction ends; a cursor another

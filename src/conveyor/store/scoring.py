@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, and_, delete, exists, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -15,6 +15,11 @@ from conveyor.store.records import ContactScoreRecord, ScoreAwardRecord, Scoring
 from conveyor.store.schema import contact_scores, contacts, events, score_awards, scoring_models
 
 _CHUNK = 500
+
+
+def due_clause(now: datetime | ColumnElement[Any]) -> ColumnElement[bool]:
+    """True when a score's decay has crossed a threshold by `now`."""
+    return exists().where(contact_scores.c.cross_at <= now)
 
 
 class ScoringQueries:
@@ -117,12 +122,7 @@ class ScoringQueries:
         bulk.insert(self.conn, contact_scores, rows)
 
     def any_due(self, now: datetime) -> bool:
-        return (
-            self.conn.execute(
-                select(contact_scores.c.contact_id).where(contact_scores.c.cross_at <= now).limit(1)
-            ).first()
-            is not None
-        )
+        return bool(self.conn.execute(select(due_clause(now))).scalar())
 
     def claim_due(self, now: datetime, limit: int) -> list[ContactScoreRecord]:
         """Scores whose decay has crossed a threshold by `now` (locked, SKIP LOCKED on PG)."""

@@ -32,6 +32,7 @@ from conveyor.store.scoring import ScoringQueries
 from conveyor.store.segments import SegmentQueries
 from conveyor.store.sessions import SessionQueries
 from conveyor.store.templates import TemplateQueries
+from conveyor.store.work import WorkQueries
 from conveyor.store.workspaces import WorkspaceQueries
 
 T = TypeVar("T")
@@ -75,6 +76,7 @@ class Tx:
         self.contact_search = ContactSearchQueries(conn, dialect)
         self.reports = ReportQueries(conn, dialect)
         self.automation_drafts = AutomationDraftQueries(conn)
+        self.work = WorkQueries(conn)
 
     @contextlib.contextmanager
     def savepoint(self) -> Iterator[None]:

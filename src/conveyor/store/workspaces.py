@@ -105,8 +105,9 @@ class WorkspaceQueries:
     def applied(self, workspace_id: int) -> dict[tuple[str, str], str]:
         """(kind, key) → the digest `apply DIR` recorded for it."""
         rows = self.conn.execute(
-            select(applied_resources.c.kind, applied_resources.c.key, applied_resources.c.digest)
-            .where(applied_resources.c.workspace_id == workspace_id)
+            select(
+                applied_resources.c.kind, applied_resources.c.key, applied_resources.c.digest
+            ).where(applied_resources.c.workspace_id == workspace_id)
         )
         return {(row.kind, row.key): row.digest for row in rows}
 

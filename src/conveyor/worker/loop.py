@@ -35,9 +35,20 @@ def engine_round(conveyor: Conveyor, *, sweep_dates: bool, sweep_segments: bool)
     made by now. The log comes first, so a sweep that keeps failing holds
     up no event.
     """
-    done = conveyor.engine.dispatch() + conveyor.scoring.sweep() + conveyor.engine.execute()
+    engine = conveyor.engine
+    work = engine.pending()  # one statement asks every queue below whether it holds work
+    done = 0
+    if work.log or work.steps:
+        done += engine.dispatch(work=work)
+    if work.scores:
+        done += conveyor.scoring.sweep(looked=True)
+    if work.runs:
+        done += engine.execute(looked=True)
     # Campaigns start (freeze and queue) and finish; bulk jobs go a few chunks at a time.
-    done += conveyor.campaigns.run_due() + conveyor.bulk_jobs.run()
+    if work.campaigns:
+        done += conveyor.campaigns.run_due()
+    if work.bulk:
+        done += conveyor.bulk_jobs.run(looked=True)
     if sweep_dates:
         conveyor.engine.sweep_dates()
         conveyor.tasks.sweep_overdue()

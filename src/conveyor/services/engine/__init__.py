@@ -10,6 +10,7 @@ internal effect. The decisions themselves are the domain's pure `entry.decide`/`
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime
@@ -34,8 +35,10 @@ from conveyor.services.segments import LOG_CONSUMER as SEGMENTS
 from conveyor.services.segments import Segments
 from conveyor.services.workspaces import workspace_from_row
 from conveyor.store.store import Store, Tx
+from conveyor.store.work import Pending
 
 LOG_CONSUMER = "engine"
+FOLD_SECONDS = 1.0  # the reports' funnel, while events keep coming (see `Engine.dispatch`)
 
 
 class Engine:
@@ -57,6 +60,7 @@ class Engine:
         self.scoring = scoring or Scoring(store, clock, batch=batch)
         self.reports = reports or Reports(store, clock)
         self.batch = batch  # events per pass, due runs per claim: one transaction's worth
+        self._next_fold = 0.0  # time.monotonic() of the next fold of the step log
         self._parsed: dict[tuple[int, int], Automation] = {}
         self._watched: dict[tuple[int, int, str | None], list[Dependencies]] = {}
         # One read of each batch: scores first (segments and triggers in the same pass see
@@ -72,16 +76,36 @@ class Engine:
             ],
         )
 
-    def dispatch(self, limit: int | None = None) -> int:
-        """Follow the event log (segments, then triggers and wake-ups), and the step log into
-        the reports' funnel; how many events and steps."""
-        return self.log.process(limit or self.batch) + self.reports.fold_steps()
+    def pending(self) -> Pending:
+        """Which of the queues a worker serves hold work now: one statement (see `work.py`)."""
+        with self.store.peek() as tx:
+            return tx.work.pending(self.clock.now(), self.log.names)
 
-    def execute(self, limit: int | None = None) -> int:
-        """Advance up to `limit` runs whose timer is due; how many were claimed."""
-        with self.store.peek() as tx:  # no write transaction (nor SQLite's writer lock) when idle
-            if not tx.automations.any_due(self.clock.now()):
-                return 0
+    def dispatch(self, limit: int | None = None, *, work: Pending | None = None) -> int:
+        """Follow the event log (segments, then triggers and wake-ups), and the step log into
+        the reports' funnel; how many events and steps. `work`: what the caller's look at the
+        queues found just now (no look of its own then).
+
+        The funnel is folded when the event log is caught up, and at most every
+        `FOLD_SECONDS` while events keep coming: its transaction waits for the writers in
+        flight (the step log's high-water mark), which at hundreds of events a second cost the
+        triggers more latency than a funnel a second behind is worth."""
+        events = 0
+        if work is None or work.log:
+            events = self.log.process(limit or self.batch, looked=work is not None)
+        moment = time.monotonic()
+        if (events and moment < self._next_fold) or (work is not None and not work.steps):
+            return events
+        self._next_fold = moment + FOLD_SECONDS
+        return events + self.reports.fold_steps(looked=work is not None)
+
+    def execute(self, limit: int | None = None, *, looked: bool = False) -> int:
+        """Advance up to `limit` runs whose timer is due; how many were claimed. `looked`: the
+        caller has just seen one due."""
+        if not looked:
+            with self.store.peek() as tx:  # no write transaction (nor SQLite's lock) when idle
+                if not tx.automations.any_due(self.clock.now()):
+                    return 0
         return self.store.transact(lambda tx: self._execute(tx, limit or self.batch))
 
     def run_until_idle(self, max_rounds: int = 10_000) -> None:
