@@ -31,7 +31,7 @@ from conveyor import logs
 from conveyor.channels.base import Sms, WebhookCall
 from conveyor.services import channel_config, delivery, outgoing, signin, workspaces
 
-RING_LINES = 20_000  # recent lines kept for secrets made after the line was logged
+RING_LINES = 2_000  # recent lines kept for secrets made (or learnt) after the line was logged
 LINE_LIMIT = 20_000  # characters of one line kept (a traceback can be long)
 PREFIX = 16  # a token-shaped secret is found by its first 16 characters
 MIN_SECRET = 10  # shorter strings (a short password) would match by chance
