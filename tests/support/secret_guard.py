@@ -20,6 +20,7 @@ import json
 import logging
 import re
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -68,6 +69,8 @@ class SecretGuard:
         self.where = "session setup"
         self.lines_seen = 0
         self.seconds = 0.0  # spent checking, for the summary line
+        # Servers' threads log and mint keys while the test's thread checks.
+        self.lock = threading.RLock()
 
     # --- recording --------------------------------------------------------------------------
 
@@ -75,6 +78,10 @@ class SecretGuard:
         if not isinstance(value, str):
             return
         value = value.strip()
+        with self.lock:
+            self._add(value, kind)
+
+    def _add(self, value: str, kind: str) -> None:
         if len(value) < MIN_SECRET or value in self.kinds:
             return
         self.kinds[value] = kind
@@ -94,15 +101,17 @@ class SecretGuard:
                 self.secret(line, "message body")
 
     def line(self, text: str) -> None:
-        self.lines_seen += 1
-        self.new_lines.append(text[:LINE_LIMIT])
+        with self.lock:
+            self.lines_seen += 1
+            self.new_lines.append(text[:LINE_LIMIT])
 
     # --- checking ---------------------------------------------------------------------------
 
     def check(self) -> None:
         started = time.perf_counter()
         try:
-            self._check()
+            with self.lock:
+                self._check()
         finally:
             self.seconds += time.perf_counter() - started
 
