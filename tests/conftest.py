@@ -18,11 +18,16 @@ from conveyor.settings import Settings
 from conveyor.store import migrate
 from conveyor.store.database import make_engine
 from conveyor.store.schema import metadata
+from tests.support import secret_guard
 
 PG_SERVER = os.environ.get(
     "CONVEYOR_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 REQUIRE_PG = os.environ.get("CONVEYOR_REQUIRE_POSTGRES") == "1"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    secret_guard.install(config)  # no secret the suite makes in any log line (issue 18)
 
 
 @pytest.fixture(scope="session")
