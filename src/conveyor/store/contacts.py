@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -205,30 +206,11 @@ class ContactQueries:
         self, workspace_id: int, ids: Iterable[int]
     ) -> tuple[list[ContactRecord], dict[int, set[str]], dict[int, dict[int, str]]]:
         """Contacts with their tags and list statuses, in one statement (the engine's load)."""
-        sqlite = self.conn.dialect.name == "sqlite"
-        tag_list = func.json_group_array if sqlite else func.json_agg
-        status_map = func.json_group_object if sqlite else func.json_object_agg
-        tags = (
-            select(tag_list(contact_tags.c.tag))
-            .where(contact_tags.c.contact_id == contacts.c.id)
-            .scalar_subquery()
-        )
-        statuses = (
-            select(status_map(subscriptions.c.list_id, subscriptions.c.status))
-            .where(subscriptions.c.contact_id == contacts.c.id)
-            .scalar_subquery()
-        )
+        stmt = _relations_statement(self.conn.dialect.name, self.lock_rows)
         records, tag_sets, subs = [], {}, {}
         width = len(contacts.c)
         for chunk in _chunks(ids):
-            stmt = select(
-                contacts,
-                type_coerce(tags, JSON).label("relation_tags"),
-                type_coerce(statuses, JSON).label("relation_lists"),
-            ).where(contacts.c.workspace_id == workspace_id, contacts.c.id.in_(chunk))
-            if self.lock_rows:
-                stmt = stmt.order_by(contacts.c.id).with_for_update(of=contacts)
-            for row in self.conn.execute(stmt):
+            for row in self.conn.execute(stmt, {"workspace_id": workspace_id, "ids": chunk}):
                 record = ContactRecord.from_row(row[:width])
                 records.append(record)
                 tag_sets[record.id] = {t for t in row.relation_tags or () if t is not None}
@@ -390,3 +372,33 @@ class ContactQueries:
             ContactRecord.from_row(row)
             for row in self.conn.execute(stmt.order_by(contacts.c.id).limit(limit))
         ]
+
+
+@functools.cache
+def _relations_statement(dialect: str, lock_rows: bool) -> Select[Any]:
+    """`with_relations`' statement, built once per dialect and locking (building it each time
+    cost the engine's load more CPU than running it)."""
+    sqlite = dialect == "sqlite"
+    tag_list = func.json_group_array if sqlite else func.json_agg
+    status_map = func.json_group_object if sqlite else func.json_object_agg
+    tags = (
+        select(tag_list(contact_tags.c.tag))
+        .where(contact_tags.c.contact_id == contacts.c.id)
+        .scalar_subquery()
+    )
+    statuses = (
+        select(status_map(subscriptions.c.list_id, subscriptions.c.status))
+        .where(subscriptions.c.contact_id == contacts.c.id)
+        .scalar_subquery()
+    )
+    stmt = select(
+        contacts,
+        type_coerce(tags, JSON).label("relation_tags"),
+        type_coerce(statuses, JSON).label("relation_lists"),
+    ).where(
+        contacts.c.workspace_id == bindparam("workspace_id"),
+        contacts.c.id.in_(bindparam("ids", expanding=True)),
+    )
+    if lock_rows:
+        stmt = stmt.order_by(contacts.c.id).with_for_update(of=contacts)
+    return stmt

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, and_, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    and_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from conveyor.store import bulk
 from conveyor.store.records import EventRecord
@@ -114,27 +126,9 @@ class EventQueries:
     def after(self, position: int, up_to: int | None, limit: int) -> list[Any]:
         """The log past `position`, up to `up_to` (None: all of it), oldest first; each event
         with its workspace's `catalog_version` (so a consumer knows if what it keeps is current)."""
-        stmt = (
-            select(
-                events.c.id,
-                events.c.workspace_id,
-                events.c.contact_id,
-                events.c.kind,
-                events.c.name,
-                events.c.properties,
-                events.c.context,
-                workspaces.c.catalog_version,
-                events.c.timestamp,
-                events.c.request_id,
-            )
-            .join(workspaces, workspaces.c.id == events.c.workspace_id)
-            .where(events.c.id > position)
-            .order_by(events.c.id)
-            .limit(limit)
-        )
-        if up_to is not None:
-            stmt = stmt.where(events.c.id <= up_to)
-        return list(self.conn.execute(stmt))
+        stmt = _after_statement(up_to is not None)
+        params = {"position": position, "up_to": up_to, "limit": limit}
+        return list(self.conn.execute(stmt, params))
 
     def latest_id(self) -> int:
         return int(self.conn.execute(select(func.max(events.c.id))).scalar_one() or 0)
@@ -234,3 +228,27 @@ def replay_query(
 def _same_keys(rows: list[dict[str, Any]]) -> bool:
     first = rows[0].keys()
     return all(row.keys() == first for row in rows)
+
+
+@functools.cache
+def _after_statement(bounded: bool) -> Select[Any]:
+    """`EventQueries.after`'s statement, built once (each pass over the log asks it)."""
+    stmt = (
+        select(
+            events.c.id,
+            events.c.workspace_id,
+            events.c.contact_id,
+            events.c.kind,
+            events.c.name,
+            events.c.properties,
+            events.c.context,
+            workspaces.c.catalog_version,
+            events.c.timestamp,
+            events.c.request_id,
+        )
+        .join(workspaces, workspaces.c.id == events.c.workspace_id)
+        .where(events.c.id > bindparam("position"))
+        .order_by(events.c.id)
+        .limit(bindparam("limit"))
+    )
+    return stmt.where(events.c.id <= bindparam("up_to")) if bounded else stmt
