@@ -232,7 +232,9 @@ def test_no_input_makes_a_server_error(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     real = seed(conveyor, client, tenant)
-    schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
+    # The schema is built on its first request (~0.5 s alone; a busy 2-core machine took >10 s,
+    # schemathesis's default wait, twice in one day).
+    schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json", timeout=120)
     operations = [result.ok() for result in schema.get_all_operations()]
     operations.sort(key=lambda op: op.method.upper() == "DELETE")  # rows go away last
     with requests.Session() as session:

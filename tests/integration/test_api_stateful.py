@@ -50,7 +50,9 @@ def test_no_sequence_of_calls_makes_a_server_error(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     seed(conveyor, client, tenant)
-    schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
+    # The schema is built on its first request (~0.5 s alone; a busy 2-core machine took >10 s,
+    # schemathesis's default wait, twice in one day).
+    schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json", timeout=120)
     statuses: Counter[int] = Counter()
     links: Counter[str] = Counter()
     session = requests.Session()
