@@ -823,8 +823,8 @@ def bad_credentials(world: World, case: Case) -> list[tuple[str, dict[str, str],
 def test_route_is_isolated_and_checks_keys(
     case: Case, client: httpx.Client, request: pytest.FixtureRequest
 ) -> None:
-    """One fixture setup per route (each costs ~0.4 s; admin reads share one): every key check
-    runs in here."""
+    """One test per route (a restore of the world costs ~50 ms; admin reads need none): every
+    key check runs in here."""
     world = request.getfixturevalue("reading_world" if reads_only(case) else "world")
     before = request.getfixturevalue("pristine").snapshot
 
