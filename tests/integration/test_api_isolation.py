@@ -537,8 +537,7 @@ SNAPSHOT = (
     "/members", "/pipelines", "/deals", "/tasks", "/deal-fields", "/forecast",
     "/contacts/{contact_id}/owner", "/deals/{deal_id}",
     "/scoring-model", "/contacts/{contact_id}/scores",
-    "/deliverability", "/automations/welcome/experiments",
-    "/scoring-model", "/contacts/{contact_id}/scores", "/campaigns", "/bulk-jobs",
+    "/deliverability", "/automations/welcome/experiments", "/campaigns", "/bulk-jobs",
 )
 
 
