@@ -16,18 +16,20 @@ webhook token presented under B's workspace name do nothing.
 
 `test_every_route_has_an_isolation_case` fails when a route is added without a case here.
 
-One app, server and database per dialect serve the whole module, and every test makes its own
-two workspaces: a fresh conveyor per test would cost ~1 s of statement compiling, server start
-and seeding each, and other tenants' rows in the database only make the isolation check harder.
+One app, server and database per dialect serve the whole module. The two workspaces are built
+once per dialect over HTTP (~1-2 s of requests, engine and delivery) and their rows kept; a test
+that may have changed them gets them back row for row (`Pristine.restore`, ~50 ms), and every
+test compares A after its requests with A's snapshot as first built — so a restore that missed
+anything fails the test, it cannot hide a change.
 """
 
 from __future__ import annotations
 
 import base64
-import itertools
 import json
 import shutil
 import socket
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -35,6 +37,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.routing import APIRoute
+from sqlalchemy import update
 
 from conveyor.api.app import create_app
 from conveyor.bootstrap import Conveyor, bootstrap
@@ -44,6 +47,8 @@ from conveyor.services.automations import hook_token
 from conveyor.services.channel_config import inbound_token
 from conveyor.services.contacts import confirmation_token
 from conveyor.settings import Settings
+from conveyor.store.database import make_engine
+from conveyor.store.schema import metadata, workspaces
 from tests.conftest import empty_database
 from tests.integration.conftest import LiveServer, Tenant, make_tenant
 from tests.support.smtp import SmtpSink
@@ -532,8 +537,7 @@ SNAPSHOT = (
     "/members", "/pipelines", "/deals", "/tasks", "/deal-fields", "/forecast",
     "/contacts/{contact_id}/owner", "/deals/{deal_id}",
     "/scoring-model", "/contacts/{contact_id}/scores",
-    "/deliverability", "/automations/welcome/experiments",
-    "/scoring-model", "/contacts/{contact_id}/scores", "/campaigns", "/bulk-jobs",
+    "/deliverability", "/automations/welcome/experiments", "/campaigns", "/bulk-jobs",
 )
 
 
@@ -580,24 +584,100 @@ def client(shared: tuple[Conveyor, LiveServer]) -> Iterator[httpx.Client]:
         yield http
 
 
-NAMES = itertools.count(1)
+class Pristine:
+    """The world as first built, byte for byte — SQLite's pages (the backup API), PostgreSQL's
+    tables (COPY) and sequences — and A's snapshot then; `restore` puts the database back.
 
+    The app keeps a few things in memory between requests: condition contexts (kept until a
+    workspace's `catalog_version` moves, so a restore moves it to a value never seen before)
+    and keys it checked a moment ago (forgotten for both workspaces)."""
 
-@pytest.fixture
-def world(shared: tuple[Conveyor, LiveServer], client: httpx.Client) -> World:
-    """A (`tenant`) with a contact, field, lists, segment, automation, keys and events; B with
-    its own of each, under other keys."""
-    return build_world(shared[0], client)
+    def __init__(self, conveyor: Conveyor, url: str, world: World, seen: dict[str, Any]) -> None:
+        self.conveyor, self.world, self.snapshot = conveyor, world, seen
+        self.engine = make_engine(url)
+        self.restores = 0
+        self.dirty = False
+        self.tables: dict[str, bytes] = {}
+        self.sequences: list[Any] = []
+        if self.engine.dialect.name == "sqlite":
+            self.pages = sqlite3.connect(":memory:", check_same_thread=False)
+            with self.engine.connect() as conn:
+                conn.connection.driver_connection.backup(self.pages)
+            return
+        with self.engine.connect() as conn:
+            cursor = conn.connection.driver_connection.cursor()
+            for table in metadata.sorted_tables:
+                with cursor.copy(f'COPY "{table.name}" TO STDOUT') as copy:
+                    self.tables[table.name] = b"".join(bytes(block) for block in copy)
+            self.sequences = conn.exec_driver_sql(
+                "SELECT quote_ident(schemaname) || '.' || quote_ident(sequencename), "
+                "last_value FROM pg_sequences"
+            ).all()
+
+    def restore(self) -> None:
+        self.restores += 1
+        if self.engine.dialect.name == "sqlite":
+            with self.engine.connect() as conn:  # the backup API writes outside a transaction
+                self.pages.backup(conn.connection.driver_connection)
+        with self.engine.begin() as conn:
+            if self.engine.dialect.name == "postgresql":
+                conn.exec_driver_sql(
+                    "; ".join(f'DELETE FROM "{t.name}"' for t in reversed(metadata.sorted_tables))
+                )
+                cursor = conn.connection.driver_connection.cursor()
+                for name, data in self.tables.items():
+                    if data:
+                        with cursor.copy(f'COPY "{name}" FROM STDIN') as copy:
+                            copy.write(data)
+                for name, last in self.sequences:
+                    conn.exec_driver_sql(
+                        f"SELECT setval('{name}', {last or 1}, {last is not None})"
+                    )
+            # The inserts' triggers moved it on PostgreSQL; on both, a value never seen before.
+            for tenant in (self.world.a, self.world.b):
+                conn.execute(
+                    update(workspaces)
+                    .where(workspaces.c.id == tenant.workspace.id)
+                    .values(catalog_version=10_000 * self.restores)
+                )
+        for tenant in (self.world.a, self.world.b):
+            self.conveyor.workspaces.key_cache.forget(workspace_id=tenant.workspace.id)
+        self.dirty = False
+
+    def close(self) -> None:
+        if self.engine.dialect.name == "sqlite":
+            self.pages.close()
+        self.engine.dispose()
 
 
 @pytest.fixture(scope="module")
-def reading_world(shared: tuple[Conveyor, LiveServer]) -> Iterator[tuple[World, dict[str, Any]]]:
-    """One world for every case that only reads as A's admin (an admin GET), with A's snapshot:
-    each such test still asserts A unchanged after it, so a read that wrote would fail there
-    (and in the tests after it), not pass unseen."""
-    with httpx.Client(base_url=shared[1].url, timeout=30) as http:
-        made = build_world(shared[0], http)
-        yield made, snapshot(http, made)
+def pristine(shared: tuple[Conveyor, LiveServer]) -> Iterator[Pristine]:
+    conveyor, server = shared
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        world = build_world(conveyor, http)
+        seen = snapshot(http, world)
+    kept = Pristine(conveyor, str(conveyor.settings.database_url), world, seen)
+    yield kept
+    kept.close()
+
+
+@pytest.fixture
+def world(pristine: Pristine) -> World:
+    """A (`tenant`) with a contact, field, lists, segment, automation, keys and events; B with
+    its own of each, under other keys: as first built, whatever the last test did."""
+    if pristine.dirty:
+        pristine.restore()
+    pristine.dirty = True
+    return pristine.world
+
+
+@pytest.fixture
+def reading_world(pristine: Pristine) -> World:
+    """The world for a case that only reads as A's admin (an admin GET): it is not restored
+    after one (each such test asserts A unchanged after it, so a read that wrote fails there)."""
+    if pristine.dirty:
+        pristine.restore()
+    return pristine.world
 
 
 def reads_only(case: Case) -> bool:
@@ -605,8 +685,7 @@ def reads_only(case: Case) -> bool:
 
 
 def build_world(conveyor: Conveyor, client: httpx.Client) -> World:
-    n = next(NAMES)
-    tenant, other_tenant = make_tenant(conveyor, f"acme-{n}"), make_tenant(conveyor, f"globex-{n}")
+    tenant, other_tenant = make_tenant(conveyor, "acme"), make_tenant(conveyor, "globex")
     for path, body in [
         ("/fields", {"key": FIELD, "type": "text"}),
         ("/lists", {"key": LIST}),
@@ -743,13 +822,10 @@ def bad_credentials(world: World, case: Case) -> list[tuple[str, dict[str, str],
 def test_route_is_isolated_and_checks_keys(
     case: Case, client: httpx.Client, request: pytest.FixtureRequest
 ) -> None:
-    """One fixture setup per route (each costs ~0.4 s; admin reads share one): every key check
-    runs in here."""
-    if reads_only(case):
-        world, before = request.getfixturevalue("reading_world")
-    else:
-        world = request.getfixturevalue("world")
-        before = snapshot(client, world)
+    """One test per route (a restore of the world costs ~50 ms; admin reads need none): every
+    key check runs in here."""
+    world = request.getfixturevalue("reading_world" if reads_only(case) else "world")
+    before = request.getfixturevalue("pristine").snapshot
 
     expected = {k: fill(v, world.values(case, world.a)) for k, v in (case.cross_json or {}).items()}
     response = send(client, world, case, world.b.admin, acting=world.b)
