@@ -7,7 +7,12 @@ import shutil
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, expect, sync_playwright
+
+# Playwright's assertions wait 5 s by default. The first preview a page asks for (MJML rendered
+# on the server) took longer on a 2-core machine running both xdist workers: twice on 2 December,
+# in test_panel_templates_browser.py. A longer wait asserts the same, only more patiently.
+expect.set_options(timeout=20_000)
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync"]
 
