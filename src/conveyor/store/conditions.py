@@ -251,12 +251,7 @@ class ConditionSQL:
             return case((typeof == "string", as_text), else_=None)
         jpath = _sqlite_path(path)
         typeof = func.json_type(column, jpath)
-        wanted = {
-            "number": ("integer", "real"),
-            "boolean": ("true", "false"),
-            "array": ("array",),
-            "string": ("text",),
-        }[kind]
+        wanted = _SQLITE_JSON_TYPES[kind]
         if kind == "array":
             return case((typeof == "array", func.json_extract(column, jpath)), else_=None)
         return case((typeof.in_(wanted), func.json_extract(column, jpath)), else_=None)
@@ -303,7 +298,7 @@ class ConditionSQL:
         other answers (a negation around it keeps contacts without the field)."""
         jpath = _sqlite_path((c.field,))
         raw = func.json_extract(contacts.c.fields, jpath)
-        wanted = ("true", "false") if c.type is FieldType.BOOLEAN else ("text",)
+        wanted = _SQLITE_JSON_TYPES["boolean" if c.type is FieldType.BOOLEAN else "string"]
         matched = raw.in_(v) if op == "in" else raw == v
         return case((matched, func.json_type(contacts.c.fields, jpath).in_(wanted)), else_=0)
 
@@ -654,6 +649,15 @@ def _holds(op: str, left: float, right: float) -> bool:
         "eq": left == right,
         "ne": left != right,
     }[op]
+
+
+# What SQLite's json_type() answers for each kind of value `_json_value` reads.
+_SQLITE_JSON_TYPES = {
+    "number": ("integer", "real"),
+    "boolean": ("true", "false"),
+    "array": ("array",),
+    "string": ("text",),
+}
 
 
 def _sqlite_path(path: tuple[str, ...]) -> str:

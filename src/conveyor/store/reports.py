@@ -3,6 +3,7 @@ they remember of each message, and the funnel folded from the step log."""
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -37,7 +38,6 @@ _OVERVIEW_KEY = ("workspace_id", "day", *OVERVIEW, "metric")
 _TOTALS_KEY = ("workspace_id", "day", "metric")
 _FUNNEL_KEY = ("workspace_id", "automation", "day", "node")
 STEPS = "steps"  # report_progress: how far the step log is folded
-_UPSERTS: dict[tuple[Any, ...], Any] = {}  # the consumer's upserts, by table, key and dialect
 
 
 def steps_behind_clause() -> ColumnElement[bool]:
@@ -55,7 +55,7 @@ class ReportQueries:
         self.dialect = dialect
 
     def _insert(self, table: Any) -> Any:
-        return (pg_insert if self.dialect == "postgresql" else sqlite_insert)(table)
+        return _insert(table, self.dialect)
 
     # --- the consumer's writes ---------------------------------------------------------------
 
@@ -84,13 +84,7 @@ class ReportQueries:
         columns: Sequence[str],
         rows: Sequence[dict[str, Any]],
     ) -> None:
-        cache_key = (table.name, tuple(key), tuple(columns), self.dialect)
-        stmt = _UPSERTS.get(cache_key)
-        if stmt is None:  # built once: constructing it cost more CPU than executing it
-            stmt = self._insert(table)
-            stmt = _UPSERTS[cache_key] = stmt.on_conflict_do_update(
-                index_elements=list(key), set_={c: table.c[c] + stmt.excluded[c] for c in columns}
-            )
+        stmt = _upsert_adding(table, tuple(key), tuple(columns), self.dialect)
         for start in range(0, len(rows), _CHUNK):
             self.conn.execute(stmt, list(rows[start : start + _CHUNK]))
 
@@ -335,3 +329,18 @@ class ReportQueries:
             .order_by(s.id)
         )
         return [StepFact(*r) for r in self.conn.execute(stmt)]
+
+
+@functools.cache
+def _upsert_adding(table: Any, key: tuple[str, ...], columns: tuple[str, ...], dialect: str) -> Any:
+    """The consumer's upsert adding `columns` on conflict over `key`, built once per table and
+    dialect (constructing it cost more CPU than executing it)."""
+    stmt = _insert(table, dialect)
+    return stmt.on_conflict_do_update(
+        index_elements=list(key), set_={c: table.c[c] + stmt.excluded[c] for c in columns}
+    )
+
+
+def _insert(table: Any, dialect: str) -> Any:
+    """An INSERT with the dialect's ON CONFLICT."""
+    return (pg_insert if dialect == "postgresql" else sqlite_insert)(table)

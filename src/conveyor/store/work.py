@@ -10,11 +10,12 @@ cannot disagree.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import Connection, Select, bindparam, select
 
 from conveyor.store import automations, bulk_jobs, campaigns, events, reports, scoring
 from conveyor.store.schema import UTCDateTime
@@ -42,20 +43,20 @@ class WorkQueries:
     def pending(self, now: datetime, consumers: list[str]) -> Pending:
         """One unlocked statement: which queues hold work at `now` (`consumers`: the event
         log's cursors the worker moves)."""
-        key = tuple(consumers)
-        stmt = _LOOKS.get(key)
-        if stmt is None:  # built once per set of consumers: building it costs more than running it
-            at = bindparam("now", type_=UTCDateTime())
-            stmt = _LOOKS[key] = select(
-                events.behind_clause(consumers),
-                reports.steps_behind_clause(),
-                scoring.due_clause(at),
-                automations.due_clause(at),
-                campaigns.waiting_clause(at),
-                bulk_jobs.waiting_clause(),
-            )
-        row = self.conn.execute(stmt, {"now": now}).one()
+        row = self.conn.execute(_look(tuple(consumers)), {"now": now}).one()
         return Pending(*(bool(value) for value in row))
 
 
-_LOOKS: dict[tuple[str, ...], Any] = {}
+@functools.cache
+def _look(consumers: tuple[str, ...]) -> Select[Any]:
+    """`pending`'s statement, built once per set of consumers (building it cost more CPU than
+    running it), the clock a bound parameter."""
+    at = bindparam("now", type_=UTCDateTime())
+    return select(
+        events.behind_clause(list(consumers)),
+        reports.steps_behind_clause(),
+        scoring.due_clause(at),
+        automations.due_clause(at),
+        campaigns.waiting_clause(at),
+        bulk_jobs.waiting_clause(),
+    )
