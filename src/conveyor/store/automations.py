@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, exists, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    bindparam,
+    exists,
+    func,
+    insert,
+    select,
+    update,
+)
 
 from conveyor.store import bulk
 from conveyor.store.records import MovedRunRecord, RunPositionRecord
@@ -165,13 +176,10 @@ class AutomationQueries:
         (PostgreSQL), for a caller that changes them while a peer may be claiming them."""
         ids = list(contact_ids)
         out: list[Any] = []
+        stmt = _runs_of_contacts(lock and self.dialect == "postgresql")
         for start in range(0, len(ids), 500):
-            stmt = select(runs).where(
-                runs.c.contact_id.in_(ids[start : start + 500]), runs.c.status.in_(statuses)
-            )
-            if lock and self.dialect == "postgresql":
-                stmt = stmt.order_by(runs.c.id).with_for_update()
-            out += self.conn.execute(stmt).all()
+            params = {"ids": ids[start : start + 500], "statuses": list(statuses)}
+            out += bulk.fetch(self.conn, stmt, params)
         return out
 
     def entries_of(self, contact_ids: Iterable[int], automation_ids: Iterable[int]) -> list[Any]:
@@ -182,12 +190,8 @@ class AutomationQueries:
         if not wanted:
             return out
         for start in range(0, len(ids), 500):
-            out += self.conn.execute(
-                select(runs.c.automation_id, runs.c.contact_id, runs.c.entered_at).where(
-                    runs.c.contact_id.in_(ids[start : start + 500]),
-                    runs.c.automation_id.in_(wanted),
-                )
-            ).all()
+            params = {"ids": ids[start : start + 500], "automations": wanted}
+            out += bulk.fetch(self.conn, _ENTRIES_OF, params)
         return out
 
     def recent_triggers(
@@ -336,3 +340,19 @@ class AutomationQueries:
 
 def day_ago(now: datetime) -> datetime:
     return now - timedelta(days=1)
+
+
+@functools.cache
+def _runs_of_contacts(lock: bool) -> Select[Any]:
+    """`of_contacts`' statement, built once (`lock`: FOR UPDATE, in id order: PostgreSQL)."""
+    stmt = select(runs).where(
+        runs.c.contact_id.in_(bindparam("ids", expanding=True)),
+        runs.c.status.in_(bindparam("statuses", expanding=True)),
+    )
+    return stmt.order_by(runs.c.id).with_for_update() if lock else stmt
+
+
+_ENTRIES_OF = select(runs.c.automation_id, runs.c.contact_id, runs.c.entered_at).where(
+    runs.c.contact_id.in_(bindparam("ids", expanding=True)),
+    runs.c.automation_id.in_(bindparam("automations", expanding=True)),
+)

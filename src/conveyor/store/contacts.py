@@ -210,7 +210,7 @@ class ContactQueries:
         records, tag_sets, subs = [], {}, {}
         width = len(contacts.c)
         for chunk in _chunks(ids):
-            for row in self.conn.execute(stmt, {"workspace_id": workspace_id, "ids": chunk}):
+            for row in bulk.fetch(self.conn, stmt, {"workspace_id": workspace_id, "ids": chunk}):
                 record = ContactRecord.from_row(row[:width])
                 records.append(record)
                 tag_sets[record.id] = {t for t in row.relation_tags or () if t is not None}

@@ -128,7 +128,7 @@ class EventQueries:
         with its workspace's `catalog_version` (so a consumer knows if what it keeps is current)."""
         stmt = _after_statement(up_to is not None)
         params = {"position": position, "up_to": up_to, "limit": limit}
-        return list(self.conn.execute(stmt, params))
+        return bulk.fetch(self.conn, stmt, params)
 
     def latest_id(self) -> int:
         return int(self.conn.execute(select(func.max(events.c.id))).scalar_one() or 0)

@@ -10,11 +10,22 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Connection, and_, func, literal, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    and_,
+    bindparam,
+    func,
+    literal,
+    or_,
+    select,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from conveyor.domain.reports import StepFact, funnel_counts
+from conveyor.store import bulk
 from conveyor.store.records import FunnelNodeRecord, ReportFigure, ReportMessageRecord
 from conveyor.store.schema import (
     automations,
@@ -216,12 +227,8 @@ class ReportQueries:
         """Fold up to `limit` steps past `after` (to `up_to`, the committed high-water mark;
         None: all) into the funnel, and move the position; the last step id folded (`after`
         when there was none)."""
-        s = steps.c
-        stmt = select(s.id, s.workspace_id, s.run_id, s.automation_id, s.node, s.outcome, s.at)
-        stmt = stmt.where(s.id > after).order_by(s.id).limit(limit)
-        if up_to is not None:
-            stmt = stmt.where(s.id <= up_to)
-        page = self.conn.execute(stmt).all()
+        params = {"after": after, "limit": limit, "up_to": up_to}
+        page = bulk.fetch(self.conn, _steps_page(up_to is not None), params)
         if not page:
             return after
         last = int(page[-1].id)
@@ -229,10 +236,8 @@ class ReportQueries:
         runs = sorted({f.run_id for f in batch})
         earlier: list[StepFact] = []
         for start in range(0, len(runs), _CHUNK):
-            prior = select(
-                s.id, s.workspace_id, s.run_id, s.automation_id, s.node, s.outcome, s.at
-            ).where(s.run_id.in_(runs[start : start + _CHUNK]), s.id <= after)
-            earlier += [StepFact(*r) for r in self.conn.execute(prior)]
+            params = {"runs": runs[start : start + _CHUNK], "after": after}
+            earlier += [StepFact(*r) for r in bulk.fetch(self.conn, _STEPS_BEFORE, params)]
         zones: dict[int, ZoneInfo] = {}
         days: dict[tuple[int, datetime], str] = {}
 
@@ -344,3 +349,22 @@ def _upsert_adding(table: Any, key: tuple[str, ...], columns: tuple[str, ...], d
 def _insert(table: Any, dialect: str) -> Any:
     """An INSERT with the dialect's ON CONFLICT."""
     return (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
+
+
+def _step_columns() -> tuple[Any, ...]:
+    s = steps.c
+    return (s.id, s.workspace_id, s.run_id, s.automation_id, s.node, s.outcome, s.at)
+
+
+@functools.cache
+def _steps_page(bounded: bool) -> Select[Any]:
+    """The next steps to fold (`bounded`: up to the committed high-water mark), built once."""
+    s = steps.c
+    stmt = select(*_step_columns()).where(s.id > bindparam("after"))
+    stmt = stmt.order_by(s.id).limit(bindparam("limit"))
+    return stmt.where(s.id <= bindparam("up_to")) if bounded else stmt
+
+
+_STEPS_BEFORE = select(*_step_columns()).where(
+    steps.c.run_id.in_(bindparam("runs", expanding=True)), steps.c.id <= bindparam("after")
+)

@@ -6,8 +6,9 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
+from conveyor.store import bulk
 from conveyor.store.records import SegmentRecord
 from conveyor.store.schema import events, segment_members, segments
 
@@ -117,16 +118,14 @@ class SegmentQueries:
             return []
         rows: list[Any] = []
         for start in range(0, len(contact_ids), 500):
-            rows += self.conn.execute(
-                select(
-                    events.c.contact_id,
-                    events.c.name,
-                    events.c.kind,
-                    events.c.timestamp,
-                    events.c.properties,
-                ).where(
-                    events.c.contact_id.in_(contact_ids[start : start + 500]),
-                    events.c.name.in_(sorted(names)),
-                )
-            ).all()
+            params = {"ids": contact_ids[start : start + 500], "names": sorted(names)}
+            rows += bulk.fetch(self.conn, _CONTACT_EVENTS, params)
         return rows
+
+
+_CONTACT_EVENTS = select(
+    events.c.contact_id, events.c.name, events.c.kind, events.c.timestamp, events.c.properties
+).where(
+    events.c.contact_id.in_(bindparam("ids", expanding=True)),
+    events.c.name.in_(bindparam("names", expanding=True)),
+)
