@@ -343,13 +343,20 @@ def _reading(stmt: Any, dialect: Any) -> _Reading:
     return reading
 
 
-def fetch(conn: Connection, stmt: Any, params: dict[str, Any] | None = None) -> list[Any]:
+def fetch(
+    conn: Connection,
+    stmt: Any,
+    params: dict[str, Any] | None = None,
+    *,
+    row: type[tuple[Any, ...]] | None = None,
+) -> list[Any]:
     """The rows of a Core SELECT, run on the driver's cursor and decoded here: named tuples
     with the values SQLAlchemy would give (aware UTC datetimes, parsed JSON). SQLAlchemy's
     result machinery (a Row, a type processor call per value) was most of the engine's cost
     of reading what it loads each tick; a tick's rows share a few moments, so each distinct
     stored time is parsed once a call. Compiled once per statement object: build hot
-    statements once (`functools.cache`) and pass their values as `params`."""
+    statements once (`functools.cache`) and pass their values as `params`. `row`: a named tuple
+    type of the selected columns, in order, to build instead of the generic one."""
     dialect = conn.dialect
     reading = _reading(stmt, dialect)
     state = reading.compiled.construct_expanded_state(params)
@@ -362,7 +369,7 @@ def fetch(conn: Connection, stmt: Any, params: dict[str, Any] | None = None) -> 
         }
     args: Any = tuple(values[n] for n in state.positiontup) if reading.positional else values
     rows = driver(conn, state.statement, args, fetch=True)
-    make = reading.row
+    make = row or reading.row
     decoders, times = reading.decoders, reading.times
     if not decoders and not times:
         return [tuple.__new__(make, r) for r in rows]

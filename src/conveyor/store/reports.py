@@ -228,16 +228,16 @@ class ReportQueries:
         None: all) into the funnel, and move the position; the last step id folded (`after`
         when there was none)."""
         params = {"after": after, "limit": limit, "up_to": up_to}
-        page = bulk.fetch(self.conn, _steps_page(up_to is not None), params)
+        page = bulk.fetch(self.conn, _steps_page(up_to is not None), params, row=StepFact)
         if not page:
             return after
         last = int(page[-1].id)
-        batch = [StepFact(*r) for r in page if r.run_id is not None]  # skipped entries: no run
+        batch = [r for r in page if r.run_id is not None]  # skipped entries: no run
         runs = sorted({f.run_id for f in batch})
         earlier: list[StepFact] = []
         for start in range(0, len(runs), _CHUNK):
             params = {"runs": runs[start : start + _CHUNK], "after": after}
-            earlier += [StepFact(*r) for r in bulk.fetch(self.conn, _STEPS_BEFORE, params)]
+            earlier += bulk.fetch(self.conn, _STEPS_BEFORE, params, row=StepFact)
         zones: dict[int, ZoneInfo] = {}
         days: dict[tuple[int, datetime], str] = {}
 

@@ -6,20 +6,20 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from conveyor import telemetry
-from conveyor.services.engine.runs import LiveRun
 
 if TYPE_CHECKING:
     from conveyor.services.engine.tick import Tick
 
 
-def _step_labels(tick: Tick, item: tuple[LiveRun | None, dict[str, Any]]) -> tuple[str, str]:
+def _step_labels(
+    tick: Tick, automation_id: int, version: int, node: str, outcome: str
+) -> tuple[str, str]:
     """A step's metric labels: its node's type ("entry" for a skipped entry) and outcome."""
-    row = item[1]
     try:
-        node = tick.automation(row["automation_id"], row["version"]).nodes.get(row["node"])
+        found = tick.automation(automation_id, version).nodes.get(node)
     except Exception:  # counting never fails a tick
-        node = None
-    return (node.type if node is not None else "entry", row["outcome"])
+        found = None
+    return (found.type if found is not None else "entry", outcome)
 
 
 def flush(tick: Tick) -> None:
@@ -32,10 +32,17 @@ def flush(tick: Tick) -> None:
     for run, run_id in zip(new, ids, strict=True):
         run.id, run.new = run_id, False
         tick.known[run_id] = run
-    tick.tx.automations.add_steps(
-        [{**row, "run_id": run.id if run else None} for run, row in tick.steps]
-    )
-    telemetry.count(telemetry.STEPS, (_step_labels(tick, item) for item in tick.steps))
+    rows: list[dict[str, Any]] = []
+    tally: dict[tuple[int, int, str, str], int] = {}
+    for run, row in tick.steps:  # the tick's own dicts: no copy
+        row["run_id"] = run.id if run else None
+        rows.append(row)
+        key = (row["automation_id"], row["version"], row["node"], row["outcome"])
+        tally[key] = tally.get(key, 0) + 1
+    tick.tx.automations.add_steps(rows)
+    for (automation_id, version, node, outcome), n in tally.items():
+        labels = _step_labels(tick, automation_id, version, node, outcome)
+        telemetry.STEPS.labels(*labels).inc(n)
     telemetry.count(telemetry.RUNS_ADVANCED, ((why,) for why in tick.advanced))
     tick.tx.automations.add_messages(
         [
