@@ -135,14 +135,8 @@ class AutomationQueries:
             top = self.conn.execute(select(func.coalesce(func.max(runs.c.id), 0))).scalar_one()
             ids = list(range(top + 1, top + 1 + len(rows)))
         else:
-            ids = list(
-                self.conn.execute(
-                    select(func.nextval(func.pg_get_serial_sequence("runs", "id"))).select_from(
-                        func.generate_series(1, len(rows))
-                    )
-                ).scalars()
-            )
-        bulk.insert(self.conn, runs, [{**row, "id": i} for row, i in zip(rows, ids, strict=True)])
+            ids = bulk.next_ids(self.conn, runs, len(rows))
+        bulk.append(self.conn, runs, [{"id": i, **row} for row, i in zip(rows, ids, strict=True)])
         return ids
 
     def any_due(self, now: datetime) -> bool:
@@ -311,7 +305,7 @@ class AutomationQueries:
     # --- steps and the outbox ----------------------------------------------------------------
 
     def add_steps(self, rows: list[dict[str, Any]]) -> None:
-        bulk.insert(self.conn, steps, rows)
+        bulk.append(self.conn, steps, rows)
 
     def step_counts(self, automation_id: int) -> list[Any]:
         return list(
@@ -335,7 +329,7 @@ class AutomationQueries:
         return list(self.conn.execute(stmt.order_by(steps.c.id.desc()).limit(limit)))
 
     def add_messages(self, rows: list[dict[str, Any]]) -> None:
-        bulk.insert(self.conn, outbox, rows)
+        bulk.append(self.conn, outbox, rows)
 
 
 def day_ago(now: datetime) -> datetime:

@@ -418,6 +418,21 @@ def copy(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None
         cursor.close()
 
 
+def append(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Add many rows in the order given: COPY on PostgreSQL when there are enough of them with
+    the same keys (a pipelined executemany of INSERTs made the engine's step writes ~16 % of
+    its wall time there), INSERT otherwise."""
+    if conn.dialect.name == "postgresql" and len(rows) >= 20 and _same_keys(rows):
+        copy(conn, table, rows)
+    else:
+        insert(conn, table, rows)
+
+
+def _same_keys(rows: Sequence[dict[str, Any]]) -> bool:
+    first = rows[0].keys()
+    return all(row.keys() == first for row in rows)
+
+
 def next_ids(conn: Connection, table: Table, count: int) -> list[int]:
     """`count` fresh ids from the sequence behind `table`.id (PostgreSQL), ascending."""
     sequence = _sequence(conn, table.name)

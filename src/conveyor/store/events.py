@@ -61,10 +61,7 @@ class EventQueries:
 
     def append(self, rows: list[dict[str, Any]]) -> None:
         """Append events in the given order; the log's ids grow in that order."""
-        if self.dialect == "postgresql" and len(rows) >= 20 and _same_keys(rows):
-            bulk.copy(self.conn, events, rows)
-        else:
-            bulk.insert(self.conn, events, rows)
+        bulk.append(self.conn, events, rows)
 
     def page(
         self,
@@ -223,11 +220,6 @@ def replay_query(
         mine = events.c.contact_id % n == p
         stmt = stmt.where(or_(mine, events.c.contact_id.is_(None)) if p == 0 else mine)
     return stmt
-
-
-def _same_keys(rows: list[dict[str, Any]]) -> bool:
-    first = rows[0].keys()
-    return all(row.keys() == first for row in rows)
 
 
 @functools.cache
