@@ -10,6 +10,7 @@ written here and rows written through SQLAlchemy read back alike. The dialect's 
 
 from __future__ import annotations
 
+import re
 from collections import namedtuple
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,11 +21,13 @@ from typing import Any
 
 import orjson
 from sqlalchemy import JSON, Connection, Table
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
 
 from conveyor.store.schema import UTCDateTime
 
 Encoder = Callable[[Any], Any]
+_PG = postgresql.dialect()
 
 
 def _json(value: Any) -> str:
@@ -162,7 +165,33 @@ def update(conn: Connection, table: Table, key: str, rows: Sequence[dict[str, An
         return
     columns = tuple(c for c in rows[0] if c != key) + (key,)
     sql, encoders = _plan(table, columns, conn.dialect.name, key)
+    if conn.dialect.name == "postgresql" and len(rows) >= 20 and _same_keys(rows):
+        latest = {row[key]: row for row in rows}  # one row per key, the last, as one by one
+        values = _encoded(list(latest.values()), columns, encoders)
+        driver(
+            conn, _unnest_update(table, columns, key), [list(c) for c in zip(*values, strict=True)]
+        )
+        return
     driver(conn, sql, _encoded(rows, columns, encoders), many=True)
+
+
+@lru_cache(maxsize=64)
+def _unnest_update(table: Table, columns: tuple[str, ...], key: str) -> str:
+    """One UPDATE … FROM unnest(arrays) for many rows (PostgreSQL): the server runs one
+    statement instead of one per row (the engine's run and contact updates, ~8 % of its wall
+    time as a pipelined executemany)."""
+    # Text without its length: an explicit cast to VARCHAR(n) would cut a longer value where
+    # the assignment to the column refuses it, as an INSERT or a plain UPDATE does.
+    kinds = [
+        re.sub(r"^VARCHAR\(\d+\)$", "TEXT", table.c[c].type.compile(dialect=_PG)) for c in columns
+    ]
+    quoted = [f'"{c}"' for c in columns]
+    arrays = ", ".join(f"%s::{kind}[]" for kind in kinds)
+    sets = ", ".join(f"{q} = v.{q}" for q in quoted if q != f'"{key}"')
+    return (
+        f"UPDATE {table.name} AS t SET {sets} FROM unnest({arrays}) AS v({', '.join(quoted)}) "
+        f'WHERE t."{key}" = v."{key}"'
+    )
 
 
 # --- reading many rows by a text key ------------------------------------------------------------

@@ -1,0 +1,102 @@
+"""The store's driver-level reads and writes (store/bulk.py) against both databases: they give
+what SQLAlchemy would, and the many-row paths (COPY, one UPDATE from arrays) behave like the
+one-row ones."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import bindparam, select
+from sqlalchemy.exc import DBAPIError
+
+from conveyor.store import bulk
+from conveyor.store.schema import contacts, runs, steps
+
+
+def _world(conveyor, count: int) -> tuple[int, int, list[int]]:
+    """A workspace, an automation and `count` contacts: (workspace, automation, contacts)."""
+    workspace, _ = conveyor.workspaces.create("bulk")
+    nodes = [{"id": "a", "type": "add_tag", "tag": "t"}]
+    conveyor.automations.apply(
+        workspace, {"key": "k", "triggers": [{"event": "go"}], "nodes": nodes}
+    )
+    now = datetime(2026, 12, 2, tzinfo=UTC)
+    made = [
+        {"workspace_id": workspace.id, "email": f"p{i}@example.com", "fields": {},
+         "score": 0, "created_at": now, "updated_at": now}
+        for i in range(count)
+    ]  # fmt: skip
+    with conveyor.store.write() as tx:
+        ids = tx.contacts.insert(made)
+        automation = tx.automations.by_key(workspace.id, "k")
+    return workspace.id, automation.id, ids
+
+
+def _run(contact_id: int, at: datetime) -> dict:
+    return {
+        "workspace_id": 1, "automation_id": 1, "version": 1, "contact_id": contact_id,
+        "status": "active", "node": "a", "state": {"n": contact_id, "s": "ü"}, "wake_at": at,
+        "steps": 0, "trigger": {"event": "go"}, "outcome": None, "entered_at": at,
+        "finished_at": None, "request_id": None,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("count", [3, 40])  # one by one, and the many-row path
+def test_many_rows_added_updated_and_read_back_as_sqlalchemy_reads_them(conveyor, count):
+    at = datetime(2026, 12, 2, 9, 30, 15, 123456, tzinfo=UTC)
+    workspace_id, automation_id, contact_ids = _world(conveyor, count)
+    with conveyor.store.db.write_connection() as conn:
+        ids = bulk.next_ids(conn, runs, count) if conn.dialect.name == "postgresql" else None
+        rows = [_run(c, at) for c in contact_ids]
+        for i, row in enumerate(rows):
+            row["workspace_id"], row["automation_id"] = workspace_id, automation_id
+            row["id"] = ids[i] if ids else i + 1
+        bulk.append(conn, runs, rows)
+        later = at + timedelta(days=1)
+        changes = [
+            {"node": "b", "state": {"k": i}, "wake_at": later, "steps": i, "id": row["id"]}
+            for i, row in enumerate(rows)
+        ]
+        changes.append({**changes[0], "node": "c"})  # the same run twice: the last one holds
+        bulk.update(conn, runs, "id", changes)
+        stmt = select(runs).where(runs.c.id.in_(bindparam("ids", expanding=True)))
+        fast = bulk.fetch(conn, stmt, {"ids": [r["id"] for r in rows]})
+        slow = conn.execute(stmt, {"ids": [r["id"] for r in rows]}).all()
+    assert sorted(map(tuple, fast)) == sorted(map(tuple, slow))
+    by_id = {r.id: r for r in fast}
+    first = by_id[rows[0]["id"]]
+    assert (first.node, first.state, first.wake_at, first.steps) == ("c", {"k": 0}, later, 0)
+    last = by_id[rows[-1]["id"]]
+    assert (last.node, last.steps, last.trigger, last.entered_at) == (
+        "b", count - 1, {"event": "go"}, at,
+    )  # fmt: skip
+    assert last.finished_at is None and last.wake_at.tzinfo is not None
+
+
+def test_a_value_too_long_for_its_column_is_refused_not_cut(conveyor):
+    """The many-row UPDATE casts its arrays to text, not VARCHAR(n) (which would cut)."""
+    if conveyor.store.db.engine.dialect.name == "sqlite":
+        pytest.skip("SQLite does not enforce VARCHAR lengths")
+    _workspace, _automation, ids = _world(conveyor, 25)
+    too_long = [{"locale": "x" * 40, "id": i} for i in ids]  # locale is VARCHAR(35)
+    with pytest.raises(DBAPIError), conveyor.store.db.write_connection() as conn:
+        bulk.update(conn, contacts, "id", too_long)
+    with conveyor.store.db.read_connection() as conn:
+        locales = {r[0] for r in conn.execute(select(contacts.c.locale))}
+    assert locales == {None}
+
+
+def test_many_steps_added_keep_their_order(conveyor):
+    workspace_id, automation_id, (contact_id,) = _world(conveyor, 1)
+    at = datetime(2026, 12, 2, tzinfo=UTC)
+    rows = [
+        {"workspace_id": workspace_id, "run_id": None, "contact_id": contact_id,
+         "automation_id": automation_id,
+         "version": 1, "node": f"n{i}", "outcome": "done", "reason": {"i": i}, "at": at}
+        for i in range(50)
+    ]  # fmt: skip
+    with conveyor.store.db.write_connection() as conn:
+        bulk.append(conn, steps, rows)
+        found = bulk.fetch(conn, select(steps.c.node, steps.c.reason).order_by(steps.c.id))
+    assert [(r.node, r.reason) for r in found] == [(f"n{i}", {"i": i}) for i in range(50)]
