@@ -11,7 +11,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.exc import DBAPIError
 
 from conveyor.store import bulk
-from conveyor.store.schema import contacts, runs, steps
+from conveyor.store.schema import contact_tags, contacts, runs, steps
 
 
 def _world(conveyor, count: int) -> tuple[int, int, list[int]]:
@@ -100,3 +100,20 @@ def test_many_steps_added_keep_their_order(conveyor):
         bulk.append(conn, steps, rows)
         found = bulk.fetch(conn, select(steps.c.node, steps.c.reason).order_by(steps.c.id))
     assert [(r.node, r.reason) for r in found] == [(f"n{i}", {"i": i}) for i in range(50)]
+
+
+@pytest.mark.parametrize("count", [3, 30])
+def test_many_tags_added_and_removed(conveyor, count):
+    workspace_id, _automation, ids = _world(conveyor, count)
+    at = datetime(2026, 12, 2, tzinfo=UTC)
+    rows = [
+        {"contact_id": c, "tag": tag, "workspace_id": workspace_id, "created_at": at}
+        for c in ids
+        for tag in ("keep", "drop")
+    ]
+    with conveyor.store.write() as tx:
+        tx.contacts.add_tags(rows)
+        tx.contacts.remove_tags([(c, "drop") for c in ids] + [(ids[0], "absent")])
+    with conveyor.store.db.read_connection() as conn:
+        left = conn.execute(select(contact_tags.c.contact_id, contact_tags.c.tag)).all()
+    assert sorted(left) == sorted((c, "keep") for c in ids)

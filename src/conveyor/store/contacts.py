@@ -276,17 +276,10 @@ class ContactQueries:
             self.conn.execute(insert(contact_aliases), rows)
 
     def add_tags(self, rows: list[dict[str, Any]]) -> None:
-        bulk.insert(self.conn, contact_tags, rows)
+        bulk.append(self.conn, contact_tags, rows)
 
     def remove_tags(self, pairs: list[tuple[int, str]]) -> None:
-        if pairs:
-            self.conn.execute(
-                delete(contact_tags).where(
-                    contact_tags.c.contact_id == bindparam("cid"),
-                    contact_tags.c.tag == bindparam("t"),
-                ),
-                [{"cid": cid, "t": tag} for cid, tag in pairs],
-            )
+        bulk.delete(self.conn, contact_tags, ("contact_id", "tag"), pairs)
 
     def add_subscriptions(self, rows: list[dict[str, Any]]) -> None:
         if rows:
