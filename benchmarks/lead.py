@@ -132,7 +132,7 @@ class SQLCounter:
     def _statement(self, conn: Any, cursor: Any, sql: str, *args: Any) -> None:
         if self.tally is not None:
             self.tally.statements.append((self.phase, sql))
-            self._tag_pending |= sql.startswith("INSERT INTO contact_tags")
+            self._tag_pending |= sql.startswith(("INSERT INTO contact_tags", "COPY contact_tags"))
             self._wrote |= sql.startswith(("INSERT", "UPDATE", "DELETE"))
 
     def _begin(self, conn: Any) -> None:
