@@ -117,3 +117,25 @@ def test_many_tags_added_and_removed(conveyor, count):
     with conveyor.store.db.read_connection() as conn:
         left = conn.execute(select(contact_tags.c.contact_id, contact_tags.c.tag)).all()
     assert sorted(left) == sorted((c, "keep") for c in ids)
+
+
+def test_fetch_processes_every_bound_value_as_sqlalchemy_would(conveyor):
+    """A datetime and a JSON path bound to a statement read through the driver mean what they
+    mean to SQLAlchemy (stored formats differ by dialect)."""
+    workspace_id, automation_id, (contact_id,) = _world(conveyor, 1)
+    early = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
+    rows = [
+        {"workspace_id": workspace_id, "run_id": None, "contact_id": contact_id,
+         "automation_id": automation_id, "version": 1, "node": f"n{i}", "outcome": "done",
+         "reason": {"why": f"w{i}"}, "at": early + timedelta(hours=i)}
+        for i in range(3)
+    ]  # fmt: skip
+    stmt = select(steps.c.node, steps.c.reason["why"].as_string().label("why")).where(
+        steps.c.at >= bindparam("since")
+    )
+    since = early + timedelta(hours=1)
+    with conveyor.store.db.write_connection() as conn:
+        bulk.append(conn, steps, rows)
+        fast = bulk.fetch(conn, stmt.order_by(steps.c.id), {"since": since})
+        slow = conn.execute(stmt.order_by(steps.c.id), {"since": since}).all()
+    assert [tuple(r) for r in fast] == [tuple(r) for r in slow] == [("n1", "w1"), ("n2", "w2")]

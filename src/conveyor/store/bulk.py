@@ -412,7 +412,9 @@ def fetch(
     reading = _reading(stmt, dialect)
     state = reading.compiled.construct_expanded_state(params)
     values = state.parameters
-    processors = state.processors
+    # The state names the processors of expanded (IN) values only; those of the others (a
+    # JSON path, a datetime) are the compiled statement's.
+    processors = {**reading.compiled._bind_processors, **state.processors}
     if processors:
         values = {
             k: (processors[k](v) if k in processors and v is not None else v)

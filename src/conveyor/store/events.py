@@ -233,7 +233,9 @@ def _after_statement(bounded: bool) -> Select[Any]:
             events.c.kind,
             events.c.name,
             events.c.properties,
-            events.c.context,
+            # Of the context only what the consumers ask (who wrote a system event): an SDK's
+            # context (page, user agent, library, …) is most of a row, and none of theirs.
+            events.c.context["source"].as_string().label("source"),
             workspaces.c.catalog_version,
             events.c.timestamp,
             events.c.request_id,

@@ -213,6 +213,12 @@ class EventRecord(_FromRow):
     received_at: datetime
     request_id: str | None = None  # the HTTP request that wrote it (or whose run did)
 
+    @property
+    def source(self) -> str | None:
+        """Which part of Conveyor wrote a system event (`context.source`), as the live log's
+        rows carry it."""
+        return (self.context or {}).get("source")
+
 
 @dataclass(frozen=True, slots=True)
 class SuppressionRecord(_FromRow):

@@ -77,4 +77,4 @@ def confirmation_requests(
 
 def from_engine(event: Any) -> bool:
     """Written by an engine tick (whose `settle` already woke the runs it concerns)."""
-    return event.kind == "system" and (event.context or {}).get("source") == "automation"
+    return event.kind == "system" and event.source == "automation"
