@@ -39,3 +39,11 @@ def _threads():
     import threading
 
     return threading.enumerate()
+
+
+def test_the_checkpointer_never_creates_a_database(tmp_path):
+    path = tmp_path / "gone.db"
+    checkpointer = Checkpointer(str(path))
+    time.sleep(Checkpointer.INTERVAL * 3)
+    checkpointer.close()
+    assert not path.exists()

@@ -140,8 +140,9 @@ class Checkpointer:
         try:
             while not self._stop.wait(self.INTERVAL):
                 try:
-                    if conn is None:
-                        conn = sqlite3.connect(self._path, isolation_level=None, timeout=0)
+                    if conn is None:  # never creates the file (mode=rw)
+                        uri = f"{Path(self._path).resolve().as_uri()}?mode=rw"
+                        conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=0)
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                 except sqlite3.Error as exc:  # a file not there yet, a busy moment: next time
                     log.debug("checkpoint skipped: %s", exc)
