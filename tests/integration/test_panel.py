@@ -266,6 +266,28 @@ def test_the_graph_and_live_counts_follow_the_engine(conveyor: Conveyor, live, t
         assert re.search(r"Welcome series.*?<td class=\"num\">1</td>", listed.text, re.S)
 
 
+def test_a_send_node_counts_each_contact_that_went_on_once(conveyor: Conveyor, live, tenant):
+    """Delivery logs its message's fate at the send node (here a retry: no sender is set);
+    the node's "passed" still counts the one contact that went on, not its steps."""
+    user(conveyor, tenant, "ada@acme.example", "marketer")
+    conveyor.catalog.create_list(tenant.workspace, "newsletter")
+    conveyor.templates.save(
+        tenant.workspace, "hello", "email", {"subject": "Hi", "html": "<p>hi</p>"}
+    )
+    mail = {**WELCOME, "nodes": [{"id": "welcome", "type": "send_email", "template": "hello"}]}
+    conveyor.automations.apply(tenant.workspace, mail)
+    conveyor.automations.set_status(tenant.workspace, "welcome-series", "active")
+    subscribe(live, tenant, "grace@example.com")
+    conveyor.engine.run_until_idle()
+    conveyor.delivery.run_until_idle()
+    stats = conveyor.automations.stats(tenant.workspace, "welcome-series")
+    assert stats["nodes"]["welcome"]["outcomes"] == {"queued": 1, "retrying": 1}
+    with browser(live) as client:
+        sign_in(client, "ada@acme.example")
+        counts = client.get("/app/automations/welcome-series/live.json").json()
+    assert counts["nodes"]["welcome"]["passed"] == 1
+
+
 def subscribe(live: LiveServer, tenant: Tenant, email: str) -> int:
     """A contact subscribes to the newsletter, through the public API."""
     with httpx.Client(base_url=live.url, headers=tenant.admin) as api:

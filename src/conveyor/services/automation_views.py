@@ -20,6 +20,15 @@ WINDOW = timedelta(days=30)
 NOT_PASSED = ("waiting", "exited", "failed", "goal_reached", "moved")  # moved: an arrival
 
 
+def passed(outcomes: dict[str, int]) -> int:
+    """Contacts that went on from a node. A send node's run goes on once, "queued"; the steps
+    delivery and the send policy log there later (sent, retrying, dead, skipped, deferred …)
+    are its message's fate, not more passes."""
+    if "queued" in outcomes:
+        return outcomes["queued"]
+    return sum(n for o, n in outcomes.items() if o not in NOT_PASSED)
+
+
 @dataclass(frozen=True)
 class AutomationRow:
     key: str
@@ -39,7 +48,7 @@ class AutomationRow:
 @dataclass(frozen=True)
 class NodeCounts:
     waiting: int = 0  # runs at this node now
-    passed: int = 0  # steps that went on from here
+    passed: int = 0  # contacts that went on from here (see `passed`)
     converted: int = 0  # goals reached here
     exited: int = 0  # runs that left by the exit condition here
     outcomes: dict[str, int] = field(default_factory=dict)
@@ -162,7 +171,7 @@ class AutomationViews:
             seen = outcomes.get(node, {})
             counts[node] = NodeCounts(
                 waiting=waiting.get(node, 0),
-                passed=sum(n for o, n in seen.items() if o not in NOT_PASSED),
+                passed=passed(seen),
                 converted=seen.get("goal_reached", 0),
                 exited=seen.get("exited", 0),
                 outcomes=dict(sorted(seen.items())),
