@@ -145,15 +145,8 @@ class AutomationQueries:
 
     def claim_due(self, now: datetime, limit: int) -> list[Any]:
         """Due runs, locked for this transaction; other workers skip them (PostgreSQL)."""
-        stmt = (
-            select(runs)
-            .where(runs.c.status == "active", runs.c.wake_at <= now)
-            .order_by(runs.c.wake_at, runs.c.id)
-            .limit(limit)
-        )
-        if self.dialect == "postgresql":
-            stmt = stmt.with_for_update(skip_locked=True)
-        return list(self.conn.execute(stmt))
+        stmt = _due_runs(self.dialect == "postgresql")
+        return bulk.fetch(self.conn, stmt, {"now": now, "limit": limit})
 
     def save_runs(self, rows: list[dict[str, Any]]) -> None:
         """Write back runs after a tick. Each row has `id` and the columns to set (the same)."""
@@ -344,6 +337,18 @@ def _runs_of_contacts(lock: bool) -> Select[Any]:
         runs.c.status.in_(bindparam("statuses", expanding=True)),
     )
     return stmt.order_by(runs.c.id).with_for_update() if lock else stmt
+
+
+@functools.cache
+def _due_runs(skip_locked: bool) -> Select[Any]:
+    """`claim_due`'s statement, built once (`skip_locked`: PostgreSQL's claim)."""
+    stmt = (
+        select(runs)
+        .where(runs.c.status == "active", runs.c.wake_at <= bindparam("now"))
+        .order_by(runs.c.wake_at, runs.c.id)
+        .limit(bindparam("limit"))
+    )
+    return stmt.with_for_update(skip_locked=True) if skip_locked else stmt
 
 
 _ENTRIES_OF = select(runs.c.automation_id, runs.c.contact_id, runs.c.entered_at).where(
