@@ -104,9 +104,6 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
-        # 64 MiB of page cache a connection (SQLite's default is 2 MiB), taken as pages are
-        # used: the engine benchmark's page reads from the OS fell from 149k to 39k.
-        cursor.execute("PRAGMA cache_size=-65536")
         cursor.close()
 
     @event.listens_for(engine, "begin")
