@@ -1,6 +1,6 @@
 """The store's driver-level reads and writes (store/bulk.py) against both databases: they give
-what SQLAlchemy would, and the many-row paths (COPY, one UPDATE from arrays) behave like the
-one-row ones."""
+what SQLAlchemy would, and the many-row paths (COPY on PostgreSQL) behave like the one-row
+ones."""
 
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ def test_many_rows_added_updated_and_read_back_as_sqlalchemy_reads_them(conveyor
 
 
 def test_a_value_too_long_for_its_column_is_refused_not_cut(conveyor):
-    """The many-row UPDATE casts its arrays to text, not VARCHAR(n) (which would cut)."""
+    """A many-row UPDATE refuses a value longer than its column, as a plain UPDATE does."""
     if conveyor.store.db.engine.dialect.name == "sqlite":
         pytest.skip("SQLite does not enforce VARCHAR lengths")
     _workspace, _automation, ids = _world(conveyor, 25)

@@ -10,7 +10,6 @@ written here and rows written through SQLAlchemy read back alike. The dialect's 
 
 from __future__ import annotations
 
-import re
 from collections import namedtuple
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,13 +20,11 @@ from typing import Any
 
 import orjson
 from sqlalchemy import JSON, Connection, Table
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
 
 from conveyor.store.schema import UTCDateTime
 
 Encoder = Callable[[Any], Any]
-_PG = postgresql.dialect()
 
 
 def _json(value: Any) -> str:
@@ -165,55 +162,20 @@ def update(conn: Connection, table: Table, key: str, rows: Sequence[dict[str, An
         return
     columns = tuple(c for c in rows[0] if c != key) + (key,)
     sql, encoders = _plan(table, columns, conn.dialect.name, key)
-    if conn.dialect.name == "postgresql" and len(rows) >= 20 and _same_keys(rows):
-        latest = {row[key]: row for row in rows}  # one row per key, the last, as one by one
-        values = _encoded(list(latest.values()), columns, encoders)
-        driver(
-            conn, _unnest_update(table, columns, key), [list(c) for c in zip(*values, strict=True)]
-        )
-        return
     driver(conn, sql, _encoded(rows, columns, encoders), many=True)
 
 
 def delete(
     conn: Connection, table: Table, columns: tuple[str, ...], keys: Sequence[tuple[Any, ...]]
 ) -> None:
-    """DELETE the rows whose `columns` hold one of `keys` (plain values: ids, text)."""
+    """DELETE the rows whose `columns` hold one of `keys` (plain values: ids, text), in one
+    executemany on the driver. (One `DELETE … USING unnest(arrays)` on PostgreSQL was tried:
+    psycopg builds the arrays in Python, which cost more than the statements it saved.)"""
     if not keys:
         return
-    quoted = [f'"{c}"' for c in columns]
-    if conn.dialect.name == "postgresql" and len(keys) >= 20:
-        kinds = [_array_type(table, c) for c in columns]
-        arrays = ", ".join(f"%s::{kind}[]" for kind in kinds)
-        match = " AND ".join(f"t.{q} = v.{q}" for q in quoted)
-        sql = f"DELETE FROM {table.name} AS t USING unnest({arrays}) AS v({', '.join(quoted)}) "
-        driver(conn, sql + f"WHERE {match}", [list(c) for c in zip(*keys, strict=True)])
-        return
     mark = "?" if conn.dialect.name == "sqlite" else "%s"
-    match = " AND ".join(f"{q} = {mark}" for q in quoted)
+    match = " AND ".join(f'"{c}" = {mark}' for c in columns)
     driver(conn, f"DELETE FROM {table.name} WHERE {match}", list(keys), many=True)
-
-
-def _array_type(table: Table, column: str) -> str:
-    """A column's PostgreSQL type for an array cast: text without its length, since an explicit
-    cast to VARCHAR(n) would cut a longer value where the assignment to the column refuses it,
-    as an INSERT or a plain UPDATE does."""
-    return re.sub(r"^VARCHAR\(\d+\)$", "TEXT", table.c[column].type.compile(dialect=_PG))
-
-
-@lru_cache(maxsize=64)
-def _unnest_update(table: Table, columns: tuple[str, ...], key: str) -> str:
-    """One UPDATE … FROM unnest(arrays) for many rows (PostgreSQL): the server runs one
-    statement instead of one per row (the engine's run and contact updates, ~8 % of its wall
-    time as a pipelined executemany)."""
-    kinds = [_array_type(table, c) for c in columns]
-    quoted = [f'"{c}"' for c in columns]
-    arrays = ", ".join(f"%s::{kind}[]" for kind in kinds)
-    sets = ", ".join(f"{q} = v.{q}" for q in quoted if q != f'"{key}"')
-    return (
-        f"UPDATE {table.name} AS t SET {sets} FROM unnest({arrays}) AS v({', '.join(quoted)}) "
-        f'WHERE t."{key}" = v."{key}"'
-    )
 
 
 # --- reading many rows by a text key ------------------------------------------------------------
