@@ -14,11 +14,9 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
 import yaml
 from rich.markup import escape
-from rich.syntax import Syntax
 
 from conveyor.cli.main import WorkspaceOpt, _fail, _open, _workspace, app, out
 from conveyor.domain.errors import ConveyorError
@@ -114,6 +112,8 @@ def _remote(folder: Path, url: str, key: str | None, prune: bool, commit: bool) 
         ],
     }
     path = "/workspace/apply" if commit else "/workspace/plan"
+    import httpx  # only here: with httpcore, h11 and pygments, ~0.2 s for every command
+
     try:
         response = httpx.post(
             url.rstrip("/") + path,
@@ -163,6 +163,8 @@ def show(plan: dict[str, Any], *, as_json: bool, verb: str) -> None:
                 line += f"\n    [red]{escape(field + (change['error'] or ''))}[/]"
             out.print(line, highlight=False)
             if change["diff"] and change["action"] in ("update", "delete"):
+                from rich.syntax import Syntax  # and Pygments: only when there is a diff
+
                 out.print(
                     Syntax(change["diff"], "diff", theme="ansi_dark", background_color="default")
                 )

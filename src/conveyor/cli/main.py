@@ -9,10 +9,9 @@ import signal
 import sys
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from conveyor import __version__, logs
@@ -25,6 +24,9 @@ from conveyor.settings import Settings
 from conveyor.store.database import connection_problem, shown_url
 from conveyor.worker.loop import Role
 from conveyor.worker.process import run_worker
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 app = typer.Typer(help="Conveyor: self-hosted marketing automation.", no_args_is_help=True)
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
@@ -366,14 +368,7 @@ def contacts_import(
         with file.open(encoding="utf-8-sig", newline="") as handle:
             total = max(sum(1 for _ in handle) - 1, 0)
         with (
-            Progress(
-                TextColumn("importing"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=err,
-                transient=True,
-            ) as bar,
+            _progress("importing") as bar,
             file.open(encoding="utf-8-sig", newline="") as handle,
         ):
             task = bar.add_task("import", total=total)
@@ -432,6 +427,15 @@ def contacts_export(
                     handle.write(chunk)
     except ConveyorError as exc:
         _fail(exc.detail)
+
+
+def _progress(label: str) -> Progress:
+    """A progress bar on stderr that disappears when done (rich.progress is imported here:
+    most commands show none)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    return Progress(*columns, console=err, transient=True)
 
 
 def _read_mapping(file: Path, expected: str) -> dict:  # type: ignore[type-arg]
@@ -693,14 +697,7 @@ def policy_apply(
 
 def _rescoring(run):  # type: ignore[no-untyped-def]
     """Run `run(progress)` under a progress bar of contacts rescored."""
-    with Progress(
-        TextColumn("scoring contacts"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-    ) as bar:
+    with _progress("scoring contacts") as bar:
         task = bar.add_task("score", total=None)
         return run(lambda done, total: bar.update(task, completed=done, total=total))
 
