@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from conveyor import __version__
+from conveyor.cli.main import WorkerRole
+from conveyor.worker.loop import Role
 
 CONVEYOR = str(Path(sys.executable).with_name("conveyor"))
 
@@ -19,6 +21,22 @@ CONVEYOR = str(Path(sys.executable).with_name("conveyor"))
 def test_version():
     done = subprocess.run([CONVEYOR, "--version"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == f"conveyor {__version__}"
+
+
+def test_version_and_help_import_no_part_of_conveyor_beyond_the_cli():
+    """`--version` took 1.2 s: the CLI imported all of Conveyor (services, store, SQLAlchemy)."""
+    names = ["conveyor.bootstrap", "conveyor.settings", "conveyor.store", "sqlalchemy"]
+    for args in (["--version"], ["--help"], ["worker", "--help"]):
+        script = LOADED.format(names=names)
+        done = subprocess.run(
+            [sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stderr.strip().splitlines()[-1] == "[]", (args, done.stderr)
+
+
+def test_the_worker_roles_the_cli_offers_are_the_workers():
+    assert [r.value for r in WorkerRole] == [r.value for r in Role]
 
 
 @pytest.mark.parametrize(
@@ -53,6 +71,9 @@ from conveyor.cli.main import main
 sys.argv = ["conveyor", *sys.argv[1:]]
 try:
     main()
+except SystemExit as done:
+    if done.code:
+        raise
 finally:
     print(sorted(name for name in {names!r} if name in sys.modules), file=sys.stderr)
 """

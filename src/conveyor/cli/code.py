@@ -12,7 +12,7 @@ import os
 import tempfile
 from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import yaml
@@ -20,8 +20,9 @@ from rich.markup import escape
 
 from conveyor.cli.main import WorkspaceOpt, _fail, _open, _workspace, app, out
 from conveyor.domain.errors import ConveyorError
-from conveyor.domain.workspace_code import FOLDERS, Resource, resources_of
-from conveyor.settings import Settings
+
+if TYPE_CHECKING:
+    from conveyor.domain.workspace_code import Resource
 
 Folder = Annotated[Path, typer.Argument(exists=True, file_okay=False, readable=True)]
 Json = Annotated[bool, typer.Option("--json", help="print the plan as JSON")]
@@ -48,6 +49,8 @@ SYMBOLS = {
 
 def read_folder(folder: Path) -> list[Resource]:
     """Every resource of the folder: `KIND_FOLDER/*.yaml|*.yml|*.json`, one line per error."""
+    from conveyor.domain.workspace_code import FOLDERS, resources_of
+
     resources: list[Resource] = []
     for name, kind in FOLDERS.items():
         sub = folder / name
@@ -133,6 +136,8 @@ def _remote(folder: Path, url: str, key: str | None, prune: bool, commit: bool) 
 
 def _offline(folder: Path, prune: bool) -> dict[str, Any]:
     """The folder planned into a fresh, empty workspace in a throw-away database."""
+    from conveyor.settings import Settings
+
     resources = read_folder(folder)
     with tempfile.TemporaryDirectory(prefix="conveyor-validate-") as tmp:
         settings = Settings(
