@@ -5,6 +5,7 @@ from __future__ import annotations
 import compileall
 import os
 import shutil
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,10 +32,17 @@ def pytest_configure(config: pytest.Config) -> None:
     """The secret guard (no secret the suite makes in any log line, issue 18); and Conveyor's
     bytecode, written once before the workers start. Where PYTHONDONTWRITEBYTECODE is set (as in
     the Docker image and on this machine) every `conveyor` subprocess the e2e tests start —
-    hundreds — compiled its ~170 modules from source again (~0.35 s of CPU each)."""
+    hundreds — compiled its ~170 modules from source again (~0.35 s of CPU each).
+
+    The variable is dropped for the processes the run starts: with it, each pytest process (the
+    two xdist workers, the runs test_secret_guard.py makes) rewrote the asserts of every test
+    module and of the plugins (Hypothesis, schemathesis, xdist, anyio: ~400 modules) from
+    source, ~7 s of CPU, where pytest otherwise keeps them in __pycache__ (git-ignored)."""
     secret_guard.install(config)
     if not hasattr(config, "workerinput"):
         compileall.compile_dir(Path(migrate.__file__).parents[1], quiet=2)  # src/conveyor
+        os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+        sys.dont_write_bytecode = False
 
 
 @pytest.fixture(scope="session")

@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from playwright.sync_api import Browser, expect, sync_playwright
+
+from conveyor.bootstrap import Conveyor
 
 # Playwright's assertions wait 5 s by default. The first preview a page asks for (MJML rendered
 # on the server) took longer on a 2-core machine running both xdist workers: twice on 2 December,
@@ -26,11 +29,12 @@ def env(database_url, tmp_path):
     }
 
 
-@pytest.fixture
-def chromium() -> Iterator[Browser]:
-    """Headless Chromium for one test. Not shared by a file's tests: while Playwright's sync API
-    is open its loop counts as running in this thread, and the next test's fixtures (delivery's
-    event loop) could not run theirs."""
+@pytest.fixture(scope="module")
+def shared_chromium() -> Iterator[Browser]:
+    """Headless Chromium for a file's tests: starting Playwright's driver and the browser, and
+    stopping them, took ~2 s a test (more with both xdist workers busy). While the sync API is
+    open its loop counts as running in this thread, so nothing in these files may run an event
+    loop in it: the `conveyor` fixture below closes its Delivery (which does) in a thread."""
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(
             executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS
@@ -39,6 +43,26 @@ def chromium() -> Iterator[Browser]:
             yield launched
         finally:
             launched.close()
+
+
+@pytest.fixture
+def chromium(shared_chromium: Browser) -> Iterator[Browser]:
+    """The file's Chromium; the pages (and contexts) a test opened are closed after it, so no
+    page of one test keeps polling, or holding cookies, into the next."""
+    yield shared_chromium
+    for context in shared_chromium.contexts:
+        context.close()
+
+
+@pytest.fixture
+def conveyor(conveyor: Conveyor) -> Iterator[Conveyor]:
+    """The shared fixture's Conveyor, closed in a thread: Delivery.close() runs its event loop,
+    which cannot run in this thread while a file's Chromium is open (see shared_chromium)."""
+    close = conveyor.close
+    conveyor.close = lambda: None  # type: ignore[method-assign]  # (the shared fixture's call)
+    yield conveyor
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(close).result()
 
 
 @pytest.fixture

@@ -58,7 +58,7 @@ def customer_site(conveyor_url: str, key: str) -> Iterator[str]:
             pass
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.01,), daemon=True)  # stops fast
     thread.start()
     try:
         yield f"http://127.0.0.1:{httpd.server_address[1]}"

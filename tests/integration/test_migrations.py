@@ -15,3 +15,19 @@ def test_migrations_produce_exactly_the_models(database_url):
         assert migrate.current_revision(engine) == migrate.head_revision()
     finally:
         engine.dispose()
+
+
+def test_head_names_the_newest_migration():
+    """`upgrade` skips alembic when the database is at `HEAD`: a new migration must move it."""
+    assert migrate.head_revision() == migrate.HEAD
+
+
+def test_an_upgrade_from_an_older_revision_still_migrates(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    try:
+        migrate.upgrade(engine, "0020_builder")
+        assert migrate.current_revision(engine) == "0020_builder"
+        migrate.upgrade(engine)
+        assert migrate.current_revision(engine) == migrate.HEAD
+    finally:
+        engine.dispose()

@@ -41,7 +41,9 @@ class Peer:
 
         ThreadingHTTPServer.allow_reuse_address = True
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        # Polled every 10 ms, not 0.5 s: stop() (shutdown) waits for the next poll.
+        serve = threading.Thread(target=self.server.serve_forever, args=(0.01,), daemon=True)
+        serve.start()
         return self
 
     def stop(self) -> None:

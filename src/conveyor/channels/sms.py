@@ -18,16 +18,18 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
-
-import httpx
 
 from conveyor.channels.base import DeliveryError, Receipt, Sms, short
 from conveyor.channels.guard import AddressGuard
-from conveyor.channels.pinned import PinnedTransport
 from conveyor.domain.errors import InvalidInput
 from conveyor.domain.sms import segments
+
+if TYPE_CHECKING:
+    # httpx (with httpcore, h11 and its own CLI's rich and pygments) is imported by the methods
+    # that send: the API reading Twilio's webhooks, and every `conveyor` command, need none of it.
+    import httpx
 
 TWILIO_API = "https://api.twilio.com"
 OPTED_OUT = 21610  # the recipient replied STOP: never send again until they reply START
@@ -56,6 +58,10 @@ class TwilioSms:
     ) -> None:
         if not (from_number or messaging_service_sid):
             raise ValueError("TwilioSms needs a from_number or a messaging_service_sid")
+        import httpx
+
+        from conveyor.channels.pinned import PinnedTransport
+
         self.base_problem = base_url_problem(base_url)
         self.account_sid = account_sid
         self.from_number = from_number
@@ -92,6 +98,8 @@ class TwilioSms:
     async def send(self, sms: Sms) -> Receipt:
         if self.base_problem is not None:
             raise DeliveryError(f"SMS base_url {self.base_problem}", transient=False)
+        import httpx
+
         try:
             response = await self._client.post(
                 self.url,
@@ -114,6 +122,8 @@ class TwilioSms:
 
 def base_url_problem(base_url: str) -> str | None:
     """What is wrong with an SMS API base URL (None: nothing)."""
+    import httpx
+
     try:
         url = httpx.URL(base_url)
     except httpx.InvalidURL:

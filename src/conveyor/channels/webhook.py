@@ -30,13 +30,16 @@ import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-
-import httpx
+from typing import TYPE_CHECKING
 
 from conveyor.channels.base import DeliveryError, Receipt, WebhookCall
 from conveyor.channels.guard import AddressGuard
-from conveyor.channels.pinned import PinnedTransport
 from conveyor.clock import Clock, SystemClock
+
+if TYPE_CHECKING:
+    # Imported by the methods that send (httpx brings httpcore, h11, rich and pygments): a
+    # process that never sends a webhook, like every `conveyor` command, does without.
+    import httpx
 
 USER_AGENT = "Conveyor-Webhooks/1.0"
 RESPONSE_CHARS = 500  # how much of an answer's body is kept in `detail`
@@ -95,6 +98,10 @@ class WebhookSender:
         self._timeout = timeout
         self._clock = clock or SystemClock()
         self._slots = _HostSlots(max_connections)
+        import httpx
+
+        from conveyor.channels.pinned import PinnedTransport
+
         transport = PinnedTransport(
             AddressGuard(allow), ssl_context or httpx.create_ssl_context(trust_env=False)
         )
@@ -120,6 +127,8 @@ class WebhookSender:
     async def send(self, call: WebhookCall) -> Receipt:
         if self._closed:
             raise RuntimeError("this WebhookSender is closed")
+        import httpx
+
         url = _checked_url(call.url)
         _check_headers(call.headers)
         headers = httpx.Headers({"User-Agent": USER_AGENT})
@@ -207,6 +216,8 @@ def _check_headers(headers: dict[str, str]) -> None:
 
 
 def _checked_url(raw: str) -> httpx.URL:
+    import httpx
+
     try:
         url = httpx.URL(raw)
     except httpx.InvalidURL as exc:

@@ -12,18 +12,17 @@ import os
 import tempfile
 from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import httpx
 import typer
 import yaml
 from rich.markup import escape
-from rich.syntax import Syntax
 
 from conveyor.cli.main import WorkspaceOpt, _fail, _open, _workspace, app, out
 from conveyor.domain.errors import ConveyorError
-from conveyor.domain.workspace_code import FOLDERS, Resource, resources_of
-from conveyor.settings import Settings
+
+if TYPE_CHECKING:
+    from conveyor.domain.workspace_code import Resource
 
 Folder = Annotated[Path, typer.Argument(exists=True, file_okay=False, readable=True)]
 Json = Annotated[bool, typer.Option("--json", help="print the plan as JSON")]
@@ -50,6 +49,8 @@ SYMBOLS = {
 
 def read_folder(folder: Path) -> list[Resource]:
     """Every resource of the folder: `KIND_FOLDER/*.yaml|*.yml|*.json`, one line per error."""
+    from conveyor.domain.workspace_code import FOLDERS, resources_of
+
     resources: list[Resource] = []
     for name, kind in FOLDERS.items():
         sub = folder / name
@@ -114,6 +115,8 @@ def _remote(folder: Path, url: str, key: str | None, prune: bool, commit: bool) 
         ],
     }
     path = "/workspace/apply" if commit else "/workspace/plan"
+    import httpx  # only here: with httpcore, h11 and pygments, ~0.2 s for every command
+
     try:
         response = httpx.post(
             url.rstrip("/") + path,
@@ -133,6 +136,8 @@ def _remote(folder: Path, url: str, key: str | None, prune: bool, commit: bool) 
 
 def _offline(folder: Path, prune: bool) -> dict[str, Any]:
     """The folder planned into a fresh, empty workspace in a throw-away database."""
+    from conveyor.settings import Settings
+
     resources = read_folder(folder)
     with tempfile.TemporaryDirectory(prefix="conveyor-validate-") as tmp:
         settings = Settings(
@@ -163,6 +168,8 @@ def show(plan: dict[str, Any], *, as_json: bool, verb: str) -> None:
                 line += f"\n    [red]{escape(field + (change['error'] or ''))}[/]"
             out.print(line, highlight=False)
             if change["diff"] and change["action"] in ("update", "delete"):
+                from rich.syntax import Syntax  # and Pygments: only when there is a diff
+
                 out.print(
                     Syntax(change["diff"], "diff", theme="ansi_dark", background_color="default")
                 )

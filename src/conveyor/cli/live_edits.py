@@ -4,13 +4,15 @@ are inside an automation, and a new version that moves some of them."""
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
-from conveyor.domain.automations.moves import Move
 from conveyor.domain.errors import ConveyorError, InvalidInput
+
+if TYPE_CHECKING:
+    from conveyor.domain.automations.moves import Move
 
 WorkspaceOpt = Annotated[
     str | None, typer.Option("--workspace", "-w", help="default: the default workspace")
@@ -33,6 +35,8 @@ def _cli() -> Any:
 
 
 def parse_moves(given: list[str]) -> list[Move]:
+    from conveyor.domain.automations.moves import Move
+
     moves = []
     for text in given:
         found = MOVE.match(text.strip())

@@ -4,27 +4,30 @@ restore (cli/ops.py), and the sales side's member, pipeline, deal and task (cli/
 
 from __future__ import annotations
 
+import enum
 import os
 import signal
 import sys
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from conveyor import __version__, logs
-from conveyor.bootstrap import Conveyor, bootstrap
 from conveyor.cli import live_edits, ops, simulate
 from conveyor.cli.output import ERRORS, out, take_json_flag
 from conveyor.domain.errors import ConveyorError, NotFound
-from conveyor.services.imports import parse_mapping
-from conveyor.settings import Settings
-from conveyor.store.database import connection_problem, shown_url
-from conveyor.worker.loop import Role
-from conveyor.worker.process import run_worker
+
+# Conveyor itself (services, store, SQLAlchemy: ~1 s of CPU) is imported by the commands that
+# open it, in _open: `conveyor --version` and `--help` do without, and Typer builds every
+# command's options from these annotations whatever the command line says.
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from conveyor.bootstrap import Conveyor
+    from conveyor.settings import Settings
 
 app = typer.Typer(help="Conveyor: self-hosted marketing automation.", no_args_is_help=True)
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
@@ -58,6 +61,10 @@ WorkspaceOpt = Annotated[
 
 def _open(settings: Settings | None = None) -> Conveyor:
     """Conveyor on the configured database, migrated; one clear line if it cannot be reached."""
+    from conveyor.bootstrap import bootstrap
+    from conveyor.settings import Settings
+    from conveyor.store.database import connection_problem, shown_url
+
     settings = settings or Settings()
     try:
         conveyor = bootstrap(settings)
@@ -124,6 +131,7 @@ def serve(
 
     from conveyor.api.app import create_app
     from conveyor.api.headers import uvicorn_options
+    from conveyor.settings import Settings
     from conveyor.worker.supervisor import Supervisor
 
     settings = Settings()
@@ -234,11 +242,20 @@ def _log_to_stderr() -> None:
     logs.configure()  # JSON lines when stderr is not a terminal
 
 
+class WorkerRole(enum.StrEnum):
+    """The choices of `worker --role`: conveyor.worker.loop.Role's values (a test holds them
+    equal), named here so that building the command line does not import the worker."""
+
+    ALL = "all"
+    ENGINE = "engine"
+    DELIVERY = "delivery"
+
+
 @app.command()
 def worker(
     role: Annotated[
-        Role, typer.Option(help="all: the engine and delivery; or only one of them")
-    ] = Role.ALL,
+        WorkerRole, typer.Option(help="all: the engine and delivery; or only one of them")
+    ] = WorkerRole.ALL,
     parent: Annotated[
         int | None, typer.Option(hidden=True, help="stop when this process (serve) is gone")
     ] = None,
@@ -250,17 +267,25 @@ def worker(
     """Run the background work: the engine (triggers, runs, segment membership, date and segment
     sweeps) and delivery (the outbox). Start as many as you like on PostgreSQL; they share the
     work without doing a step twice. SIGTERM or Ctrl-C stops it after the current transaction."""
+    from conveyor.worker.loop import Role
+    from conveyor.worker.process import run_worker
+
     _log_to_stderr()
     conveyor = _open()
     port = metrics_port or conveyor.settings.worker_metrics_port
     run_worker(
-        conveyor, role, parent=parent, metrics=(conveyor.settings.host, port) if port else None
+        conveyor,
+        Role(role.value),
+        parent=parent,
+        metrics=(conveyor.settings.host, port) if port else None,
     )
 
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply all schema migrations."""
+    from conveyor.bootstrap import bootstrap
+    from conveyor.settings import Settings
     from conveyor.store import migrate
 
     conveyor = bootstrap(Settings())
@@ -359,6 +384,8 @@ def contacts_import(
 ) -> None:
     """Import contacts from a CSV file (`,` `;` tab or `|` separated; Mailchimp, ActiveCampaign
     and HubSpot exports as they are). Bad rows are reported with their line number."""
+    from conveyor.services.imports import parse_mapping
+
     conveyor = _open()
     try:
         ws = _workspace(conveyor, workspace)
@@ -366,14 +393,7 @@ def contacts_import(
         with file.open(encoding="utf-8-sig", newline="") as handle:
             total = max(sum(1 for _ in handle) - 1, 0)
         with (
-            Progress(
-                TextColumn("importing"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=err,
-                transient=True,
-            ) as bar,
+            _progress("importing") as bar,
             file.open(encoding="utf-8-sig", newline="") as handle,
         ):
             task = bar.add_task("import", total=total)
@@ -432,6 +452,15 @@ def contacts_export(
                     handle.write(chunk)
     except ConveyorError as exc:
         _fail(exc.detail)
+
+
+def _progress(label: str) -> Progress:
+    """A progress bar on stderr that disappears when done (rich.progress is imported here:
+    most commands show none)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    return Progress(*columns, console=err, transient=True)
 
 
 def _read_mapping(file: Path, expected: str) -> dict:  # type: ignore[type-arg]
@@ -693,14 +722,7 @@ def policy_apply(
 
 def _rescoring(run):  # type: ignore[no-untyped-def]
     """Run `run(progress)` under a progress bar of contacts rescored."""
-    with Progress(
-        TextColumn("scoring contacts"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-    ) as bar:
+    with _progress("scoring contacts") as bar:
         task = bar.add_task("score", total=None)
         return run(lambda done, total: bar.update(task, completed=done, total=total))
 

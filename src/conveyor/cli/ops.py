@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from conveyor.bootstrap import bootstrap
 from conveyor.cli.output import ERRORS, out
 from conveyor.domain.errors import ConveyorError
-from conveyor.services.ops import Backups
-from conveyor.settings import Settings
-from conveyor.store.backup import BackupSummary
+
+if TYPE_CHECKING:
+    from conveyor.store.backup import BackupSummary
 
 err = ERRORS
 
@@ -36,13 +35,24 @@ def _report(verb: str, summary: BackupSummary) -> None:
     out.print(f"{verb} {summary.path} (schema {summary.revision}): {rows}", highlight=False)
 
 
+def _bootstrap():  # type: ignore[no-untyped-def]
+    """Conveyor as configured, not migrated: a backup copies the database as it is, a restore
+    brings what it restored up to date."""
+    from conveyor.bootstrap import bootstrap
+    from conveyor.settings import Settings
+
+    return bootstrap(Settings())
+
+
 def backup(
     file: Annotated[Path, typer.Argument(dir_okay=False, help="the new backup file")],
 ) -> None:
     """Back up the SQLite database to FILE while Conveyor runs (SQLite's online backup).
     For PostgreSQL use pg_dump (see the README)."""
-    conveyor = bootstrap(Settings())
+    conveyor = _bootstrap()
     try:
+        from conveyor.services.ops import Backups
+
         summary = Backups(conveyor.store).backup(file)
     except ConveyorError as exc:
         out.error(exc.detail)
@@ -60,8 +70,10 @@ def restore(
 ) -> None:
     """Restore the SQLite database from FILE, then bring its schema up to date. Stop serve and
     the workers first. For PostgreSQL use pg_restore (see the README)."""
-    conveyor = bootstrap(Settings())
+    conveyor = _bootstrap()
     try:
+        from conveyor.services.ops import Backups
+
         summary = Backups(conveyor.store).restore(file, replace=replace)
         conveyor.upgrade_schema()
     except ConveyorError as exc:

@@ -12,7 +12,6 @@ import typer
 from rich.table import Table
 
 from conveyor.domain.errors import ConveyorError, InvalidInput
-from conveyor.domain.reports import check_attribution
 
 report_app = typer.Typer(
     help="Reports: KPIs, funnels and attributed revenue.", no_args_is_help=True
@@ -219,6 +218,8 @@ def report_attribution(
     given = {k: v for k, v in given.items() if v is not None}
 
     def work(c: Any, ws: Any) -> Any:
+        from conveyor.domain.reports import check_attribution
+
         if given:
             current = dict(ws.settings.get("attribution") or {})
             ws = c.workspaces.update_settings(

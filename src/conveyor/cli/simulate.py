@@ -12,8 +12,6 @@ from rich.console import Console
 from rich.table import Table
 
 from conveyor.domain.errors import ConveyorError
-from conveyor.services.simulate import Scope
-from conveyor.services.simulate.inputs import SYNTHETIC_ID, injected, moment
 
 AutomationFile = Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)]
 WorkspaceOpt = Annotated[
@@ -43,6 +41,9 @@ def simulate(
     as_json: AsJson = False,
 ) -> None:
     """Backtest the automation on the workspace's history: writes nothing, sends nothing."""
+    from conveyor.services.simulate import Scope
+    from conveyor.services.simulate.inputs import moment
+
     cli = _cli()
     conveyor = cli._open()
     try:
@@ -72,6 +73,8 @@ def forecast(
     as_json: AsJson = False,
 ) -> None:
     """Message pressure over the next days across the active automations (and a draft)."""
+    from conveyor.services.simulate import Scope
+
     cli = _cli()
     conveyor = cli._open()
     try:
@@ -104,6 +107,8 @@ def try_contact(
     as_json: AsJson = False,
 ) -> None:
     """Walk one contact through the automation, step by step with the reasons."""
+    from conveyor.services.simulate.inputs import SYNTHETIC_ID, injected
+
     cli = _cli()
     if (contact is None) == (made_up is None):
         cli._fail("give --contact ID or --as '{...}' (one of them)")

@@ -12,7 +12,6 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, available_timezones
 
-import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
 from conveyor.domain.errors import InvalidInput
@@ -315,6 +314,8 @@ def normalize_phone(raw: Any, default_region: str | None = None) -> str:
     if not isinstance(raw, str | int) or isinstance(raw, bool):
         raise InvalidInput("phone", "expects a phone number")
     text = str(raw).strip()
+    import phonenumbers  # here, not at the top: every `conveyor` command paid for its import
+
     try:
         number = phonenumbers.parse(text, default_region)
     except phonenumbers.NumberParseException as exc:

@@ -20,16 +20,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.header import Header
 from email.utils import format_datetime, formataddr, getaddresses, parseaddr
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 import css_inline
 import mrml
-from inscriptis import get_text
-from inscriptis.model.config import ParserConfig
-from liquid import Environment, Undefined
-from liquid.exceptions import LiquidError
 
 from conveyor.domain.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from liquid import Environment
 
 # Limits keep a template from looping or writing without end (the sandbox's resource side).
 _LIMITS = {
@@ -40,40 +40,58 @@ _LIMITS = {
 }
 
 
-class _Environment(Environment):
-    # Class attributes are how python-liquid 2 configures resource limits.
-    loop_iteration_limit = _LIMITS["loop_iteration_limit"]
-    output_stream_limit = _LIMITS["output_stream_limit"]
-    context_depth_limit = _LIMITS["context_depth_limit"]
-    local_namespace_limit = _LIMITS["local_namespace_limit"]
-
-
-def _json(value: Any) -> str:
-    """`{{ contact.email | json }}`: a value as JSON, for webhook bodies."""
-    if isinstance(value, Undefined):
-        return "null"
-    return json.dumps(value, default=str, ensure_ascii=False)
-
-
-TEXT = _Environment()
-HTML = _Environment(autoescape=True)  # contact data in HTML is escaped: no markup injection
 # A tenant's template cannot name another file: there is no template loader to reach, and
 # `include`/`render` made `analyze()` raise at save time. Without the tags they do not parse.
 _NO_LOADER = ("include", "render")
-for _env in (TEXT, HTML):
-    _env.filters["json"] = _json
-    for _tag in _NO_LOADER:
-        _env.tags.pop(_tag, None)
+
+
+@cache
+def _environments() -> tuple[Environment, Environment]:
+    """Liquid for text, and for HTML (contact data escaped: no markup injection). Built on first
+    use: importing python-liquid costs ~0.2 s of CPU, which every `conveyor` command paid."""
+    from liquid import Environment, Undefined
+
+    class _Environment(Environment):
+        # Class attributes are how python-liquid 2 configures resource limits.
+        loop_iteration_limit = _LIMITS["loop_iteration_limit"]
+        output_stream_limit = _LIMITS["output_stream_limit"]
+        context_depth_limit = _LIMITS["context_depth_limit"]
+        local_namespace_limit = _LIMITS["local_namespace_limit"]
+
+    def _json(value: Any) -> str:
+        """`{{ contact.email | json }}`: a value as JSON, for webhook bodies."""
+        if isinstance(value, Undefined):
+            return "null"
+        return json.dumps(value, default=str, ensure_ascii=False)
+
+    text, html = _Environment(), _Environment(autoescape=True)
+    for env in (text, html):
+        env.filters["json"] = _json
+        for tag in _NO_LOADER:
+            env.tags.pop(tag, None)
+    return text, html
+
+
+def _environment(html: bool) -> Environment:
+    text, markup = _environments()
+    return markup if html else text
+
+
+def _liquid_error() -> type[Exception]:
+    """python-liquid's error class, for `except` clauses (evaluated only when one is raised)."""
+    from liquid.exceptions import LiquidError
+
+    return LiquidError
 
 
 def check_source(source: Any, path: str, *, html: bool = False) -> None:
     """Refuse Liquid that does not parse or uses unknown filters; the error names the line."""
     if not isinstance(source, str):
         raise InvalidInput(path, "expects text")
-    env = HTML if html else TEXT
+    env = _environment(html)
     try:
         template = env.from_string(source)
-    except LiquidError as exc:
+    except _liquid_error() as exc:
         reason = _located(exc, source)
         if any(f"unexpected tag '{tag}'" in reason for tag in _NO_LOADER):
             reason += " (a template cannot include another: there is nothing to include from)"
@@ -91,7 +109,7 @@ def _line_col(source: str, index: int) -> str:
     return f"line {line}, column {column}: "
 
 
-def _located(exc: LiquidError, source: str) -> str:
+def _located(exc: Exception, source: str) -> str:
     message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     token = getattr(exc, "token", None)
     index = getattr(token, "start_index", None)
@@ -124,7 +142,7 @@ class ParsedCache:
             if hit is not None:
                 self._entries.move_to_end(key)
                 return hit[0]
-        template = (HTML if html else TEXT).from_string(source)
+        template = _environment(html).from_string(source)
         cost = parsed_cost(source)
         if cost <= self.budget // 4:
             with self._lock:
@@ -151,7 +169,7 @@ def render(source: str | None, context: dict[str, Any], *, html: bool = False) -
         return ""
     try:
         return PARSED.get(source, html).render(**context)
-    except LiquidError as exc:
+    except _liquid_error() as exc:
         # Saved templates parse; what is left is data-dependent (a loop limit, a filter given a
         # value of the wrong type). The message fails, with the reason, instead of the worker.
         raise RenderError(_located(exc, source)) from None
@@ -265,7 +283,6 @@ def with_preheader(html: str, preheader: str) -> str:
     return html[: opening.end()] + hidden + html[opening.end() :] if opening else hidden + html
 
 
-_TEXT_CONFIG = ParserConfig(display_links=True)
 _TEXT_LINK = re.compile(r"\[([^\]\n]*)\]\(([^)\s]+)\)")
 
 
@@ -274,13 +291,22 @@ def html_to_text(html: str) -> str:
     (https://…)" — a reader of plain text can still follow links, the unsubscribe one included.
     Only web and mail addresses are shown."""
 
+    from inscriptis import get_text  # with lxml, imported when an email is first rendered
+
     def link(match: re.Match[str]) -> str:
         label, url = match.group(1).strip(), match.group(2)
         if not url.lower().startswith(("http://", "https://", "mailto:")):
             return label
         return url if not label or label == url else f"{label} ({url})"
 
-    return _TEXT_LINK.sub(link, get_text(html, _TEXT_CONFIG)).strip() + "\n"
+    return _TEXT_LINK.sub(link, get_text(html, _text_config())).strip() + "\n"
+
+
+@cache
+def _text_config() -> Any:
+    from inscriptis.model.config import ParserConfig
+
+    return ParserConfig(display_links=True)
 
 
 @dataclass(frozen=True)

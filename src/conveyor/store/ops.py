@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, delete, func, literal, select
 
 from conveyor.store import migrate
@@ -37,8 +36,10 @@ class OpsQueries:
 
     def schema_revision(self) -> tuple[str | None, str | None]:
         """(the database's revision, the code's head)."""
+        from alembic.runtime.migration import MigrationContext
+
         current = MigrationContext.configure(self.conn).get_current_revision()
-        return current, migrate.head_revision()
+        return current, migrate.HEAD
 
     # --- heartbeats ----------------------------------------------------------------------------
 
