@@ -119,8 +119,8 @@ class Checkpointer:
     no writer does it inside its commit. With SQLite's default (a checkpoint by whichever commit
     takes the log past 1,000 pages) `benchmarks/ingest_writer.py` did 17,456 calls/s on a quiet
     machine and 8,486–8,870 at load 6–7 (the checkpoint's copying and fsync in the commit);
-    with this thread, 20,708 and 16,763–17,608. A PASSIVE checkpoint takes no lock a writer or reader waits for, and the
-    sqlite3 module lets go of the GIL while it runs."""
+    with this thread, 20,708 and 16,763–17,608. A PASSIVE checkpoint takes no lock a writer or
+    reader waits for, and the sqlite3 module lets go of the GIL while it runs."""
 
     INTERVAL = 0.25  # seconds between checkpoints; a quiet log makes each one a no-op
 
