@@ -193,18 +193,59 @@ def _json_out(value: Any) -> Any:
     return orjson.loads(value) if isinstance(value, str | bytes) else value
 
 
-@lru_cache(maxsize=256)
-def _reader(
-    table: Table, columns: tuple[str, ...], dialect: str
-) -> tuple[str, tuple[tuple[int, Encoder], ...]]:
+@dataclass(frozen=True)
+class _Decoding:
+    """How to turn a driver's row into what SQLAlchemy would give: (column, decode) pairs, and
+    the columns holding times, decoded apart (a batch of rows shares a few moments)."""
+
+    decoders: tuple[tuple[int, Encoder], ...]
+    times: tuple[int, ...]
+
+
+def _decoding(kinds: Sequence[Any], dialect: Any) -> _Decoding:
     decoders: list[tuple[int, Encoder]] = []
-    for i, name in enumerate(columns):
-        kind = table.c[name].type
-        if isinstance(kind, JSON):
+    times: list[int] = []
+    for i, kind in enumerate(kinds):
+        if isinstance(kind, UTCDateTime):
+            times.append(i)
+        elif isinstance(kind, JSON):
             decoders.append((i, _json_out))
-        elif isinstance(kind, UTCDateTime):
-            decoders.append((i, _sqlite_time_out if dialect == "sqlite" else _pg_time_out))
-    return ", ".join(f'"{c}"' for c in columns), tuple(decoders)
+        else:  # what SQLAlchemy would do with the value (booleans on SQLite, …), if anything
+            process = kind._cached_result_processor(dialect, None)
+            if process is not None:
+                decoders.append((i, process))
+    return _Decoding(tuple(decoders), tuple(times))
+
+
+def _decoded(
+    rows: Sequence[Any], decoding: _Decoding, dialect: Any, make: type[tuple[Any, ...]] = tuple
+) -> list[Any]:
+    """The rows decoded, as `make` tuples; each distinct stored moment parsed once."""
+    decoders, times = decoding.decoders, decoding.times
+    if not decoders and not times:
+        return [tuple.__new__(make, r) for r in rows]
+    parse = _sqlite_time_out if dialect.name == "sqlite" else _pg_time_out
+    seen: dict[Any, Any] = {None: None}
+    out = []
+    for r in rows:
+        values = list(r)
+        for i in times:
+            raw = values[i]
+            moment = seen.get(raw)
+            if moment is None and raw is not None:
+                moment = seen[raw] = parse(raw)
+            values[i] = moment
+        for i, decode in decoders:
+            if values[i] is not None:
+                values[i] = decode(values[i])
+        out.append(tuple.__new__(make, values))
+    return out
+
+
+@lru_cache(maxsize=256)
+def _reader(table: Table, columns: tuple[str, ...], dialect: Any) -> tuple[str, _Decoding]:
+    decoding = _decoding([table.c[name].type for name in columns], dialect)
+    return ", ".join(f'"{c}"' for c in columns), decoding
 
 
 def select_in(
@@ -252,7 +293,7 @@ def pipelined(conn: Connection, lookups: Sequence[Lookup]) -> list[list[tuple[An
             assert lookup.key is not None
             statements.append((n, lookup.key, lookup.values))
             continue
-        selected, _decoders = _reader(lookup.table, lookup.columns, dialect)
+        selected, _decoding = _reader(lookup.table, lookup.columns, conn.dialect)
         head = f"SELECT {selected} FROM {lookup.table.name} WHERE workspace_id = "
         if lookup.key is None:  # every row of the workspace
             mark = "?" if dialect == "sqlite" else "%s"
@@ -279,15 +320,9 @@ def pipelined(conn: Connection, lookups: Sequence[Lookup]) -> list[list[tuple[An
         lookup = lookups[n]
         if lookup.table is None:
             continue
-        decoders = _reader(lookup.table, lookup.columns, dialect)[1]
-        if not decoders:
-            out[n] += [tuple(row) for row in rows]
-            continue
-        for row in rows:
-            values_ = list(row)
-            for i, decode in decoders:
-                values_[i] = decode(values_[i])
-            out[n].append(tuple(values_))
+        out[n] += _decoded(
+            rows, _reader(lookup.table, lookup.columns, conn.dialect)[1], conn.dialect
+        )
     return out
 
 
@@ -320,10 +355,9 @@ class _Reading:
 
     statement: Any  # held, so that its id is not reused while cached
     compiled: Any
-    positional: bool
     row: type[tuple[Any, ...]]
-    decoders: tuple[tuple[int, Any], ...]  # (column, decode); times are decoded apart
-    times: tuple[int, ...]
+    decoding: _Decoding
+    processors: dict[str, Any]  # the compiled statement's bind processors (not IN lists')
 
 
 _READINGS: dict[tuple[int, str], _Reading] = {}
@@ -334,22 +368,11 @@ def _reading(stmt: Any, dialect: Any) -> _Reading:
     if found is not None and found.statement is stmt:
         return found
     compiled = stmt.compile(dialect=dialect)
-    decoders: list[tuple[int, Any]] = []
-    times: list[int] = []
     columns = list(stmt.selected_columns)
-    for i, column in enumerate(columns):
-        kind = column.type
-        if isinstance(kind, UTCDateTime):
-            times.append(i)
-        elif isinstance(kind, JSON):
-            decoders.append((i, _json_out))
-        else:  # what SQLAlchemy would do with the value (booleans on SQLite, …), if anything
-            process = kind._cached_result_processor(dialect, None)
-            if process is not None:
-                decoders.append((i, process))
     names = [getattr(c, "key", None) or f"_{i}" for i, c in enumerate(columns)]
     row = namedtuple("Row", names, rename=True)  # type: ignore[misc]  # noqa: PYI024
-    reading = _Reading(stmt, compiled, compiled.positional, row, tuple(decoders), tuple(times))
+    decoding = _decoding([c.type for c in columns], dialect)
+    reading = _Reading(stmt, compiled, row, decoding, dict(compiled._bind_processors))
     if len(_READINGS) >= 512:  # statements built per call pass through; the built-once stay
         _READINGS.clear()
     _READINGS[(id(stmt), dialect.name)] = reading
@@ -376,34 +399,16 @@ def fetch(
     values = state.parameters
     # The state names the processors of expanded (IN) values only; those of the others (a
     # JSON path, a datetime) are the compiled statement's.
-    processors = {**reading.compiled._bind_processors, **state.processors}
+    processors = {**reading.processors, **state.processors}
     if processors:
         values = {
             k: (processors[k](v) if k in processors and v is not None else v)
             for k, v in values.items()
         }
-    args: Any = tuple(values[n] for n in state.positiontup) if reading.positional else values
+    positional = reading.compiled.positional
+    args: Any = tuple(values[n] for n in state.positiontup) if positional else values
     rows = driver(conn, state.statement, args, fetch=True)
-    make = row or reading.row
-    decoders, times = reading.decoders, reading.times
-    if not decoders and not times:
-        return [tuple.__new__(make, r) for r in rows]
-    parse = _sqlite_time_out if dialect.name == "sqlite" else _pg_time_out
-    seen: dict[Any, Any] = {None: None}
-    out = []
-    for r in rows:
-        values_ = list(r)
-        for i in times:
-            raw = values_[i]
-            moment = seen.get(raw)
-            if moment is None and raw is not None:
-                moment = seen[raw] = parse(raw)
-            values_[i] = moment
-        for i, decode in decoders:
-            if values_[i] is not None:
-                values_[i] = decode(values_[i])
-        out.append(tuple.__new__(make, values_))
-    return out
+    return _decoded(rows, reading.decoding, dialect, row or reading.row)
 
 
 # --- PostgreSQL: COPY -------------------------------------------------------------------------
