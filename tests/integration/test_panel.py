@@ -72,6 +72,10 @@ def test_root_leads_to_sign_in_then_the_automations(conveyor: Conveyor, live: Li
         page = client.get("/app/automations")
         assert page.status_code == 200
         assert "No automations yet" in page.text
+        # the hint applies the whole examples folder (a single automation file alone fails on
+        # its missing templates); test_workspace_code.py applies it into an empty workspace
+        assert "conveyor apply examples --workspace acme" in page.text  # not the default one
+        assert "automation apply examples/automations" not in page.text
         assert "acme" in page.text and "ada" in page.text
 
 
