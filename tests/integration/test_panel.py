@@ -76,6 +76,7 @@ def test_root_leads_to_sign_in_then_the_automations(conveyor: Conveyor, live: Li
         # its missing templates); test_workspace_code.py applies it into an empty workspace
         assert "conveyor apply examples --workspace acme" in page.text  # not the default one
         assert "automation apply examples/automations" not in page.text
+        assert "They arrive as drafts" in page.text  # apply does not start them (checked there)
         assert "acme" in page.text and "ada" in page.text
 
 

@@ -36,8 +36,10 @@ def test_examples_plan_then_apply_into_an_empty_workspace(conveyor, tenant):
     assert {info.key for info, _ in conveyor.catalog.lists(ws)} == {
         r.key for r in resources if r.kind == "list"
     }
-    # Campaigns are applied as drafts: sending one stays an explicit step.
+    # Campaigns and automations are applied as drafts (the panel's empty Automations page says
+    # so): sending one, or starting one, stays an explicit step.
     assert {c.status for c in conveyor.campaigns.all(ws)} == {"draft"}
+    assert {a.status for a in conveyor.automations.all(ws)} == {"draft"}
 
     again = conveyor.code.plan(ws, resources)
     assert set(actions(again).values()) == {"unchanged"}
