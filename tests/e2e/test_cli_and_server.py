@@ -13,12 +13,16 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support import cli
+
 pytestmark = pytest.mark.e2e
 CONVEYOR = str(Path(sys.executable).with_name("conveyor"))
 
 
-def run(env, *args, check=True):
-    result = subprocess.run([CONVEYOR, *args], env=env, capture_output=True, text=True, timeout=60)
+def run(env, *args, check=True, input=None):  # noqa: A002 - subprocess.run's name
+    """`conveyor ARGS`, a process of its own forked from one that has the imports (see
+    tests/support/cli.py); `serving` below starts the real script."""
+    result = cli.run(args, env=env, input=input, timeout=60)
     if check and result.returncode != 0:
         raise AssertionError(f"conveyor {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result

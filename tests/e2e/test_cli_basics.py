@@ -14,6 +14,7 @@ import pytest
 from conveyor import __version__
 from conveyor.cli.main import WorkerRole
 from conveyor.worker.loop import Role
+from tests.support import cli
 
 CONVEYOR = str(Path(sys.executable).with_name("conveyor"))
 
@@ -49,7 +50,7 @@ def test_the_worker_roles_the_cli_offers_are_the_workers():
 @pytest.mark.parametrize("command", [["workspace", "list"], ["serve", "--port", "1"]])
 def test_an_unreachable_database_is_one_clear_line(url, said, command, tmp_path):
     env = {**os.environ, "CONVEYOR_DATABASE_URL": url, "CONVEYOR_DATA_DIR": str(tmp_path)}
-    done = subprocess.run([CONVEYOR, *command], capture_output=True, text=True, env=env, timeout=60)
+    done = cli.run(command, env=env, timeout=60)  # a process forked with the imports done
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: cannot use the database"), done.stderr
@@ -81,7 +82,7 @@ finally:
 
 @pytest.mark.parametrize("command", [["workspace", "list"], ["segment", "list"]])
 def test_a_command_imports_only_what_it_uses(env, command):
-    subprocess.run([CONVEYOR, "workspace", "create", "default"], env=env, check=True, timeout=60)
+    assert cli.run(["workspace", "create", "default"], env=env).returncode == 0
     script = LOADED.format(names=NOT_FOR_A_COMMAND)
     done = subprocess.run(
         [sys.executable, "-c", script, *command],

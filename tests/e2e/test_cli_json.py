@@ -4,18 +4,17 @@ as `{"error": …}` on standard error."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-CONVEYOR = str(Path(sys.executable).with_name("conveyor"))
+from tests.support import cli
+
 pytestmark = pytest.mark.e2e
 
 
 def run(env, *args):
-    done = subprocess.run([CONVEYOR, *args], capture_output=True, text=True, env=env, timeout=120)
+    done = cli.run(args, env=env, timeout=120)  # a process forked with the imports done
     return done, (json.loads(done.stdout) if done.stdout.strip() else None)
 
 

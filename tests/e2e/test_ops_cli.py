@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import stat
-import subprocess
 import threading
 from pathlib import Path
 
@@ -16,7 +15,8 @@ from sqlalchemy import create_engine, text
 
 from conveyor.bootstrap import bootstrap
 from conveyor.settings import Settings
-from tests.e2e.test_serve_and_worker import CONVEYOR, DEADLINE, eventually, serving
+from tests.e2e.test_serve_and_worker import DEADLINE, eventually, serving
+from tests.support import cli
 from tests.support.flows import settle
 from tests.support.smtp import SmtpSink
 
@@ -207,33 +207,19 @@ def test_backup_of_a_live_sqlite_database_restores_everything(tmp_path, smtp):
         env = {**os.environ, "CONVEYOR_DATA_DIR": str(live)}
         env.pop("CONVEYOR_DATABASE_URL", None)
         backup = tmp_path / "backups" / "conveyor-1.db"
-        done = subprocess.run(
-            [CONVEYOR, "backup", str(backup)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=DEADLINE,
-        )
+        done = cli.run(["backup", str(backup)], env=env, timeout=DEADLINE)
     finally:
         stop.set()
         writer.join()
     assert done.returncode == 0, done.stderr
     assert f"backed up to {backup}" in done.stdout and "60 runs" in done.stdout
-    again = subprocess.run(
-        [CONVEYOR, "backup", str(backup)], env=env, capture_output=True, text=True, timeout=DEADLINE
-    )
+    again = cli.run(["backup", str(backup)], env=env, timeout=DEADLINE)
     assert again.returncode == 1 and "exists" in again.stderr  # never overwrites a backup
     app.close()
 
     fresh = tmp_path / "fresh"
     env_fresh = {**env, "CONVEYOR_DATA_DIR": str(fresh)}
-    done = subprocess.run(
-        [CONVEYOR, "restore", str(backup)],
-        env=env_fresh,
-        capture_output=True,
-        text=True,
-        timeout=DEADLINE,
-    )
+    done = cli.run(["restore", str(backup)], env=env_fresh, timeout=DEADLINE)
     assert done.returncode == 0, done.stderr
     restored = _rows(f"sqlite:///{fresh / 'conveyor.db'}")
     for kind in ("contacts", "runs", "messages"):
@@ -246,41 +232,17 @@ def test_backup_of_a_live_sqlite_database_restores_everything(tmp_path, smtp):
     assert [w.name for w in app.workspaces.all()] == ["shop"]
     app.close()
     # A database that holds data is not overwritten by mistake.
-    refused = subprocess.run(
-        [CONVEYOR, "restore", str(backup)],
-        env=env_fresh,
-        capture_output=True,
-        text=True,
-        timeout=DEADLINE,
-    )
+    refused = cli.run(["restore", str(backup)], env=env_fresh, timeout=DEADLINE)
     assert refused.returncode == 1 and "--replace" in refused.stderr
-    replaced = subprocess.run(
-        [CONVEYOR, "restore", "--replace", str(backup)],
-        env=env_fresh,
-        capture_output=True,
-        text=True,
-        timeout=DEADLINE,
-    )
+    replaced = cli.run(["restore", "--replace", str(backup)], env=env_fresh, timeout=DEADLINE)
     assert replaced.returncode == 0, replaced.stderr
     damaged = tmp_path / "damaged.db"
     damaged.write_bytes(Path(backup).read_bytes()[:4096] + b"\0" * 100)
-    bad = subprocess.run(
-        [CONVEYOR, "restore", "--replace", str(damaged)],
-        env=env_fresh,
-        capture_output=True,
-        text=True,
-        timeout=DEADLINE,
-    )
+    bad = cli.run(["restore", "--replace", str(damaged)], env=env_fresh, timeout=DEADLINE)
     assert bad.returncode == 1 and "damaged.db" in bad.stderr
 
 
 def test_backup_on_postgresql_points_to_pg_dump(postgres_url, tmp_path):
     env = {**os.environ, "CONVEYOR_DATABASE_URL": postgres_url, "CONVEYOR_DATA_DIR": str(tmp_path)}
-    done = subprocess.run(
-        [CONVEYOR, "backup", str(tmp_path / "x.db")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=DEADLINE,
-    )
+    done = cli.run(["backup", str(tmp_path / "x.db")], env=env, timeout=DEADLINE)
     assert done.returncode == 1 and "pg_dump" in done.stderr

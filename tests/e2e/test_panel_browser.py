@@ -272,19 +272,14 @@ def test_a_new_user_watches_scenario_1_on_conveyor_serve(env, browser, database_
     """The README's way: `conveyor serve` (with its worker), `conveyor user create`, the welcome
     series applied from examples/; the graph's counts move as the real worker runs."""
     import re
-    import subprocess
 
-    from tests.e2e.test_cli_and_server import CONVEYOR, run, serving
+    from tests.e2e.test_cli_and_server import run, serving
 
     db = "pg" if database_url.startswith("postgresql") else "sqlite"
     with serving(env) as (base, output):
         key = re.search(r"(cvk_[\w-]+)", output).group(1)
-        made = subprocess.run(
-            [CONVEYOR, "user", "create", "--email", "you@example.com", "--role", "admin",
-             "--password-stdin"],
-            env=env, input=PASSWORD + "\n", capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
-        assert made.returncode == 0, made.stderr
+        run(env, "user", "create", "--email", "you@example.com", "--role", "admin",
+            "--password-stdin", input=PASSWORD + "\n")  # fmt: skip
         # The README's order: the templates, the list, then the automation that names them.
         run(env, "template", "apply", str(ROOT / "examples/templates/welcome.yaml"))
         with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}) as api:

@@ -4,12 +4,11 @@ while no one can sign in; `conveyor user create` gives a member a password."""
 from __future__ import annotations
 
 import re
-import subprocess
 
 import httpx
 import pytest
 
-from tests.e2e.test_cli_and_server import CONVEYOR, run, serving
+from tests.e2e.test_cli_and_server import run, serving
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "correct horse battery"
@@ -46,40 +45,17 @@ def test_the_setup_link_creates_the_first_owner_then_goes_away(env):
 
 
 def test_user_create_then_sign_in(env):
-    early = subprocess.run(
-        [CONVEYOR, "user", "create", "--email", "ada@example.com", "--password-stdin"],
-        env=env, input=PASSWORD + "\n", capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    early = run(env, "user", "create", "--email", "ada@example.com", "--password-stdin",
+                input=PASSWORD + "\n", check=False)
     assert early.returncode == 1
     assert "no workspace named 'default': `conveyor serve` creates" in early.stderr
     run(env, "workspace", "create", "default")
-    made = subprocess.run(
-        [
-            CONVEYOR,
-            "user",
-            "create",
-            "--email",
-            "Ada@Example.com",
-            "--role",
-            "admin",
-            "--password-stdin",
-        ],
-        env=env,
-        input=PASSWORD + "\n",
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    made = run(env, "user", "create", "--email", "Ada@Example.com", "--role", "admin",
+               "--password-stdin", input=PASSWORD + "\n", check=False)
     assert made.returncode == 0, made.stderr
     assert "ada@example.com can sign in to workspace 'default' as admin" in made.stdout
-    short = subprocess.run(
-        [CONVEYOR, "user", "password", "--email", "ada@example.com", "--password-stdin"],
-        env=env,
-        input="short\n",
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    short = run(env, "user", "password", "--email", "ada@example.com", "--password-stdin",
+                input="short\n", check=False)
     assert short.returncode == 1 and "password: at least 10 characters" in short.stderr
     assert "ada@example.com" in run(env, "member", "list").stdout
     with serving(env) as (base, _), httpx.Client(headers={"Origin": base}, timeout=30) as browser:

@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,15 +15,15 @@ import yaml
 from conveyor.api.app import create_app
 from conveyor.cli.code import read_folder
 from tests.integration.conftest import LiveServer, make_tenant
+from tests.support import cli
 
-CONVEYOR = str(Path(sys.executable).with_name("conveyor"))
 EXAMPLES = str(Path(__file__).parent.parent.parent / "examples")
 pytestmark = pytest.mark.e2e
 N = len(read_folder(Path(EXAMPLES)))  # resources in examples/
 
 
 def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([CONVEYOR, *args], capture_output=True, text=True, env=env, timeout=120)
+    return cli.run(args, env=env, timeout=120)  # a process forked with the imports done
 
 
 def test_validate_needs_no_database_and_catches_a_missing_template(tmp_path):

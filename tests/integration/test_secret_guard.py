@@ -78,6 +78,22 @@ def test_a_run_that_logs_a_key_it_made_fails_naming_the_leak(tmp_path, options) 
     assert "cvk_" not in shown.replace("cvk_[redacted]", "")
 
 
+# A key a `conveyor` command printed (run as the e2e tests run commands, tests/support/cli.py),
+# logged by the test process without its prefix.
+PRINTED = """from tests.support import cli
+    env = {"CONVEYOR_DATABASE_URL": f"sqlite:///{tmp_path}/conveyor.db", "PATH": ""}
+    made = cli.run(["key", "create", "-w", "shop", "--kind", "write", "--name", "x"], env=env)
+    log.warning("retrying with %s", made.stdout.strip().removeprefix("cvk_"))"""
+
+
+def test_a_key_a_command_printed_is_a_secret_too(tmp_path) -> None:
+    result = run_pytest(tmp_path, PRINTED)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "1 passed" in output
+    assert "SECRET LEAKED (API key) in test_generated.py::test_makes_a_key" in output
+
+
 def test_a_run_that_logs_no_secret_passes(tmp_path) -> None:
     result = run_pytest(tmp_path, 'log.warning("retrying with key %s", key.id)')
     output = result.stdout + result.stderr

@@ -31,6 +31,7 @@ import pytest
 from conveyor import logs
 from conveyor.channels.base import Sms, WebhookCall
 from conveyor.services import channel_config, delivery, outgoing, signin, workspaces
+from tests.support import cli
 
 RING_LINES = 2_000  # recent lines kept for secrets made (or learnt) after the line was logged
 LINE_LIMIT = 20_000  # characters of one line kept (a traceback can be long)
@@ -341,6 +342,9 @@ class SecretGuardPlugin:
         original_popen = subprocess.Popen
         subprocess.Popen = _guarded_popen(self.guard)  # type: ignore[misc]
         self.undo.append(lambda: setattr(subprocess, "Popen", original_popen))
+        # Commands run by forking a process that has the imports (tests/support/cli.py).
+        cli.observers.append(self.guard.subprocess_text)
+        self.undo.append(lambda: cli.observers.remove(self.guard.subprocess_text))
         # Conveyor's loggers at DEBUG (INFO is what `serve` emits) and the root logger's level
         # left as it is: at DEBUG, SQLAlchemy would log every statement with its parameters,
         # which production never does.
