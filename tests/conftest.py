@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher, profiles
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -21,6 +22,8 @@ from conveyor.store import migrate
 from conveyor.store.database import make_engine
 from conveyor.store.schema import metadata
 from tests.support import secret_guard
+
+CHEAP_HASHER = PasswordHasher.from_parameters(profiles.CHEAPEST)
 
 PG_SERVER = os.environ.get(
     "CONVEYOR_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -133,5 +136,10 @@ def conveyor(database_url: str, tmp_path: Path, clock: SimulatedClock) -> Iterat
     # test_outbound_guard.py shows what happens without.
     settings = Settings(database_url=database_url, data_dir=tmp_path, webhook_allow="127.0.0.1/32")
     app = bootstrap(settings, clock=clock)
+    # argon2id at its cheapest parameters: each hash and check at Conveyor's (the library's
+    # defaults, 64 MiB and 3 passes) costs ~0.15 s of CPU, and the panel's tests make hundreds.
+    # The hashes name their parameters, so either hasher checks the other's;
+    # test_panel.py::test_passwords_are_stored_as_argon2id_at_full_cost covers the real cost.
+    app.signin.hasher = CHEAP_HASHER
     yield app
     app.close()

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from conveyor.bootstrap import Conveyor
+from conveyor.bootstrap import Conveyor, bootstrap
+from conveyor.settings import Settings
 from tests.integration.conftest import LiveServer, Tenant, make_tenant
 
 PASSWORD = "correct horse battery"
@@ -93,6 +94,20 @@ def test_only_a_hash_of_the_session_token_is_stored(conveyor: Conveyor, live, te
         assert conveyor.signin.session(token) is None
         assert client.get("/app/automations").url.path == "/app/automations"  # no redirect follow
         assert client.get("/app/automations").status_code == 303
+
+
+def test_passwords_are_stored_as_argon2id_at_full_cost(database_url, tmp_path, tenant):
+    """The suite's Conveyor hashes at argon2's cheapest (tests/conftest.py); Conveyor as built
+    hashes at the library's defaults, and signs in either way."""
+    app = bootstrap(Settings(database_url=database_url, data_dir=tmp_path / "real"))
+    try:
+        app.signin.create_user(tenant.workspace, "ada@acme.example", "admin", PASSWORD)
+        with app.store.read() as tx:
+            [member] = tx.sessions.members_with_email("ada@acme.example")
+        assert member.password_hash.startswith("$argon2id$v=19$m=65536,t=3,p=4$")
+        assert app.signin.sign_in("ada@acme.example", PASSWORD, "127.0.0.1").token
+    finally:
+        app.close()
 
 
 def test_a_post_without_the_csrf_token_or_from_another_site_is_refused(
