@@ -58,8 +58,9 @@ def acme(conveyor: Conveyor) -> Tenant:
 
 
 def checked(page: Page) -> None:
-    """Wait until the server has checked the latest change."""
-    page.wait_for_timeout(400)  # the builder waits for typing to pause before it checks
+    """Wait until the server has checked the latest change: a change on the canvas marks the
+    builder data-pending at once (scheduleCheck in builder.js), and the check that saw the
+    last change clears it."""
     page.wait_for_selector("#builder:not([data-pending])", state="attached")
 
 
