@@ -8,17 +8,14 @@ from __future__ import annotations
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
-from pathlib import Path
 
 from sqlalchemy import func, select
 
 from conveyor.store.schema import bulk_jobs, events, runs, segment_members
+from tests.support import cli
 
-CONVEYOR = str(Path(sys.executable).with_name("conveyor"))
 MEMBERS = int(os.environ.get("CONVEYOR_BULK_CRASH_MEMBERS", "10000"))
 KILLS = int(os.environ.get("CONVEYOR_BULK_CRASH_KILLS", "5"))
 AUTOMATION = {
@@ -60,18 +57,13 @@ def test_killed_workers_enroll_each_member_exactly_once(conveyor, database_url, 
 
     env = {**os.environ, "CONVEYOR_DATABASE_URL": database_url, "CONVEYOR_DATA_DIR": str(tmp_path)}
     rnd = random.Random(20261201)
-    workers: list[subprocess.Popen] = []
+    workers: list[cli.Started] = []
     mid_job = 0
     try:
         for _ in range(KILLS):
             while len(workers) < 2:
                 workers.append(
-                    subprocess.Popen(
-                        [CONVEYOR, "worker", "--role", "engine"],
-                        env=env,
-                        stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL,
-                    )
+                    cli.start(["worker", "--role", "engine"], env=env)
                 )
             before, deadline = job_done(conveyor), time.monotonic() + 60
             while job_done(conveyor) == before and before < MEMBERS and time.monotonic() < deadline:
@@ -83,12 +75,7 @@ def test_killed_workers_enroll_each_member_exactly_once(conveyor, database_url, 
             victim.wait()
         while len(workers) < 2:
             workers.append(
-                subprocess.Popen(
-                    [CONVEYOR, "worker", "--role", "engine"],
-                    env=env,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
+                cli.start(["worker", "--role", "engine"], env=env)
             )
         deadline = time.monotonic() + 300
         while job_status(conveyor) != "done" and time.monotonic() < deadline:

@@ -8,18 +8,15 @@ from __future__ import annotations
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
-from pathlib import Path
 
 from sqlalchemy import func, select
 
 from conveyor.store.schema import outbox
+from tests.support import cli
 from tests.support.smtp import SmtpSink
 
-CONVEYOR = str(Path(sys.executable).with_name("conveyor"))
 MESSAGES = int(os.environ.get("CONVEYOR_CRASH_MESSAGES", "600"))
 KILLS = int(os.environ.get("CONVEYOR_CRASH_KILLS", "8"))
 AUTOMATION = {
@@ -61,12 +58,11 @@ def test_a_killed_sender_repeats_at_most_what_was_in_flight(conveyor, database_u
     }
     in_flight = conveyor.settings.delivery_in_flight
     rnd = random.Random(20261201)
-    worker: subprocess.Popen | None = None
+    worker: cli.Started | None = None
     mid_round = 0
     try:
         for _ in range(KILLS):
-            worker = subprocess.Popen([CONVEYOR, "worker", "--role", "delivery"], env=env,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            worker = cli.start(["worker", "--role", "delivery"], env=env)
             # Strike while it sends: once mail has arrived since it started.
             before, deadline = len(sink.messages), time.monotonic() + 60
             while len(sink.messages) == before and time.monotonic() < deadline:
@@ -76,8 +72,7 @@ def test_a_killed_sender_repeats_at_most_what_was_in_flight(conveyor, database_u
             worker.send_signal(signal.SIGKILL)
             worker.wait()
             worker = None
-        worker = subprocess.Popen([CONVEYOR, "worker", "--role", "delivery"], env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        worker = cli.start(["worker", "--role", "delivery"], env=env)
         deadline = time.monotonic() + 120
         while sent(conveyor) < MESSAGES and time.monotonic() < deadline:
             time.sleep(0.2)

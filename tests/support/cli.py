@@ -9,8 +9,10 @@ environment, working directory, standard streams (files, as pipes would be, neve
 exit status, entering the very function the `conveyor` script calls, `conveyor.cli.main:main`.
 
 What this skips is the script's import of Python and Conveyor from nothing. That part is still run
-for real, as `conveyor` subprocesses, by the tests that are about it: serve and worker,
-`--version`, the lazy imports of `--help`, the crash tests, the API workers.
+for real, as `conveyor` subprocesses, by the tests that are about it: `serve` (as the README
+starts it) and its worker, `--version`, the lazy imports of `--help`, the API workers. The crash
+tests start their workers here too (`start`): what they test is a SIGKILL at a random moment of
+the work, which a forked process takes as any other.
 """
 
 from __future__ import annotations
@@ -87,6 +89,39 @@ def run(
         observe(stdout, stderr=False)
         observe(stderr, stderr=True)
     return subprocess.CompletedProcess(["conveyor", *args], process.exitcode, stdout, stderr)
+
+
+class Started:
+    """A `conveyor` command running in the background, its output discarded: what the crash
+    tests need of subprocess.Popen (send_signal, poll, wait)."""
+
+    def __init__(self, process: multiprocessing.process.BaseProcess) -> None:
+        self._process = process
+        self.pid = process.pid
+
+    def send_signal(self, signal: int) -> None:
+        if self._process.exitcode is None:  # not yet reaped: the pid is still this process's
+            os.kill(self.pid, signal)
+
+    def poll(self) -> int | None:
+        return self._process.exitcode
+
+    def wait(self, timeout: float | None = None) -> int:
+        self._process.join(timeout)
+        if self._process.exitcode is None:
+            raise subprocess.TimeoutExpired(["conveyor"], timeout or 0)
+        return self._process.exitcode
+
+
+def start(args: Sequence[str], *, env: Mapping[str, str]) -> Started:
+    """`conveyor ARGS` in a new process, left running (a worker, say)."""
+    process = _forkserver().Process(
+        target=_command,
+        args=(list(args), dict(env), os.getcwd(), os.devnull, os.devnull, os.devnull),
+        name="conveyor",
+    )
+    process.start()
+    return Started(process)
 
 
 def _text(data: bytes) -> str:
