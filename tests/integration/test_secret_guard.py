@@ -86,12 +86,32 @@ PRINTED = """from tests.support import cli
     log.warning("retrying with %s", made.stdout.strip().removeprefix("cvk_"))"""
 
 
-def test_a_key_a_command_printed_is_a_secret_too(tmp_path) -> None:
-    result = run_pytest(tmp_path, PRINTED)
+
+# The secrets derived per automation and per provider: an automation's inbound webhook token and
+# the secret path of the SMS providers' inbound URLs.
+DERIVED = """from conveyor.services.automations import hook_token
+    from conveyor.services.channel_config import inbound_token
+    app = bootstrap(Settings(database_url=f"sqlite:///{tmp_path}/conveyor.db", data_dir=tmp_path))
+    ws = app.workspaces.get("shop")
+    app.automations.apply(ws, {"key": "hooked", "triggers": [{"event": "go"}],
+                               "nodes": [{"id": "t", "type": "add_tag", "tag": "a"}]})
+    app.close()
+    log.warning("hook %s", hook_token(ws, "hooked"))
+    log.warning("inbound %s", inbound_token(ws, "sms"))"""
+
+
+@pytest.mark.parametrize(
+    ("leak", "kinds"),
+    [(PRINTED, ["API key"]), (DERIVED, ["automation webhook token", "inbound webhook token"])],
+    ids=["printed-by-a-command", "derived-tokens"],
+)
+def test_secrets_made_elsewhere_are_caught_too(tmp_path, leak, kinds) -> None:
+    result = run_pytest(tmp_path, leak)
     output = result.stdout + result.stderr
     assert result.returncode == 1, output
-    assert "1 passed" in output
-    assert "SECRET LEAKED (API key) in test_generated.py::test_makes_a_key" in output
+    assert "1 passed" in output  # the test itself passed: the guard failed the run
+    for kind in kinds:
+        assert f"SECRET LEAKED ({kind}) in test_generated.py::test_makes_a_key" in output
 
 
 def test_a_run_that_logs_no_secret_passes(tmp_path) -> None:

@@ -1,11 +1,11 @@
 """A pytest plugin: no secret the suite creates may appear in any log line of the run.
 
-It records secrets where Conveyor makes them (API keys, workspace secrets and the webhook and
-site secrets derived from them, session and setup tokens, passwords, the text of messages sent),
-captures every log record emitted in the test process (formatted by Conveyor's own JSON
-formatter) and the log lines of the `conveyor` subprocesses the tests start, and fails the run
-naming each leak, with the secret masked. Under xdist each worker checks its own and reports to
-the controller.
+It records secrets where Conveyor makes them (API keys, workspace secrets and the webhook, site,
+inbound-URL and automation-webhook secrets derived from them, session and setup tokens,
+passwords, the text of messages sent), captures every log record emitted in the test process
+(formatted by Conveyor's own JSON formatter) and the log lines of the `conveyor` processes the
+tests start, and fails the run naming each leak, with the secret masked. Under xdist each worker
+checks its own and reports to the controller.
 
 The checks are incremental so the suite stays fast: new lines are checked at the end of each test
 against every secret (token-shaped secrets through an index, in time linear in the text) and new
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import inspect
 import json
 import logging
 import re
@@ -30,7 +31,14 @@ import pytest
 
 from conveyor import logs
 from conveyor.channels.base import Sms, WebhookCall
-from conveyor.services import channel_config, delivery, outgoing, signin, workspaces
+from conveyor.services import (
+    automations,
+    channel_config,
+    delivery,
+    outgoing,
+    signin,
+    workspaces,
+)
 from tests.support import cli
 
 RING_LINES = 2_000  # recent lines kept for secrets made (or learnt) after the line was logged
@@ -289,6 +297,12 @@ def _hooks(guard: SecretGuard) -> list[Callable[[], None]]:
         put(ws.secret, "workspace secret")
         put(channel_config.webhook_secret(ws), "webhook signing secret")
         put(channel_config.site_secret(ws), "site identity secret")
+        for purpose in ("sms", "email"):  # the secret path of its providers' inbound URLs
+            put(channel_config.inbound_token(ws, purpose), "inbound webhook token")
+
+    def automation(saved: tuple[automations.AutomationInfo, str], *args: Any, **kwargs: Any) -> None:
+        workspace = _SAVE.bind(*args, **kwargs).arguments["workspace"]
+        put(automations.hook_token(workspace, saved[0].key), "automation webhook token")
 
     def session(new: signin.NewSession, *_: Any, **__: Any) -> None:
         put(new.token, "session token")
@@ -308,6 +322,7 @@ def _hooks(guard: SecretGuard) -> list[Callable[[], None]]:
     return [
         _after(workspaces.Workspaces, "_add_key", key),
         _after(workspaces.Workspaces, "create", workspace),
+        _after(automations.Automations, "save", automation),
         _after(signin.SignIn, "_open", session),
         _after(signin.SignIn, "setup_link_token", setup_token),
         _after(signin.SignIn, "create_user", _password_of("create_user", put)),
@@ -317,9 +332,10 @@ def _hooks(guard: SecretGuard) -> list[Callable[[], None]]:
     ]
 
 
-def _password_of(method: str, put: Callable[[Any, str], None]) -> Callable[..., None]:
-    import inspect
+_SAVE = inspect.signature(automations.Automations.save)
 
+
+def _password_of(method: str, put: Callable[[Any, str], None]) -> Callable[..., None]:
     signature = inspect.signature(getattr(signin.SignIn, method))
 
     def record(_: Any, *args: Any, **kwargs: Any) -> None:
