@@ -19,7 +19,7 @@ from conveyor.bootstrap import Conveyor
 from conveyor.services.contacts import ContactChange
 from conveyor.services.crm.writer import DealDraft
 from tests.e2e import test_panel_browser as frame
-from tests.e2e.test_panel_browser import ARGS, PASSWORD, ROOT, pytestmark  # noqa: F401
+from tests.e2e.test_panel_browser import ARGS, PASSWORD, ROOT, pytestmark, sign_in  # noqa: F401
 from tests.integration.conftest import LiveServer, Tenant, make_tenant
 from tests.support import flows
 from tests.support.smtp import SmtpSink
@@ -30,14 +30,6 @@ SHOTS = Path("/tmp/panel2-shots")
 def look(page: Page, name: str) -> None:
     frame.SHOTS = SHOTS
     frame.check_accessibility(page, name)
-
-
-def sign_in(page: Page, url: str, email: str) -> None:
-    page.goto(f"{url}/")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_label("Password").press("Enter")
-    page.wait_for_url(f"{url}/app/automations")
 
 
 

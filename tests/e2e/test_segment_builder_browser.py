@@ -18,7 +18,7 @@ from conveyor.api.app import create_app
 from conveyor.bootstrap import Conveyor
 from conveyor.domain.fields import format_datetime
 from tests.e2e import test_panel_browser as frame
-from tests.e2e.test_panel_browser import ARGS, PASSWORD, ROOT, pytestmark  # noqa: F401
+from tests.e2e.test_panel_browser import ARGS, PASSWORD, ROOT, pytestmark, sign_in  # noqa: F401
 from tests.integration.conftest import LiveServer, Tenant, make_tenant
 
 SHOTS = Path("/tmp/editor-shots")
@@ -40,14 +40,6 @@ def strict_page(chromium: Browser, violations: list[str]) -> Page:
     )
     page.on("pageerror", lambda e: violations.append(f"page error: {e}"))
     return page
-
-
-def sign_in(page: Page, url: str, email: str) -> None:
-    page.goto(f"{url}/")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_label("Password").press("Enter")
-    page.wait_for_url(f"{url}/app/automations")
 
 
 def seed_orders(conveyor: Conveyor, api: httpx.Client, tenant: Tenant) -> None:
