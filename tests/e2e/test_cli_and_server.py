@@ -1,4 +1,5 @@
-"""The real `conveyor` CLI and server as subprocesses, as a new user would run them."""
+"""The `conveyor` CLI (each command a process of its own, forked with the imports done: see
+tests/support/cli.py) and `conveyor serve` started from its script, as a new user runs them."""
 
 from __future__ import annotations
 
