@@ -3,8 +3,8 @@ for Python's imports each time.
 
 A `conveyor` command spends ~0.75 s of its ~1 s importing Python (Typer, SQLAlchemy, pydantic,
 Alembic, Conveyor's services); the end-to-end tests run ~230 of them. Here one server process per
-test process imports all that once (multiprocessing's "forkserver", preloaded with the CLI and
-what its commands import), and each command is a fork of it: a new process with its own memory,
+test process imports all that once (multiprocessing's "forkserver", preloaded with what the
+commands import; see PRELOAD), and each command is a fork of it: a new process with its own memory,
 environment, working directory, standard streams (files, as pipes would be, never a terminal) and
 exit status, entering the very function the `conveyor` script calls, `conveyor.cli.main:main`.
 
