@@ -85,6 +85,7 @@ def test_create_validates_and_normalises_everything(client, tenant, setup_catalo
         ({"email": "a@b.co", "timezone": "Mars/Base"}, "timezone"),
         ({"email": "a@b.co", "fields": {"plan": "gold"}}, "plan"),
         ({"email": "a@b.co", "fields": {"lifetime_value": "lots"}}, "lifetime_value"),
+        ({"email": "a@b.co", "fields": {"lifetime_value": 10**30}}, "lifetime_value"),  # was a 500
         ({"email": "a@b.co", "fields": {"undeclared": 1}}, "undeclared"),
         ({"email": "a@b.co", "lists": {"nope": "subscribed"}}, "lists.nope"),
         ({"email": "a@b.co", "colour": "red"}, "colour"),

@@ -135,6 +135,9 @@ def _number(defn: FieldDefinition, raw: Any) -> int | float:
     if isinstance(raw, bool):
         raise InvalidInput(defn.key, "expects a number, got a boolean")
     if isinstance(raw, int):
+        if not -(2**63) <= raw < 2**63:  # what a JSON column, and orjson writing it, can hold
+            reason = "a whole number beyond 64 bits (±9.2e18): send it as a decimal, 1e30"
+            raise InvalidInput(defn.key, reason)
         return raw
     if isinstance(raw, float):
         value = raw
