@@ -162,13 +162,12 @@ KEYS = {"/fields/": "plan", "/lists/": "newsletter", "/segments/": "vips", "/aut
 # (and the tokens, signed with the workspace's secret) differ between the dialects' runs, while
 # the cases, derandomized, are the same, and are generated once (see Fuzzer.run).
 REAL = "real:"
-PARAMETERS = ["contact_id", "tag", "list_key", "key_id", "workspace", "workspace_name", "token",
-              "member_id", "deal_id", "task_id", "job_id"]
 
 
-def strategy(operation: APIOperation) -> Any:
-    """Positive and negative cases, free-form and with real rows in the path."""
-    known = {name: REAL + name for name in PARAMETERS}
+def strategy(operation: APIOperation, real: dict[str, Any]) -> Any:
+    """Positive and negative cases, free-form and with real rows in the path (placeholders for
+    the names `real` has: its values are put in as each case is sent)."""
+    known = {name: REAL + name for name in real}
     known["key"] = next((v for k, v in KEYS.items() if operation.path.startswith(k)), "")
     if operation.path.startswith("/hooks/"):
         known["token"] = REAL + "hook_token"
@@ -232,7 +231,7 @@ class Fuzzer:
             sent.validate_response(response, checks=[not_a_server_error])
 
         @FUZZ
-        @given(case=strategy(operation))
+        @given(case=strategy(operation, real))
         def fuzz(case: schemathesis.Case) -> None:
             made.append(case)
             send(case)

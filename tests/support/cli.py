@@ -73,12 +73,7 @@ def run(
     with tempfile.TemporaryDirectory(prefix="conveyor-cli-") as scratch:
         streams = [os.path.join(scratch, name) for name in ("stdin", "stdout", "stderr")]
         Path(streams[0]).write_text(input or "", encoding="utf-8")
-        process = _forkserver().Process(
-            target=_command,
-            args=(list(args), dict(env), str(cwd or os.getcwd()), *streams),
-            name="conveyor",
-        )
-        process.start()
+        process = _started(args, env, str(cwd or os.getcwd()), streams)
         process.join(timeout)
         if process.exitcode is None:
             process.kill()
@@ -115,13 +110,18 @@ class Started:
 
 def start(args: Sequence[str], *, env: Mapping[str, str]) -> Started:
     """`conveyor ARGS` in a new process, left running (a worker, say)."""
+    return Started(_started(args, env, os.getcwd(), [os.devnull] * 3))
+
+
+def _started(
+    args: Sequence[str], env: Mapping[str, str], cwd: str, streams: list[str]
+) -> multiprocessing.process.BaseProcess:
+    """A fork of the server running `_command`; streams: the stdin, stdout and stderr files."""
     process = _forkserver().Process(
-        target=_command,
-        args=(list(args), dict(env), os.getcwd(), os.devnull, os.devnull, os.devnull),
-        name="conveyor",
+        target=_command, args=(list(args), dict(env), cwd, *streams), name="conveyor"
     )
     process.start()
-    return Started(process)
+    return process
 
 
 def _text(data: bytes) -> str:
