@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -76,6 +77,13 @@ def test_edit_preview_error_save_diff_and_test_send(conveyor, acme, chromium, da
         made = api.post("/contacts", json={"email": "ada@example.com", "first_name": "Ada"})
         assert made.status_code == 201
         page = chromium.new_page(viewport={"width": 1360, "height": 900}, bypass_csp=True)
+        script_errors: list[str] = []
+        page.on("pageerror", lambda error: script_errors.append(str(error)))
+        fetched: set[str] = set()  # the paths the editor's script asks for
+        page.on(
+            "request",
+            lambda r: fetched.add(urlsplit(r.url).path) if r.resource_type == "fetch" else None,
+        )
         frame.sign_in(page, server.url, "mia@acme.example")
 
         page.get_by_role("link", name="Templates").click()
@@ -157,6 +165,10 @@ def test_edit_preview_error_save_diff_and_test_send(conveyor, acme, chromium, da
         page.get_by_text("Latest test sends (1)").click()
         expect(page.locator("details.tests li")).to_contain_text("qa@acme.example · sent")
         look(page, f"{db}-test-sent")
+        # the live preview asks for renders only (the page itself was once polled by the
+        # graph page's script, which mistook the editor's live inputs for its own marker)
+        assert fetched == {"/app/templates/render.json"}
+        assert not script_errors, script_errors
 
 
 def test_try_a_contact_on_the_abandoned_cart(conveyor, acme, chromium, database_url):

@@ -41,14 +41,16 @@ function patch(root, live) {
 }
 
 function liveGraph() {
-  const page = document.querySelector("[data-live]");
+  // The graph page names its counts' URL in data-live-url (`data-live` marks the template
+  // editor's live-preview inputs: a page holding those is not polled).
+  const page = document.querySelector("[data-live-url]");
   if (!page) return;
   const status = page.querySelector("[data-live-status]");
   const badge = page.querySelector(".live");
   let failures = 0;
   async function tick() {
     try {
-      const response = await fetch(page.dataset.live, { headers: { Accept: "application/json" } });
+      const response = await fetch(page.dataset.liveUrl, { headers: { Accept: "application/json" } });
       if (response.status === 401) {
         status.textContent = "Signed out: reload to sign in again.";
         badge.classList.remove("on");
