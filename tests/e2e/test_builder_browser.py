@@ -1,9 +1,9 @@
-"""The automation builder in headless Chromium against the real app on both databases: a marketer
-builds scenario 4 (the abandoned cart) on the canvas from an empty automation with the palette and
-the forms, sees problems inline with the CLI's words, edits through the YAML view, saves a draft,
-reviews the diff, publishes; the engine runs it for a contact, and the exported YAML equals the
-example file. The keyboard alone moves, copies, pastes, deletes and undoes. axe-core on every
-page; screenshots go to /tmp/builder-shots."""
+"""The automation builder in headless Chromium against the real app on SQLite (PostgreSQL: see
+test_panel_browser.BROWSER): a marketer builds scenario 4 (the abandoned cart) on the canvas from
+an empty automation with the palette and the forms, sees problems inline with the CLI's words,
+edits through the YAML view, saves a draft, reviews the diff, publishes; the engine runs it for a
+contact, and the exported YAML equals the example file. The keyboard alone moves, copies, pastes,
+deletes and undoes. axe-core on every page; screenshots go to /tmp/builder-shots."""
 
 from __future__ import annotations
 
@@ -22,8 +22,10 @@ from conveyor.domain.automations import REGISTRY
 from conveyor.domain.errors import InvalidInput
 from tests.e2e import test_panel_browser as frame
 from tests.e2e.test_panel2_browser import deliver, frame_page
-from tests.e2e.test_panel_browser import ARGS, PASSWORD, ROOT, pytestmark  # noqa: F401
+from tests.e2e.test_panel_browser import BROWSER_ON_SQLITE, PASSWORD, ROOT
 from tests.integration.conftest import LiveServer, Tenant, make_tenant
+
+pytestmark = BROWSER_ON_SQLITE
 
 SHOTS = Path("/tmp/builder-shots")
 
@@ -40,7 +42,6 @@ def open_page(chromium: Browser) -> Page:
     page.script_errors = []  # type: ignore[attr-defined]
     page.on("pageerror", lambda error: page.script_errors.append(str(error)))
     return page
-
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """Publishing a new version of a live automation in headless Chromium against the real app on
-both databases: the review page, a chosen move, the publish, and the counts where they moved;
-axe-core on every page, the keyboard to reach the action. Screenshots go to /tmp/liveedit-shots."""
+SQLite (PostgreSQL: see test_panel_browser.BROWSER): the review page, a chosen move, the publish,
+and the counts where they moved; axe-core on every page, the keyboard to reach the action.
+Screenshots go to /tmp/liveedit-shots."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from playwright.sync_api import Page, expect
 from conveyor.api.app import create_app
 from conveyor.services.contacts import ContactChange
 from tests.e2e import test_panel_browser as frame
-from tests.e2e.test_panel_browser import ARGS, PASSWORD, pytestmark  # noqa: F401
+from tests.e2e.test_panel_browser import BROWSER_ON_SQLITE, PASSWORD
 from tests.integration.conftest import LiveServer, make_tenant
 from tests.integration.test_live_edits import V1, V2
+
+pytestmark = BROWSER_ON_SQLITE
 
 SHOTS = Path("/tmp/liveedit-shots")
 
@@ -22,7 +25,6 @@ SHOTS = Path("/tmp/liveedit-shots")
 def look(page: Page, name: str) -> None:
     frame.SHOTS = SHOTS
     frame.check_accessibility(page, name)
-
 
 
 def test_review_move_and_publish(conveyor, chromium, database_url):

@@ -1,7 +1,7 @@
-"""The panel's segments, messages, CRM and settings pages in headless Chromium against the real
-app on both databases, with the frame's helpers: real seeded data, axe-core on every page, the
-keyboard, a viewer refused each change, and nothing of another workspace. Screenshots go to
-/tmp/panel2-shots."""
+"""The panel's segments, messages, CRM and settings pages in headless Chromium against the real app
+on SQLite (PostgreSQL: see test_panel_browser.BROWSER), with the frame's helpers: real seeded data,
+axe-core on every page, the keyboard, a viewer refused each change, and nothing of another
+workspace. Screenshots go to /tmp/panel2-shots."""
 
 from __future__ import annotations
 
@@ -19,10 +19,12 @@ from conveyor.bootstrap import Conveyor
 from conveyor.services.contacts import ContactChange
 from conveyor.services.crm.writer import DealDraft
 from tests.e2e import test_panel_browser as frame
-from tests.e2e.test_panel_browser import ARGS, PASSWORD, ROOT, pytestmark, sign_in  # noqa: F401
+from tests.e2e.test_panel_browser import BROWSER_ON_SQLITE, PASSWORD, ROOT, sign_in
 from tests.integration.conftest import LiveServer, Tenant, make_tenant
 from tests.support import flows
 from tests.support.smtp import SmtpSink
+
+pytestmark = BROWSER_ON_SQLITE
 
 SHOTS = Path("/tmp/panel2-shots")
 
@@ -30,7 +32,6 @@ SHOTS = Path("/tmp/panel2-shots")
 def look(page: Page, name: str) -> None:
     frame.SHOTS = SHOTS
     frame.check_accessibility(page, name)
-
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""The panel in headless Chromium against the real app on both databases: a marketer signs in,
+"""The panel in headless Chromium against the real app (on SQLite; scenario 1 on `conveyor
+serve` on both databases, see BROWSER below): a marketer signs in,
 watches scenario 1 (the welcome series) run with the graph's counts moving without a reload,
 opens a node's steps with the keyboard, reads versions; a viewer is refused a change; every
 page passes axe-core with no serious or critical violation. Screenshots go to /tmp/panel-shots."""
@@ -20,13 +21,22 @@ from tests.e2e.conftest import CHROMIUM_ARGS
 from tests.integration.conftest import LiveServer, Tenant, make_tenant
 from tests.support.flows import example_templates
 
-pytestmark = [
+BROWSER = [
     pytest.mark.e2e,
     pytest.mark.skipif(
         shutil.which("chromium") is None,
         reason="chromium is not installed (apt-get install chromium)",
     ),
 ]
+# The browser files check what the browser does (scripts, keyboard, focus, layout, axe) on
+# SQLite. Every panel page and action they reach is requested on PostgreSQL too, over HTTP, by
+# test_panel.py, test_panel2.py, test_panel_editors.py, test_panel_templates.py,
+# test_builder_panel.py and test_panel_live_edit.py, which read what each page shows; one walk,
+# scenario 1 on `conveyor serve`, runs in the browser on both databases. Running every browser
+# test on both took ~230 s more of the suite's CPU and reached no page the HTTP tests do not.
+ON_SQLITE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+BROWSER_ON_SQLITE = [*BROWSER, ON_SQLITE]
+pytestmark = BROWSER
 ROOT = Path(__file__).resolve().parents[2]
 AXE = ROOT / "tests" / "support" / "axe" / "axe.min.js"
 SHOTS = Path("/tmp/panel-shots")
@@ -113,6 +123,7 @@ def seeded(conveyor: Conveyor) -> tuple[Tenant, Tenant]:
 
 
 
+@ON_SQLITE
 def test_a_marketer_watches_the_welcome_series_run(conveyor, seeded, browser, database_url):
     acme, _ = seeded
     db = "pg" if database_url.startswith("postgresql") else "sqlite"
@@ -221,6 +232,7 @@ def test_a_marketer_watches_the_welcome_series_run(conveyor, seeded, browser, da
         expect(page.get_by_role("status")).to_contain_text("signed out")
 
 
+@ON_SQLITE
 def test_a_viewer_is_refused_a_change(conveyor, seeded, browser, database_url):
     acme, _ = seeded
     db = "pg" if database_url.startswith("postgresql") else "sqlite"
@@ -247,6 +259,7 @@ def test_a_viewer_is_refused_a_change(conveyor, seeded, browser, database_url):
         check_accessibility(page, f"{db}-viewer-405")
 
 
+@ON_SQLITE
 def test_the_setup_link_page(conveyor, browser, database_url):
     db = "pg" if database_url.startswith("postgresql") else "sqlite"
     acme = make_tenant(conveyor, "acme")

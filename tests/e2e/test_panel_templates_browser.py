@@ -1,9 +1,9 @@
-"""The template editor and "Test a contact" in headless Chromium against the real app on both
-databases: a marketer edits a template and watches the preview follow, meets an error at its
-line (the editor's line marked, the place selected by a button), saves, reads the difference,
-sends a test that arrives at a real SMTP server; then walks a contact through scenario 4 (the
-abandoned cart). axe-core on every page, the keyboard throughout. Screenshots go to
-/tmp/tpledit-shots."""
+"""The template editor and "Test a contact" in headless Chromium against the real app on SQLite
+(PostgreSQL: see test_panel_browser.BROWSER): a marketer edits a template and watches the preview
+follow, meets an error at its line (the editor's line marked, the place selected by a button),
+saves, reads the difference, sends a test that arrives at a real SMTP server; then walks a contact
+through scenario 4 (the abandoned cart). axe-core on every page, the keyboard throughout.
+Screenshots go to /tmp/tpledit-shots."""
 
 from __future__ import annotations
 
@@ -19,9 +19,11 @@ from playwright.sync_api import Page, expect
 from conveyor.api.app import create_app
 from conveyor.bootstrap import Conveyor
 from tests.e2e import test_panel_browser as frame
-from tests.e2e.test_panel_browser import ARGS, PASSWORD, ROOT, pytestmark  # noqa: F401
+from tests.e2e.test_panel_browser import BROWSER_ON_SQLITE, PASSWORD, ROOT
 from tests.integration.conftest import LiveServer, Tenant, make_tenant
 from tests.support.smtp import SmtpSink
+
+pytestmark = BROWSER_ON_SQLITE
 
 SHOTS = Path("/tmp/tpledit-shots")
 GREETING = {
@@ -39,7 +41,6 @@ GREETING = {
 def look(page: Page, name: str) -> None:
     frame.SHOTS = SHOTS
     frame.check_accessibility(page, name)
-
 
 
 @pytest.fixture

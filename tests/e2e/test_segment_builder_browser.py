@@ -1,8 +1,8 @@
 """The segment builder and the campaign composer in headless Chromium against the real app on
-both databases: scenario 5's segment built from an empty builder (the count follows each step),
-saved, equal to examples/segments/good-customers.yaml; then a campaign composed to it and
-scheduled. The flows run with the panel's CSP enforced (no violation may be reported); axe-core
-checks the pages in a second tab. Screenshots go to /tmp/editor-shots."""
+SQLite (PostgreSQL: see test_panel_browser.BROWSER): scenario 5's segment built from an empty
+builder (the count follows each step), saved, equal to examples/segments/good-customers.yaml; then
+a campaign composed to it and scheduled. The flows run with the panel's CSP enforced (no violation
+may be reported); axe-core checks the pages in a second tab. Screenshots go to /tmp/editor-shots."""
 
 from __future__ import annotations
 
@@ -18,12 +18,13 @@ from conveyor.api.app import create_app
 from conveyor.bootstrap import Conveyor
 from conveyor.domain.fields import format_datetime
 from tests.e2e import test_panel_browser as frame
-from tests.e2e.test_panel_browser import ARGS, PASSWORD, ROOT, pytestmark, sign_in  # noqa: F401
+from tests.e2e.test_panel_browser import BROWSER_ON_SQLITE, PASSWORD, ROOT, sign_in
 from tests.integration.conftest import LiveServer, Tenant, make_tenant
+
+pytestmark = BROWSER_ON_SQLITE
 
 SHOTS = Path("/tmp/editor-shots")
 GOOD = yaml.safe_load((ROOT / "examples" / "segments" / "good-customers.yaml").read_text())
-
 
 
 def look(page: Page, name: str) -> None:

@@ -4,6 +4,7 @@ or touched, and no input answered with a 5xx."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -262,3 +263,56 @@ def test_messages_are_paged_newest_first_without_gaps_or_repeats(
         ids += [int(i) for i in re.findall(r'data-message="(\d+)"', second.text)]
         assert 'rel="next"' not in second.text
     assert ids == made
+
+
+def test_reports_count_what_was_sent_and_name_a_bad_range(conveyor: Conveyor, server, tenant):
+    """The reports pages over the same services as /reports: three welcome emails sent through a
+    real SMTP server are counted on the overview, in its series and in the automation's funnel;
+    a range that ends before it starts is a 422 naming the field."""
+    ws = tenant.workspace
+    user(conveyor, tenant, "mia@acme.example", "marketer")
+    sink = SmtpSink().start()
+    try:
+        with httpx.Client(base_url=server.url, headers=tenant.admin, timeout=10) as api:
+            conveyor.catalog.create_list(ws, "newsletter")
+            api.put("/channels/email", json={"from": "A <news@a.example>", "smtp_url": sink.url})
+            for path in sorted((EXAMPLES / "templates").glob("*.yaml")):
+                for template in yaml.safe_load(path.read_text()):
+                    api.post("/templates", json=template)
+            welcome = yaml.safe_load((EXAMPLES / "automations" / "welcome-series.yaml").read_text())
+            conveyor.automations.apply(ws, welcome)
+            conveyor.automations.set_status(ws, "welcome-series", "active")
+            for name in ("ada", "grace", "linus"):
+                cid = api.post("/contacts", json={"email": f"{name}@example.com"}).json()["id"]
+                api.put(f"/contacts/{cid}/lists/newsletter", json={"status": "subscribed"})
+        settle(conveyor)
+        assert len(sink.messages) == 3
+    finally:
+        sink.stop()
+    with browser(server) as client:
+        sign_in(client, "mia@acme.example")
+        page = client.get("/app/reports")
+        assert page.status_code == 200
+        assert re.search(r'data-kpi="sent"[^>]*>\s*3\s*<', page.text), "sent: 3"
+        assert "Sent: 3" in page.text  # the series' point, in the chart's title
+        report = client.get("/app/reports/automations/welcome-series")
+        assert report.status_code == 200 and "welcome: 3 reached" in report.text
+        bad = client.get(
+            "/app/reports/automations/welcome-series",
+            params={"from": "2030-01-10", "to": "2030-01-01"},
+        )
+        assert bad.status_code == 422 and "field-error" in bad.text
+        assert client.get("/app/reports", params={"from": "soon"}).status_code == 422
+        assert client.get("/app/reports/automations/nothing-here").status_code == 404
+
+
+def test_crm_leads_to_the_first_pipeline_or_says_there_is_none(conveyor: Conveyor, server, tenant):
+    user(conveyor, tenant, "sam@acme.example", "sales")
+    with browser(server) as client:
+        sign_in(client, "sam@acme.example")
+        empty = client.get("/app/crm")
+        assert empty.status_code == 200 and "No pipeline yet" in empty.text
+        pipeline = yaml.safe_load((EXAMPLES / "pipelines" / "sales.yaml").read_text())
+        conveyor.crm.apply_pipeline(tenant.workspace, pipeline)
+        moved = client.get("/app/crm")
+        assert moved.status_code == 303 and moved.headers["location"] == "/app/crm/sales"

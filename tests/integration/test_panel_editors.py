@@ -291,6 +291,11 @@ def test_composed_ab_test_at_a_moment_is_saved_then_moved(conveyor: Conveyor, se
         assert info.audience == {"tags": ["vip"]}
         edit = client.get("/app/campaigns/subject/edit")
         assert 'value="2031-01-02T09:30"' in edit.text and 'value="10"' in edit.text
+        changed = client.post("/app/campaigns/subject/edit", data={**form, "sample": "20"})
+        assert (
+            changed.status_code == 303 and changed.headers["location"] == "/app/campaigns/subject"
+        )
+        assert conveyor.campaigns.get(ws, "subject").ab_test["sample"] == 20
         # a move its state does not allow is said on the page, never a 5xx
         refused = client.post("/app/campaigns/subject/pause", data={"csrf": token})
         assert refused.status_code == 303
