@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 CSV = """Email,First Name,Last Name,Plan,Tags,Phone
 ada@example.com,Ada,Lovelace,pro,math;poetry,+44 20 7946 0958
 grace@example.com,Grace,Hopper,free,navy,
@@ -99,3 +101,44 @@ def test_column_mapping_and_its_errors(client, tenant):
     r = post_csv(client, tenant, "first_name\nAda\n")
     assert r.status_code == 422 and "email" in r.json()["detail"]
     assert post_csv(client, tenant, "").status_code == 422
+
+
+GROWN = ("contacts", "contact_tags", "subscriptions", "events")
+
+
+def last_analyzed(conveyor) -> dict[str, object]:
+    with conveyor.store.db.peek_connection() as conn:
+        conn.exec_driver_sql("SELECT pg_stat_clear_snapshot()")
+        rows = conn.exec_driver_sql(
+            "SELECT relname, last_analyze FROM pg_stat_user_tables WHERE relname = ANY(%(t)s)",
+            {"t": list(GROWN)},
+        ).all()
+    return dict(rows)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_large_import_leaves_the_planner_fresh_statistics(conveyor):
+    """An import that writes 1,000 contacts or more has PostgreSQL analyse the tables it grew at
+    once (Store.refresh_statistics), as its docs advise after a bulk load: a segment saved the
+    next minute is planned on the new rows, not on the empty table's statistics. A smaller one
+    leaves it to autovacuum. (SQLite gathers no statistics unless told to.)"""
+    workspace, _ = conveyor.workspaces.create("bulky")
+    conveyor.catalog.create_list(workspace, "news")
+
+    def rows(start: int, count: int):
+        yield "email,tags\n"
+        for i in range(start, start + count):
+            yield f"p{i}@example.com,crowd\n"
+
+    before = last_analyzed(conveyor)
+    small = conveyor.imports.run(workspace, rows(0, 999), list_key="news")
+    assert small.created == 999
+    assert last_analyzed(conveyor) == before
+    large = conveyor.imports.run(workspace, rows(999, 1_000), list_key="news")
+    assert large.created == 1_000
+    after = last_analyzed(conveyor)
+    assert set(after) == set(GROWN)
+    for table in GROWN:
+        assert after[table] is not None and (
+            before.get(table) is None or after[table] > before[table]
+        ), table

@@ -28,6 +28,7 @@ from conveyor.store.messages import MessageQueries
 from conveyor.store.ops import OpsQueries
 from conveyor.store.ratelimits import RateLimitQueries
 from conveyor.store.reports import ReportQueries
+from conveyor.store.schema import metadata
 from conveyor.store.scoring import ScoringQueries
 from conveyor.store.segments import SegmentQueries
 from conveyor.store.sessions import SessionQueries
@@ -200,6 +201,24 @@ class Store:
                 return work(tx)
 
         return self.db.retrying(attempt)
+
+    def refresh_statistics(self, *tables: str) -> None:
+        """Have PostgreSQL's planner look at `tables` again, now (`ANALYZE`), after a bulk load
+        grew them. Autovacuum would, within a minute if it is on — the minute in which a
+        marketer saves a segment over the contacts just imported: planned on the statistics
+        of the empty table, the segment's first count over 10,000 new contacts took ~11 s here
+        instead of 0.8 s (PostgreSQL's docs: "Run ANALYZE Afterwards", when populating a
+        database). ANALYZE samples at most 30,000 rows a table and blocks no reader or writer.
+        SQLite plans without statistics unless told to gather them, and has none to refresh."""
+        if self.dialect != "postgresql" or self._unit() is not None:
+            return
+        known = {table.name for table in metadata.sorted_tables}
+        names = [name for name in tables if name in known]
+        unknown = set(tables) - known
+        if unknown:
+            raise ValueError(f"no table {', '.join(sorted(unknown))}")
+        with self.db.peek_connection() as conn:
+            conn.exec_driver_sql(f"ANALYZE {', '.join(names)}")
 
     def close(self) -> None:
         self.db.dispose()
