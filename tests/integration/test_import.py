@@ -142,3 +142,9 @@ def test_a_large_import_leaves_the_planner_fresh_statistics(conveyor):
         assert after[table] is not None and (
             before.get(table) is None or after[table] > before[table]
         ), table
+
+
+def test_statistics_are_refreshed_for_known_tables_only(conveyor):
+    with pytest.raises(ValueError, match="no table contact"):
+        conveyor.store.refresh_statistics("contacts", "contact")
+    conveyor.store.refresh_statistics("contacts")  # PostgreSQL: ANALYZE; SQLite: nothing to do

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection
+from sqlalchemy.exc import SQLAlchemyError
 
 from conveyor.store.automation_drafts import AutomationDraftQueries
 from conveyor.store.automation_stats import AutomationStatsQueries
@@ -20,7 +21,7 @@ from conveyor.store.conditions import AudienceQueries
 from conveyor.store.contact_search import ContactSearchQueries
 from conveyor.store.contacts import ContactQueries
 from conveyor.store.crm import CrmQueries
-from conveyor.store.database import LOG_LOCK_SQL, Database, refusals
+from conveyor.store.database import LOG_LOCK_SQL, Database, log, refusals
 from conveyor.store.deliverability import DeliverabilityQueries
 from conveyor.store.events import EventQueries
 from conveyor.store.experiments import ExperimentQueries
@@ -209,16 +210,19 @@ class Store:
         of the empty table, the segment's first count over 10,000 new contacts took ~11 s here
         instead of 0.8 s (PostgreSQL's docs: "Run ANALYZE Afterwards", when populating a
         database). ANALYZE samples at most 30,000 rows a table and blocks no reader or writer.
-        SQLite plans without statistics unless told to gather them, and has none to refresh."""
-        if self.dialect != "postgresql" or self._unit() is not None:
-            return
-        known = {table.name for table in metadata.sorted_tables}
-        names = [name for name in tables if name in known]
-        unknown = set(tables) - known
+        SQLite plans without statistics unless told to gather them, and has none to refresh.
+        A failure is logged, not raised: the load it follows has committed, and statistics only
+        make later reads faster."""
+        unknown = set(tables) - {table.name for table in metadata.sorted_tables}
         if unknown:
             raise ValueError(f"no table {', '.join(sorted(unknown))}")
-        with self.db.peek_connection() as conn:
-            conn.exec_driver_sql(f"ANALYZE {', '.join(names)}")
+        if self.dialect != "postgresql" or self._unit() is not None:
+            return
+        try:
+            with self.db.peek_connection() as conn:
+                conn.exec_driver_sql(f"ANALYZE {', '.join(tables)}")
+        except SQLAlchemyError as exc:
+            log.warning("ANALYZE %s failed, autovacuum will do it: %s", ", ".join(tables), exc)
 
     def close(self) -> None:
         self.db.dispose()
