@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from conveyor.services.imports import GROWN_TABLES
+
 CSV = """Email,First Name,Last Name,Plan,Tags,Phone
 ada@example.com,Ada,Lovelace,pro,math;poetry,+44 20 7946 0958
 grace@example.com,Grace,Hopper,free,navy,
@@ -103,15 +105,12 @@ def test_column_mapping_and_its_errors(client, tenant):
     assert post_csv(client, tenant, "").status_code == 422
 
 
-GROWN = ("contacts", "contact_tags", "subscriptions", "events")
-
-
 def last_analyzed(conveyor) -> dict[str, object]:
     with conveyor.store.db.peek_connection() as conn:
         conn.exec_driver_sql("SELECT pg_stat_clear_snapshot()")
         rows = conn.exec_driver_sql(
             "SELECT relname, last_analyze FROM pg_stat_user_tables WHERE relname = ANY(%(t)s)",
-            {"t": list(GROWN)},
+            {"t": list(GROWN_TABLES)},
         ).all()
     return dict(rows)
 
@@ -137,8 +136,8 @@ def test_a_large_import_leaves_the_planner_fresh_statistics(conveyor):
     large = conveyor.imports.run(workspace, rows(999, 1_000), list_key="news")
     assert large.created == 1_000
     after = last_analyzed(conveyor)
-    assert set(after) == set(GROWN)
-    for table in GROWN:
+    assert set(after) == set(GROWN_TABLES)
+    for table in GROWN_TABLES:
         assert after[table] is not None and (
             before.get(table) is None or after[table] > before[table]
         ), table
