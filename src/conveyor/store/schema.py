@@ -289,7 +289,8 @@ runs = Table(
     Column("entered_at", UTCDateTime, nullable=False),
     Column("finished_at", UTCDateTime, nullable=True),
     Column("request_id", String(128), nullable=True),  # the request whose event started it
-    Index("ix_runs_status_wake_at", "status", "wake_at"),
+    # The claim of due runs reads them in (wake_at, id) order straight from this index.
+    Index("ix_runs_status_wake_at_id", "status", "wake_at", "id"),
     Index("ix_runs_contact_automation", "contact_id", "automation_id"),
     Index("ix_runs_automation_node", "automation_id", "status", "node"),
 )

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, delete, exists, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, and_, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -18,8 +18,10 @@ _CHUNK = 500
 
 
 def due_clause(now: datetime | ColumnElement[Any]) -> ColumnElement[bool]:
-    """True when a score's decay has crossed a threshold by `now`."""
-    return exists().where(contact_scores.c.cross_at <= now)
+    """True when a score's decay has crossed a threshold by `now`: the earliest crossing, one
+    step into its index (not `EXISTS`, which a prepared statement's plan turned into a scan of
+    every score: tests/integration/test_queue_plans.py)."""
+    return select(func.min(contact_scores.c.cross_at)).scalar_subquery() <= now
 
 
 class ScoringQueries:
