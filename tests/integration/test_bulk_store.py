@@ -139,3 +139,61 @@ def test_fetch_processes_every_bound_value_as_sqlalchemy_would(conveyor):
         fast = bulk.fetch(conn, stmt.order_by(steps.c.id), {"since": since})
         slow = conn.execute(stmt.order_by(steps.c.id), {"since": since}).all()
     assert [tuple(r) for r in fast] == [tuple(r) for r in slow] == [("n1", "w1"), ("n2", "w2")]
+
+
+@pytest.mark.parametrize("size", [0, 1, 3, 700])
+def test_fetch_with_in_lists_reads_what_sqlalchemy_reads(conveyor, size):
+    """IN and NOT IN lists of ids, texts and times (empty, one, several, more than a chunk):
+    on PostgreSQL each list goes as one array parameter (`= ANY`, `<> ALL`), and the rows are
+    the ones SQLAlchemy's own expansion finds."""
+    workspace_id, automation_id, ids = _world(conveyor, 5)
+    early = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
+    rows = [
+        {"workspace_id": workspace_id, "run_id": None, "contact_id": ids[i % 5],
+         "automation_id": automation_id, "version": 1, "node": f"n{i % 4}", "outcome": "done",
+         "reason": {}, "at": early + timedelta(minutes=i % 7)}
+        for i in range(40)
+    ]  # fmt: skip
+    wanted = {
+        "contacts": (ids[:2] + [10**9 + i for i in range(size)])[:size],
+        "nodes": [f"n{i}" for i in range(size)][:size],
+        "times": [early + timedelta(minutes=i) for i in range(size)],
+        "skip": ["n3"],
+    }
+    stmt = (
+        select(steps.c.id, steps.c.contact_id, steps.c.node, steps.c.at)
+        .where(
+            steps.c.contact_id.in_(bindparam("contacts", expanding=True))
+            | steps.c.node.in_(bindparam("nodes", expanding=True))
+            | steps.c.at.in_(bindparam("times", expanding=True)),
+            steps.c.node.not_in(bindparam("skip", expanding=True)),
+        )
+        .order_by(steps.c.id)
+    )
+    with conveyor.store.db.write_connection() as conn:
+        bulk.append(conn, steps, rows)
+        fast = bulk.fetch(conn, stmt, wanted)
+        slow = conn.execute(stmt, wanted).all()
+    assert [tuple(r) for r in fast] == [tuple(r) for r in slow]
+    assert (len(fast) > 0) == (size > 0)
+    assert all(r.node != "n3" for r in fast)
+
+
+def test_sessions_read_times_in_utc_whatever_the_servers_zone(database_url):
+    """A server whose TimeZone is Europe/Berlin (here: the connection's startup option):
+    Conveyor's sessions still read in UTC, and times come back as `datetime.UTC`, the fast
+    path of psycopg's timestamptz loader (a named zone costs a ZoneInfo per value)."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite stores times as text in UTC")
+    from conveyor.store.database import make_engine
+
+    engine = make_engine(database_url, connect_args={"options": "-c timezone=Europe/Berlin"})
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SHOW timezone").scalar_one() == "UTC"
+            moment = conn.exec_driver_sql("SELECT '2026-12-03 12:00:00+01'::timestamptz")
+            at = moment.scalar_one()
+        assert at.tzinfo is UTC
+        assert at == datetime(2026, 12, 3, 11, 0, tzinfo=UTC)
+    finally:
+        engine.dispose()

@@ -10,6 +10,7 @@ written here and rows written through SQLAlchemy read back alike. The dialect's 
 
 from __future__ import annotations
 
+import re
 from collections import namedtuple
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -358,9 +359,37 @@ class _Reading:
     row: type[tuple[Any, ...]]
     decoding: _Decoding
     processors: dict[str, Any]  # the compiled statement's bind processors (not IN lists')
+    arrays: str | None  # the SQL with each IN list as one parameter (see `_arrays`)
+    lists: dict[str, Any]  # those parameters: each one's value processor, or None
 
 
 _READINGS: dict[tuple[int, str], _Reading] = {}
+_IN_LIST = re.compile(r" (NOT )?IN \(__\[POSTCOMPILE_(\w+)\]\)")
+
+
+def _arrays(compiled: Any, dialect: str) -> str | None:
+    """The compiled SQL with each IN list as one parameter and a constant text: on PostgreSQL
+    `x IN (__[POSTCOMPILE_ids])` becomes `x = ANY(%(ids)s)` (NOT IN: `<> ALL`), an array; on
+    SQLite `x IN (SELECT value FROM json_each(?))`, a JSON array. SQLAlchemy otherwise renders
+    each call's list as one parameter per value: ~1.8 ms of CPU for 500 ids, and on PostgreSQL
+    the driver and server ~2.4 ms more, against ~0.8 ms for the whole call with an array
+    (README, Performance); a constant text also lets psycopg prepare the statement. None: a
+    statement without IN lists, or with an IN list of tuples."""
+    text = compiled.string
+    names = {m.group(2) for m in _IN_LIST.finditer(text)}
+    if not names or "POSTCOMPILE_" in _IN_LIST.sub("", text):
+        return None
+    expanding = {b.key: b for b in compiled.binds.values() if b.expanding}
+    if any(name not in expanding or expanding[name].type._is_tuple_type for name in names):
+        return None
+
+    def one(match: re.Match[str]) -> str:
+        negated, name = match.group(1), match.group(2)
+        if dialect == "postgresql":
+            return f" <> ALL(%({name})s)" if negated else f" = ANY(%({name})s)"
+        return f" {negated or ''}IN (SELECT value FROM json_each(?))"
+
+    return _IN_LIST.sub(one, text)
 
 
 def _reading(stmt: Any, dialect: Any) -> _Reading:
@@ -372,7 +401,14 @@ def _reading(stmt: Any, dialect: Any) -> _Reading:
     names = [getattr(c, "key", None) or f"_{i}" for i, c in enumerate(columns)]
     row = namedtuple("Row", names, rename=True)  # type: ignore[misc]  # noqa: PYI024
     decoding = _decoding([c.type for c in columns], dialect)
-    reading = _Reading(stmt, compiled, row, decoding, dict(compiled._bind_processors))
+    arrays = _arrays(compiled, dialect.name)
+    lists = {
+        b.key: b.type._cached_bind_processor(dialect)
+        for b in compiled.binds.values()
+        if b.expanding
+    }
+    processors = dict(compiled._bind_processors)
+    reading = _Reading(stmt, compiled, row, decoding, processors, arrays, lists)
     if len(_READINGS) >= 512:  # statements built per call pass through; the built-once stay
         _READINGS.clear()
     _READINGS[(id(stmt), dialect.name)] = reading
@@ -395,6 +431,9 @@ def fetch(
     type of the selected columns, in order, to build instead of the generic one."""
     dialect = conn.dialect
     reading = _reading(stmt, dialect)
+    if reading.arrays is not None:
+        rows = driver(conn, reading.arrays, _array_args(reading, params, dialect.name), fetch=True)
+        return _decoded(rows, reading.decoding, dialect, row or reading.row)
     state = reading.compiled.construct_expanded_state(params)
     values = state.parameters
     # The state names the processors of expanded (IN) values only; those of the others (a
@@ -409,6 +448,25 @@ def fetch(
     args: Any = tuple(values[n] for n in state.positiontup) if positional else values
     rows = driver(conn, state.statement, args, fetch=True)
     return _decoded(rows, reading.decoding, dialect, row or reading.row)
+
+
+def _array_args(reading: _Reading, params: dict[str, Any] | None, dialect: str) -> Any:
+    """The parameters of `reading.arrays`: each value processed as SQLAlchemy would, each IN
+    list one value (a list for psycopg's arrays, JSON text for SQLite's json_each)."""
+    compiled, processors = reading.compiled, reading.processors
+    given = compiled.construct_params(params)
+    values: dict[str, Any] = {}
+    for key, value in given.items():
+        if key in reading.lists:
+            each = reading.lists[key]
+            items = [each(x) for x in value] if each else list(value)
+            values[key] = items if dialect == "postgresql" else _json(items)
+        else:
+            process = processors.get(key)
+            values[key] = process(value) if process and value is not None else value
+    if compiled.positional:
+        return tuple(values[name] for name in compiled.positiontup)
+    return values
 
 
 # --- PostgreSQL: COPY -------------------------------------------------------------------------
