@@ -24,7 +24,7 @@ import pytest
 from psycopg import sql
 from sqlalchemy import create_engine
 
-from conveyor.store import automations, scoring
+from conveyor.store import automations, bulk, scoring
 from conveyor.store.work import _look
 
 ROWS = 20_000
@@ -149,3 +149,21 @@ def test_the_claim_of_due_runs_takes_them_in_order_from_the_index_without_sortin
     )
     assert_indexed(plan, "runs")
     assert not [n for n in nodes(plan) if "Sort" in n["Node Type"]], plan
+
+
+def test_sqlite_finds_the_runs_of_a_ticks_contacts_through_the_contact_index(
+    conveyor, database_url
+):
+    """SQLite plans without statistics, guessing ~10 rows an equality: given `contact_id IN
+    (hundreds) AND status IN ('active', 'queued')` it chose the status index — every active
+    run read, for each tick. The status is matched as an expression there."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL plans with its statistics (above)")
+    stmt = automations._runs_of_contacts(False, sqlite=True)
+    with conveyor.store.db.read_connection() as conn:
+        sql = bulk._reading(stmt, conn.dialect).arrays
+        plan = conn.exec_driver_sql(
+            f"EXPLAIN QUERY PLAN {sql}", ("[1, 2]", '["active", "queued"]')
+        ).all()
+    steps = [row[3] for row in plan]
+    assert any("ix_runs_contact_automation" in step for step in steps), steps
