@@ -367,19 +367,19 @@ _READINGS: dict[tuple[int, str], _Reading] = {}
 _IN_LIST = re.compile(r" (NOT )?IN \(__\[POSTCOMPILE_(\w+)\]\)")
 
 
-def _arrays(compiled: Any, dialect: str) -> str | None:
+def _arrays(compiled: Any, dialect: str, expanding: dict[str, Any]) -> str | None:
     """The compiled SQL with each IN list as one parameter and a constant text: on PostgreSQL
     `x IN (__[POSTCOMPILE_ids])` becomes `x = ANY(%(ids)s)` (NOT IN: `<> ALL`), an array; on
     SQLite `x IN (SELECT value FROM json_each(?))`, a JSON array. SQLAlchemy otherwise renders
     each call's list as one parameter per value: ~1.8 ms of CPU for 500 ids, and on PostgreSQL
     the driver and server ~2.4 ms more, against ~0.8 ms for the whole call with an array
     (README, Performance); a constant text also lets psycopg prepare the statement. None: a
-    statement without IN lists, or with an IN list of tuples."""
+    statement without IN lists, or with an IN list of tuples. `expanding`: the IN lists' binds
+    by name."""
     text = compiled.string
     names = {m.group(2) for m in _IN_LIST.finditer(text)}
     if not names or "POSTCOMPILE_" in _IN_LIST.sub("", text):
         return None
-    expanding = {b.key: b for b in compiled.binds.values() if b.expanding}
     if any(name not in expanding or expanding[name].type._is_tuple_type for name in names):
         return None
 
@@ -401,12 +401,9 @@ def _reading(stmt: Any, dialect: Any) -> _Reading:
     names = [getattr(c, "key", None) or f"_{i}" for i, c in enumerate(columns)]
     row = namedtuple("Row", names, rename=True)  # type: ignore[misc]  # noqa: PYI024
     decoding = _decoding([c.type for c in columns], dialect)
-    arrays = _arrays(compiled, dialect.name)
-    lists = {
-        b.key: b.type._cached_bind_processor(dialect)
-        for b in compiled.binds.values()
-        if b.expanding
-    }
+    expanding = {b.key: b for b in compiled.binds.values() if b.expanding}
+    arrays = _arrays(compiled, dialect.name, expanding)
+    lists = {key: b.type._cached_bind_processor(dialect) for key, b in expanding.items()}
     processors = dict(compiled._bind_processors)
     reading = _Reading(stmt, compiled, row, decoding, processors, arrays, lists)
     if len(_READINGS) >= 512:  # statements built per call pass through; the built-once stay
