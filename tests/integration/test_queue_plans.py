@@ -24,7 +24,7 @@ import pytest
 from psycopg import sql
 from sqlalchemy import create_engine
 
-from conveyor.store import automations, bulk, scoring
+from conveyor.store import automations, bulk, messages, scoring
 from conveyor.store.work import _look
 
 ROWS = 20_000
@@ -167,3 +167,43 @@ def test_sqlite_finds_the_runs_of_a_ticks_contacts_through_the_contact_index(
         ).all()
     steps = [row[3] for row in plan]
     assert any("ix_runs_contact_automation" in step for step in steps), steps
+
+
+@pytest.fixture
+def big_outbox(conveyor, database_url) -> str:
+    """A newsletter's ROWS messages pending and due, a hundred sent before them, analysed."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite plans each statement when it runs: no generic plans")
+    now = conveyor.clock.now()
+    engine = create_engine(database_url)
+    with engine.begin() as conn:
+        conn.connection.dbapi_connection.execute(
+            "INSERT INTO outbox (workspace_id, channel, contact_id, message_class, payload,"
+            " idempotency_key, status, created_at, send_after)"
+            " SELECT 1, 'email', g, 'marketing', '{}', 'k' || g,"
+            " CASE WHEN g <= 100 THEN 'sent' ELSE 'pending' END, %s, %s"
+            " FROM generate_series(1, %s) g",
+            (now, now - timedelta(minutes=1), ROWS + 100),
+        )
+    with engine.connect() as conn:
+        conn.connection.dbapi_connection.execute("ANALYZE outbox")
+    engine.dispose()
+    return database_url
+
+
+def test_the_claim_of_due_messages_reads_them_in_order_from_an_index_without_sorting(
+    conveyor, big_outbox
+):
+    """A newsletter puts its whole audience in the outbox at once. Each claim takes the next
+    few hundred in (priority, send_after, id) order from an index, instead of reading and
+    sorting every due message (13 ms a claim at 20,000, growing with the audience)."""
+    now = conveyor.clock.now()
+    for stmt in messages._claims(skip_locked=True):
+        plan = generic_plan(big_outbox, stmt, {"now": now, "limit": 500})
+        assert_indexed(plan, "outbox")
+        assert not [n for n in nodes(plan) if "Sort" in n["Node Type"]], plan
+
+
+def test_any_due_message_is_an_index_lookup(conveyor, big_outbox):
+    plan = generic_plan(big_outbox, messages._any_due(), {"now": conveyor.clock.now()})
+    assert_indexed(plan, "outbox")

@@ -3,14 +3,26 @@ the provider said (compare-and-set on the claim), and the suppression list."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Select,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from conveyor.store.records import MessageRecord, RecentSend, SuppressionRecord
-from conveyor.store.schema import contact_policies, outbox, suppressions
+from conveyor.store.schema import UTCDateTime, contact_policies, outbox, suppressions
 
 _CHUNK = 500
 
@@ -22,24 +34,22 @@ class MessageQueries:
 
     def any_due(self, now: datetime) -> bool:
         """Whether any message is due (an unlocked look)."""
-        return self.conn.execute(select(outbox.c.id).where(_due(now)).limit(1)).first() is not None
+        return self.conn.execute(_any_due(), {"now": now}).first() is not None
 
     def claim(self, now: datetime, limit: int, lease: timedelta) -> list[MessageRecord]:
         """Due messages (pending and due, or claimed by a worker whose lease ran out), marked
-        `sending` until `now + lease` for this worker. Higher priority first, then oldest due.
+        `sending` until `now + lease` for this worker: those whose lease ran out first (they
+        were claimed before any pending one), then the pending by higher priority, then oldest
+        due. Two statements, each read in order from an index (see `_claims`).
 
         A worker that dies between sending and recording leaves its rows `sending`; once the
         lease runs out another worker sends them again (at-least-once, same idempotency key).
         """
-        stmt = (
-            select(outbox.c.id)
-            .where(_due(now))
-            .order_by(outbox.c.priority.desc(), outbox.c.send_after, outbox.c.id)
-            .limit(limit)
-        )
-        if self.dialect == "postgresql":
-            stmt = stmt.with_for_update(skip_locked=True)
-        ids = list(self.conn.execute(stmt).scalars())
+        expired, pending = _claims(self.dialect == "postgresql")
+        ids = list(self.conn.execute(expired, {"now": now, "limit": limit}).scalars())
+        if len(ids) < limit:
+            params = {"now": now, "limit": limit - len(ids)}
+            ids += self.conn.execute(pending, params).scalars()
         if not ids:
             return []
         self.conn.execute(
@@ -343,9 +353,42 @@ class MessageQueries:
         ]
 
 
-def _due(now: datetime) -> Any:
+def _due(now: Any) -> Any:
     """Pending and due, or claimed by a worker whose lease ran out."""
     return or_(
         and_(outbox.c.status == "pending", outbox.c.send_after <= now),
         and_(outbox.c.status == "sending", outbox.c.lease_until <= now),
     )
+
+
+@functools.cache
+def _any_due() -> Select[Any]:
+    """`any_due`'s statement, built once, the clock a bound parameter."""
+    return select(outbox.c.id).where(_due(bindparam("now", type_=UTCDateTime()))).limit(1)
+
+
+@functools.cache
+def _claims(skip_locked: bool) -> tuple[Select[Any], Select[Any]]:
+    """The claim's two looks, built once: messages whose lease ran out (by id, from
+    `ix_outbox_status_id`; a few at most, a worker's claim), then the pending and due in
+    (priority, send_after, id) order, straight from `ix_outbox_claim`. As one statement over
+    both (an OR), PostgreSQL read and sorted every due message to keep the first few hundred
+    — a newsletter's whole audience on every claim (tests/integration/test_queue_plans.py)."""
+    now, limit = bindparam("now", type_=UTCDateTime()), bindparam("limit")
+    c = outbox.c
+    expired = (
+        select(c.id)
+        .where(c.status == "sending", c.lease_until <= now)
+        .order_by(c.id)
+        .limit(limit)
+    )
+    pending = (
+        select(c.id)
+        .where(c.status == "pending", c.send_after <= now)
+        .order_by(c.priority.desc(), c.send_after, c.id)
+        .limit(limit)
+    )
+    if skip_locked:
+        expired = expired.with_for_update(skip_locked=True)
+        pending = pending.with_for_update(skip_locked=True)
+    return expired, pending

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest migration's revision. A new migration changes it too:
 # tests/integration/test_migrations.py fails until it does.
-HEAD = "0022_due_runs_index"
+HEAD = "0023_outbox_claim_index"
 
 
 def alembic_config() -> Config:

@@ -352,6 +352,14 @@ outbox = Table(
     Index("ix_outbox_provider_id", "provider_id"),
     Index("ix_outbox_campaign_status", "campaign_id", "status"),
 )
+# The claim reads the pending in (priority, send_after, id) order straight from this index.
+Index(
+    "ix_outbox_claim",
+    outbox.c.status,
+    outbox.c.priority.desc(),
+    outbox.c.send_after,
+    outbox.c.id,
+)
 
 templates = Table(
     "templates",
