@@ -377,10 +377,7 @@ def _claims(skip_locked: bool) -> tuple[Select[Any], Select[Any]]:
     now, limit = bindparam("now", type_=UTCDateTime()), bindparam("limit")
     c = outbox.c
     expired = (
-        select(c.id)
-        .where(c.status == "sending", c.lease_until <= now)
-        .order_by(c.id)
-        .limit(limit)
+        select(c.id).where(c.status == "sending", c.lease_until <= now).order_by(c.id).limit(limit)
     )
     pending = (
         select(c.id)
