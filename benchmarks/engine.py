@@ -44,7 +44,7 @@ from typing import Any
 import psycopg
 import yaml
 from common import database, dialects, log, machine, print_table, rss_mb, trigger_latency
-from engine_ceiling import engine_rows, raw_writes
+from engine_ceiling import engine_ceiling
 from sqlalchemy import func, select
 
 from conveyor.bootstrap import bootstrap
@@ -175,13 +175,7 @@ def engine_bench(
         out["rss_peak"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         conveyor.close()
         if ceiling:  # after the RSS figures: the rows read back take memory of their own
-            parents, written = engine_rows(url, event_ids)
-            log.print(
-                f"{dialect}: the engine's rows written raw: "
-                + ", ".join(f"{len(rows):,} {table.name}" for table, _, rows in written),
-                highlight=False,
-            )
-            seconds = raw_writes(dialect, parents, written)
+            seconds = engine_ceiling(dialect, url, event_ids)
             out["ceiling"] = out["steps"] / seconds
             out["of_ceiling"] = f"{out['steps_per_s'] / out['ceiling']:.0%}"
     if out["steps"] != contacts * STEPS_PER_CONTACT or out["completed"] != contacts:

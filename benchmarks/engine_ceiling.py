@@ -11,25 +11,16 @@ but write its output could reach on this machine and database.
 
 from __future__ import annotations
 
-import os
-import sqlite3
 import sys
-import time
-from typing import Any
 
-import psycopg
-from common import database
+from common import log
+from raw_writes import Rows, raw_writes
 from sqlalchemy import JSON, Table, create_engine
 
-from conveyor.bootstrap import bootstrap
-from conveyor.settings import Settings
 from conveyor.store.schema import automations, contacts, events, outbox, runs, steps, workspaces
 
 CHUNK = 5_000
 PARENTS = (workspaces, automations, contacts)  # what the runs refer to (copied untimed)
-WRITTEN = (runs, steps, events, outbox)  # what the engine wrote (timed); ids: runs' only
-
-Rows = tuple[Table, list[str], list[tuple[Any, ...]]]
 
 
 def rows_of(url: str, table: Table, where: str = "", *, with_id: bool) -> Rows:
@@ -46,7 +37,7 @@ def rows_of(url: str, table: Table, where: str = "", *, with_id: bool) -> Rows:
     with engine.connect() as conn:
         rows = [tuple(r) for r in conn.exec_driver_sql(sql)]
     engine.dispose()
-    return table, names, rows
+    return table.name, names, rows
 
 
 def engine_rows(url: str, event_ids: list[tuple[int, int]]) -> tuple[list[Rows], list[Rows]]:
@@ -63,49 +54,16 @@ def engine_rows(url: str, event_ids: list[tuple[int, int]]) -> tuple[list[Rows],
     return parents, written
 
 
-def raw_writes(dialect: str, parents: list[Rows], written: list[Rows]) -> float:
-    """Seconds to write `written` with the driver alone into a fresh database of Conveyor's
-    schema that holds `parents` (written first, untimed)."""
-    with database(dialect, "engine_ceiling") as (url, _env):
-        if dialect == "sqlite":
-            os.makedirs(os.path.dirname(url.removeprefix("sqlite:///")), exist_ok=True)
-        made = bootstrap(Settings(database_url=url, data_dir=os.path.dirname(url[10:]) or "."))
-        made.upgrade_schema()
-        made.close()
-        write = _sqlite if dialect == "sqlite" else _postgresql
-        target = url.removeprefix("sqlite:///") if dialect == "sqlite" else url
-        write(target.replace("postgresql+psycopg", "postgresql"), parents)
-        return write(target.replace("postgresql+psycopg", "postgresql"), written)
-
-
-def _sqlite(path: str, tables: list[Rows]) -> float:
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")  # as Conveyor's engine sets them (store/database.py)
-    conn.execute("PRAGMA synchronous=NORMAL")
-    start = time.perf_counter()
-    for table, names, rows in tables:
-        columns = ", ".join(f'"{n}"' for n in names)
-        sql = f"INSERT INTO {table.name} ({columns}) VALUES ({', '.join('?' * len(names))})"
-        for i in range(0, len(rows), CHUNK):
-            conn.execute("BEGIN IMMEDIATE")
-            conn.executemany(sql, rows[i : i + CHUNK])
-            conn.execute("COMMIT")
-    seconds = time.perf_counter() - start
-    conn.close()
-    return seconds
-
-
-def _postgresql(url: str, tables: list[Rows]) -> float:
-    with psycopg.connect(url) as conn:
-        start = time.perf_counter()
-        for table, names, rows in tables:
-            columns = ", ".join(f'"{n}"' for n in names)
-            for i in range(0, len(rows), CHUNK):
-                with conn.cursor().copy(f"COPY {table.name} ({columns}) FROM STDIN") as copy:
-                    for row in rows[i : i + CHUNK]:
-                        copy.write_row(row)
-                conn.commit()
-        return time.perf_counter() - start
+def engine_ceiling(dialect: str, url: str, event_ids: list[tuple[int, int]]) -> float:
+    """Seconds to write the rows the engine left in `url` (its events: those with ids in
+    `event_ids`) into a fresh database that holds what they refer to."""
+    parents, written = engine_rows(url, event_ids)
+    log.print(
+        f"{dialect}: the engine's rows written raw: "
+        + ", ".join(f"{len(rows):,} {table}" for table, _, rows in written),
+        highlight=False,
+    )
+    return raw_writes(dialect, written, before=parents, chunk=CHUNK)[0]
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sqlite3
 import subprocess
 import sys
 import time
@@ -19,12 +18,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import psycopg
-from common import BIN, SRC, database, free_port
+from common import BIN, SRC, free_port
+from raw_writes import raw_writes
 from sqlalchemy import create_engine, text
-
-from conveyor.bootstrap import bootstrap
-from conveyor.settings import Settings
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 COLUMNS = (
@@ -95,46 +91,10 @@ def event_rows(url: str) -> list[tuple[Any, ...]]:
 
 
 def raw_inserts(dialect: str, rows: list[tuple[Any, ...]]) -> tuple[float, float | None]:
-    """Seconds to insert `rows` with the driver alone into a fresh database of Conveyor's schema,
-    and the CPU seconds that took when the database runs in this process (SQLite)."""
-    with database(dialect, "ceiling") as (url, _env):
-        if dialect == "sqlite":
-            os.makedirs(os.path.dirname(url.removeprefix("sqlite:///")), exist_ok=True)
-        made = bootstrap(Settings(database_url=url, data_dir=os.path.dirname(url[10:]) or "."))
-        made.upgrade_schema()
-        made.close()
-        if dialect == "sqlite":
-            cpu = time.process_time()
-            seconds = _sqlite(url.removeprefix("sqlite:///"), rows)
-            return seconds, time.process_time() - cpu
-        return _postgresql(url.replace("postgresql+psycopg", "postgresql"), rows), None
-
-
-def _sqlite(path: str, rows: list[tuple[Any, ...]]) -> float:
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")  # as Conveyor's engine sets them (store/database.py)
-    conn.execute("PRAGMA synchronous=NORMAL")
-    marks = ", ".join("?" * 9)
-    sql = f"INSERT INTO events ({COLUMNS}) VALUES ({marks})"
-    start = time.perf_counter()
-    for i in range(0, len(rows), CHUNK):
-        conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(sql, rows[i : i + CHUNK])
-        conn.execute("COMMIT")
-    seconds = time.perf_counter() - start
-    conn.close()
-    return seconds
-
-
-def _postgresql(url: str, rows: list[tuple[Any, ...]]) -> float:
-    with psycopg.connect(url) as conn:
-        start = time.perf_counter()
-        for i in range(0, len(rows), CHUNK):
-            with conn.cursor().copy(f"COPY events ({COLUMNS}) FROM STDIN") as copy:
-                for row in rows[i : i + CHUNK]:
-                    copy.write_row(row)
-            conn.commit()
-        return time.perf_counter() - start
+    """Seconds to insert the event `rows` with the driver alone into a fresh database of
+    Conveyor's schema, a commit per 1,000, and the CPU seconds that took on SQLite."""
+    names = [name.strip() for name in COLUMNS.split(",")]
+    return raw_writes(dialect, [("events", names, rows)], chunk=CHUNK)
 
 
 def cpu_seconds(pid: int) -> float:
