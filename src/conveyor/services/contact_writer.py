@@ -126,6 +126,7 @@ class ContactState:
     subscriptions_stored: dict[int, str] = field(default_factory=dict)
     new_aliases: list[str] = field(default_factory=list)
     stored_keys: tuple[str | None, str | None] = (None, None)  # (external_id, email) as stored
+    stored: Any = None  # the row as read (a ContactRecord), None once written (`_changes`)
 
     def current(self) -> ContactState:
         state = self
@@ -287,6 +288,7 @@ class ContactWriter:
             updated_at=row.updated_at,
         )
         state.stored_keys = _keys(state)
+        state.stored = row
         self._register(state)
         return state
 
@@ -646,8 +648,10 @@ class ContactWriter:
         # old ones first, so no statement below meets a value that is about to go away.
         # Only a value that goes away can be taken by another contact: a contact gaining its first
         # email (the usual identify) is rewritten by the update below without this extra UPDATE.
-        moved = [s.id for s in live if not s.new and _lost_a_key(s.stored_keys, _keys(s))]
-        tx.contacts.release_unique(moved)
+        moved = [s for s in live if not s.new and _lost_a_key(s.stored_keys, _keys(s))]
+        tx.contacts.release_unique([s.id for s in moved])  # type: ignore[misc]
+        for state in moved:  # both keys are NULL in the row now: the update writes them back
+            state.stored = None
         for winner, loser in self._merges:  # merge winners are always stored contacts
             tx.contacts.absorb(winner.current().id, loser.id)  # type: ignore[arg-type]
         self._merges = []
@@ -661,11 +665,15 @@ class ContactWriter:
             self._by_id[new_id] = state
         for state in live:
             state.stored_keys = _keys(state)
-        tx.contacts.update(
-            [{"contact_id": s.id, **self._row(s)} for s in live if s.dirty and s.id is not None]
-        )
+        updates = []
         for state in live:
+            if state.dirty and state.id is not None:
+                changes = _changes(state)
+                if changes:
+                    updates.append({"contact_id": state.id, **changes})
+                state.stored = None  # a later flush of this writer writes it whole
             state.dirty = False
+        tx.contacts.update(updates)
         self._flush_relations(live)
         rows = []
         for state, row in self._events:
@@ -759,6 +767,35 @@ def _lost_a_key(
     stored: tuple[str | None, str | None], current: tuple[str | None, str | None]
 ) -> bool:
     return any(old is not None and old != new for old, new in zip(stored, current, strict=True))
+
+
+def _changes(state: ContactState) -> dict[str, Any]:
+    """The columns that differ from the row as read (all of them when there is none). Only they
+    are written: SQLite rewrites the entries of every index on a column an UPDATE sets, changed
+    or not — the email, external id and phone indexes on each tag or field change (4x the
+    time of an update of the changed columns alone, measured on 33,000 rows). The row read is
+    kept as it came (no copy: most contacts a writer loads are never changed)."""
+    row = ContactWriter._row(state)
+    stored = state.stored
+    if stored is None:
+        return row
+    return {
+        k: v
+        for k, v in row.items()
+        if not _identical((stored.fields or {}) if k == "fields" else getattr(stored, k), v)
+    }
+
+
+def _identical(a: Any, b: Any) -> bool:
+    """Equal and of the same types throughout: True is not 1 here, nor 1.0 (JSON tells them
+    apart)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_identical(v, b[k]) for k, v in a.items())
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_identical(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
 
 
 def _keys(state: ContactState) -> tuple[str | None, str | None]:

@@ -254,13 +254,15 @@ class ContactQueries:
         return ids
 
     def update(self, rows: list[dict[str, Any]]) -> None:
-        """Rewrite changed contacts; each row has `contact_id` and every column to set."""
-        out = []
+        """Write changed contacts; each row has `contact_id` and the columns to set (one
+        statement per set of columns, in the order first seen)."""
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for row in rows:
             values = {k: v for k, v in row.items() if k != "contact_id"}
             values["id"] = row["contact_id"]
-            out.append(values)
-        bulk.update(self.conn, contacts, "id", out)
+            groups.setdefault(tuple(values), []).append(values)
+        for group in groups.values():
+            bulk.update(self.conn, contacts, "id", group)
 
     def release_unique(self, contact_ids: list[int]) -> None:
         """Clear email and external id of contacts about to be rewritten with new ones."""
