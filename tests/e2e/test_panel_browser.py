@@ -219,6 +219,13 @@ def test_a_marketer_watches_the_welcome_series_run(conveyor, seeded, browser, da
         expect(timeline.locator(".item-event").first).to_contain_text("task.created")  # newest
         expect(timeline.locator(".item-event strong", has_text="list.subscribed")).to_be_visible()
         expect(page.locator(".deal", has_text="Team plan")).to_be_visible()
+        # The fields are one column of label/value rows inside their card (another page's
+        # `.facts` rule once laid them out in two columns, half of them cut off).
+        card = page.locator("section[aria-labelledby=fields-title]").bounding_box()
+        rows = page.locator("section[aria-labelledby=fields-title] .facts > div")
+        boxes = [rows.nth(i).bounding_box() for i in range(rows.count())]
+        assert len(boxes) >= 7 and len({round(b["x"]) for b in boxes}) == 1, boxes
+        assert all(b["x"] + b["width"] <= card["x"] + card["width"] + 0.5 for b in boxes), boxes
         check_accessibility(page, f"{db}-contact")
         page.goto(f"{server.url}/app/contacts?q=nobody-like-this")
         expect(page.get_by_text("No contact matches")).to_be_visible()
