@@ -649,7 +649,7 @@ class ContactWriter:
         # Only a value that goes away can be taken by another contact: a contact gaining its first
         # email (the usual identify) is rewritten by the update below without this extra UPDATE.
         moved = [s for s in live if not s.new and _lost_a_key(s.stored_keys, _keys(s))]
-        tx.contacts.release_unique([s.id for s in moved])  # type: ignore[misc]
+        tx.contacts.release_unique([s.id for s in moved if s.id is not None])
         for state in moved:  # both keys are NULL in the row now: the update writes them back
             state.stored = None
         for winner, loser in self._merges:  # merge winners are always stored contacts
